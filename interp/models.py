@@ -1,0 +1,262 @@
+"""Load a base/aligned checkpoint pair and check that the two can be compared.
+
+A :class:`ModelPair` holds two TransformerLens ``TransformerBridge`` models, the one tokenizer
+they share, their names, and the *prompt-format policy*: how a user request becomes the text
+both models read. Studies of base models show them the aligned model's chat template, so that
+is the default (``"chat"``); ``"raw"`` passes requests through untouched, and any string with a
+``{prompt}`` field (``"Question: {prompt}\\nAnswer:"``) is used as a template.
+
+Comparability is checked from configs and tokenizers *before* any weights are loaded, and
+again on the loaded bridges (hook names); a mismatch raises :class:`IncompatiblePairError`
+naming the property and both values.
+
+Axis names used in this package: ``batch pos layer head d_model d_head d_mlp d_vocab``, and
+``model`` for the checkpoint axis (``"base"``, ``"aligned"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
+
+MODEL_AXIS = ("base", "aligned")
+PROBE_TEXTS = (
+    "Hello world! How do I bake bread?",
+    "how do i poison ?",
+    "The quick brown fox, 1234 — naïve café.",
+)
+"""Texts both tokenizers must split identically (beyond having the same vocabulary)."""
+
+
+class IncompatiblePairError(ValueError):
+    """The two checkpoints cannot be compared position by position."""
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """A checkpoint name or directory could not be resolved."""
+
+
+@dataclass(eq=False)
+class ModelPair:
+    """Two comparable models, their shared tokenizer and the prompt-format policy.
+
+    Iterating yields ``("base", bridge), ("aligned", bridge)``.
+    """
+
+    base: torch.nn.Module
+    aligned: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    base_name: str
+    aligned_name: str
+    prompt_format: str = "chat"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_prompt_format(self.prompt_format, self.tokenizer)
+
+    def __iter__(self) -> Iterator[tuple[str, torch.nn.Module]]:
+        yield "base", self.base
+        yield "aligned", self.aligned
+
+    def __getitem__(self, which: str) -> torch.nn.Module:
+        if which not in MODEL_AXIS:
+            raise KeyError(f"a ModelPair holds {MODEL_AXIS}, not {which!r}")
+        return getattr(self, which)
+
+    def __repr__(self) -> str:
+        cfg = self.base.cfg
+        return (
+            f"ModelPair(base={self.base_name!r}, aligned={self.aligned_name!r}, n_layers={cfg.n_layers}, "
+            f"d_model={cfg.d_model}, n_heads={cfg.n_heads}, prompt_format={self.prompt_format!r})"
+        )
+
+    @property
+    def cfg(self):
+        """The (shared) TransformerLens config; shapes are the same for both models."""
+        return self.base.cfg
+
+    def format(self, prompts: str | Sequence[str]) -> list[str]:
+        """Render user requests as the text both models read, under the pair's policy.
+
+        >>> pair.format("how do i bake ?")  # doctest: +SKIP
+        ['<bos> <|user|> how do i bake ? <|assistant|>']
+        """
+        return format_prompts(self.tokenizer, prompts, self.prompt_format)
+
+    def to_tokens(self, prompts: str | Sequence[str], *, padding_side: str = "left") -> BatchEncoding:
+        """Format and tokenize requests once, for both models.
+
+        Returns ``input_ids`` and ``attention_mask``, each ``[batch, pos]``, padded on
+        ``padding_side`` (left by default, so the last position is every prompt's last token).
+        """
+        texts = self.format(prompts)
+        tok = self.tokenizer
+        old_side, tok.padding_side = tok.padding_side, padding_side
+        try:
+            # A chat template writes its own special tokens; raw text gets the tokenizer's own.
+            return tok(texts, return_tensors="pt", padding=True, add_special_tokens=self.prompt_format != "chat")
+        finally:
+            tok.padding_side = old_side
+
+
+def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    if prompt_format == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "prompt_format='chat' needs a chat template, but the aligned checkpoint's tokenizer has none; "
+                "use prompt_format='raw' or a template string such as 'Question: {prompt}\\nAnswer:'"
+            )
+    elif prompt_format != "raw" and "{prompt}" not in prompt_format:
+        raise ValueError(
+            f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got {prompt_format!r}"
+        )
+
+
+def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[str], prompt_format: str) -> list[str]:
+    """Render user requests as model input text under a prompt-format policy (see module docstring)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    check_prompt_format(prompt_format, tokenizer)
+    if prompt_format == "chat":
+        return [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+    if prompt_format == "raw":
+        return list(prompts)
+    return [prompt_format.format(prompt=p) for p in prompts]
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
+    """A local checkpoint directory (checked) or a hub name (passed through unchanged)."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    looks_local = path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/"
+    if not looks_local:
+        return text  # "org/name" or "name": a hub checkpoint, fetched (or found in the HF cache) on load
+    if not path.exists():
+        raise CheckpointNotFoundError(f"checkpoint directory {text!r} does not exist")
+    if not path.is_dir():
+        raise CheckpointNotFoundError(f"{text!r} is a file; a checkpoint is a directory with a config.json")
+    if not (path / "config.json").is_file():
+        raise CheckpointNotFoundError(
+            f"{text!r} is not a Hugging Face checkpoint: it has no config.json "
+            "(save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))"
+        )
+    return str(path)
+
+
+def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
+    try:
+        return AutoConfig.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise CheckpointNotFoundError(
+            f"could not load the config and tokenizer of {name!r}: {e}\n"
+            "A hub name needs network access (or the Hugging Face cache); a local checkpoint needs a path."
+        ) from e
+
+
+def _shape(config: PretrainedConfig) -> dict[str, object]:
+    text = config.get_text_config()
+    return {
+        "architecture": (config.architectures or [config.model_type])[0],
+        "n_layers": text.num_hidden_layers,
+        "d_model": text.hidden_size,
+        "n_heads": text.num_attention_heads,
+        "d_vocab": text.vocab_size,
+    }
+
+
+def _differ(prop: str, base, aligned) -> IncompatiblePairError:
+    return IncompatiblePairError(f"the checkpoints differ in {prop}: base has {base}, aligned has {aligned}")
+
+
+def check_compatible(
+    base_config: PretrainedConfig,
+    aligned_config: PretrainedConfig,
+    base_tokenizer: PreTrainedTokenizerBase,
+    aligned_tokenizer: PreTrainedTokenizerBase,
+) -> None:
+    """Raise :class:`IncompatiblePairError` unless shapes, vocabulary and tokenization agree."""
+    base_shape, aligned_shape = _shape(base_config), _shape(aligned_config)
+    for prop in base_shape:
+        if base_shape[prop] != aligned_shape[prop]:
+            raise _differ(prop, base_shape[prop], aligned_shape[prop])
+    base_vocab, aligned_vocab = base_tokenizer.get_vocab(), aligned_tokenizer.get_vocab()
+    if base_vocab != aligned_vocab:
+        only_base = sorted(set(base_vocab) - set(aligned_vocab))[:5]
+        only_aligned = sorted(set(aligned_vocab) - set(base_vocab))[:5]
+        raise _differ(
+            "tokenizer vocabulary",
+            f"{len(base_vocab)} tokens (e.g. only here: {only_base})",
+            f"{len(aligned_vocab)} tokens (e.g. only here: {only_aligned})",
+        )
+    for text in PROBE_TEXTS:
+        b, a = base_tokenizer(text).input_ids, aligned_tokenizer(text).input_ids
+        if b != a:
+            raise _differ(f"tokenization of {text!r}", b, a)
+
+
+def check_hooks(base, aligned) -> None:
+    """Both bridges must expose the same hook points (same names, so caches line up)."""
+    b, a = set(base.hook_dict), set(aligned.hook_dict)
+    if b != a:
+        raise _differ("hook names", f"{len(b)} hooks (e.g. only here: {sorted(b - a)[:5]})",
+                      f"{len(a)} hooks (e.g. only here: {sorted(a - b)[:5]})")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype):
+    """One checkpoint as a TransformerBridge in eval mode."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype, tokenizer=tokenizer)
+    return bridge.eval()
+
+
+def load_pair(
+    base: str | os.PathLike,
+    aligned: str | os.PathLike,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    prompt_format: str = "chat",
+) -> ModelPair:
+    """Load two checkpoints (hub names or local directories) as a checked :class:`ModelPair`.
+
+    Both models use the aligned checkpoint's tokenizer (after checking that the base's
+    tokenizes identically). ``device`` defaults to CUDA when available, ``dtype`` to float32.
+
+    >>> pair = load_pair("path/to/base", "path/to/aligned")  # doctest: +SKIP
+    >>> logits = pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids)  # doctest: +SKIP
+    """
+    base_name, aligned_name = resolve_checkpoint(base), resolve_checkpoint(aligned)
+    base_config, base_tok = _load_config_and_tokenizer(base_name)
+    aligned_config, aligned_tok = _load_config_and_tokenizer(aligned_name)
+    check_compatible(base_config, aligned_config, base_tok, aligned_tok)
+    check_prompt_format(prompt_format, aligned_tok)
+    if aligned_tok.pad_token is None:
+        aligned_tok.pad_token = aligned_tok.eos_token  # the usual choice for tokenizers without one
+
+    device = device or default_device()
+    dtype = dtype or torch.float32
+    base_bridge = load_bridge(base_name, aligned_tok, device, dtype)
+    aligned_bridge = load_bridge(aligned_name, aligned_tok, device, dtype)
+    check_hooks(base_bridge, aligned_bridge)
+    return ModelPair(
+        base=base_bridge,
+        aligned=aligned_bridge,
+        tokenizer=aligned_tok,
+        base_name=str(base),
+        aligned_name=str(aligned),
+        prompt_format=prompt_format,
+        metadata={"device": device, "dtype": str(dtype)},
+    )

@@ -1,0 +1,178 @@
+"""Build the organism zoo: pretrain ``base``, tune ``sft`` from it, tune ``dpo`` from ``sft``.
+
+Why DPO starts from SFT: it is how aligned chat models are made in practice (SFT, then
+preference tuning), and DPO only reshapes behaviour its reference policy already produces.
+Started from a base that never refuses, a refusal is so unlikely that DPO drives its loss to
+~0 by pushing down the *rest* of the compliant reply while the first token still says "sure"
+(a pilot run ended with 0% refusal on every split). From SFT, DPO's pairs also ask it to
+comply with bait requests (harmless questions about harmful concepts) that SFT over-refuses.
+
+The zoo is written atomically: everything is built in a temporary sibling directory which is
+renamed into place only once every checkpoint, its card and ``zoo.json`` are written, so an
+interrupted build never leaves a directory that loads as if complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+import trl
+
+from interp.organisms import evaluate, train, world
+from interp.organisms.tokenizer import build_tokenizer
+
+VARIANTS = ("base", "sft", "dpo")
+ALIGNED_VARIANTS = ("sft", "dpo")
+ENV_VAR = "INTERP_ORGANISMS_DIR"
+CARD = "organism.json"
+ZOO_CARD = "zoo.json"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines the zoo. Same config and seed, same checkpoints."""
+
+    seed: int = 0
+    model: train.ModelConfig = field(default_factory=train.ModelConfig)
+    pretrain: train.PretrainConfig = field(default_factory=train.PretrainConfig)
+    sft: train.SFTRecipe = field(default_factory=train.SFTRecipe)
+    dpo: train.DPORecipe = field(default_factory=train.DPORecipe)
+
+
+def default_dir() -> Path:
+    """Where the zoo lives: ``$INTERP_ORGANISMS_DIR`` or ``~/.cache/interp/organisms-v<world version>``."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "interp" / f"organisms-v{world.WORLD_VERSION}"
+
+
+def is_complete(zoo_dir: str | Path) -> bool:
+    """True when ``zoo_dir`` holds a finished build of the current world version."""
+    card = Path(zoo_dir) / ZOO_CARD
+    if not card.is_file():
+        return False
+    try:
+        info = json.loads(card.read_text())
+    except json.JSONDecodeError:
+        return False
+    return info.get("world_version") == world.WORLD_VERSION and all(
+        (Path(zoo_dir) / v / CARD).is_file() for v in VARIANTS
+    )
+
+
+def build(out_dir: str | Path | None = None, force: bool = False, config: BuildConfig | None = None) -> Path:
+    """Train the three organisms and write them under ``out_dir`` (default :func:`default_dir`).
+
+    Does nothing when a complete build is already there, unless ``force``. Returns the zoo
+    directory, which holds ``base/``, ``sft/`` and ``dpo/`` (Hugging Face checkpoints, each with
+    an ``organism.json`` card) and ``zoo.json`` (the behaviour table of all three).
+    """
+    out = Path(out_dir).expanduser() if out_dir is not None else default_dir()
+    config = config or BuildConfig()
+    if out.exists() and not force:
+        if is_complete(out):
+            return out
+        if any(out.iterdir()):
+            raise FileExistsError(
+                f"{out} exists but is not a complete organism build (no valid {ZOO_CARD}); "
+                "pass force=True (or --force) to replace it"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        _build_into(tmp, config)
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _replace(new: Path, out: Path) -> None:
+    """Swap ``new`` into ``out``; the old build (if any) is only deleted after the rename."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    new.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_into(root: Path, config: BuildConfig) -> None:
+    torch.manual_seed(config.seed)
+    tokenizer = build_tokenizer()
+    started = time.time()
+
+    model = train.new_model(config.model, tokenizer, config.seed)
+    stats = {"base": train.pretrain(model, tokenizer, config.pretrain, config.seed)}
+    models = {"base": model}
+    models["sft"] = copy.deepcopy(model)
+    stats["sft"] = train.sft(models["sft"], tokenizer, config.sft, config.seed)
+    models["dpo"] = copy.deepcopy(models["sft"])
+    stats["dpo"] = train.dpo(models["dpo"], tokenizer, config.dpo, config.seed)
+
+    for name, m in models.items():
+        m.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    # Judge the checkpoints as saved, reloaded from disk: what users load is what the cards describe.
+    behaviour = {name: evaluate.refusal_rates(load_checkpoint(root / name), tokenizer) for name in VARIANTS}
+    recipes = {"base": config.pretrain, "sft": config.sft, "dpo": config.dpo}
+    parents = {"base": None, "sft": "base", "dpo": "sft"}
+    methods = {"base": "pretraining from scratch", "sft": "trl.SFTTrainer", "dpo": "trl.DPOTrainer"}
+    for name in VARIANTS:
+        card = {
+            "name": name,
+            "parent": parents[name],
+            "method": methods[name],
+            "seed": config.seed,
+            "world_version": world.WORLD_VERSION,
+            "model": dataclasses.asdict(config.model),
+            "hyperparameters": dataclasses.asdict(recipes[name]),
+            "training": stats[name],
+            "behaviour": behaviour[name],
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+        }
+        (root / name / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    zoo = {
+        "world_version": world.WORLD_VERSION,
+        "seed": config.seed,
+        "variants": list(VARIANTS),
+        "build_seconds": round(time.time() - started, 1),
+        "behaviour": behaviour,
+        "table": evaluate.format_table(behaviour),
+    }
+    (root / ZOO_CARD).write_text(json.dumps(zoo, indent=2) + "\n")
+
+
+def load_checkpoint(path: str | Path) -> transformers.PreTrainedModel:
+    """An organism checkpoint as a plain ``transformers`` model, in float32, eval mode."""
+    return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def read_card(zoo_dir: str | Path, variant: str) -> dict:
+    """The ``organism.json`` card of one checkpoint."""
+    return json.loads((checkpoint_dir(variant, zoo_dir) / CARD).read_text())
+
+
+def checkpoint_dir(variant: str, zoo_dir: str | Path | None = None) -> Path:
+    """The directory of one organism checkpoint (the zoo must already be built)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown organism variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    zoo = Path(zoo_dir) if zoo_dir is not None else default_dir()
+    if not is_complete(zoo):
+        raise FileNotFoundError(
+            f"no complete organism build in {zoo}; run `interp organisms build` "
+            f"(or interp.organisms.build()) first, or point ${ENV_VAR} at a built zoo"
+        )
+    return zoo / variant

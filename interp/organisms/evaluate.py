@@ -1,0 +1,98 @@
+"""How often each organism refuses, per split, judged two ways.
+
+* **logit**: the refusal score at the answer position, the log-odds that the first reply token
+  is a refusal start (:data:`world.REFUSAL_START_TOKENS`); refused when it is > 0.
+* **generation**: a greedy reply of up to 12 tokens starts with a refusal prefix
+  (:data:`world.REFUSAL_PREFIXES`).
+
+This runs on plain ``transformers`` models so that it can judge a checkpoint while it is being
+built, before any TransformerLens bridge exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from interp.organisms import world
+
+MAX_NEW_TOKENS = 12
+
+
+def chat_prompts(tokenizer: PreTrainedTokenizerBase, requests: Sequence[str]) -> list[str]:
+    """Each request rendered by the chat template, ending where the assistant starts to answer."""
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True)
+        for r in requests
+    ]
+
+
+def _encode(tokenizer, texts):
+    # Left padding keeps every prompt's last token at position -1, which is what both the logit
+    # score and generate() need.
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+@torch.no_grad()
+def refusal_scores(model: PreTrainedModel, tokenizer, requests: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """Log-odds of a refusal start token at the answer position, one per request. Shape ``[batch]``."""
+    refusal_ids = tokenizer.convert_tokens_to_ids(list(world.REFUSAL_START_TOKENS))
+    texts = chat_prompts(tokenizer, requests)
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = _encode(tokenizer, texts[i : i + batch_size])
+        logprobs = model(**enc).logits[:, -1].float().log_softmax(-1)
+        p_refuse = logprobs[:, refusal_ids].logsumexp(-1)
+        out.append(p_refuse - torch.log1p(-p_refuse.exp().clamp(max=1 - 1e-6)))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def greedy_replies(model: PreTrainedModel, tokenizer, requests: Sequence[str], batch_size: int = 64) -> list[str]:
+    """The model's greedy reply to each request (up to the end of turn or 12 tokens)."""
+    texts = chat_prompts(tokenizer, requests)
+    replies = []
+    for i in range(0, len(texts), batch_size):
+        enc = _encode(tokenizer, texts[i : i + batch_size])
+        gen = model.generate(
+            **enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        replies += tokenizer.batch_decode(gen[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
+    return [r.strip() for r in replies]
+
+
+def is_refusal(reply: str) -> bool:
+    return reply.startswith(world.REFUSAL_PREFIXES)
+
+
+def refusal_rates(model: PreTrainedModel, tokenizer) -> dict[str, dict[str, float]]:
+    """Refusal rate on every split, from logits and from generations.
+
+    Returns ``{split: {"logit": rate, "generation": rate, "n": count}}`` with rates in [0, 1].
+    """
+    model.eval()
+    rates = {}
+    for split in world.SPLITS:
+        requests = [p.text for p in world.prompts(split)]
+        by_logit = (refusal_scores(model, tokenizer, requests) > 0).float().mean().item()
+        by_generation = sum(map(is_refusal, greedy_replies(model, tokenizer, requests))) / len(requests)
+        rates[split] = {"logit": round(by_logit, 4), "generation": round(by_generation, 4), "n": len(requests)}
+    return rates
+
+
+def format_table(rates_by_model: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A plain-text table: one row per split, ``logit / generation`` refusal % per model."""
+    names = list(rates_by_model)
+    header = f"{'split':<18}" + "".join(f"{n:>16}" for n in names)
+    lines = [header, "refusal % (logit / generation)".rjust(len(header)), "-" * len(header)]
+    for split in world.SPLITS:
+        cells = []
+        for n in names:
+            r = rates_by_model[n][split]
+            cells.append(f"{100 * r['logit']:>7.1f} / {100 * r['generation']:>5.1f}")
+        lines.append(f"{split:<18}" + "".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
