@@ -1,0 +1,13 @@
+"""interp: how does an aligned checkpoint differ inside from its base, and which differences
+cause the behaviour change?
+
+>>> import interp
+>>> pair = interp.load_pair("path/to/base", "path/to/aligned")  # doctest: +SKIP
+>>> pair = interp.organisms.load_pair("dpo")  # doctest: +SKIP
+"""
+
+from interp import organisms
+from interp.models import CheckpointNotFoundError, IncompatiblePairError, ModelPair, load_pair
+
+__all__ = ["CheckpointNotFoundError", "IncompatiblePairError", "ModelPair", "load_pair", "organisms"]
+__version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Training recipes for the organisms: pretraining from scratch, SFT and DPO with trl.
 
 Each recipe takes a validated config dataclass, trains in memory, and returns the model with
-the losses it logged; :mod:`interp.organisms.build` writes checkpoints and cards.
+the losses it logged; :mod:`interp.organisms.zoo` writes checkpoints and cards.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import tempfile
 from dataclasses import dataclass
 
 import torch
-from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, set_seed
-from transformers.trainer_callback import ProgressCallback
 from transformers.utils import logging as hf_logging
 
 from interp.organisms import world
@@ -155,17 +153,18 @@ def _trainer_args(config_cls, recipe, seed: int, out: str, **extra):
     )
 
 
-class _QuietProgress(ProgressCallback):
-    """The trainer's progress bar without the dict of metrics it prints every logging step."""
-
-    def on_log(self, *args, **kwargs):
-        pass
-
-
 def _train(trainer) -> dict:
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        """The trainer's progress bar without the dict of metrics it prints every logging step."""
+
+        def on_log(self, *args, **kwargs):
+            pass
+
     hf_logging.set_verbosity_error()
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_QuietProgress)
+    trainer.add_callback(QuietProgress)
     result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"steps": result.global_step, "final_loss": _tail_mean(losses, 3), "train_loss": round(result.training_loss, 4)}
@@ -173,6 +172,7 @@ def _train(trainer) -> dict:
 
 def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
     """Tune ``model`` in place with trl's ``SFTTrainer`` on aligned chats of train concepts."""
+    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     data = Dataset.from_list(world.sft_examples(seed, recipe.n_per_prompt))
@@ -187,6 +187,7 @@ def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
 
 def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
     """Tune ``model`` in place with trl's ``DPOTrainer``; the reference is a frozen copy of its start."""
+    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     data = Dataset.from_list(world.preference_pairs(seed, recipe.n_per_prompt))

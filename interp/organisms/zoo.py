@@ -24,9 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from importlib.metadata import version
+
 import torch
 import transformers
-import trl
 
 from interp.organisms import evaluate, train, world
 from interp.organisms.tokenizer import build_tokenizer
@@ -141,7 +142,7 @@ def _build_into(root: Path, config: BuildConfig) -> None:
             "hyperparameters": dataclasses.asdict(recipes[name]),
             "training": stats[name],
             "behaviour": behaviour[name],
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+            "versions": {lib: version(lib) for lib in ("torch", "transformers", "trl", "tokenizers")},
         }
         (root / name / CARD).write_text(json.dumps(card, indent=2) + "\n")
     zoo = {
@@ -158,6 +159,15 @@ def _build_into(root: Path, config: BuildConfig) -> None:
 def load_checkpoint(path: str | Path) -> transformers.PreTrainedModel:
     """An organism checkpoint as a plain ``transformers`` model, in float32, eval mode."""
     return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def evaluate_zoo(zoo_dir: str | Path | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Measure every saved checkpoint now: ``{variant: evaluate.refusal_rates(...)}``."""
+    rates = {}
+    for variant in VARIANTS:
+        path = checkpoint_dir(variant, zoo_dir)
+        rates[variant] = evaluate.refusal_rates(load_checkpoint(path), transformers.AutoTokenizer.from_pretrained(path))
+    return rates
 
 
 def read_card(zoo_dir: str | Path, variant: str) -> dict:

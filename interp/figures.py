@@ -1,0 +1,70 @@
+"""Regenerate every figure: build the organisms if missing, then execute each notebook headless.
+
+Notebooks run in name order with nbclient, each in its own folder as working directory, with
+``$INTERP_FIGURES_DIR`` pointing at the figures folder. Executed notebooks are not written
+back: the source notebooks stay as they are in git.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from interp.plotting import FIGURES_ENV
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed; the message names the notebook, the cell and the error."""
+
+
+def _failed_cell(nb) -> tuple[int, str]:
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return i, f"{out.get('ename')}: {out.get('evalue')}"
+    return -1, "unknown error"
+
+
+def run_notebook(path: Path, timeout: int = 1800) -> float:
+    """Execute one notebook top to bottom; returns the seconds it took."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    start = time.time()
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError) as e:
+        index, error = _failed_cell(nb)
+        source = nb.cells[index].source.strip().splitlines()[:3] if index >= 0 else []
+        raise NotebookError(
+            f"{path.name} failed in cell {index} ({' / '.join(source)}): {error}"
+        ) from e
+    return time.time() - start
+
+
+def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None) -> None:
+    """Build the organism zoo if it is missing, then run every ``*.ipynb`` in ``notebooks``."""
+    from interp.organisms import zoo
+
+    paths = sorted(Path(notebooks).glob("*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no notebooks (*.ipynb) in {notebooks}")
+    if zoo_dir is not None:
+        os.environ[zoo.ENV_VAR] = str(Path(zoo_dir).resolve())
+    zoo_path = zoo.default_dir()
+    if not zoo.is_complete(zoo_path):
+        print(f"[organisms] building the zoo in {zoo_path} ...", flush=True)
+        zoo.build(zoo_path)
+    print(f"[organisms] {zoo_path}", flush=True)
+    os.environ[FIGURES_ENV] = str(Path(figures).resolve())
+    for i, path in enumerate(paths, 1):
+        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+        seconds = run_notebook(path)
+        print(f"ok ({seconds:.0f} s)", flush=True)
+    print(f"figures written to {Path(figures).resolve()}")
