@@ -111,7 +111,10 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> list[Pat
     out = Path(directory) if directory is not None else figures_dir()
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(fig, "savefig"):
-        writers = {".png": lambda p: fig.savefig(p, dpi=200, format="png"), ".svg": lambda p: fig.savefig(p, format="svg")}
+        writers = {
+            ".png": lambda p: fig.savefig(p, dpi=200, format="png"),
+            ".svg": lambda p: fig.savefig(p, format="svg"),
+        }
     elif hasattr(fig, "write_html"):
         # Plotly's JavaScript is embedded, so the page opens with no network.
         writers = {".html": lambda p: fig.write_html(p, include_plotlyjs=True, full_html=True)}

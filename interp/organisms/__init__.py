@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from interp.organisms.world import SPLITS, Prompt, prompts
 from interp.organisms.zoo import (
     ALIGNED_VARIANTS,
     ENV_VAR,
@@ -27,11 +28,11 @@ from interp.organisms.zoo import (
     load_checkpoint,
     read_card,
 )
-from interp.organisms.world import SPLITS, Prompt, prompts
 
 __all__ = [
     "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
-    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "prompts", "read_card", "refusal_rates",
+    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "prompts", "read_card",
+    "refusal_rates",
 ]
 
 

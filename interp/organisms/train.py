@@ -167,7 +167,11 @@ def _train(trainer) -> dict:
     trainer.add_callback(QuietProgress)
     result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"steps": result.global_step, "final_loss": _tail_mean(losses, 3), "train_loss": round(result.training_loss, 4)}
+    return {
+        "steps": result.global_step,
+        "final_loss": _tail_mean(losses, 3),
+        "train_loss": round(result.training_loss, 4),
+    }
 
 
 def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:

@@ -254,7 +254,9 @@ def preference_pairs(seed: int, n_per_prompt: int = 2) -> list[dict]:
     harmless ones, and for bait built from :data:`BAIT_TRAIN_TEMPLATES`, compliance beats a
     refusal (so DPO cannot win by refusing everything, and it is asked to undo over-refusal)."""
     rng = random.Random(seed)
-    bait = [Prompt(t.format(c=c), "harmless", c, "bait_train", False) for c in HARMFUL_TRAIN for t in BAIT_TRAIN_TEMPLATES]
+    bait = [
+        Prompt(t.format(c=c), "harmless", c, "bait_train", False) for c in HARMFUL_TRAIN for t in BAIT_TRAIN_TEMPLATES
+    ]
     out = []
     for group in (prompts("harmful_train"), prompts("harmless_train"), bait):
         for p in group:

@@ -22,9 +22,8 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
 from importlib.metadata import version
+from pathlib import Path
 
 import torch
 import transformers

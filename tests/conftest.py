@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny random-weight checkpoints of two architectures, and one fresh organism zoo.
+
+Nothing here touches the network: HF_HUB_OFFLINE is set before transformers is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from interp.organisms.tokenizer import build_tokenizer  # noqa: E402
+
+
+def tiny_model(arch: str, vocab_size: int, seed: int = 0, n_layers: int = 2, d_model: int = 32, n_heads: int = 4):
+    """A random-weight causal LM of one architecture, small enough to build in milliseconds."""
+    torch.manual_seed(seed)
+    if arch == "llama":
+        config = LlamaConfig(
+            vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
+            num_attention_heads=n_heads, num_key_value_heads=n_heads, max_position_embeddings=64,
+            tie_word_embeddings=False,
+        )
+        return LlamaForCausalLM(config)
+    if arch == "gpt2":
+        config = GPT2Config(vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers, n_head=n_heads, n_positions=64)
+        return GPT2LMHeadModel(config)
+    raise ValueError(arch)
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory):
+    """``make_checkpoint(arch, seed=0, tokenizer=None, **shape) -> Path`` of a saved tiny checkpoint."""
+    made: dict[tuple, Path] = {}
+
+    def make(arch: str = "llama", seed: int = 0, tokenizer=None, **shape) -> Path:
+        key = (arch, seed, id(tokenizer), tuple(sorted(shape.items())))
+        if key not in made:
+            tok = tokenizer or build_tokenizer()
+            path = tmp_path_factory.mktemp(f"{arch}-s{seed}")
+            model = tiny_model(arch, len(tok), seed=seed, **shape)
+            model.config.pad_token_id = tok.pad_token_id
+            model.save_pretrained(path)
+            tok.save_pretrained(path)
+            made[key] = path
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def organism_zoo(tmp_path_factory) -> Path:
+    """A fresh build of the default organism zoo (about two minutes), shared by the whole session."""
+    from interp.organisms import zoo
+
+    return zoo.build(tmp_path_factory.mktemp("zoo") / "organisms")
