@@ -94,15 +94,11 @@ class ModelPair:
         Returns ``input_ids`` and ``attention_mask``, each ``[batch, pos]``, padded on
         ``padding_side`` (left by default, so the last position is every prompt's last token).
         """
-        texts = self.format(prompts)
-        tok = self.tokenizer
-        old_side, tok.padding_side = tok.padding_side, padding_side
-        try:
-            # A chat template writes its own special tokens; raw text gets the tokenizer's own.
-            return tok(texts, return_tensors="pt", padding=True, add_special_tokens=self.prompt_format != "chat")
-        finally:
-            tok.padding_side = old_side
-
+        # A chat template writes its own special tokens; raw text gets the tokenizer's own.
+        return self.tokenizer(
+            self.format(prompts), return_tensors="pt", padding=True, padding_side=padding_side,
+            add_special_tokens=self.prompt_format != "chat",
+        )
 
     @torch.no_grad()
     def generate(

@@ -14,33 +14,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
+from interp.models import format_prompts
 from interp.organisms import world
 
 MAX_NEW_TOKENS = 12
 
 
-def chat_prompts(tokenizer: PreTrainedTokenizerBase, requests: Sequence[str]) -> list[str]:
-    """Each request rendered by the chat template, ending where the assistant starts to answer."""
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True)
-        for r in requests
-    ]
-
-
 def _encode(tokenizer, texts):
     # Left padding keeps every prompt's last token at position -1, which is what both the logit
     # score and generate() need.
-    tokenizer.padding_side = "left"
-    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
 
 
 @torch.no_grad()
 def refusal_scores(model: PreTrainedModel, tokenizer, requests: Sequence[str], batch_size: int = 64) -> torch.Tensor:
     """Log-odds of a refusal start token at the answer position, one per request. Shape ``[batch]``."""
     refusal_ids = tokenizer.convert_tokens_to_ids(list(world.REFUSAL_START_TOKENS))
-    texts = chat_prompts(tokenizer, requests)
+    texts = format_prompts(tokenizer, requests, "chat")
     out = []
     for i in range(0, len(texts), batch_size):
         enc = _encode(tokenizer, texts[i : i + batch_size])
@@ -53,7 +46,7 @@ def refusal_scores(model: PreTrainedModel, tokenizer, requests: Sequence[str], b
 @torch.no_grad()
 def greedy_replies(model: PreTrainedModel, tokenizer, requests: Sequence[str], batch_size: int = 64) -> list[str]:
     """The model's greedy reply to each request (up to the end of turn or 12 tokens)."""
-    texts = chat_prompts(tokenizer, requests)
+    texts = format_prompts(tokenizer, requests, "chat")
     replies = []
     for i in range(0, len(texts), batch_size):
         enc = _encode(tokenizer, texts[i : i + batch_size])
@@ -76,7 +69,7 @@ def refusal_rates(model: PreTrainedModel, tokenizer) -> dict[str, dict[str, floa
     """
     model.eval()
     rates = {}
-    for split in world.SPLITS:
+    for split in tqdm(world.SPLITS, desc="evaluate", unit="split", leave=False):
         requests = [p.text for p in world.prompts(split)]
         by_logit = (refusal_scores(model, tokenizer, requests) > 0).float().mean().item()
         by_generation = sum(map(is_refusal, greedy_replies(model, tokenizer, requests))) / len(requests)

@@ -22,7 +22,7 @@ from interp.organisms import world
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the organism: a tiny Llama (~0.8M parameters)."""
+    """Shape of the organism: a tiny Llama (~0.7M parameters)."""
 
     d_model: int = 128
     """Residual stream width."""
