@@ -1,0 +1,261 @@
+"""Collect activations of one model, or both models of a pair, over a set of prompts.
+
+Only the hooks and positions asked for are kept, on the CPU, in prompt order. Prompts are
+tokenized once, sorted by length into batches (less padding), padded on either side, and the
+asked-for positions are read relative to each prompt's own tokens, so batched results equal
+per-prompt unbatched runs. Forward passes stop after the last block any hook needs.
+
+``positions``:
+
+* an int: ``-1`` is each prompt's last token, ``-k`` the k-th from its end, ``k >= 0`` the k-th
+  token from its start; each value is ``[n_prompts, *hook_shape]``;
+* a list of ints: ``[n_prompts, len(positions), *hook_shape]``;
+* ``"all"``: ``[n_prompts, max_pos, *hook_shape]``, tokens left-aligned and zero-padded, with
+  the boolean mask under the key ``"attention_mask"`` (``[n_prompts, max_pos]``).
+
+>>> acts = collect_activations(model, prompts, ["blocks.0.hook_resid_post"])  # doctest: +SKIP
+>>> acts["blocks.0.hook_resid_post"].shape  # doctest: +SKIP
+torch.Size([n_prompts, d_model])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.data import PromptSet
+from interp.models import ModelPair, format_prompts
+
+Positions = int | Sequence[int] | Literal["all"]
+MASK_KEY = "attention_mask"
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
+def tokenize(tokenizer, prompts: PromptSet | Sequence[str], prompt_format: str = "chat") -> list[list[int]]:
+    """Format user requests under ``prompt_format`` and tokenize them, unpadded, once."""
+    texts = prompts.format(tokenizer, prompt_format) if isinstance(prompts, PromptSet) else (
+        format_prompts(tokenizer, prompts, prompt_format)
+    )
+    return tokenizer(texts, add_special_tokens=prompt_format != "chat").input_ids
+
+
+def pad_batch(
+    ids: Sequence[Sequence[int]], pad_id: int, padding_side: str = "left"
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Pad token lists into ``(input_ids, attention_mask)``, each ``[batch, pos]``."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        span = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
+        input_ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return input_ids, mask
+
+
+def check_positions(positions: Positions, lengths: Sequence[int]) -> None:
+    """Raise before any forward pass if a position does not exist in the shortest prompt."""
+    if positions == "all":
+        return
+    wanted = [positions] if isinstance(positions, int) else list(positions)
+    if not wanted or not all(isinstance(p, int) for p in wanted):
+        raise ValueError(f"positions must be an int, a list of ints or 'all', got {positions!r}")
+    shortest = min(lengths)
+    bad = [p for p in wanted if not -shortest <= p < shortest]
+    if bad:
+        raise ValueError(f"positions {bad} do not exist in the shortest prompt ({shortest} tokens)")
+
+
+def _position_index(mask: Tensor, positions: Sequence[int]) -> Int[Tensor, "batch n_pos"]:
+    """Absolute column of each wanted position in each (padded) row."""
+    start = mask.argmax(-1)  # first real token
+    length = mask.sum(-1)
+    wanted = torch.tensor(positions)
+    return torch.where(wanted < 0, start[:, None] + length[:, None] + wanted, start[:, None] + wanted)
+
+
+def _last_block(hook_names: Sequence[str], n_layers: int) -> int | None:
+    """Index of the last block a set of hooks lives in, or None if some hook is outside blocks."""
+    layers = [_BLOCK.match(name) for name in hook_names]
+    if not all(layers):
+        return None
+    return max(int(m.group(1)) for m in layers)
+
+
+def check_hook_names(model, hook_names: Sequence[str]) -> None:
+    unknown = [name for name in hook_names if name not in model.hook_dict]
+    if unknown:
+        raise ValueError(f"unknown hook names {unknown}; e.g. {list(model.hook_dict)[:4]} (see model.hook_dict)")
+
+
+@torch.no_grad()
+def collect_from_tokens(
+    model,
+    ids: Sequence[Sequence[int]],
+    hook_names: str | Sequence[str],
+    *,
+    positions: Positions = -1,
+    batch_size: int = 32,
+    padding_side: str = "left",
+    out_dir: str | Path | None = None,
+    desc: str = "collect",
+    progress: bool = True,
+) -> dict[str, Tensor]:
+    """:func:`collect_activations` on already-tokenized prompts (lists of token ids)."""
+    hook_names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+    check_hook_names(model, hook_names)
+    check_positions(positions, [len(row) for row in ids])
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    n, max_len = len(ids), max(len(row) for row in ids)
+    last = _last_block(hook_names, model.cfg.n_layers)
+    stop = last + 1 if last is not None and last + 1 < model.cfg.n_layers else None
+    order = sorted(range(n), key=lambda i: -len(ids[i]))  # long prompts first: similar lengths per batch
+    store = _Store(out_dir)
+    for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+        rows = order[start : start + batch_size]
+        input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, padding_side)
+        grabbed: dict[str, Tensor] = {}
+
+        def grabber(name: str):
+            # Keyed by the name asked for: a hook point may answer to an alias of it.
+            def grab(act: Tensor, hook) -> None:
+                grabbed[name] = _select(act, mask.to(act.device), positions, max_len)
+
+            return grab
+
+        device = model.cfg.device
+        with model.hooks(fwd_hooks=[(name, grabber(name)) for name in hook_names]):
+            model(input_ids.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
+        for name in hook_names:
+            store.put(name, rows, grabbed[name], n)
+        if positions == "all":
+            store.put(MASK_KEY, rows, _left_align(mask.bool(), mask.bool(), max_len), n)
+    return store.finish({"hook_names": hook_names, "positions": positions, "n_prompts": n})
+
+
+def _select(act: Tensor, mask: Tensor, positions: Positions, max_len: int) -> Tensor:
+    if positions == "all":
+        return _left_align(act, mask.bool(), max_len).cpu()
+    wanted = [positions] if isinstance(positions, int) else list(positions)
+    index = _position_index(mask, wanted).to(act.device)
+    picked = act[torch.arange(act.shape[0], device=act.device)[:, None], index]  # [batch, n_pos, ...]
+    return (picked[:, 0] if isinstance(positions, int) else picked).cpu()
+
+
+def _left_align(act: Tensor, mask: Tensor, max_len: int) -> Tensor:
+    """Each row's real tokens moved to the front of a zero tensor ``[batch, max_len, ...]``."""
+    out = act.new_zeros((act.shape[0], max_len, *act.shape[2:]))
+    for i in range(act.shape[0]):
+        real = act[i][mask[i]]
+        out[i, : real.shape[0]] = real
+    return out
+
+
+class _Store:
+    """Accumulates per-batch results in prompt order, in memory or in .npy memmaps on disk."""
+
+    def __init__(self, out_dir: str | Path | None):
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.values: dict[str, Tensor | np.ndarray] = {}
+        if self.out_dir is not None:
+            if self.out_dir.exists():
+                raise FileExistsError(f"activation directory {self.out_dir} exists; choose a new one")
+            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}-", dir=self.out_dir.parent))
+
+    def put(self, name: str, rows: list[int], value: Tensor, n: int) -> None:
+        if name not in self.values:
+            shape = (n, *value.shape[1:])
+            if self.out_dir is None:
+                self.values[name] = value.new_zeros(shape)
+            else:
+                dtype = np.bool_ if value.dtype == torch.bool else np.float32
+                self.values[name] = np.lib.format.open_memmap(self.tmp / f"{name}.npy", "w+", dtype, shape)
+        if self.out_dir is None:
+            self.values[name][rows] = value
+        else:
+            self.values[name][rows] = value.float().numpy() if value.dtype != torch.bool else value.numpy()
+
+    def finish(self, meta: dict) -> dict[str, Tensor]:
+        if self.out_dir is None:
+            return self.values
+        for array in self.values.values():
+            array.flush()
+        (self.tmp / "meta.json").write_text(json.dumps({**meta, "keys": list(self.values)}))
+        self.values.clear()
+        try:
+            os.replace(self.tmp, self.out_dir)
+        except OSError:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        return load_activations(self.out_dir)
+
+
+def load_activations(directory: str | Path) -> dict[str, Tensor]:
+    """Reload activations streamed to disk, memory-mapped: nothing is read until it is used."""
+    directory = Path(directory)
+    meta_file = directory / "meta.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{directory} holds no collected activations (no meta.json)")
+    keys = json.loads(meta_file.read_text())["keys"]
+    return {k: torch.from_numpy(np.load(directory / f"{k}.npy", mmap_mode="c")) for k in keys}
+
+
+def collect_activations(
+    model,
+    prompts: PromptSet | Sequence[str],
+    hook_names: str | Sequence[str],
+    *,
+    positions: Positions = -1,
+    batch_size: int = 32,
+    prompt_format: str = "chat",
+    padding_side: str = "left",
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Tensor]:
+    """Activations of ``model`` at ``hook_names`` and ``positions`` for every prompt, in prompt order.
+
+    ``prompts`` are user requests, formatted under ``prompt_format`` (see
+    :func:`interp.models.format_prompts`). With ``out_dir``, activations are streamed to
+    ``.npy`` files there (written atomically) and returned memory-mapped. See the module
+    docstring for the shapes.
+    """
+    ids = tokenize(model.tokenizer, prompts, prompt_format)
+    return collect_from_tokens(model, ids, hook_names, positions=positions, batch_size=batch_size,
+                               padding_side=padding_side, out_dir=out_dir, progress=progress)
+
+
+def collect_pair_activations(
+    pair: ModelPair,
+    prompts: PromptSet | Sequence[str],
+    hook_names: str | Sequence[str],
+    *,
+    out_dir: str | Path | None = None,
+    **kwargs,
+) -> dict[str, dict[str, Tensor]]:
+    """Both models' activations on the same tokens: ``{"base": {...}, "aligned": {...}}``.
+
+    The prompts are formatted with the pair's policy and tokenized once for both models.
+    """
+    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
+    return {
+        name: collect_from_tokens(model, ids, hook_names, desc=f"collect {name}",
+                                  out_dir=None if out_dir is None else Path(out_dir) / name, **kwargs)
+        for name, model in pair
+    }
