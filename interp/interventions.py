@@ -1,0 +1,238 @@
+"""Interventions as values, applied by one context manager that always cleans up.
+
+Each intervention is a small frozen dataclass describing an edit; :func:`apply` turns a list
+of them into forward hooks on one model for the duration of a ``with`` block (forward passes,
+``run_with_cache``, :func:`generate`), and removes every hook on exit, even when the body
+raises. Hooks return new tensors: neither the caller's tensors nor the model's weights change.
+
+``positions`` index the model's input as it is, along ``pos``: ``None`` is every position;
+with left padding (the library's default) ``-1`` is each prompt's last token.
+
+>>> with apply(model, AblateDirection(r_hat), AddVector(v, layer=2, scale=4.0)):  # doctest: +SKIP
+...     logits = model(tokens)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.data import PromptSet
+
+Hook = tuple[str, Callable]
+RESIDUAL_WRITERS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
+"""Where directional ablation edits: the stream entering each block and what each sublayer writes."""
+
+
+def _index(positions: int | Sequence[int] | None):
+    if positions is None:
+        return slice(None)
+    return [positions] if isinstance(positions, int) else list(positions)
+
+
+def _check_layer(model, layer: int) -> None:
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer {layer} is out of range: the model has layers 0..{model.cfg.n_layers - 1}")
+
+
+def _check_vector(model, vector: Tensor, what: str) -> None:
+    if vector.ndim != 1 or vector.shape[0] != model.cfg.d_model:
+        raise ValueError(f"{what} must have shape [d_model] = [{model.cfg.d_model}], got {list(vector.shape)}")
+    if not torch.isfinite(vector).all():
+        raise ValueError(f"{what} has non-finite entries")
+
+
+@dataclass(frozen=True, eq=False)
+class AblateDirection:
+    """Project a direction out of the residual stream: ``x - (x . r) r`` with ``r`` the unit direction.
+
+    By default at every layer, on the stream entering each block and on what attention and the
+    MLP write to it (Arditi et al. 2024), at every position.
+    """
+
+    direction: Float[Tensor, "d_model"]
+    layers: Sequence[int] | None = None
+    hooks_at: Sequence[str] = RESIDUAL_WRITERS
+    positions: int | Sequence[int] | None = None
+
+    def hooks(self, model) -> list[Hook]:
+        _check_vector(model, self.direction, "the direction to ablate")
+        if self.direction.norm() == 0:
+            raise ValueError("the direction to ablate is the zero vector")
+        layers = range(model.cfg.n_layers) if self.layers is None else self.layers
+        for layer in layers:
+            _check_layer(model, layer)
+        unit = self.direction / self.direction.norm()
+        index = _index(self.positions)
+
+        def ablate(x: Tensor, hook) -> Tensor:
+            r = unit.to(x.device, x.dtype)
+            out = x.clone()
+            part = out[:, index]
+            out[:, index] = part - (part @ r)[..., None] * r
+            return out
+
+        return [(f"blocks.{layer}.{name}", ablate) for layer in layers for name in self.hooks_at]
+
+
+@dataclass(frozen=True, eq=False)
+class AddVector:
+    """Add ``scale * vector`` to the residual stream entering one layer (activation addition)."""
+
+    vector: Float[Tensor, "d_model"]
+    layer: int
+    scale: float = 1.0
+    hook_at: str = "hook_resid_pre"
+    positions: int | Sequence[int] | None = None
+
+    def hooks(self, model) -> list[Hook]:
+        _check_vector(model, self.vector, "the vector to add")
+        _check_layer(model, self.layer)
+        index = _index(self.positions)
+
+        def add(x: Tensor, hook) -> Tensor:
+            out = x.clone()
+            out[:, index] = out[:, index] + self.scale * self.vector.to(x.device, x.dtype)
+            return out
+
+        return [(f"blocks.{self.layer}.{self.hook_at}", add)]
+
+
+@dataclass(frozen=True, eq=False)
+class PatchFromCache:
+    """Replace one hook's activation with the same hook's activation from a cache.
+
+    ``cache`` maps hook names to tensors ``[batch, pos, ...]`` (an ``ActivationCache`` works),
+    recorded on inputs of the same shape; ``positions`` limits the patch.
+    """
+
+    hook_name: str
+    cache: Mapping[str, Tensor]
+    positions: int | Sequence[int] | None = None
+
+    def hooks(self, model) -> list[Hook]:
+        if self.hook_name not in model.hook_dict:
+            raise ValueError(f"unknown hook {self.hook_name!r}")
+        if self.hook_name not in self.cache:
+            raise ValueError(f"the cache has no activation for {self.hook_name!r}")
+        source = self.cache[self.hook_name]
+        index = _index(self.positions)
+
+        def patch(x: Tensor, hook) -> Tensor:
+            if source.shape != x.shape:
+                raise ValueError(
+                    f"cached {self.hook_name} has shape {list(source.shape)}, the run has {list(x.shape)}"
+                )
+            out = x.clone()
+            out[:, index] = source[:, index].to(x.device, x.dtype)
+            return out
+
+        return [(self.hook_name, patch)]
+
+
+@dataclass(frozen=True, eq=False)
+class AblateComponent:
+    """Zero- or mean-ablate one attention head's output (``hook_z``) or one MLP's output.
+
+    For ``mode="mean"``, ``mean`` is the replacement: ``[d_head]`` for a head, ``[d_model]``
+    for an MLP (e.g. averaged over a reference prompt set with
+    :func:`interp.cache.collect_activations`).
+    """
+
+    layer: int
+    component: Literal["head", "mlp"]
+    head: int | None = None
+    mode: Literal["zero", "mean"] = "zero"
+    mean: Tensor | None = None
+    positions: int | Sequence[int] | None = None
+
+    def hooks(self, model) -> list[Hook]:
+        _check_layer(model, self.layer)
+        if self.mode not in ("zero", "mean"):
+            raise ValueError(f"mode must be 'zero' or 'mean', got {self.mode!r}")
+        if self.component == "head":
+            if self.head is None or not 0 <= self.head < model.cfg.n_heads:
+                raise ValueError(f"head must be in 0..{model.cfg.n_heads - 1}, got {self.head}")
+            name, width, where = f"blocks.{self.layer}.attn.hook_z", model.cfg.d_head, (self.head,)
+        elif self.component == "mlp":
+            if self.head is not None:
+                raise ValueError("an MLP has no heads: leave head=None")
+            name, width, where = f"blocks.{self.layer}.hook_mlp_out", model.cfg.d_model, ()
+        else:
+            raise ValueError(f"component must be 'head' or 'mlp', got {self.component!r}")
+        if self.mode == "mean" and (self.mean is None or list(self.mean.shape) != [width]):
+            raise ValueError(f"mean ablation of a {self.component} needs mean of shape [{width}]")
+        index = _index(self.positions)
+
+        def ablate(x: Tensor, hook) -> Tensor:
+            out = x.clone()
+            value = 0.0 if self.mode == "zero" else self.mean.to(x.device, x.dtype)
+            out[(slice(None), index, *where)] = value
+            return out
+
+        return [(name, ablate)]
+
+
+Intervention = AblateDirection | AddVector | PatchFromCache | AblateComponent
+
+
+@contextmanager
+def apply(model, *interventions: Intervention) -> Iterator:
+    """Apply interventions to ``model`` inside a ``with`` block; every hook is removed on exit.
+
+    All interventions are checked against the model (shapes, layer and head ranges, hook names)
+    before any hook is added.
+    """
+    hooks = [hook for intervention in interventions for hook in intervention.hooks(model)]
+    with model.hooks(fwd_hooks=hooks):
+        yield model
+
+
+@torch.no_grad()
+def generate(
+    model,
+    prompts: PromptSet | Sequence[str],
+    *interventions: Intervention,
+    max_new_tokens: int = 16,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    prompt_format: str = "chat",
+) -> list[str]:
+    """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
+
+    Interventions must act on every position (``positions=None``): generation feeds one new
+    token at a time, so positions counted within a forward pass would move.
+    """
+    from interp.cache import pad_batch, tokenize
+
+    positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
+    if positional:
+        raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
+    ids = tokenize(model.tokenizer, prompts, prompt_format)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    replies = []
+    try:
+        with apply(model, *interventions):
+            for start in range(0, len(ids), batch_size):
+                input_ids, mask = pad_batch(ids[start : start + batch_size], pad, "left")
+                out = model.generate(
+                    input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device),
+                    max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                    verbose=False, return_type="tokens",
+                )
+                new = out[:, input_ids.shape[1] :]
+                replies += [r.strip() for r in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return replies
