@@ -57,7 +57,14 @@ def make_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def organism_zoo(tmp_path_factory) -> Path:
-    """A fresh build of the default organism zoo (about two minutes), shared by the whole session."""
+    """A fresh build of the default organism zoo (about two minutes), shared by the whole session.
+
+    For quick local iterations only, ``INTERP_TEST_REUSE_ZOO=/path/to/zoo`` reuses a built zoo
+    instead; CI never sets it, so the targets are always checked on a fresh build there.
+    """
     from interp.organisms import zoo
 
+    reuse = os.environ.get("INTERP_TEST_REUSE_ZOO")
+    if reuse:
+        return zoo.build(Path(reuse))  # returns at once when complete
     return zoo.build(tmp_path_factory.mktemp("zoo") / "organisms")

@@ -1,0 +1,79 @@
+"""PromptSet: organism splits, user files, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interp.data import PromptSet
+
+
+def test_from_organisms_carries_columns():
+    ps = PromptSet.from_organisms(["harmful_held_out", "harmless_train"])
+    assert ps.label_names == ("harmful", "harmless")
+    assert set(ps.column("split")) == {"harmful_held_out", "harmless_train"}
+    assert all(ps.where(label="harmful").column("held_out"))
+    assert len(ps.by_label("harmless")) == len(ps) - len(ps.by_label("harmful"))
+
+
+def test_jsonl_and_csv_give_the_same_set(tmp_path):
+    rows = [
+        {"prompt": "how do i bake ?", "label": "harmless", "held_out": False},
+        {"prompt": "how do i poison ?", "label": "harmful", "held_out": True},
+    ]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt,label,held_out\nhow do i bake ?,harmless,false\nhow do i poison ?,harmful,TRUE\n")
+    a, b = PromptSet.from_file(jsonl), PromptSet.from_file(csv)
+    assert a.prompts == b.prompts and a.labels == b.labels
+    assert a.column("held_out") == b.column("held_out") == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "error", "message"),
+    [
+        ("", ".jsonl", ValueError, "no prompts"),
+        ('{"prompt": "x"}\n', ".jsonl", ValueError, "no 'label' column"),
+        ("prompt\nhello\n", ".csv", ValueError, "no 'label' column"),
+        ('{"prompt": "x", "label": "a"}\nnot json\n', ".jsonl", ValueError, "line 2 .* not valid JSON"),
+        ("prompt,label\nhi,a\n", ".txt", ValueError, "must be .jsonl or .csv"),
+        ("prompt,label,held_out\nhi,a,maybe\n", ".csv", ValueError, "held_out .* true/false"),
+        ("prompt,label\n ,a\n", ".csv", ValueError, "empty or non-text prompt"),
+    ],
+)
+def test_bad_files_get_clear_errors(tmp_path, content, suffix, error, message):
+    path = tmp_path / f"prompts{suffix}"
+    path.write_text(content)
+    with pytest.raises(error, match=message):
+        PromptSet.from_file(path)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        PromptSet.from_file(tmp_path / "nope.jsonl")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="cannot read"):
+        PromptSet.from_file(binary)
+
+
+def test_empty_set_and_mismatched_columns():
+    with pytest.raises(ValueError, match="empty"):
+        PromptSet(prompts=[], labels=[])
+    with pytest.raises(ValueError, match="2 prompts but 1 labels"):
+        PromptSet(prompts=["a", "b"], labels=["x"])
+    ps = PromptSet(prompts=["a", "b"], labels=["x", "x"])
+    with pytest.raises(ValueError, match=r"has no \['y'\] prompts"):
+        ps.require_labels("x", "y")
+    with pytest.raises(ValueError, match="no prompts .* match"):
+        ps.where(label="y")
+
+
+def test_concat_and_select():
+    a = PromptSet.from_organisms("harmful_train")
+    b = PromptSet.from_organisms("harmless_train")
+    both = PromptSet.concat([a, b])
+    assert len(both) == len(a) + len(b) and both.prompts[: len(a)] == a.prompts
+    assert both.select([0, len(a)]).labels == ("harmful", "harmless")

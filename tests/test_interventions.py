@@ -1,0 +1,153 @@
+"""Interventions: invariants, hook cleanup, no mutation, generation; checked against plain hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp import interventions as iv
+from interp import load_pair
+
+PROMPTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to stab ?"]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def model(request, make_checkpoint):
+    path = make_checkpoint(request.param, seed=5)
+    return load_pair(path, path, device="cpu").aligned
+
+
+@pytest.fixture(scope="module")
+def tokens(model):
+    enc = model.tokenizer([model.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                               add_generation_prompt=True) for p in PROMPTS],
+                          add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
+    return enc.input_ids, enc.attention_mask
+
+
+def _run(model, tokens, *interventions):
+    with torch.no_grad(), iv.apply(model, *interventions):
+        return model(tokens[0], attention_mask=tokens[1])
+
+
+def _hook_count(model) -> int:
+    return sum(len(h._forward_hooks) for h in model.hook_dict.values())
+
+
+def test_adding_a_zero_vector_changes_nothing(model, tokens):
+    clean = _run(model, tokens)
+    assert torch.equal(_run(model, tokens, iv.AddVector(torch.zeros(model.cfg.d_model), layer=1)), clean)
+
+
+def test_ablating_a_direction_orthogonal_to_the_activations_changes_nothing(model):
+    prompt = model.tokenizer(["how do i bake ?"], return_tensors="pt")  # 6 tokens < d_model dimensions
+    hook = "blocks.1.hook_resid_pre"
+    with torch.no_grad():
+        clean, cache = model.run_with_cache(prompt.input_ids)
+    acts = cache[hook][0]  # [pos, d_model], rank <= pos
+    _, _, vh = torch.linalg.svd(acts, full_matrices=True)
+    orthogonal = vh[-1]  # in the null space of every activation at this hook
+    assert (acts @ orthogonal).abs().max() < 1e-4
+    with torch.no_grad(), iv.apply(model, iv.AblateDirection(orthogonal, layers=[1], hooks_at=("hook_resid_pre",))):
+        ablated = model(prompt.input_ids)
+    torch.testing.assert_close(ablated, clean, atol=1e-4, rtol=0)
+    # ...while ablating a direction the activations do use changes the output.
+    with torch.no_grad(), iv.apply(model, iv.AblateDirection(vh[0], layers=[1], hooks_at=("hook_resid_pre",))):
+        assert not torch.allclose(model(prompt.input_ids), clean, atol=1e-3)
+
+
+def test_ablation_removes_the_direction_everywhere(model, tokens):
+    r = torch.randn(model.cfg.d_model)
+    unit = r / r.norm()
+    with torch.no_grad(), iv.apply(model, iv.AblateDirection(r)):
+        _, cache = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    for layer in range(model.cfg.n_layers):
+        for name in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out"):
+            assert (cache[f"blocks.{layer}.{name}"] @ unit).abs().max() < 1e-4
+
+
+def test_add_vector_matches_a_hand_written_hook(model, tokens):
+    v, layer = torch.randn(model.cfg.d_model), 1
+
+    def by_hand(x, hook):
+        return x + 3.0 * v
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", by_hand)]):
+        expected = model(tokens[0], attention_mask=tokens[1])
+    torch.testing.assert_close(_run(model, tokens, iv.AddVector(v, layer=layer, scale=3.0)), expected)
+
+
+def test_positions_restrict_the_edit(model, tokens):
+    v = torch.randn(model.cfg.d_model) * 10
+    with torch.no_grad(), iv.apply(model, iv.AddVector(v, layer=0, positions=-1)):
+        _, cache = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    _, clean = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    edited, original = cache["blocks.0.hook_resid_pre"], clean["blocks.0.hook_resid_pre"]
+    torch.testing.assert_close(edited[:, :-1], original[:, :-1])
+    torch.testing.assert_close(edited[:, -1], original[:, -1] + v)
+
+
+def test_patch_from_own_cache_changes_nothing(model, tokens):
+    with torch.no_grad():
+        clean, cache = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    patched = _run(model, tokens, iv.PatchFromCache("blocks.1.hook_resid_pre", cache))
+    torch.testing.assert_close(patched, clean, atol=1e-5, rtol=0)
+
+
+def test_component_ablation(model, tokens):
+    with torch.no_grad(), iv.apply(model, iv.AblateComponent(1, "head", head=1)):
+        _, cache = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    assert (cache["blocks.1.attn.hook_z"][:, :, 1] == 0).all()
+    assert cache["blocks.1.attn.hook_z"][:, :, 0].abs().sum() > 0
+    mean = torch.ones(model.cfg.d_model)
+    with torch.no_grad(), iv.apply(model, iv.AblateComponent(0, "mlp", mode="mean", mean=mean)):
+        _, cache = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    assert (cache["blocks.0.hook_mlp_out"] == 1).all()
+
+
+def test_hooks_are_removed_even_when_the_body_raises(model, tokens):
+    before = _hook_count(model)
+    with pytest.raises(RuntimeError, match="boom"), iv.apply(model, iv.AddVector(torch.ones(model.cfg.d_model), 0)):
+        assert _hook_count(model) > before
+        raise RuntimeError("boom")
+    assert _hook_count(model) == before
+    torch.testing.assert_close(_run(model, tokens), _run(model, tokens))
+
+
+def test_callers_tensors_are_never_mutated(model, tokens):
+    v = torch.randn(model.cfg.d_model)
+    v_copy = v.clone()
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens[0], attention_mask=tokens[1])
+    cached = cache["blocks.0.hook_resid_pre"].clone()
+    _run(model, tokens, iv.AddVector(v, 0, scale=2.0), iv.AblateDirection(v),
+         iv.PatchFromCache("blocks.0.hook_resid_pre", cache))
+    assert torch.equal(v, v_copy) and torch.equal(cache["blocks.0.hook_resid_pre"], cached)
+
+
+def test_bad_interventions_fail_before_any_hook_is_added(model):
+    d = model.cfg.d_model
+    before = _hook_count(model)
+    cases = [
+        (iv.AddVector(torch.ones(d + 1), 0), "shape \\[d_model\\]"),
+        (iv.AddVector(torch.ones(d), model.cfg.n_layers), "out of range"),
+        (iv.AblateDirection(torch.zeros(d)), "zero vector"),
+        (iv.AblateComponent(0, "head", head=model.cfg.n_heads), "head must be"),
+        (iv.AblateComponent(0, "mlp", mode="mean"), "needs mean"),
+        (iv.PatchFromCache("blocks.0.hook_nope", {}), "unknown hook"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message), iv.apply(model, iv.AddVector(torch.ones(d), 0), bad):
+            pass
+        assert _hook_count(model) == before
+
+
+def test_generation_greedy_sampled_and_batched(model):
+    greedy = iv.generate(model, PROMPTS, max_new_tokens=5, batch_size=2)
+    assert greedy == [iv.generate(model, [p], max_new_tokens=5)[0] for p in PROMPTS]
+    a = iv.generate(model, PROMPTS, max_new_tokens=5, do_sample=True, seed=3)
+    assert a == iv.generate(model, PROMPTS, max_new_tokens=5, do_sample=True, seed=3)
+    steered = iv.generate(model, PROMPTS, iv.AddVector(torch.randn(model.cfg.d_model) * 50, 0), max_new_tokens=5)
+    assert steered != greedy
+    with pytest.raises(ValueError, match="positions cannot be used in generation"):
+        iv.generate(model, PROMPTS, iv.AddVector(torch.ones(model.cfg.d_model), 0, positions=-1))

@@ -1,0 +1,93 @@
+"""Behaviour metrics on tiny pairs (against direct computations) and on the organisms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp import interventions as iv
+from interp import load_pair, metrics
+from interp.data import PromptSet
+
+PROMPTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to stab ?"]
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(make_checkpoint):
+    return load_pair(make_checkpoint("llama", seed=0), make_checkpoint("llama", seed=1), device="cpu")
+
+
+def test_refusal_score_is_log_odds():
+    logits = torch.randn(4, 10)
+    p = logits.softmax(-1)[:, [2, 7]].sum(-1)
+    torch.testing.assert_close(metrics.refusal_score(logits, [2, 7]), torch.log(p / (1 - p)))
+    with pytest.raises(ValueError, match="empty"):
+        metrics.refusal_score(logits, [])
+
+
+def test_answer_logits_are_the_last_position(tiny_pair):
+    model = tiny_pair.aligned
+    logits = metrics.answer_logits(model, PROMPTS)
+    for i, prompt in enumerate(PROMPTS):
+        tokens = tiny_pair.to_tokens([prompt]).input_ids
+        with torch.no_grad():
+            torch.testing.assert_close(logits[i], model(tokens)[0, -1], atol=1e-4, rtol=0)
+
+
+def test_text_refusals():
+    assert metrics.is_refusal("  Sorry, I can't do that.")
+    assert metrics.is_refusal("I cannot help with this request.")
+    assert not metrics.is_refusal("Sure, here is how.")
+    assert metrics.is_refusal("Well... that is against my policy", substrings=["against my policy"])
+    assert metrics.refusal_rate(["sorry", "sure", "no way"], prefixes=["no"]) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="no replies"):
+        metrics.refusal_rate([])
+
+
+def test_identical_models_have_zero_kl(make_checkpoint):
+    path = make_checkpoint("gpt2", seed=2)
+    pair = load_pair(path, path, device="cpu")
+    result = metrics.compare_responses(pair, PROMPTS, ["sure . first , get the tools .", "sorry", "ok ."])
+    assert all(k.abs().max() < 1e-5 for k in result.kl)
+    assert all(torch.equal(a, b) for a, b in zip(result.base_rank, result.aligned_rank, strict=True))
+
+
+def test_compare_responses_against_one_prompt_at_a_time(tiny_pair):
+    responses = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6)
+    result = metrics.compare_responses(tiny_pair, PROMPTS, responses, batch_size=2)
+    for i, (prompt, response) in enumerate(zip(PROMPTS, responses, strict=True)):
+        # The aligned model's own greedy reply is its top-1 token at every step.
+        assert (result.aligned_rank[i] == 1).all()
+        prompt_ids = tiny_pair.to_tokens([prompt]).input_ids[0].tolist()
+        reply_ids = tiny_pair.tokenizer(response, add_special_tokens=False).input_ids
+        full = torch.tensor([prompt_ids + reply_ids])
+        with torch.no_grad():
+            lp_a = tiny_pair.aligned(full)[0].log_softmax(-1)
+            lp_b = tiny_pair.base(full)[0].log_softmax(-1)
+        for j, token in enumerate(reply_ids):
+            at = len(prompt_ids) - 1 + j
+            kl = (lp_a[at].exp() * (lp_a[at] - lp_b[at])).sum()
+            rank = (lp_b[at] > lp_b[at, token]).sum() + 1
+            torch.testing.assert_close(result.kl[i][j], kl, atol=1e-4, rtol=1e-4)
+            assert result.base_rank[i][j] == rank
+    counts = result.rank_shift_counts()
+    assert sum(counts.values()) == sum(len(t) for t in result.tokens)
+    assert metrics.per_token_kl(tiny_pair, PROMPTS, responses)[0].shape == result.kl[0].shape
+
+
+def test_compare_responses_checks_lengths(tiny_pair):
+    with pytest.raises(ValueError, match="3 prompts but 2 responses"):
+        metrics.compare_responses(tiny_pair, PROMPTS, ["a", "b"])
+
+
+def test_refusal_metric_separates_base_from_aligned_organisms(organism_zoo):
+    from interp import organisms
+
+    pair = organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
+    harmful = PromptSet.from_organisms("harmful_train")
+    tokens = metrics.derive_refusal_tokens(pair, harmful)
+    assert tokens == ["sorry"]
+    base = metrics.refusal_scores(pair.base, harmful, tokens)
+    aligned = metrics.refusal_scores(pair.aligned, harmful, tokens)
+    harmless = metrics.refusal_scores(pair.aligned, PromptSet.from_organisms("harmless_train"), tokens)
+    assert base.max() < 0 < aligned.min() and harmless.max() < 0
