@@ -132,21 +132,24 @@ def collect_from_tokens(
         input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, padding_side)
         grabbed: dict[str, Tensor] = {}
 
-        def grabber(name: str):
-            # Keyed by the name asked for: a hook point may answer to an alias of it.
-            def grab(act: Tensor, hook) -> None:
-                grabbed[name] = _select(act, mask.to(act.device), positions, max_len)
-
-            return grab
-
         device = model.cfg.device
-        with model.hooks(fwd_hooks=[(name, grabber(name)) for name in hook_names]):
+        with model.hooks(fwd_hooks=[(name, _grabber(name, grabbed, mask, positions, max_len)) for name in hook_names]):
             model(input_ids.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
         for name in hook_names:
             store.put(name, rows, grabbed[name], n)
         if positions == "all":
             store.put(MASK_KEY, rows, _left_align(mask.bool(), mask.bool(), max_len), n)
     return store.finish({"hook_names": hook_names, "positions": positions, "n_prompts": n})
+
+
+def _grabber(name: str, grabbed: dict, mask: Tensor, positions: Positions, max_len: int):
+    """A hook that keeps the asked-for positions, keyed by the name asked for (a hook point may
+    answer to an alias of it)."""
+
+    def grab(act: Tensor, hook) -> None:
+        grabbed[name] = _select(act, mask.to(act.device), positions, max_len)
+
+    return grab
 
 
 def _select(act: Tensor, mask: Tensor, positions: Positions, max_len: int) -> Tensor:

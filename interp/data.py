@@ -43,7 +43,9 @@ class PromptSet:
             raise ValueError(f"the {what} has {len(self.prompts)} prompts but {len(self.labels)} labels")
         for key, values in self.extra.items():
             if len(values) != len(self.prompts):
-                raise ValueError(f"column {key!r} of the {what} has {len(values)} values for {len(self.prompts)} prompts")
+                raise ValueError(
+                    f"column {key!r} of the {what} has {len(values)} values for {len(self.prompts)} prompts"
+                )
         if not all(isinstance(p, str) and p.strip() for p in self.prompts):
             raise ValueError(f"the {what} contains an empty or non-text prompt")
 

@@ -56,7 +56,7 @@ class AblateDirection:
     MLP write to it (Arditi et al. 2024), at every position.
     """
 
-    direction: Float[Tensor, "d_model"]
+    direction: Float[Tensor, " d_model"]
     layers: Sequence[int] | None = None
     hooks_at: Sequence[str] = RESIDUAL_WRITERS
     positions: int | Sequence[int] | None = None
@@ -85,7 +85,7 @@ class AblateDirection:
 class AddVector:
     """Add ``scale * vector`` to the residual stream entering one layer (activation addition)."""
 
-    vector: Float[Tensor, "d_model"]
+    vector: Float[Tensor, " d_model"]
     layer: int
     scale: float = 1.0
     hook_at: str = "hook_resid_pre"
@@ -206,9 +206,12 @@ def generate(
     seed: int = 0,
     batch_size: int = 32,
     prompt_format: str = "chat",
+    prefill: str = "",
 ) -> list[str]:
     """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
 
+    ``prefill`` is text put in the model's mouth after each formatted prompt (e.g. the start of
+    a refusal); the returned replies continue it and do not repeat it.
     Interventions must act on every position (``positions=None``): generation feeds one new
     token at a time, so positions counted within a forward pass would move.
     """
@@ -218,6 +221,9 @@ def generate(
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
     ids = tokenize(model.tokenizer, prompts, prompt_format)
+    if prefill:
+        extra = model.tokenizer(prefill, add_special_tokens=False).input_ids
+        ids = [row + extra for row in ids]
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

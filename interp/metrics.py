@@ -33,7 +33,7 @@ ANSWER_HOOK = "unembed.hook_out"
 
 def refusal_score(
     logits: Float[Tensor, "batch d_vocab"], refusal_ids: Sequence[int]
-) -> Float[Tensor, "batch"]:
+) -> Float[Tensor, " batch"]:
     """Log-odds of the refusal token set: ``log p(R) - log(1 - p(R))`` per row.
 
     >>> refusal_score(torch.tensor([[0.0, 0.0]]), [0]).item()  # p(R) = 0.5
@@ -75,7 +75,7 @@ def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:
 def refusal_scores(
     model, prompts: PromptSet | Sequence[str], refusal_tokens: Sequence[str], *interventions: Intervention,
     batch_size: int = 32, prompt_format: str = "chat",
-) -> Float[Tensor, "batch"]:
+) -> Float[Tensor, " batch"]:
     """:func:`refusal_score` of ``model`` on each prompt, optionally under interventions."""
     logits = answer_logits(model, prompts, *interventions, batch_size=batch_size, prompt_format=prompt_format)
     return refusal_score(logits, token_ids(model.tokenizer, refusal_tokens))
@@ -132,7 +132,7 @@ class ResponseComparison:
     """Per-token comparison of the two models along given responses (one entry per response)."""
 
     tokens: list[list[str]]
-    kl: list[Float[Tensor, "pos"]]
+    kl: list[Float[Tensor, " pos"]]
     """KL(aligned || base) of the next-token distributions predicting each response token (nats)."""
     base_rank: list[Tensor]
     """Rank (1 = top) of each response token under the base model."""
@@ -144,7 +144,7 @@ class ResponseComparison:
         return {"unshifted": int((ranks == 1).sum()), "marginal": int(((ranks >= 2) & (ranks <= 3)).sum()),
                 "shifted": int((ranks > 3).sum())}
 
-    def kl_by_position(self, max_pos: int | None = None) -> Float[Tensor, "pos"]:
+    def kl_by_position(self, max_pos: int | None = None) -> Float[Tensor, " pos"]:
         """Mean KL at each response position over the responses long enough to have it."""
         width = max(len(k) for k in self.kl) if max_pos is None else max_pos
         total, count = torch.zeros(width), torch.zeros(width)
@@ -172,10 +172,10 @@ def compare_responses(
         rows = range(start, min(start + batch_size, len(prompt_ids)))
         full = [prompt_ids[i] + response_ids[i] for i in rows]
         input_ids, mask = pad_batch(full, pad, "right")  # right padding: position j is token j
-        logprobs = {
-            name: model(input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device)).float().log_softmax(-1).cpu()
-            for name, model in pair
-        }
+        logprobs = {}
+        for name, model in pair:
+            logits = model(input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device))
+            logprobs[name] = logits.float().log_softmax(-1).cpu()
         for b, i in enumerate(rows):
             p, r = len(prompt_ids[i]), response_ids[i]
             span = slice(p - 1, p - 1 + len(r))  # logits that predict each response token
@@ -193,7 +193,7 @@ def _rank(logprobs: Float[Tensor, "pos d_vocab"], target: Tensor) -> Tensor:
     return (logprobs > chosen).sum(-1) + 1
 
 
-def per_token_kl(pair: ModelPair, prompts, responses, **kwargs) -> list[Float[Tensor, "pos"]]:
+def per_token_kl(pair: ModelPair, prompts, responses, **kwargs) -> list[Float[Tensor, " pos"]]:
     """KL(aligned || base) at each token of each response (see :func:`compare_responses`)."""
     return compare_responses(pair, prompts, responses, **kwargs).kl
 

@@ -1,0 +1,213 @@
+"""Plotly figures for exploring in notebooks; each has a matplotlib twin in ``static.py``.
+
+The data each figure shows is prepared by a helper in ``theme.py`` shared with its twin; this
+module only draws. Plotly is imported inside the functions, so importing the package stays cheap.
+Token strings are HTML-escaped because plotly reads ``<...>`` in labels as markup.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+from jaxtyping import Float
+
+from interp.plotting.theme import (
+    FONT,
+    MARKERS,
+    Array,
+    Band,
+    Grid,
+    bar_table,
+    grid_data,
+    layer_curves_data,
+    layer_pos_data,
+    model_color,
+    pretty,
+    projection_data,
+    rgba,
+    tick_step,
+    token_strip_data,
+)
+
+
+def _style(fig, title: str, **layout):
+    fig.update_layout(title=title, template="simple_white", font_family=FONT, **layout)
+    return fig
+
+
+def _heatmap(grid: Grid, zlabel: str, **kwargs):
+    import plotly.graph_objects as go
+
+    return go.Heatmap(
+        z=grid.z, zmin=grid.zmin, zmax=grid.zmax, colorscale=grid.colorscale, colorbar_title_text=zlabel, **kwargs
+    )
+
+
+def refusal_bars(rates: Mapping[str, Mapping[str, float]], title: str = "Refusal rate by split"):
+    """Grouped bars: one group per split, one bar per model. ``rates[model][split]`` in [0, 1].
+
+    >>> fig = refusal_bars({"base": {"harmful": 0.0}, "aligned": {"harmful": 1.0}})
+    >>> [bar.name for bar in fig.data]
+    ['base', 'aligned']
+    """
+    import plotly.graph_objects as go
+
+    models, splits = bar_table(rates)
+    fig = go.Figure(
+        [
+            go.Bar(name=m, x=[pretty(s) for s in splits], y=[100 * rates[m][s] for s in splits],
+                   marker_color=model_color(m))
+            for m in models
+        ]
+    )
+    return _style(
+        fig, title, barmode="group", yaxis_title="refused (%)", xaxis_title="prompt split", yaxis_range=[0, 105],
+        legend_title_text="model",
+    )
+
+
+def layer_curves(
+    values: Mapping[str, Float[Array, "batch layer"]],  # noqa: F722
+    *,
+    ylabel: str,
+    title: str = "",
+    band: Band = "ci95",
+):
+    """Mean over ``batch`` per layer, one line per model; ``values[model]`` is ``[batch layer]`` or ``[layer]``.
+
+    ``band``: ``"ci95"`` shades mean ± 1.96·std/√batch, ``"std"`` mean ± std, ``None`` nothing.
+
+    >>> fig = layer_curves({"base": [[0.1, 0.5], [0.3, 0.7]], "aligned": [0.2, 0.9]}, ylabel="probe accuracy")
+    >>> [trace.name for trace in fig.data]
+    ['base band', 'base', 'aligned']
+    """
+    import plotly.graph_objects as go
+
+    curves, shading = layer_curves_data(values, band)
+    fig = go.Figure()
+    for c in curves:
+        if c.lower is not None:  # one closed polygon: along the upper edge, back along the lower
+            fig.add_trace(go.Scatter(
+                x=[*c.layer, *c.layer[::-1]], y=[*c.upper, *c.lower[::-1]], fill="toself",
+                fillcolor=rgba(c.color, 0.2), line_width=0, hoverinfo="skip", showlegend=False,
+                legendgroup=c.model, name=f"{c.model} band",
+            ))
+        fig.add_trace(go.Scatter(
+            x=c.layer, y=c.mean, mode="lines+markers", name=c.model, line_color=c.color, legendgroup=c.model,
+        ))
+    n_layers = max(len(c.layer) for c in curves)
+    fig.update_xaxes(tick0=0, dtick=tick_step(n_layers))
+    legend_title = f"model<br><sub>{shading}</sub>" if shading else "model"
+    return _style(fig, title, xaxis_title="layer", yaxis_title=ylabel, legend_title_text=legend_title)
+
+
+def layer_pos_heatmap(
+    values: Float[Array, "layer pos"],  # noqa: F722
+    tokens: Sequence[str],
+    *,
+    title: str = "",
+    zlabel: str = "",
+    diverging: bool = True,
+):
+    """Heatmap of ``values`` ``[layer pos]`` with the position's token string under each column.
+
+    >>> fig = layer_pos_heatmap([[1.0, -2.0]], ["Hello", " world"], zlabel="change")
+    >>> fig.data[0].zmin, fig.data[0].zmax, list(fig.layout.xaxis.ticktext)
+    (-2.0, 2.0, ['Hello', ' world'])
+    """
+    import plotly.graph_objects as go
+
+    grid, labels = layer_pos_data(values, tokens, diverging)
+    n_layers, n_pos = grid.z.shape
+    # Columns are numbered, not named by token, so repeated tokens keep their own columns.
+    text = [[html.escape(t) for t in labels]] * n_layers
+    fig = go.Figure(_heatmap(
+        grid, zlabel, x=list(range(n_pos)), y=list(range(n_layers)), text=text,
+        hovertemplate="layer %{y}, position %{x} (%{text})<br>value %{z:.4g}<extra></extra>",
+    ))
+    fig.update_xaxes(tickmode="array", tickvals=list(range(n_pos)), ticktext=[html.escape(t) for t in labels])
+    fig.update_yaxes(tick0=0, dtick=tick_step(n_layers))
+    return _style(fig, title, xaxis_title="token", yaxis_title="layer")
+
+
+def layer_head_grid(
+    values: Float[Array, "layer head"],  # noqa: F722
+    *,
+    title: str = "",
+    zlabel: str = "",
+    diverging: bool = True,
+):
+    """Grid of one value per attention head: ``values`` ``[layer head]``.
+
+    >>> fig = layer_head_grid([[0.5, -1.0], [0.0, 0.25]], zlabel="patching effect")
+    >>> fig.data[0].zmin, fig.data[0].zmax
+    (-1.0, 1.0)
+    """
+    import plotly.graph_objects as go
+
+    grid = grid_data(values, "values", "layer head", diverging)
+    n_layers, n_heads = grid.z.shape
+    fig = go.Figure(_heatmap(
+        grid, zlabel, x=list(range(n_heads)), y=list(range(n_layers)),
+        hovertemplate="layer %{y}, head %{x}<br>value %{z:.4g}<extra></extra>",
+    ))
+    fig.update_xaxes(tick0=0, dtick=tick_step(n_heads))
+    fig.update_yaxes(tick0=0, dtick=tick_step(n_layers))
+    return _style(fig, title, xaxis_title="head", yaxis_title="layer")
+
+
+def projection_2d(
+    points: Float[Array, "batch 2"],  # noqa: F722
+    labels: Sequence[str],
+    models: Sequence[str],
+    *,
+    title: str = "",
+    xlabel: str = "component 1",
+    ylabel: str = "component 2",
+):
+    """Scatter of ``points`` ``[batch 2]``: colour by ``models[batch]``, marker shape by ``labels[batch]``.
+
+    >>> fig = projection_2d([[0, 1], [1, 0], [2, 2]], ["harmful", "harmless", "harmful"], ["base", "base", "aligned"])
+    >>> [trace.name for trace in fig.data]
+    ['base, harmful', 'base, harmless', 'aligned, harmful']
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure([
+        go.Scatter(
+            x=g.xy[:, 0], y=g.xy[:, 1], mode="markers", name=f"{g.model}, {g.label}", legendgroup=g.model,
+            marker=dict(color=g.color, symbol=MARKERS[g.marker][0], size=7, opacity=0.8),
+        )
+        for g in projection_data(points, labels, models)
+    ])
+    return _style(fig, title, xaxis_title=xlabel, yaxis_title=ylabel, legend_title_text="model, prompt label")
+
+
+def token_strip(
+    tokens: Sequence[str],
+    values: Float[Array, " pos"],  # noqa: F722
+    *,
+    title: str = "",
+    zlabel: str = "",
+    diverging: bool = False,
+    per_row: int = 16,
+):
+    """The tokens of one text as coloured cells, one value each (``values`` ``[pos]``), ``per_row`` per row.
+
+    >>> fig = token_strip(["How", " do", " I"], [0.1, 0.5, 0.9], per_row=2)
+    >>> [list(row) for row in fig.data[0].text]
+    [['How', ' do'], [' I', '']]
+    """
+    import plotly.graph_objects as go
+
+    strip = token_strip_data(tokens, values, diverging, per_row)
+    rows = len(strip.text)
+    fig = go.Figure(_heatmap(
+        strip.grid, zlabel, text=[[html.escape(t) for t in row] for row in strip.text], texttemplate="%{text}",
+        customdata=strip.position, xgap=2, ygap=2, hoverongaps=False,
+        hovertemplate="token %{customdata}: %{text}<br>value %{z:.4g}<extra></extra>",
+    ))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")  # first row at the top, read like text
+    return _style(fig, title, height=120 + 36 * rows)
