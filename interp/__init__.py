@@ -7,7 +7,12 @@ cause the behaviour change?
 """
 
 from interp import organisms
+from interp.cache import collect_activations, collect_pair_activations
+from interp.data import PromptSet
 from interp.models import CheckpointNotFoundError, IncompatiblePairError, ModelPair, load_pair
 
-__all__ = ["CheckpointNotFoundError", "IncompatiblePairError", "ModelPair", "load_pair", "organisms"]
+__all__ = [
+    "CheckpointNotFoundError", "IncompatiblePairError", "ModelPair", "PromptSet", "collect_activations",
+    "collect_pair_activations", "load_pair", "organisms",
+]
 __version__ = "0.1.0"

@@ -100,26 +100,21 @@ class ModelPair:
             add_special_tokens=self.prompt_format != "chat",
         )
 
-    @torch.no_grad()
     def generate(
         self, prompts: str | Sequence[str], *, max_new_tokens: int = 16, batch_size: int = 32
     ) -> dict[str, list[str]]:
         """Greedy replies of both models to the same requests: ``{"base": [...], "aligned": [...]}``.
 
-        Prompts are formatted and tokenized once (left-padded) and fed to both models.
+        For sampling or replies under interventions, see :func:`interp.interventions.generate`.
         """
+        from interp.interventions import generate
+
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        replies: dict[str, list[str]] = {name: [] for name in MODEL_AXIS}
-        for i in range(0, len(prompts), batch_size):
-            enc = self.to_tokens(prompts[i : i + batch_size])
-            for name, model in self:
-                out = model.generate(
-                    enc.input_ids.to(model.cfg.device), attention_mask=enc.attention_mask.to(model.cfg.device),
-                    max_new_tokens=max_new_tokens, do_sample=False, verbose=False, return_type="tokens",
-                )
-                new = out[:, enc.input_ids.shape[1] :]
-                replies[name] += [r.strip() for r in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        return replies
+        return {
+            name: generate(model, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                           prompt_format=self.prompt_format)
+            for name, model in self
+        }
 
 
 def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) -> None:
