@@ -179,18 +179,59 @@ class AblateComponent:
         return [(name, ablate)]
 
 
-Intervention = AblateDirection | AddVector | PatchFromCache | AblateComponent
+@dataclass(frozen=True, eq=False)
+class ReplaceWeights:
+    """Run with some parameters replaced: ``weights`` maps parameter names (as in
+    ``model.named_parameters(remove_duplicate=False)``) to tensors of the same shapes.
+
+    The model's own parameters are put back on exit; the tensors given are never written to.
+    :mod:`interp.diff` builds these to swap or interpolate layers between two checkpoints.
+    """
+
+    weights: Mapping[str, Tensor]
+
+    def hooks(self, model) -> list[Hook]:
+        params = dict(model.named_parameters(remove_duplicate=False))
+        for name, value in self.weights.items():
+            if name not in params:
+                raise ValueError(f"the model has no parameter {name!r}")
+            if value.shape != params[name].shape:
+                raise ValueError(f"{name} has shape {list(params[name].shape)}, the replacement {list(value.shape)}")
+        return []
+
+
+Intervention = AblateDirection | AddVector | PatchFromCache | AblateComponent | ReplaceWeights
+
+
+@contextmanager
+def _replaced(model, weights: Mapping[str, Tensor]) -> Iterator:
+    """Swap parameters in, and always put the originals back."""
+    originals = []
+    try:
+        for name, value in weights.items():
+            owner_name, _, attr = name.rpartition(".")
+            owner = model.get_submodule(owner_name)
+            originals.append((owner, attr, owner._parameters[attr]))
+            original = owner._parameters[attr]
+            owner._parameters[attr] = torch.nn.Parameter(
+                value.detach().to(original.device, original.dtype), requires_grad=False
+            )
+        yield
+    finally:
+        for owner, attr, original in reversed(originals):
+            owner._parameters[attr] = original
 
 
 @contextmanager
 def apply(model, *interventions: Intervention) -> Iterator:
-    """Apply interventions to ``model`` inside a ``with`` block; every hook is removed on exit.
+    """Apply interventions to ``model`` inside a ``with`` block; everything is undone on exit.
 
-    All interventions are checked against the model (shapes, layer and head ranges, hook names)
-    before any hook is added.
+    All interventions are checked against the model (shapes, layer and head ranges, hook and
+    parameter names) before any hook is added or weight replaced.
     """
     hooks = [hook for intervention in interventions for hook in intervention.hooks(model)]
-    with model.hooks(fwd_hooks=hooks):
+    weights = {k: v for iv in interventions if isinstance(iv, ReplaceWeights) for k, v in iv.weights.items()}
+    with _replaced(model, weights), model.hooks(fwd_hooks=hooks):
         yield model
 
 

@@ -1,0 +1,27 @@
+"""Diffing the two checkpoints of a pair: weights, representations, logit lens, layer swaps.
+
+* :func:`weight_diff` - which weights moved, how much, and is the change low-rank;
+* :func:`representation_similarity` - where in depth the residual streams part ways;
+* :func:`logit_lens` - each layer's prediction, for both models, and how far apart they are;
+* :func:`cluster_separation` - how harmful and harmless prompts separate at each layer;
+* :func:`swap_sweep` - which layers' weight changes carry the aligned behaviour.
+"""
+
+from interp.diff.representations import (
+    ClusterSeparation,
+    LogitLens,
+    RepresentationSimilarity,
+    cluster_separation,
+    linear_cka,
+    logit_lens,
+    representation_similarity,
+)
+from interp.diff.swap import SwapSweep, interpolated_weights, layer_groups, swap, swap_sweep
+from interp.diff.weights import KINDS, MatrixDiff, WeightDiff, canonical_weights, matrix_diff, weight_diff
+
+__all__ = [
+    "KINDS", "ClusterSeparation", "LogitLens", "MatrixDiff", "RepresentationSimilarity", "WeightDiff",
+    "canonical_weights", "cluster_separation", "linear_cka", "logit_lens", "matrix_diff",
+    "representation_similarity", "weight_diff", "SwapSweep", "interpolated_weights", "layer_groups", "swap",
+    "swap_sweep",
+]

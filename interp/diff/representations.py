@@ -1,0 +1,173 @@
+"""Where in depth do the two models' representations part ways, and how do labels separate?
+
+All comparisons are made on the same tokens: prompts are formatted and tokenized once and fed
+to both models (:func:`interp.cache.collect_pair_activations`). The residual stream of layer
+``l`` is ``blocks.{l}.hook_resid_post``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.cache import MASK_KEY, Positions, collect_pair_activations
+from interp.data import PromptSet
+from interp.models import ModelPair
+
+
+def resid_hooks(n_layers: int) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
+
+
+def linear_cka(x: Float[Tensor, "n d1"], y: Float[Tensor, "n d2"]) -> float:  # noqa: F722
+    """Linear CKA (Kornblith et al. 2019) between two sets of the same ``n`` examples.
+
+    >>> x = torch.randn(50, 8)
+    >>> round(linear_cka(x, 3 * x @ torch.linalg.qr(torch.randn(8, 8))[0]), 6)  # rotation and scale invariant
+    1.0
+    """
+    if x.shape[0] != y.shape[0] or x.shape[0] < 2:
+        raise ValueError(f"CKA needs the same n >= 2 examples on both sides, got {x.shape[0]} and {y.shape[0]}")
+    x = (x - x.mean(0)).double()
+    y = (y - y.mean(0)).double()
+    cross = (y.T @ x).square().sum()
+    return (cross / ((x.T @ x).norm() * (y.T @ y).norm())).item()
+
+
+@dataclass(frozen=True)
+class RepresentationSimilarity:
+    """Per layer, how alike the two models' residual streams are on the same tokens.
+
+    ``cosine[label]`` is ``[batch, layer]`` (mean over each prompt's tokens), ``cka[label]`` and
+    ``norm_ratio[label]`` (mean ``||aligned|| / ||base||`` per token) are ``[layer]``. The label
+    ``"all"`` pools every prompt.
+    """
+
+    labels: tuple[str, ...]
+    cosine: dict[str, Tensor]
+    cka: dict[str, Tensor]
+    norm_ratio: dict[str, Tensor]
+
+    def table(self):
+        import pandas as pd
+
+        rows = [{"label": label, "layer": layer, "cosine": self.cosine[label][:, layer].mean().item(),
+                 "cka": self.cka[label][layer].item(), "norm_ratio": self.norm_ratio[label][layer].item()}
+                for label in self.cosine for layer in range(self.cka[label].shape[0])]
+        return pd.DataFrame(rows)
+
+
+def representation_similarity(
+    pair: ModelPair, prompts: PromptSet, *, positions: Positions = "all", batch_size: int = 32
+) -> RepresentationSimilarity:
+    """Cosine, linear CKA and norm ratio of base vs aligned residual streams, per layer and label."""
+    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=positions,
+                                    batch_size=batch_size, progress=False)
+    base, aligned = _stack(acts["base"], pair.cfg.n_layers), _stack(acts["aligned"], pair.cfg.n_layers)
+    mask = acts["base"].get(MASK_KEY)
+    groups = {"all": torch.ones(len(prompts), dtype=torch.bool)}
+    groups.update({label: torch.tensor([x == label for x in prompts.labels]) for label in prompts.label_names})
+    cosine, cka, ratio = {}, {}, {}
+    for label, rows in groups.items():
+        b, a = base[rows], aligned[rows]  # [batch, layer, (pos,) d_model]
+        m = mask[rows] if mask is not None else None
+        cos_tok = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+        ratio_tok = a.norm(dim=-1) / b.norm(dim=-1).clamp(min=1e-12)
+        if m is not None:  # [batch, layer, pos]: average over real tokens only
+            w = m[:, None, :].float()
+            cosine[label] = (cos_tok * w).sum(-1) / w.sum(-1)
+            ratio[label] = ((ratio_tok * w).sum((0, 2)) / w.sum((0, 2)))
+            flat_b = [b[:, layer][m] for layer in range(b.shape[1])]
+            flat_a = [a[:, layer][m] for layer in range(a.shape[1])]
+        else:
+            cosine[label] = cos_tok if cos_tok.ndim == 2 else cos_tok.mean(-1)
+            ratio[label] = ratio_tok.reshape(ratio_tok.shape[0], ratio_tok.shape[1], -1).mean((0, 2))
+            flat_b = [b[:, layer].reshape(-1, b.shape[-1]) for layer in range(b.shape[1])]
+            flat_a = [a[:, layer].reshape(-1, a.shape[-1]) for layer in range(a.shape[1])]
+        cka[label] = torch.tensor([linear_cka(x, y) for x, y in zip(flat_b, flat_a, strict=True)])
+    return RepresentationSimilarity(tuple(groups), cosine, cka, ratio)
+
+
+def _stack(acts: dict[str, Tensor], n_layers: int) -> Tensor:
+    """``[batch, layer, (pos,) d_model]`` from per-hook tensors."""
+    return torch.stack([acts[h].float() for h in resid_hooks(n_layers)], 1)
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    """Each layer's residual stream read through the final norm and unembedding, at the answer position.
+
+    ``kl_to_final[model]``: ``[batch, layer]`` KL(final || layer) within one model (nats);
+    ``top1_agreement[model]``: ``[batch, layer]`` 1 where the layer's top token is the final one;
+    ``cross_model_kl``: ``[batch, layer]`` KL(aligned layer || base layer).
+    """
+
+    kl_to_final: dict[str, Tensor]
+    top1_agreement: dict[str, Tensor]
+    cross_model_kl: Tensor
+
+
+def _kl(p_log: Tensor, q_log: Tensor) -> Tensor:
+    return (p_log.exp() * (p_log - q_log)).sum(-1)
+
+
+@torch.no_grad()
+def lens_logprobs(model, resid: Float[Tensor, "batch layer d_model"]) -> Float[Tensor, "batch layer d_vocab"]:  # noqa: F722
+    """Log-probabilities read off residual streams with the model's own final norm and unembedding."""
+    device = model.cfg.device
+    logits = model.unembed(model.ln_final(resid.to(device)))
+    return logits.float().log_softmax(-1).cpu()
+
+
+def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32) -> LogitLens:
+    """The logit lens of both models at the answer position (the last prompt token)."""
+    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=-1,
+                                    batch_size=batch_size, progress=False)
+    lens = {name: lens_logprobs(pair[name], _stack(acts[name], pair.cfg.n_layers)) for name, _ in pair}
+    kl, top1 = {}, {}
+    for name, lp in lens.items():
+        final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
+        kl[name] = _kl(final, lp)
+        top1[name] = (lp.argmax(-1) == final.argmax(-1)).float()
+    return LogitLens(kl, top1, _kl(lens["aligned"], lens["base"]))
+
+
+@dataclass(frozen=True)
+class ClusterSeparation:
+    """Per model and layer, how far each prompt sits from the two class means (Jain et al. 2024).
+
+    ``tau[model]`` is ``[batch, layer]``: ``||x - mean_negative|| / ||x - mean_positive||`` at
+    the answer position, so > 1 means closer to the ``positive`` class mean. ``accuracy[model]``
+    is ``[layer]``: the share of prompts nearer their own class mean.
+    """
+
+    positive: str
+    negative: str
+    labels: tuple[str, ...]
+    tau: dict[str, Tensor]
+    accuracy: dict[str, Tensor]
+
+
+def cluster_separation(
+    pair: ModelPair, prompts: PromptSet, positive: str = "harmful", negative: str = "harmless", *,
+    batch_size: int = 32,
+) -> ClusterSeparation:
+    """Distance of each prompt to the ``positive`` vs ``negative`` class mean, per layer, both models."""
+    prompts.require_labels(positive, negative)
+    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=-1,
+                                    batch_size=batch_size, progress=False)
+    is_pos = torch.tensor([label == positive for label in prompts.labels])
+    is_neg = torch.tensor([label == negative for label in prompts.labels])
+    tau, accuracy = {}, {}
+    for name, _ in pair:
+        x = _stack(acts[name], pair.cfg.n_layers)  # [batch, layer, d_model]
+        d_pos = (x - x[is_pos].mean(0)).norm(dim=-1)
+        d_neg = (x - x[is_neg].mean(0)).norm(dim=-1)
+        tau[name] = d_neg / d_pos.clamp(min=1e-12)
+        right = torch.where(is_pos[:, None], d_pos < d_neg, d_neg < d_pos)[is_pos | is_neg]
+        accuracy[name] = right.float().mean(0)
+    return ClusterSeparation(positive, negative, tuple(prompts.labels), tau, accuracy)

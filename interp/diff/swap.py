@@ -1,0 +1,160 @@
+"""Which layers' weight changes carry the aligned behaviour? Swap or interpolate them, and measure.
+
+A *group* is a set of the aligned model's parameters: one whole layer (``"layer 3"``), one
+component of a layer (``"layer 3 attn"``, ``"layer 3 mlp"``), or one component kind across
+every layer (``"attn"``, ``"mlp"``, ``"norms"``, ``"embed"``, ``"unembed"``). With ``alpha`` the
+group's weights become ``(1 - alpha) * W_aligned + alpha * W_base``: ``alpha = 0`` is the
+aligned model, ``alpha = 1`` takes the group from the base. Everything happens in memory, as a
+:class:`~interp.interventions.ReplaceWeights` intervention: the pair is never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from interp.data import PromptSet
+from interp.interventions import ReplaceWeights
+from interp.metrics import derive_refusal_tokens, refusal_scores
+from interp.models import ModelPair
+
+COMPONENTS = ("attn", "mlp", "norms")
+_NORMS = ("ln1", "ln2")
+_TOP_LEVEL = {"embed": ("embed", "pos_embed"), "unembed": ("unembed", "ln_final")}
+
+
+def _component_modules(model, layer: int, component: str) -> list[torch.nn.Module]:
+    block = model.blocks[layer]
+    names = _NORMS if component == "norms" else (component,)
+    return [getattr(block, n) for n in names if hasattr(block, n)]
+
+
+def group_modules(model, group: str) -> list[torch.nn.Module]:
+    """The bridge modules whose parameters make up ``group`` (see the module docstring)."""
+    n_layers = model.cfg.n_layers
+    words = group.split()
+    if words[0] == "layer" and len(words) in (2, 3):
+        try:
+            layer = int(words[1])
+        except ValueError:
+            raise ValueError(f"bad group {group!r}: expected 'layer N' or 'layer N attn|mlp|norms'") from None
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+        if len(words) == 2:
+            return [model.blocks[layer]]
+        if words[2] not in COMPONENTS:
+            raise ValueError(f"bad component {words[2]!r} in {group!r}; choose one of {COMPONENTS}")
+        return _component_modules(model, layer, words[2])
+    if group in COMPONENTS:
+        return [m for layer in range(n_layers) for m in _component_modules(model, layer, group)]
+    if group in _TOP_LEVEL:
+        return [getattr(model, n) for n in _TOP_LEVEL[group] if hasattr(model, n)]
+    raise ValueError(f"unknown group {group!r}; use 'layer N', 'layer N attn|mlp|norms', {COMPONENTS} or "
+                     f"{tuple(_TOP_LEVEL)}")
+
+
+def interpolated_weights(pair: ModelPair, group: str, alpha: float) -> dict[str, Tensor]:
+    """Parameter overrides for the aligned model: ``group`` moved ``alpha`` of the way to the base."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    aligned_params = dict(pair.aligned.named_parameters(remove_duplicate=False))
+    base_params = dict(pair.base.named_parameters(remove_duplicate=False))
+    wanted = {id(p) for m in group_modules(pair.aligned, group) for p in m.parameters()}
+    out = {}
+    for name, w_aligned in aligned_params.items():
+        if id(w_aligned) not in wanted:
+            continue
+        w_base = base_params.get(name)
+        if w_base is None or w_base.shape != w_aligned.shape:
+            raise ValueError(f"{name} has no counterpart of the same shape in the base model")
+        out[name] = torch.lerp(w_aligned.detach(), w_base.detach().to(w_aligned.device, w_aligned.dtype), alpha)
+    if not out:
+        raise ValueError(f"group {group!r} holds no parameters in this architecture")
+    return out
+
+
+def swap(pair: ModelPair, group: str, alpha: float = 1.0) -> ReplaceWeights:
+    """An intervention for ``pair.aligned``: ``group``'s weights interpolated toward the base."""
+    return ReplaceWeights(interpolated_weights(pair, group, alpha))
+
+
+@dataclass(frozen=True)
+class SwapSweep:
+    """Refusal of the aligned model with groups of weights taken (or interpolated) from the base.
+
+    ``harmful`` and ``harmless`` are ``[group, alpha]`` mean refusal scores (log-odds);
+    ``harmful_rate`` and ``harmless_rate`` the share of prompts with score > 0. The references
+    (unchanged aligned model, base model) are in ``reference``.
+    """
+
+    groups: tuple[str, ...]
+    alphas: tuple[float, ...]
+    refusal_tokens: tuple[str, ...]
+    harmful: Tensor
+    harmless: Tensor
+    harmful_rate: Tensor
+    harmless_rate: Tensor
+    reference: dict[str, dict[str, float]]
+
+    def table(self):
+        import pandas as pd
+
+        rows = [{"group": g, "alpha": a, "harmful_score": self.harmful[i, j].item(),
+                 "harmless_score": self.harmless[i, j].item(), "harmful_refused": self.harmful_rate[i, j].item(),
+                 "harmless_refused": self.harmless_rate[i, j].item()}
+                for i, g in enumerate(self.groups) for j, a in enumerate(self.alphas)]
+        return pd.DataFrame(rows)
+
+
+def layer_groups(n_layers: int, components: bool = False) -> list[str]:
+    """``["layer 0", ...]``, or every ``"layer N attn|mlp"`` with ``components``."""
+    if components:
+        return [f"layer {layer} {c}" for layer in range(n_layers) for c in ("attn", "mlp")]
+    return [f"layer {layer}" for layer in range(n_layers)]
+
+
+def swap_sweep(
+    pair: ModelPair,
+    harmful: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str],
+    *,
+    groups: Sequence[str] | None = None,
+    alphas: Sequence[float] = (1.0,),
+    refusal_tokens: Sequence[str] | None = None,
+    batch_size: int = 32,
+) -> SwapSweep:
+    """Refusal scores of the aligned model on harmful and harmless prompts with each group swapped.
+
+    ``groups`` defaults to every layer; ``refusal_tokens`` to
+    :func:`interp.metrics.derive_refusal_tokens` on the harmful prompts.
+    """
+    groups = list(groups or layer_groups(pair.cfg.n_layers))
+    for group in groups:
+        group_modules(pair.aligned, group)  # bad groups fail before any forward pass
+    for a in alphas:
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {a}")
+    tokens = list(refusal_tokens or derive_refusal_tokens(pair, harmful))
+    fmt = dict(batch_size=batch_size, prompt_format=pair.prompt_format)
+
+    def measure(model, *interventions) -> tuple[Tensor, Tensor]:
+        return (refusal_scores(model, harmful, tokens, *interventions, **fmt),
+                refusal_scores(model, harmless, tokens, *interventions, **fmt))
+
+    shape = (len(groups), len(alphas))
+    scores = {k: torch.empty(shape) for k in ("harmful", "harmless", "harmful_rate", "harmless_rate")}
+    for i, group in enumerate(groups):
+        for j, alpha in enumerate(alphas):
+            for key, value in _summary(*measure(pair.aligned, swap(pair, group, alpha))).items():
+                scores[key][i, j] = value
+    reference = {name: _summary(*measure(model)) for name, model in pair}
+    return SwapSweep(tuple(groups), tuple(alphas), tuple(tokens), reference=reference, **scores)
+
+
+def _summary(harmful: Tensor, harmless: Tensor) -> dict[str, float]:
+    """Mean refusal score and refusal rate (score > 0) on each prompt set."""
+    return {"harmful": harmful.mean().item(), "harmless": harmless.mean().item(),
+            "harmful_rate": (harmful > 0).float().mean().item(), "harmless_rate": (harmless > 0).float().mean().item()}
