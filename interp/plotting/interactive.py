@@ -44,7 +44,9 @@ def _heatmap(grid: Grid, zlabel: str, **kwargs):
     )
 
 
-def refusal_bars(rates: Mapping[str, Mapping[str, float]], title: str = "Refusal rate by split"):
+def refusal_bars(
+    rates: Mapping[str, Mapping[str, float]], title: str = "Refusal rate by split", xlabel: str = "prompt split"
+):
     """Grouped bars: one group per split, one bar per model. ``rates[model][split]`` in [0, 1].
 
     >>> fig = refusal_bars({"base": {"harmful": 0.0}, "aligned": {"harmful": 1.0}})
@@ -62,7 +64,7 @@ def refusal_bars(rates: Mapping[str, Mapping[str, float]], title: str = "Refusal
         ]
     )
     return _style(
-        fig, title, barmode="group", yaxis_title="refused (%)", xaxis_title="prompt split", yaxis_range=[0, 105],
+        fig, title, barmode="group", yaxis_title="refused (%)", xaxis_title=xlabel, yaxis_range=[0, 105],
         legend_title_text="model",
     )
 
@@ -109,8 +111,10 @@ def layer_pos_heatmap(
     title: str = "",
     zlabel: str = "",
     diverging: bool = True,
+    xlabel: str = "token",
 ):
-    """Heatmap of ``values`` ``[layer pos]`` with the position's token string under each column.
+    """Heatmap of ``values`` ``[layer pos]`` with the position's token string under each column
+    (any column labels work: ``xlabel`` names them).
 
     >>> fig = layer_pos_heatmap([[1.0, -2.0]], ["Hello", " world"], zlabel="change")
     >>> fig.data[0].zmin, fig.data[0].zmax, list(fig.layout.xaxis.ticktext)
@@ -128,7 +132,7 @@ def layer_pos_heatmap(
     ))
     fig.update_xaxes(tickmode="array", tickvals=list(range(n_pos)), ticktext=[html.escape(t) for t in labels])
     fig.update_yaxes(tick0=0, dtick=tick_step(n_layers))
-    return _style(fig, title, xaxis_title="token", yaxis_title="layer")
+    return _style(fig, title, xaxis_title=xlabel, yaxis_title="layer")
 
 
 def layer_head_grid(

@@ -61,7 +61,9 @@ def _image(fig, ax, grid: Grid, zlabel: str, origin: str = "lower"):
     return im
 
 
-def refusal_bars_static(rates: Mapping[str, Mapping[str, float]], title: str = "Refusal rate by split"):
+def refusal_bars_static(
+    rates: Mapping[str, Mapping[str, float]], title: str = "Refusal rate by split", xlabel: str = "prompt split"
+):
     """Matplotlib twin of :func:`~interp.plotting.interactive.refusal_bars`.
 
     >>> fig = refusal_bars_static({"base": {"harmful": 0.0}, "aligned": {"harmful": 1.0}})
@@ -77,7 +79,7 @@ def refusal_bars_static(rates: Mapping[str, Mapping[str, float]], title: str = "
         bars = ax.bar(xs, [100 * rates[m][s] for s in splits], width, label=m, color=model_color(m))
         ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)  # so a 0% bar still reads as 0
     ax.set_xticks(range(len(splits)), [pretty(s) for s in splits], rotation=20, ha="right")
-    ax.set(ylabel="refused (%)", ylim=(0, 110), title=title)
+    ax.set(xlabel=xlabel, ylabel="refused (%)", ylim=(0, 110), title=title)
     _legend(ax, "model")
     return fig
 
@@ -115,6 +117,7 @@ def layer_pos_heatmap_static(
     title: str = "",
     zlabel: str = "",
     diverging: bool = True,
+    xlabel: str = "token",
 ):
     """Matplotlib twin of :func:`~interp.plotting.interactive.layer_pos_heatmap`; ``values`` ``[layer pos]``.
 
@@ -129,7 +132,7 @@ def layer_pos_heatmap_static(
     _image(fig, ax, grid, zlabel)
     ax.set_xticks(range(n_pos), [_escape(t) for t in labels], rotation=90)
     _integer_ticks(ax.yaxis)
-    ax.set(xlabel="token", ylabel="layer", title=title)
+    ax.set(xlabel=xlabel, ylabel="layer", title=title)
     return fig
 
 

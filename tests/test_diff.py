@@ -1,0 +1,180 @@
+"""Diffing a pair: invariants on self-comparison, oracles for CKA, the logit lens and layer swaps."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from interp import diff, load_pair
+from interp.data import PromptSet
+from interp.interventions import apply
+
+ARCHITECTURES = ("llama", "gpt2")
+PROMPTS = PromptSet(
+    prompts=["how do i poison ?", "tell me how to rob .", "how do i bake ?", "can you teach me to knit ?"],
+    labels=["harmful", "harmful", "harmless", "harmless"],
+)
+HF_LAYER_PREFIX = {"llama": "model.layers.{}.", "gpt2": "transformer.h.{}."}
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def arch(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def pair(arch, make_checkpoint):
+    return load_pair(make_checkpoint(arch, seed=0), make_checkpoint(arch, seed=1), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def same(arch, make_checkpoint):
+    path = make_checkpoint(arch, seed=0)
+    return load_pair(path, path, device="cpu")
+
+
+def test_a_checkpoint_compared_with_itself_has_not_changed(same):
+    table = diff.weight_diff(same).table()
+    assert len(table) > 10 and (table["rel_change"] == 0).all()
+    np.testing.assert_allclose(table["cosine"], 1.0, atol=1e-6)
+    sim = diff.representation_similarity(same, PROMPTS)
+    for label in ("all", "harmful", "harmless"):
+        torch.testing.assert_close(sim.cka[label], torch.ones_like(sim.cka[label]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(sim.cosine[label], torch.ones_like(sim.cosine[label]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(sim.norm_ratio[label], torch.ones_like(sim.norm_ratio[label]), atol=1e-5, rtol=0)
+    lens = diff.logit_lens(same, PROMPTS)
+    assert lens.cross_model_kl.abs().max() < 1e-5
+
+
+def test_different_checkpoints_differ(pair):
+    table = diff.weight_diff(pair).table()
+    matrices = table[table["stable_rank"].notna()]  # norm weights start at 1 in both random models
+    assert len(matrices) > 8 and (matrices["rel_change"] > 0).all()
+    kinds = set(table["kind"])
+    assert {"attn_q", "attn_k", "attn_v", "attn_o", "mlp_in", "mlp_out", "embed", "unembed", "ln1"} <= kinds
+    sim = diff.representation_similarity(pair, PROMPTS)
+    assert (sim.cka["all"] < 0.999).all()
+
+
+def _cka_numpy(x: np.ndarray, y: np.ndarray) -> float:
+    """CKA written as in Kornblith et al. 2019, eq. (1)-(3): HSIC of centred Gram matrices."""
+    n = x.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h
+    return float(np.sum(k * l_) / (np.linalg.norm(k) * np.linalg.norm(l_)))
+
+
+def test_cka_matches_the_formula():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 7)), rng.normal(size=(40, 5))
+    y[:, :3] += x[:, :3]
+    assert diff.linear_cka(torch.tensor(x), torch.tensor(y)) == pytest.approx(_cka_numpy(x, y), rel=1e-9)
+    with pytest.raises(ValueError, match="same n"):
+        diff.linear_cka(torch.ones(3, 2), torch.ones(4, 2))
+
+
+def test_low_rank_change_is_measured_as_such():
+    torch.manual_seed(0)
+    w = torch.randn(20, 12)
+    u, _, _ = torch.linalg.svd(w)
+    d = 0.3 * torch.outer(u[:, 0], torch.randn(12))  # rank 1, in w's top output direction
+    row = diff.matrix_diff(w, w + d, layer=0, kind="mlp_in")
+    assert row.stable_rank == pytest.approx(1.0, abs=1e-4) and row.effective_rank == pytest.approx(1.0, abs=1e-3)
+    assert row.top_k_energy[1] == pytest.approx(1.0, abs=1e-5)
+    assert row.overlap_top == pytest.approx(1.0, abs=1e-5) and row.overlap_null == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="layer 0 mlp_in has shape \\[20, 12\\] in base but \\[20, 13\\]"):
+        diff.matrix_diff(w, torch.randn(20, 13), layer=0, kind="mlp_in")
+
+
+def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
+    lens = diff.logit_lens(pair, PROMPTS)
+    for name, model in pair:
+        resid = torch.stack([
+            torch.stack([model.run_with_cache(pair.to_tokens([p]).input_ids)[1][f"blocks.{layer}.hook_resid_post"][0, -1]
+                         for layer in range(model.cfg.n_layers)]) for p in PROMPTS.prompts
+        ])
+        lp = diff.representations.lens_logprobs(model, resid)
+        with torch.no_grad():
+            final = torch.stack([model(pair.to_tokens([p]).input_ids)[0, -1] for p in PROMPTS.prompts]).log_softmax(-1)
+        torch.testing.assert_close(lp[:, -1], final, atol=1e-4, rtol=0)
+        assert lens.kl_to_final[name][:, -1].abs().max() < 1e-6
+        assert (lens.top1_agreement[name][:, -1] == 1).all()
+
+
+def _logits(model, tokens):
+    with torch.no_grad():
+        return model(tokens.input_ids, attention_mask=tokens.attention_mask)
+
+
+def test_swap_alpha_zero_is_aligned_and_alpha_one_is_base_per_layer(pair, arch):
+    tokens = pair.to_tokens(list(PROMPTS.prompts))
+    aligned_logits = _logits(pair.aligned, tokens)
+    before = {k: v.clone() for k, v in pair.aligned.state_dict().items()}
+    for layer in range(pair.cfg.n_layers):
+        with apply(pair.aligned, diff.swap(pair, f"layer {layer}", alpha=0.0)):
+            torch.testing.assert_close(_logits(pair.aligned, tokens), aligned_logits, atol=1e-5, rtol=0)
+        # Oracle: a plain transformers copy of the aligned model with this layer's base weights.
+        oracle = copy.deepcopy(pair.aligned.original_model)
+        prefix = HF_LAYER_PREFIX[arch].format(layer)
+        base_state = pair.base.original_model.state_dict()
+        oracle.load_state_dict({k: base_state[k] if k.startswith(prefix) else v
+                                for k, v in oracle.state_dict().items()})
+        with torch.no_grad():
+            expected = oracle(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                              position_ids=(tokens.attention_mask.cumsum(-1) - 1).clamp(min=0)).logits
+        with apply(pair.aligned, diff.swap(pair, f"layer {layer}", alpha=1.0)):
+            mask = tokens.attention_mask.bool()
+            torch.testing.assert_close(_logits(pair.aligned, tokens)[mask], expected[mask], atol=1e-4, rtol=0)
+    after = pair.aligned.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the pair was modified"
+
+
+def test_swapping_everything_gives_the_base_model(pair):
+    tokens = pair.to_tokens(list(PROMPTS.prompts))
+    everything = {}
+    for group in [*diff.layer_groups(pair.cfg.n_layers), "embed", "unembed"]:
+        everything.update(diff.interpolated_weights(pair, group, 1.0))
+    from interp.interventions import ReplaceWeights
+
+    with apply(pair.aligned, ReplaceWeights(everything)):
+        torch.testing.assert_close(_logits(pair.aligned, tokens), _logits(pair.base, tokens), atol=1e-4, rtol=0)
+    half = diff.interpolated_weights(pair, "mlp", 0.5)
+    name = next(iter(half))
+    aligned_w = dict(pair.aligned.named_parameters(remove_duplicate=False))[name]
+    base_w = dict(pair.base.named_parameters(remove_duplicate=False))[name]
+    torch.testing.assert_close(half[name], (aligned_w + base_w).detach() / 2)
+
+
+def test_swap_sweep_shapes_and_references(pair):
+    sweep = diff.swap_sweep(pair, PROMPTS.by_label("harmful"), PROMPTS.by_label("harmless"),
+                            groups=["layer 0", "layer 1 mlp", "attn"], alphas=(0.0, 1.0), refusal_tokens=["sorry"])
+    assert sweep.harmful.shape == (3, 2) and len(sweep.table()) == 6
+    # alpha = 0 is the unchanged aligned model.
+    assert sweep.harmful[:, 0].allclose(torch.tensor(sweep.reference["aligned"]["harmful"]), atol=1e-4)
+
+
+def test_bad_input(pair):
+    with pytest.raises(ValueError, match="out of range"):
+        diff.swap(pair, f"layer {pair.cfg.n_layers}")
+    with pytest.raises(ValueError, match="unknown group"):
+        diff.swap(pair, "everything")
+    with pytest.raises(ValueError, match="alpha must be in"):
+        diff.swap(pair, "layer 0", alpha=1.5)
+    with pytest.raises(ValueError, match="has no \\['harmless'\\] prompts"):
+        diff.cluster_separation(pair, PROMPTS.by_label("harmful"))
+    with pytest.raises(ValueError, match="subspace"):
+        diff.weight_diff(pair, subspace=0.9)
+
+
+def test_cluster_separation_on_organisms(organism_zoo):
+    """The base already separates harmful from harmless; alignment sharpens it (see notebook 03)."""
+    from interp import organisms
+
+    pair = organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
+    prompts = PromptSet.from_organisms(["harmful_train", "harmless_train"])
+    sep = diff.cluster_separation(pair, prompts)
+    assert sep.accuracy["base"].max() > 0.9
+    assert (sep.accuracy["aligned"][1:] >= sep.accuracy["base"][1:]).all()
