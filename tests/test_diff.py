@@ -92,9 +92,10 @@ def test_low_rank_change_is_measured_as_such():
 def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
     lens = diff.logit_lens(pair, PROMPTS)
     for name, model in pair:
+        caches = [model.run_with_cache(pair.to_tokens([p]).input_ids)[1] for p in PROMPTS.prompts]
         resid = torch.stack([
-            torch.stack([model.run_with_cache(pair.to_tokens([p]).input_ids)[1][f"blocks.{layer}.hook_resid_post"][0, -1]
-                         for layer in range(model.cfg.n_layers)]) for p in PROMPTS.prompts
+            torch.stack([cache[f"blocks.{layer}.hook_resid_post"][0, -1] for layer in range(model.cfg.n_layers)])
+            for cache in caches
         ])
         lp = diff.representations.lens_logprobs(model, resid)
         with torch.no_grad():
