@@ -36,7 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.data import PromptSet
-from interp.models import ModelPair, format_prompts
+from interp.models import ModelPair, adds_special_tokens, format_prompts, pad_id, prompt_format_of
 
 Positions = int | Sequence[int] | Literal["all"]
 MASK_KEY = "attention_mask"
@@ -45,10 +45,9 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 def tokenize(tokenizer, prompts: PromptSet | Sequence[str], prompt_format: str = "chat") -> list[list[int]]:
     """Format user requests under ``prompt_format`` and tokenize them, unpadded, once."""
-    texts = prompts.format(tokenizer, prompt_format) if isinstance(prompts, PromptSet) else (
-        format_prompts(tokenizer, prompts, prompt_format)
-    )
-    return tokenizer(texts, add_special_tokens=prompt_format != "chat").input_ids
+    requests = prompts.prompts if isinstance(prompts, PromptSet) else prompts
+    texts = format_prompts(tokenizer, requests, prompt_format)
+    return tokenizer(texts, add_special_tokens=adds_special_tokens(prompt_format)).input_ids
 
 
 def pad_batch(
@@ -84,7 +83,7 @@ def _position_index(mask: Tensor, positions: Sequence[int]) -> Int[Tensor, "batc
     """Absolute column of each wanted position in each (padded) row."""
     start = mask.argmax(-1)  # first real token
     length = mask.sum(-1)
-    wanted = torch.tensor(positions)
+    wanted = torch.tensor(positions, device=mask.device)
     return torch.where(wanted < 0, start[:, None] + length[:, None] + wanted, start[:, None] + wanted)
 
 
@@ -121,24 +120,28 @@ def collect_from_tokens(
     check_positions(positions, [len(row) for row in ids])
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    pad = pad_id(model.tokenizer)
     n, max_len = len(ids), max(len(row) for row in ids)
     last = _last_block(hook_names, model.cfg.n_layers)
     stop = last + 1 if last is not None and last + 1 < model.cfg.n_layers else None
     order = sorted(range(n), key=lambda i: -len(ids[i]))  # long prompts first: similar lengths per batch
     store = _Store(out_dir)
-    for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
-        rows = order[start : start + batch_size]
-        input_ids, mask = pad_batch([ids[i] for i in rows], pad_id, padding_side)
-        grabbed: dict[str, Tensor] = {}
-
-        device = model.cfg.device
-        with model.hooks(fwd_hooks=[(name, _grabber(name, grabbed, mask, positions, max_len)) for name in hook_names]):
-            model(input_ids.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
-        for name in hook_names:
-            store.put(name, rows, grabbed[name], n)
-        if positions == "all":
-            store.put(MASK_KEY, rows, _left_align(mask.bool(), mask.bool(), max_len), n)
+    device = model.cfg.device
+    try:
+        for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+            rows = order[start : start + batch_size]
+            input_ids, mask = pad_batch([ids[i] for i in rows], pad, padding_side)
+            grabbed: dict[str, Tensor] = {}
+            hooks = [(name, _grabber(name, grabbed, mask, positions, max_len)) for name in hook_names]
+            with model.hooks(fwd_hooks=hooks):
+                model(input_ids.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
+            for name in hook_names:
+                store.put(name, rows, grabbed[name], n)
+            if positions == "all":
+                store.put(MASK_KEY, rows, _left_align(mask.bool(), mask.bool(), max_len), n)
+    except BaseException:
+        store.discard()
+        raise
     return store.finish({"hook_names": hook_names, "positions": positions, "n_prompts": n})
 
 
@@ -195,6 +198,12 @@ class _Store:
         else:
             self.values[name][rows] = value.float().numpy() if value.dtype != torch.bool else value.numpy()
 
+    def discard(self) -> None:
+        """Remove the half-written temporary directory of an interrupted collection."""
+        self.values.clear()
+        if self.out_dir is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
     def finish(self, meta: dict) -> dict[str, Tensor]:
         if self.out_dir is None:
             return self.values
@@ -227,19 +236,19 @@ def collect_activations(
     *,
     positions: Positions = -1,
     batch_size: int = 32,
-    prompt_format: str = "chat",
+    prompt_format: str | None = None,
     padding_side: str = "left",
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Tensor]:
     """Activations of ``model`` at ``hook_names`` and ``positions`` for every prompt, in prompt order.
 
-    ``prompts`` are user requests, formatted under ``prompt_format`` (see
-    :func:`interp.models.format_prompts`). With ``out_dir``, activations are streamed to
-    ``.npy`` files there (written atomically) and returned memory-mapped. See the module
-    docstring for the shapes.
+    ``prompts`` are user requests, formatted under ``prompt_format`` (default: the policy of the
+    pair the model was loaded in; see :func:`interp.models.format_prompts`). With ``out_dir``,
+    activations are streamed to ``.npy`` files there (written atomically; nothing is left
+    behind if collection fails) and returned memory-mapped. See the module docstring for shapes.
     """
-    ids = tokenize(model.tokenizer, prompts, prompt_format)
+    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     return collect_from_tokens(model, ids, hook_names, positions=positions, batch_size=batch_size,
                                padding_side=padding_side, out_dir=out_dir, progress=progress)
 

@@ -186,6 +186,9 @@ class ReplaceWeights:
 
     The model's own parameters are put back on exit; the tensors given are never written to.
     :mod:`interp.diff` builds these to swap or interpolate layers between two checkpoints.
+    A bridge may hold a weight under several names, of which the forward pass reads only some
+    (GPT-2's bridge computes with its split ``attn.q/k/v`` copies, not with ``c_attn``): replace
+    every name of a weight, as :func:`interp.diff.interpolated_weights` does for whole modules.
     """
 
     weights: Mapping[str, Tensor]
@@ -246,26 +249,32 @@ def generate(
     top_p: float | None = None,
     seed: int = 0,
     batch_size: int = 32,
-    prompt_format: str = "chat",
+    prompt_format: str | None = None,
     prefill: str = "",
-) -> list[str]:
+    return_ids: bool = False,
+) -> list[str] | list[list[int]]:
     """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
 
     ``prefill`` is text put in the model's mouth after each formatted prompt (e.g. the start of
-    a refusal); the returned replies continue it and do not repeat it.
+    a refusal); the returned replies continue it and do not repeat it. ``prompt_format``
+    defaults to the policy of the pair the model was loaded in. With ``return_ids`` the replies
+    are the generated token ids, up to (not including) the end-of-turn token: exactly what the
+    model produced, for :func:`interp.metrics.compare_responses`.
     Interventions must act on every position (``positions=None``): generation feeds one new
     token at a time, so positions counted within a forward pass would move.
     """
     from interp.cache import pad_batch, tokenize
+    from interp.models import pad_id, prompt_format_of
 
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
-    ids = tokenize(model.tokenizer, prompts, prompt_format)
+    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     if prefill:
         extra = model.tokenizer(prefill, add_special_tokens=False).input_ids
         ids = [row + extra for row in ids]
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    pad = pad_id(model.tokenizer)
+    stops = {model.tokenizer.eos_token_id, model.tokenizer.pad_token_id} - {None}
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     replies = []
@@ -279,7 +288,18 @@ def generate(
                     verbose=False, return_type="tokens",
                 )
                 new = out[:, input_ids.shape[1] :]
-                replies += [r.strip() for r in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
+                if return_ids:
+                    replies += [_until(row.tolist(), stops) for row in new]
+                else:
+                    replies += [r.strip() for r in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         torch.random.set_rng_state(generator_state)
     return replies
+
+
+def _until(ids: list[int], stops: set[int]) -> list[int]:
+    """Token ids up to the first end-of-turn (or padding) token."""
+    for i, token in enumerate(ids):
+        if token in stops:
+            return ids[:i]
+    return ids

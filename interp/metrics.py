@@ -21,7 +21,7 @@ from torch import Tensor
 from interp.cache import collect_from_tokens, pad_batch, tokenize
 from interp.data import PromptSet
 from interp.interventions import Intervention, apply
-from interp.models import ModelPair
+from interp.models import ModelPair, pad_id, prompt_format_of
 
 REFUSAL_PREFIXES = (
     "sorry", "i'm sorry", "i am sorry", "i apologize", "i can not", "i cannot", "i can't", "i will not", "i won't",
@@ -49,10 +49,13 @@ def refusal_score(
 
 def answer_logits(
     model, prompts: PromptSet | Sequence[str], *interventions: Intervention,
-    batch_size: int = 32, prompt_format: str = "chat",
+    batch_size: int = 32, prompt_format: str | None = None,
 ) -> Float[Tensor, "batch d_vocab"]:
-    """The model's next-token logits at the answer position (after each formatted prompt)."""
-    ids = tokenize(model.tokenizer, prompts, prompt_format)
+    """The model's next-token logits at the answer position (after each formatted prompt).
+
+    ``prompt_format`` defaults to the policy of the pair the model was loaded in.
+    """
+    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     with apply(model, *interventions):
         out = collect_from_tokens(model, ids, ANSWER_HOOK, positions=-1, batch_size=batch_size, progress=False)
     return out[ANSWER_HOOK]
@@ -74,7 +77,7 @@ def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:
 
 def refusal_scores(
     model, prompts: PromptSet | Sequence[str], refusal_tokens: Sequence[str], *interventions: Intervention,
-    batch_size: int = 32, prompt_format: str = "chat",
+    batch_size: int = 32, prompt_format: str | None = None,
 ) -> Float[Tensor, " batch"]:
     """:func:`refusal_score` of ``model`` on each prompt, optionally under interventions."""
     logits = answer_logits(model, prompts, *interventions, batch_size=batch_size, prompt_format=prompt_format)
@@ -145,29 +148,41 @@ class ResponseComparison:
                 "shifted": int((ranks > 3).sum())}
 
     def kl_by_position(self, max_pos: int | None = None) -> Float[Tensor, " pos"]:
-        """Mean KL at each response position over the responses long enough to have it."""
+        """Mean KL at each response position over the responses long enough to have it (NaN where none is)."""
         width = max(len(k) for k in self.kl) if max_pos is None else max_pos
         total, count = torch.zeros(width), torch.zeros(width)
         for k in self.kl:
             n = min(len(k), width)
             total[:n] += k[:n]
             count[:n] += 1
-        return total / count.clamp(min=1)
+        return torch.where(count > 0, total / count.clamp(min=1), torch.nan)
 
 
 @torch.no_grad()
 def compare_responses(
-    pair: ModelPair, prompts: PromptSet | Sequence[str], responses: Sequence[str], *, batch_size: int = 16
+    pair: ModelPair,
+    prompts: PromptSet | Sequence[str],
+    responses: Sequence[str] | Sequence[Sequence[int]],
+    *,
+    batch_size: int = 16,
 ) -> ResponseComparison:
-    """Run both models teacher-forced on prompt + response and compare them token by token."""
+    """Run both models teacher-forced on prompt + response and compare them token by token.
+
+    ``responses`` are texts, or token ids (``interventions.generate(..., return_ids=True)``):
+    ids are exact, while a text is re-tokenized on its own, which for BPE tokenizers may split
+    it differently from how the model produced it.
+    """
     prompt_ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
     if len(responses) != len(prompt_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(responses)} responses")
-    response_ids = pair.tokenizer(list(responses), add_special_tokens=False).input_ids
+    if all(isinstance(r, str) for r in responses):
+        response_ids = pair.tokenizer(list(responses), add_special_tokens=False).input_ids
+    else:
+        response_ids = [list(r) for r in responses]
     if any(len(r) == 0 for r in response_ids):
         raise ValueError("every response needs at least one token")
     tokens, kls, base_ranks, aligned_ranks = [], [], [], []
-    pad = pair.tokenizer.pad_token_id if pair.tokenizer.pad_token_id is not None else 0
+    pad = pad_id(pair.tokenizer)
     for start in range(0, len(prompt_ids), batch_size):
         rows = range(start, min(start + batch_size, len(prompt_ids)))
         full = [prompt_ids[i] + response_ids[i] for i in rows]

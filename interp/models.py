@@ -58,6 +58,9 @@ class ModelPair:
 
     def __post_init__(self):
         check_prompt_format(self.prompt_format, self.tokenizer)
+        for model in (self.base, self.aligned):
+            # Single-model functions (collect_activations, generate, ...) read the pair's policy here.
+            model.interp_prompt_format = self.prompt_format
 
     def __iter__(self) -> Iterator[tuple[str, torch.nn.Module]]:
         yield "base", self.base
@@ -94,11 +97,9 @@ class ModelPair:
         Returns ``input_ids`` and ``attention_mask``, each ``[batch, pos]``, padded on
         ``padding_side`` (left by default, so the last position is every prompt's last token).
         """
-        # A chat template writes its own special tokens; raw text gets the tokenizer's own.
-        return self.tokenizer(
-            self.format(prompts), return_tensors="pt", padding=True, padding_side=padding_side,
-            add_special_tokens=self.prompt_format != "chat",
-        )
+        texts = self.format(prompts)
+        return self.tokenizer(texts, return_tensors="pt", padding=True, padding_side=padding_side,
+                              add_special_tokens=adds_special_tokens(self.prompt_format))
 
     def generate(
         self, prompts: str | Sequence[str], *, max_new_tokens: int = 16, batch_size: int = 32
@@ -128,6 +129,21 @@ def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) 
         raise ValueError(
             f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got {prompt_format!r}"
         )
+
+
+def adds_special_tokens(prompt_format: str) -> bool:
+    """A chat template writes its own special tokens (``<bos>``...); raw text gets the tokenizer's own."""
+    return prompt_format != "chat"
+
+
+def prompt_format_of(model, prompt_format: str | None = None) -> str:
+    """``prompt_format`` if given, else the policy of the pair ``model`` was loaded in, else ``"chat"``."""
+    return prompt_format or getattr(model, "interp_prompt_format", "chat")
+
+
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id padding uses (masked out everywhere, so any id works when a tokenizer has none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[str], prompt_format: str) -> list[str]:
@@ -181,6 +197,8 @@ def _shape(config: PretrainedConfig) -> dict[str, object]:
         "n_layers": text.num_hidden_layers,
         "d_model": text.hidden_size,
         "n_heads": text.num_attention_heads,
+        "n_key_value_heads": getattr(text, "num_key_value_heads", None) or text.num_attention_heads,
+        "d_mlp": getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None),
         "d_vocab": text.vocab_size,
     }
 

@@ -47,6 +47,7 @@ def make_checkpoint(tmp_path_factory):
             path = tmp_path_factory.mktemp(f"{arch}-s{seed}")
             model = tiny_model(arch, len(tok), seed=seed, **shape)
             model.config.pad_token_id = tok.pad_token_id
+            model.config.bos_token_id, model.config.eos_token_id = tok.bos_token_id, tok.eos_token_id
             model.save_pretrained(path)
             tok.save_pretrained(path)
             made[key] = path

@@ -75,6 +75,31 @@ def test_matches_run_with_cache(model):
             torch.testing.assert_close(out[name][i], cache[name][0, -1], atol=1e-4, rtol=0)
 
 
+def test_early_stop_when_all_hooks_are_in_early_blocks(model):
+    """Hooks only in block 0: the forward stops after it, and the values still match a full run."""
+    early = ["blocks.0.hook_resid_post", "blocks.0.attn.hook_z"]
+    out = collect_activations(model, PROMPTS, early, positions=-2, batch_size=3, progress=False)
+    for i, prompt in enumerate(PROMPTS):
+        tokens = model.tokenizer(model.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        ), add_special_tokens=False, return_tensors="pt").input_ids
+        _, cache = model.run_with_cache(tokens)
+        for name in early:
+            torch.testing.assert_close(out[name][i], cache[name][0, -2], atol=1e-4, rtol=0)
+
+
+def test_failed_collection_leaves_nothing_on_disk(model, tmp_path, monkeypatch):
+    import interp.cache as cache_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cache_module, "_select", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        collect_activations(model, PROMPTS, HOOKS, out_dir=tmp_path / "acts", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_streaming_to_disk_round_trips(model, tmp_path):
     in_memory = collect_activations(model, PROMPTS, HOOKS, positions="all", progress=False)
     on_disk = collect_activations(model, PROMPTS, HOOKS, positions="all", out_dir=tmp_path / "acts", progress=False)

@@ -91,6 +91,7 @@ def test_low_rank_change_is_measured_as_such():
 
 def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
     lens = diff.logit_lens(pair, PROMPTS)
+    per_model = {}
     for name, model in pair:
         caches = [model.run_with_cache(pair.to_tokens([p]).input_ids)[1] for p in PROMPTS.prompts]
         resid = torch.stack([
@@ -101,8 +102,20 @@ def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
         with torch.no_grad():
             final = torch.stack([model(pair.to_tokens([p]).input_ids)[0, -1] for p in PROMPTS.prompts]).log_softmax(-1)
         torch.testing.assert_close(lp[:, -1], final, atol=1e-4, rtol=0)
-        assert lens.kl_to_final[name][:, -1].abs().max() < 1e-6
-        assert (lens.top1_agreement[name][:, -1] == 1).all()
+        # The batched, left-padded lens equals the one computed prompt by prompt.
+        oracle_kl = (lp[:, -1:].exp() * (lp[:, -1:] - lp)).sum(-1)
+        torch.testing.assert_close(lens.kl_to_final[name], oracle_kl, atol=1e-4, rtol=1e-4)
+        assert torch.equal(lens.top1_agreement[name], (lp.argmax(-1) == lp[:, -1:].argmax(-1)).float())
+        per_model[name] = lp
+    cross = (per_model["aligned"].exp() * (per_model["aligned"] - per_model["base"])).sum(-1)
+    torch.testing.assert_close(lens.cross_model_kl, cross, atol=1e-4, rtol=1e-4)
+
+
+def test_logit_lens_in_bfloat16(make_checkpoint, arch):
+    path = make_checkpoint(arch, seed=0)
+    pair = load_pair(path, path, device="cpu", dtype=torch.bfloat16)
+    lens = diff.logit_lens(pair, PROMPTS)
+    assert lens.cross_model_kl.abs().max() < 1e-3
 
 
 def _logits(model, tokens):
@@ -136,7 +149,7 @@ def test_swap_alpha_zero_is_aligned_and_alpha_one_is_base_per_layer(pair, arch):
 def test_swapping_everything_gives_the_base_model(pair):
     tokens = pair.to_tokens(list(PROMPTS.prompts))
     everything = {}
-    for group in [*diff.layer_groups(pair.cfg.n_layers), "embed", "unembed"]:
+    for group in [*diff.layer_groups(pair.cfg.n_layers), "embeddings"]:
         everything.update(diff.interpolated_weights(pair, group, 1.0))
     from interp.interventions import ReplaceWeights
 
@@ -168,6 +181,17 @@ def test_bad_input(pair):
         diff.cluster_separation(pair, PROMPTS.by_label("harmful"))
     with pytest.raises(ValueError, match="subspace"):
         diff.weight_diff(pair, subspace=0.9)
+
+
+def test_tied_embeddings_cannot_be_swapped_one_end_at_a_time(make_checkpoint, arch):
+    pair = load_pair(make_checkpoint(arch, seed=0), make_checkpoint(arch, seed=1), device="cpu")
+    tied = pair.aligned.original_model.config.tie_word_embeddings
+    if tied:  # GPT-2's default
+        with pytest.raises(ValueError, match="ties its embedding"):
+            diff.swap(pair, "embed")
+    else:
+        diff.swap(pair, "embed")
+    diff.swap(pair, "embeddings")
 
 
 def test_cluster_separation_on_organisms(organism_zoo):

@@ -106,12 +106,25 @@ def test_component_ablation(model, tokens):
 
 
 def test_hooks_are_removed_even_when_the_body_raises(model, tokens):
-    before = _hook_count(model)
+    before, clean = _hook_count(model), _run(model, tokens)
     with pytest.raises(RuntimeError, match="boom"), iv.apply(model, iv.AddVector(torch.ones(model.cfg.d_model), 0)):
         assert _hook_count(model) > before
         raise RuntimeError("boom")
     assert _hook_count(model) == before
-    torch.testing.assert_close(_run(model, tokens), _run(model, tokens))
+    torch.testing.assert_close(_run(model, tokens), clean, atol=0, rtol=0)
+
+
+def test_replaced_weights_are_restored_even_when_the_body_raises(model, tokens):
+    clean = _run(model, tokens)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    names = [n for n in params if "blocks.0" in n or "layers.0" in n or ".h.0." in n]
+    zeros = {n: torch.zeros_like(params[n]) for n in names}
+    with pytest.raises(RuntimeError, match="boom"), iv.apply(model, iv.ReplaceWeights(zeros)):
+        assert not torch.allclose(model(tokens[0], attention_mask=tokens[1]), clean)
+        raise RuntimeError("boom")
+    assert all(dict(model.named_parameters(remove_duplicate=False))[n] is params[n] for n in names)
+    torch.testing.assert_close(_run(model, tokens), clean, atol=0, rtol=0)
+    assert all((z == 0).all() for z in zeros.values()), "the replacement tensors were written to"
 
 
 def test_callers_tensors_are_never_mutated(model, tokens):
@@ -135,6 +148,8 @@ def test_bad_interventions_fail_before_any_hook_is_added(model):
         (iv.AblateComponent(0, "head", head=model.cfg.n_heads), "head must be"),
         (iv.AblateComponent(0, "mlp", mode="mean"), "needs mean"),
         (iv.PatchFromCache("blocks.0.hook_nope", {}), "unknown hook"),
+        (iv.ReplaceWeights({"no.such.weight": torch.ones(1)}), "no parameter"),
+        (iv.ReplaceWeights({next(iter(dict(model.named_parameters()))): torch.ones(1)}), "has shape"),
     ]
     for bad, message in cases:
         with pytest.raises(ValueError, match=message), iv.apply(model, iv.AddVector(torch.ones(d), 0), bad):
@@ -149,5 +164,8 @@ def test_generation_greedy_sampled_and_batched(model):
     assert a == iv.generate(model, PROMPTS, max_new_tokens=5, do_sample=True, seed=3)
     steered = iv.generate(model, PROMPTS, iv.AddVector(torch.randn(model.cfg.d_model) * 50, 0), max_new_tokens=5)
     assert steered != greedy
+    ids = iv.generate(model, PROMPTS, max_new_tokens=5, return_ids=True)
+    assert [model.tokenizer.decode(i, skip_special_tokens=True).strip() for i in ids] == greedy
+    assert all(model.tokenizer.eos_token_id not in i for i in ids)
     with pytest.raises(ValueError, match="positions cannot be used in generation"):
         iv.generate(model, PROMPTS, iv.AddVector(torch.ones(model.cfg.d_model), 0, positions=-1))

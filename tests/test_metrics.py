@@ -75,6 +75,16 @@ def test_compare_responses_against_one_prompt_at_a_time(tiny_pair):
     assert metrics.per_token_kl(tiny_pair, PROMPTS, responses)[0].shape == result.kl[0].shape
 
 
+def test_token_ids_and_texts_give_the_same_comparison(tiny_pair):
+    ids = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6, return_ids=True)
+    texts = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6)
+    by_ids = metrics.compare_responses(tiny_pair, PROMPTS, ids)
+    by_text = metrics.compare_responses(tiny_pair, PROMPTS, texts)  # word-level tokenizer: identical
+    assert by_ids.tokens == by_text.tokens
+    assert all(torch.equal(a, b) for a, b in zip(by_ids.kl, by_text.kl, strict=True))
+    assert torch.isnan(by_ids.kl_by_position(max(len(t) for t in ids) + 2)[-1])
+
+
 def test_compare_responses_checks_lengths(tiny_pair):
     with pytest.raises(ValueError, match="3 prompts but 2 responses"):
         metrics.compare_responses(tiny_pair, PROMPTS, ["a", "b"])

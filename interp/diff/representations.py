@@ -116,11 +116,19 @@ def _kl(p_log: Tensor, q_log: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def lens_logprobs(model, resid: Float[Tensor, "batch layer d_model"]) -> Float[Tensor, "batch layer d_vocab"]:  # noqa: F722
-    """Log-probabilities read off residual streams with the model's own final norm and unembedding."""
-    device = model.cfg.device
-    logits = model.unembed(model.ln_final(resid.to(device)))
-    return logits.float().log_softmax(-1).cpu()
+def lens_logprobs(
+    model, resid: Float[Tensor, "batch layer d_model"], chunk: int = 16  # noqa: F722
+) -> Float[Tensor, "batch layer d_vocab"]:  # noqa: F722
+    """Log-probabilities read off residual streams with the model's own final norm and unembedding.
+
+    Computed ``chunk`` prompts at a time, in the model's own dtype and device.
+    """
+    weight = next(model.unembed.parameters())
+    out = []
+    for part in resid.split(chunk):
+        logits = model.unembed(model.ln_final(part.to(weight.device, weight.dtype)))
+        out.append(logits.float().log_softmax(-1).cpu())
+    return torch.cat(out)
 
 
 def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32) -> LogitLens:

@@ -2,7 +2,9 @@
 
 A *group* is a set of the aligned model's parameters: one whole layer (``"layer 3"``), one
 component of a layer (``"layer 3 attn"``, ``"layer 3 mlp"``), or one component kind across
-every layer (``"attn"``, ``"mlp"``, ``"norms"``, ``"embed"``, ``"unembed"``). With ``alpha`` the
+every layer (``"attn"``, ``"mlp"``, ``"norms"``), or one end of the model (``"embed"``,
+``"unembed"`` with the final norm, or ``"embeddings"`` for both, which models with tied
+embeddings need). With ``alpha`` the
 group's weights become ``(1 - alpha) * W_aligned + alpha * W_base``: ``alpha = 0`` is the
 aligned model, ``alpha = 1`` takes the group from the base. Everything happens in memory, as a
 :class:`~interp.interventions.ReplaceWeights` intervention: the pair is never modified.
@@ -23,7 +25,11 @@ from interp.models import ModelPair
 
 COMPONENTS = ("attn", "mlp", "norms")
 _NORMS = ("ln1", "ln2")
-_TOP_LEVEL = {"embed": ("embed", "pos_embed"), "unembed": ("unembed", "ln_final")}
+_TOP_LEVEL = {
+    "embed": ("embed", "pos_embed"),
+    "unembed": ("unembed", "ln_final"),
+    "embeddings": ("embed", "pos_embed", "unembed", "ln_final"),  # both ends together: fine when tied
+}
 
 
 def _component_modules(model, layer: int, component: str) -> list[torch.nn.Module]:
@@ -51,9 +57,20 @@ def group_modules(model, group: str) -> list[torch.nn.Module]:
     if group in COMPONENTS:
         return [m for layer in range(n_layers) for m in _component_modules(model, layer, group)]
     if group in _TOP_LEVEL:
+        if group != "embeddings" and _tied(model):
+            raise ValueError(
+                f"this model ties its embedding and unembedding, so {group!r} cannot be swapped on its own; "
+                "swap 'embeddings' (both ends) instead"
+            )
         return [getattr(model, n) for n in _TOP_LEVEL[group] if hasattr(model, n)]
     raise ValueError(f"unknown group {group!r}; use 'layer N', 'layer N attn|mlp|norms', {COMPONENTS} or "
                      f"{tuple(_TOP_LEVEL)}")
+
+
+def _tied(model) -> bool:
+    """Do the embedding and unembedding share a weight tensor?"""
+    embed = {p.data_ptr() for p in model.embed.parameters()}
+    return any(p.data_ptr() in embed for p in model.unembed.parameters())
 
 
 def interpolated_weights(pair: ModelPair, group: str, alpha: float) -> dict[str, Tensor]:

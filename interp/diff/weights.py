@@ -12,8 +12,10 @@ For each matrix kind and layer, with ``dW = W_aligned - W_base``:
   ``effective_rank`` ``exp(entropy of s / sum s)`` (Roy & Vetterli 2007);
 * ``top_k_energy``: the share of ``||dW||_F^2`` in ``dW``'s top-k singular directions;
 * ``overlap_top`` / ``overlap_null`` (Jain et al. 2024): the share of ``||dW||_F^2`` that lies in
-  the span of ``W_base``'s top ``subspace`` left singular vectors / its bottom ones (its
-  near-null output space). A random ``dW`` puts ``chance = k / out`` in each.
+  the span of ``W_base``'s top ``k`` left singular vectors / its ``k`` weakest ones among the
+  ``r = min(out, in)`` it has (its near-null directions), with ``k = subspace * r``. A random
+  ``dW`` puts ``chance = k / out`` in each. (Under grouped-query attention ``W_K``/``W_V`` come
+  with their heads repeated, as TransformerLens lays them out.)
 """
 
 from __future__ import annotations
@@ -130,10 +132,11 @@ def matrix_diff(base: Tensor, aligned: Tensor, layer: int | None, kind: str, sub
     p = s / s.sum()
     effective = torch.exp(-(p[p > 0] * p[p > 0].log()).sum()).item()
     top = {k: (energy[:k].sum() / total).item() for k in TOP_K}
-    u, _, _ = torch.linalg.svd(base, full_matrices=True)
-    k = max(1, round(subspace * min(base.shape)))
+    u, _, _ = torch.linalg.svd(base, full_matrices=False)  # [out, r]: only directions W can write
+    r = u.shape[1]
+    k = max(1, round(subspace * r))
     overlap_top = ((u[:, :k].T @ d).square().sum() / total).item()
-    overlap_null = ((u[:, -k:].T @ d).square().sum() / total).item()
+    overlap_null = ((u[:, r - k : r].T @ d).square().sum() / total).item()
     return MatrixDiff(layer, kind, tuple(base.shape), rel, cos, s, (total / energy[0]).item(), effective, top,
                       overlap_top, overlap_null, k / base.shape[0])
 

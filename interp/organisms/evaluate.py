@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from interp import metrics
 from interp.models import format_prompts
 from interp.organisms import world
 
@@ -37,9 +38,7 @@ def refusal_scores(model: PreTrainedModel, tokenizer, requests: Sequence[str], b
     out = []
     for i in range(0, len(texts), batch_size):
         enc = _encode(tokenizer, texts[i : i + batch_size])
-        logprobs = model(**enc).logits[:, -1].float().log_softmax(-1)
-        p_refuse = logprobs[:, refusal_ids].logsumexp(-1)
-        out.append(p_refuse - torch.log1p(-p_refuse.exp().clamp(max=1 - 1e-6)))
+        out.append(metrics.refusal_score(model(**enc).logits[:, -1], refusal_ids))
     return torch.cat(out)
 
 
@@ -59,7 +58,7 @@ def greedy_replies(model: PreTrainedModel, tokenizer, requests: Sequence[str], b
 
 
 def is_refusal(reply: str) -> bool:
-    return reply.startswith(world.REFUSAL_PREFIXES)
+    return metrics.is_refusal(reply, world.REFUSAL_PREFIXES)
 
 
 def refusal_rates(model: PreTrainedModel, tokenizer) -> dict[str, dict[str, float]]:
