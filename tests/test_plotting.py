@@ -257,3 +257,11 @@ def test_public_names_stay_importable():
 
     assert FIGURES_ENV == "INTERP_FIGURES_DIR" and model_color("dpo") == MODEL_COLORS["dpo"]
     assert model_color("rlhf") == MODEL_COLORS["aligned"]
+
+
+def test_saving_the_same_figure_twice_gives_the_same_files(tmp_path):
+    """Regenerating figures/ must not dirty git when nothing changed (no timestamps, stable ids)."""
+    first = plotting.save_figure(plotting.refusal_bars_static(RATES), "a", directory=tmp_path)
+    second = plotting.save_figure(plotting.refusal_bars_static(RATES), "b", directory=tmp_path)
+    for one, two in zip(first, second, strict=True):
+        assert one.read_bytes() == two.read_bytes(), one.suffix

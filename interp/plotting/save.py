@@ -34,7 +34,7 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> list[Pat
     if hasattr(fig, "savefig"):
         writers = {
             ".png": lambda p: fig.savefig(p, dpi=200, format="png"),
-            ".svg": lambda p: fig.savefig(p, format="svg"),
+            ".svg": lambda p: _save_svg(fig, p),
         }
     elif hasattr(fig, "write_html"):
         # Plotly's JavaScript is embedded, so the page opens with no network.
@@ -53,3 +53,11 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> list[Pat
             Path(tmp).unlink(missing_ok=True)
         paths.append(final)
     return paths
+
+
+def _save_svg(fig, path) -> None:
+    """SVG without a timestamp and with stable element ids, so the same figure gives the same file."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "interp"}):
+        fig.savefig(path, format="svg", metadata={"Date": None})
