@@ -27,7 +27,7 @@ figures: install
 	$(BIN)/interp figures
 
 lint: install
-	$(BIN)/ruff check interp tests
+	$(BIN)/ruff check interp tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest

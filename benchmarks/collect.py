@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 
 import torch
 
@@ -28,6 +29,23 @@ def timed(fn, repeats: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), out
+
+
+@torch.no_grad()
+def transformers_forward(hf, ids, batches, pad, device) -> torch.Tensor:
+    """The reference: plain Hugging Face forwards with every hidden state, last position kept."""
+    out = torch.empty(len(ids), hf.config.num_hidden_layers, hf.config.hidden_size)
+    for rows in batches:
+        input_ids, mask = pad_batch([ids[i] for i in rows], pad, "left")
+        out_hf = hf(input_ids=input_ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+        hidden = out_hf.hidden_states
+        out[rows] = torch.stack([h[:, -1] for h in hidden[1:]], 1).float().cpu()
+    return out
+
+
+def interp_collect(model, ids, hooks, batch_size) -> torch.Tensor:
+    acts = collect_from_tokens(model, ids, hooks, positions=-1, batch_size=batch_size, progress=False)
+    return torch.stack([acts[h] for h in hooks], 1)
 
 
 def main() -> None:
@@ -53,22 +71,8 @@ def main() -> None:
 
     print(f"{args.n} prompts, batch size {args.batch_size}, device {args.device}, {n_layers} layers, both models")
     for name, model in pair:
-        hf = model.original_model
-
-        @torch.no_grad()
-        def reference():
-            out = torch.empty(len(ids), n_layers, pair.cfg.d_model)
-            for rows in batches:
-                input_ids, mask = pad_batch([ids[i] for i in rows], pad, "left")
-                hidden = hf(input_ids=input_ids.to(args.device), attention_mask=mask.to(args.device),
-                            output_hidden_states=True).hidden_states
-                out[rows] = torch.stack([h[:, -1] for h in hidden[1:]], 1).float().cpu()
-            return out
-
-        def ours():
-            acts = collect_from_tokens(model, ids, hooks, positions=-1, batch_size=args.batch_size, progress=False)
-            return torch.stack([acts[h] for h in hooks], 1)
-
+        reference = partial(transformers_forward, model.original_model, ids, batches, pad, args.device)
+        ours = partial(interp_collect, model, ids, hooks, args.batch_size)
         t_ref, ref = timed(reference, args.repeats)
         t_ours, mine = timed(ours, args.repeats)
         # HF's last hidden state is after the final norm; compare the layers before it exactly.
