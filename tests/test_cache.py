@@ -63,29 +63,27 @@ def test_shapes_and_order(model):
     assert set(out) == set(HOOKS) and all(v.device.type == "cpu" for v in out.values())
 
 
-def test_matches_run_with_cache(model):
+def _assert_matches_run_with_cache(model, out, hooks, position):
     """The plain TransformerLens way, one prompt at a time, is the oracle."""
-    out = collect_activations(model, PROMPTS, HOOKS, positions=-1, batch_size=4, progress=False)
     for i, prompt in enumerate(PROMPTS):
         tokens = model.tokenizer(model.tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         ), add_special_tokens=False, return_tensors="pt").input_ids
         _, cache = model.run_with_cache(tokens)
-        for name in HOOKS:
-            torch.testing.assert_close(out[name][i], cache[name][0, -1], atol=1e-4, rtol=0)
+        for name in hooks:
+            torch.testing.assert_close(out[name][i], cache[name][0, position], atol=1e-4, rtol=0)
+
+
+def test_matches_run_with_cache(model):
+    out = collect_activations(model, PROMPTS, HOOKS, positions=-1, batch_size=4, progress=False)
+    _assert_matches_run_with_cache(model, out, HOOKS, -1)
 
 
 def test_early_stop_when_all_hooks_are_in_early_blocks(model):
     """Hooks only in block 0: the forward stops after it, and the values still match a full run."""
     early = ["blocks.0.hook_resid_post", "blocks.0.attn.hook_z"]
     out = collect_activations(model, PROMPTS, early, positions=-2, batch_size=3, progress=False)
-    for i, prompt in enumerate(PROMPTS):
-        tokens = model.tokenizer(model.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        ), add_special_tokens=False, return_tensors="pt").input_ids
-        _, cache = model.run_with_cache(tokens)
-        for name in early:
-            torch.testing.assert_close(out[name][i], cache[name][0, -2], atol=1e-4, rtol=0)
+    _assert_matches_run_with_cache(model, out, early, -2)
 
 
 def test_failed_collection_leaves_nothing_on_disk(model, tmp_path, monkeypatch):
