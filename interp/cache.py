@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -227,6 +227,16 @@ def load_activations(directory: str | Path) -> dict[str, Tensor]:
         raise FileNotFoundError(f"{directory} holds no collected activations (no meta.json)")
     keys = json.loads(meta_file.read_text())["keys"]
     return {k: torch.from_numpy(np.load(directory / f"{k}.npy", mmap_mode="c")) for k in keys}
+
+
+def resid_hooks(n_layers: int) -> list[str]:
+    """The residual stream after each layer, ``blocks.{l}.hook_resid_post``."""
+    return [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
+
+
+def stack_layers(acts: Mapping[str, Tensor], n_layers: int) -> Tensor:
+    """``[batch, layer, (pos,) d_model]`` (float32) from the per-hook tensors of :func:`resid_hooks`."""
+    return torch.stack([acts[h].float() for h in resid_hooks(n_layers)], 1)
 
 
 def collect_activations(

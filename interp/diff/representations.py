@@ -14,13 +14,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import MASK_KEY, Positions, collect_pair_activations
+from interp.cache import MASK_KEY, Positions, collect_pair_activations, resid_hooks, stack_layers
 from interp.data import PromptSet
 from interp.models import ModelPair
-
-
-def resid_hooks(n_layers: int) -> list[str]:
-    return [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
 
 
 def linear_cka(x: Float[Tensor, "n d1"], y: Float[Tensor, "n d2"]) -> float:  # noqa: F722
@@ -67,7 +63,7 @@ def representation_similarity(
     """Cosine, linear CKA and norm ratio of base vs aligned residual streams, per layer and label."""
     acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=positions,
                                     batch_size=batch_size, progress=False)
-    base, aligned = _stack(acts["base"], pair.cfg.n_layers), _stack(acts["aligned"], pair.cfg.n_layers)
+    base, aligned = stack_layers(acts["base"], pair.cfg.n_layers), stack_layers(acts["aligned"], pair.cfg.n_layers)
     mask = acts["base"].get(MASK_KEY)
     groups = {"all": torch.ones(len(prompts), dtype=torch.bool)}
     groups.update({label: torch.tensor([x == label for x in prompts.labels]) for label in prompts.label_names})
@@ -90,11 +86,6 @@ def representation_similarity(
             flat_a = [a[:, layer].reshape(-1, a.shape[-1]) for layer in range(a.shape[1])]
         cka[label] = torch.tensor([linear_cka(x, y) for x, y in zip(flat_b, flat_a, strict=True)])
     return RepresentationSimilarity(tuple(groups), cosine, cka, ratio)
-
-
-def _stack(acts: dict[str, Tensor], n_layers: int) -> Tensor:
-    """``[batch, layer, (pos,) d_model]`` from per-hook tensors."""
-    return torch.stack([acts[h].float() for h in resid_hooks(n_layers)], 1)
 
 
 @dataclass(frozen=True)
@@ -135,7 +126,7 @@ def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_siz
     """The logit lens of both models at the answer position (the last prompt token)."""
     acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=-1,
                                     batch_size=batch_size, progress=False)
-    lens = {name: lens_logprobs(pair[name], _stack(acts[name], pair.cfg.n_layers)) for name, _ in pair}
+    lens = {name: lens_logprobs(pair[name], stack_layers(acts[name], pair.cfg.n_layers)) for name, _ in pair}
     kl, top1 = {}, {}
     for name, lp in lens.items():
         final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
@@ -172,7 +163,7 @@ def cluster_separation(
     is_neg = torch.tensor([label == negative for label in prompts.labels])
     tau, accuracy = {}, {}
     for name, _ in pair:
-        x = _stack(acts[name], pair.cfg.n_layers)  # [batch, layer, d_model]
+        x = stack_layers(acts[name], pair.cfg.n_layers)  # [batch, layer, d_model]
         d_pos = (x - x[is_pos].mean(0)).norm(dim=-1)
         d_neg = (x - x[is_neg].mean(0)).norm(dim=-1)
         tau[name] = d_neg / d_pos.clamp(min=1e-12)

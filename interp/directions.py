@@ -1,0 +1,420 @@
+"""The refusal direction (Arditi et al. 2024), for any model and any pair.
+
+The pipeline:
+
+1. **Candidates** (:func:`candidate_directions`): the difference between the mean residual
+   stream (``blocks.{l}.hook_resid_pre``) on harmful and on harmless prompts, at every layer and
+   every post-instruction position (the tokens the prompt format puts after the user's text).
+2. **Selection** (:func:`score_candidates`, :func:`find_refusal_direction`): on held-back
+   validation prompts, each candidate gets a *bypass* score (mean refusal score on harmful
+   prompts with the direction ablated), an *induce* score (mean refusal score on harmless
+   prompts with the vector added at its layer) and the *KL* of the next-token distribution on
+   harmless prompts under ablation. Among candidates that induce refusal (score > 0), keep the
+   answer distribution (KL < 0.1) and lie below ``0.8 * n_layers``, the lowest bypass score wins.
+   The whole score table is kept on the result.
+3. **Interventions**: :meth:`RefusalDirection.ablation` projects the direction out at every
+   layer and position; :meth:`RefusalDirection.addition` adds the difference-in-means vector at
+   the direction's layer; :func:`orthogonalize` writes a Hugging Face checkpoint whose weights
+   can no longer write the direction, which behaves like the ablation.
+4. **Across the pair**: :func:`candidate_cosines` compares the two models' candidates layer by
+   layer; :func:`direction_at` takes the other model's difference in means at the same site, and
+   :func:`refusal_effects` measures any direction's ablation and addition on any model.
+
+Refusal is judged from the first answer token (:func:`interp.metrics.refusal_score` > 0).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.cache import collect_activations
+from interp.data import PromptSet
+from interp.interventions import AblateDirection, AddVector, apply
+from interp.metrics import answer_logits, refusal_score, token_ids
+from interp.models import format_prompts, prompt_format_of
+
+MIN_PER_CLASS = 8
+KL_THRESHOLD = 0.1
+MAX_LAYER_FRACTION = 0.8
+
+
+def post_instruction_positions(tokenizer, prompt_format: str = "chat") -> list[int]:
+    """Negative positions of the tokens the prompt format puts after the user's text.
+
+    Found by rendering a sentinel request and tokenizing the text after it; ``[-1]`` when the
+    format adds nothing after the text (``"raw"``).
+    """
+    sentinel = "interp-sentinel-request"
+    text = format_prompts(tokenizer, [sentinel], prompt_format)[0]
+    suffix = text[text.rindex(sentinel) + len(sentinel):]
+    n = len(tokenizer(suffix, add_special_tokens=False).input_ids) if suffix.strip() else 0
+    return list(range(-max(n, 1), 0))
+
+
+def _texts(prompts: PromptSet | Sequence[str], what: str, minimum: int = MIN_PER_CLASS) -> list[str]:
+    texts = list(prompts.prompts if isinstance(prompts, PromptSet) else prompts)
+    if len(texts) < minimum:
+        raise ValueError(f"need at least {minimum} {what} prompts, got {len(texts)}")
+    if not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError(f"the {what} prompts must be non-empty strings")
+    return texts
+
+
+def _layer_hooks(model) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+
+
+@torch.no_grad()
+def mean_activations(
+    model, prompts: Sequence[str], positions: Sequence[int], *, batch_size: int = 32
+) -> Float[Tensor, "pos layer d_model"]:
+    """Mean ``resid_pre`` of every layer at each of ``positions``, over ``prompts``."""
+    acts = collect_activations(model, list(prompts), _layer_hooks(model), positions=list(positions),
+                               batch_size=batch_size, progress=False)
+    return torch.stack([acts[h].float().mean(0) for h in _layer_hooks(model)], 1)  # [pos, layer, d]
+
+
+def candidate_directions(
+    model, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str], *,
+    positions: Sequence[int] | None = None, batch_size: int = 32,
+) -> Float[Tensor, "pos layer d_model"]:
+    """Difference in means, harmful minus harmless, of ``resid_pre`` at every layer and position.
+
+    ``positions`` default to the post-instruction positions of the model's prompt format.
+    """
+    harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
+    if positions is None:
+        positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
+    return (mean_activations(model, harmful, positions, batch_size=batch_size)
+            - mean_activations(model, harmless, positions, batch_size=batch_size))
+
+
+def _kl(reference: Tensor, logits: Tensor) -> float:
+    """Mean KL(reference || logits) over prompts, of next-token distributions."""
+    p, q = reference.float().log_softmax(-1), logits.float().log_softmax(-1)
+    return (p.exp() * (p - q)).sum(-1).mean().item()
+
+
+@dataclass(frozen=True, eq=False)
+class RefusalDirection:
+    """A refusal direction: where it was read, the unit vector, and (if searched for) the score table."""
+
+    layer: int
+    position: int
+    vector: Float[Tensor, " d_model"]
+    """The difference in means itself (harmful minus harmless), added by :meth:`addition`."""
+    refusal_tokens: tuple[str, ...] = ()
+    scores: object = None
+    """pandas DataFrame of every candidate (position, layer, norm, bypass/induce score, KL, passed)."""
+    passed_filters: bool = True
+    """False when no candidate passed the filters and the best unfiltered one was taken."""
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def direction(self) -> Float[Tensor, " d_model"]:
+        """The unit vector."""
+        return self.vector / self.vector.norm()
+
+    def ablation(self) -> AblateDirection:
+        """Project the direction out of the residual stream at every layer and position."""
+        return AblateDirection(self.direction)
+
+    def addition(self, scale: float = 1.0, layer: int | None = None) -> AddVector:
+        """Add ``scale`` times the difference-in-means vector at every position of its layer."""
+        return AddVector(self.vector, self.layer if layer is None else layer, scale=scale)
+
+    def __repr__(self) -> str:
+        return (f"RefusalDirection(layer={self.layer}, position={self.position}, norm={self.vector.norm():.3g}, "
+                f"source={self.source!r}, passed_filters={self.passed_filters})")
+
+
+def _check_vector(model, vector: Tensor) -> None:
+    if vector.ndim != 1 or vector.shape[0] != model.cfg.d_model:
+        raise ValueError(f"the direction must have shape [d_model] = [{model.cfg.d_model}], got {list(vector.shape)}")
+    if not torch.isfinite(vector).all() or vector.norm() == 0:
+        raise ValueError("the direction must be finite and non-zero")
+
+
+def direction_at(
+    model, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str], layer: int, position: int, *,
+    batch_size: int = 32, source: str = "",
+) -> RefusalDirection:
+    """The difference-in-means direction of ``model`` at one site (e.g. where another model's was found)."""
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer {layer} is out of range: the model has layers 0..{model.cfg.n_layers - 1}")
+    vector = candidate_directions(model, harmful, harmless, positions=[position], batch_size=batch_size)[0, layer]
+    return RefusalDirection(layer, position, vector, source=source)
+
+
+def score_candidates(
+    model, candidates: Float[Tensor, "pos layer d_model"], positions: Sequence[int],
+    harmful_val: Sequence[str], harmless_val: Sequence[str], refusal_tokens: Sequence[str], *,
+    max_layer_fraction: float = MAX_LAYER_FRACTION, kl_threshold: float = KL_THRESHOLD, batch_size: int = 32,
+    progress: bool = True,
+):
+    """Bypass score, induce score and KL of every candidate on validation prompts, as a DataFrame.
+
+    Candidates at or above ``max_layer_fraction * n_layers`` or with zero norm are listed but
+    not run (their scores are NaN).
+    """
+    import pandas as pd
+
+    if candidates.shape[0] != len(positions) or candidates.shape[1:] != (model.cfg.n_layers, model.cfg.d_model):
+        raise ValueError(f"candidates must be [{len(positions)}, {model.cfg.n_layers}, {model.cfg.d_model}], "
+                         f"got {list(candidates.shape)}")
+    ids = token_ids(model.tokenizer, refusal_tokens)
+    reference = answer_logits(model, harmless_val, batch_size=batch_size)
+    max_layer = max_layer_fraction * model.cfg.n_layers
+    rows = []
+    sites = [(p, pos, layer) for p, pos in enumerate(positions) for layer in range(model.cfg.n_layers)]
+    for p, pos, layer in tqdm(sites, desc="score candidates", disable=not progress):
+        vector = candidates[p, layer]
+        row = {"position": pos, "layer": layer, "norm": vector.norm().item(), "bypass_score": float("nan"),
+               "induce_score": float("nan"), "kl": float("nan"), "bypass_refusal": float("nan"),
+               "induce_refusal": float("nan")}
+        if layer < max_layer and row["norm"] > 1e-6 * max(candidates.norm(dim=-1).max().item(), 1e-12):
+            candidate = RefusalDirection(layer, pos, vector)
+            ablated = answer_logits(model, harmful_val, candidate.ablation(), batch_size=batch_size)
+            added = answer_logits(model, harmless_val, candidate.addition(), batch_size=batch_size)
+            kept = answer_logits(model, harmless_val, candidate.ablation(), batch_size=batch_size)
+            bypass, induce = refusal_score(ablated, ids), refusal_score(added, ids)
+            row.update(bypass_score=bypass.mean().item(), induce_score=induce.mean().item(), kl=_kl(reference, kept),
+                       bypass_refusal=(bypass > 0).float().mean().item(),
+                       induce_refusal=(induce > 0).float().mean().item())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["passed"] = (table.induce_score > 0) & (table.kl < kl_threshold) & (table.layer < max_layer)
+    return table
+
+
+def _split(texts: list[str], fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    n_val = max(1, round(fraction * len(texts)))
+    return [texts[i] for i in sorted(order[n_val:])], [texts[i] for i in sorted(order[:n_val])]
+
+
+def find_refusal_direction(
+    model,
+    harmful: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str],
+    *,
+    refusal_tokens: Sequence[str],
+    harmful_val: PromptSet | Sequence[str] | None = None,
+    harmless_val: PromptSet | Sequence[str] | None = None,
+    val_fraction: float = 0.25,
+    positions: Sequence[int] | None = None,
+    max_layer_fraction: float = MAX_LAYER_FRACTION,
+    kl_threshold: float = KL_THRESHOLD,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> RefusalDirection:
+    """Search ``model`` for its refusal direction (Arditi et al. 2024) and return the selected one.
+
+    Difference-in-means candidates come from ``harmful`` vs ``harmless``; they are scored on
+    ``harmful_val`` / ``harmless_val``, by default a ``val_fraction`` of each class held back
+    (drawn with ``seed``). ``refusal_tokens`` are the first answer tokens of a refusal (for the
+    organisms ``["sorry"]``; for a pair, :func:`interp.metrics.derive_refusal_tokens`). When no
+    candidate passes the filters, the lowest bypass score among all is taken, with
+    ``passed_filters=False``.
+    """
+    harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
+    if not refusal_tokens:
+        raise ValueError("refusal_tokens is empty: give the first tokens of a refusal, e.g. ['sorry'] or "
+                         "interp.metrics.derive_refusal_tokens(pair, harmful)")
+    token_ids(model.tokenizer, refusal_tokens)  # fail early on tokens the tokenizer cannot encode
+    rng = random.Random(seed)
+    if harmful_val is None:
+        harmful, harmful_val = _split(harmful, val_fraction, rng)
+    if harmless_val is None:
+        harmless, harmless_val = _split(harmless, val_fraction, rng)
+    harmful_val, harmless_val = (_texts(harmful_val, "harmful validation", 2),
+                                   _texts(harmless_val, "harmless validation", 2))
+    if positions is None:
+        positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
+    candidates = candidate_directions(model, harmful, harmless, positions=positions, batch_size=batch_size)
+    table = score_candidates(model, candidates, positions, harmful_val, harmless_val, refusal_tokens,
+                             max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold,
+                             batch_size=batch_size, progress=progress)
+    pool = table[table.passed] if table.passed.any() else table.dropna(subset=["bypass_score"])
+    if pool.empty:
+        raise ValueError("no candidate direction could be scored: every one is zero or above the layer limit")
+    best = pool.sort_values("bypass_score").iloc[0]
+    p, layer = list(positions).index(int(best.position)), int(best.layer)
+    return RefusalDirection(layer, int(best.position), candidates[p, layer].clone(), tuple(refusal_tokens), table,
+                            passed_filters=bool(table.passed.any()), source=getattr(model.cfg, "model_name", ""))
+
+
+def refusal_effects(
+    model, direction: RefusalDirection, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str],
+    refusal_tokens: Sequence[str], *, scale: float = 1.0, batch_size: int = 32,
+) -> dict[str, dict[str, float]]:
+    """Refusal rate (score > 0) on harmful and harmless prompts: as is, under ablation, under addition.
+
+    Returns ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}``; ``direction`` may
+    come from another model of the pair (cross-model transfer).
+    """
+    _check_vector(model, direction.vector)
+    ids = token_ids(model.tokenizer, refusal_tokens)
+    sets = {"harmful": _texts(harmful, "harmful"), "harmless": _texts(harmless, "harmless")}
+    interventions = {"none": (), "ablate": (direction.ablation(),), "add": (direction.addition(scale),)}
+    return {
+        name: {label: (refusal_score(answer_logits(model, texts, *ivs, batch_size=batch_size), ids) > 0)
+               .float().mean().item() for label, texts in sets.items()}
+        for name, ivs in interventions.items()
+    }
+
+
+def candidate_cosines(base_candidates: Tensor, aligned_candidates: Tensor) -> Float[Tensor, "pos layer"]:
+    """Cosine between two models' candidate directions at each position and layer (NaN where one is zero)."""
+    if base_candidates.shape != aligned_candidates.shape:
+        raise ValueError(f"candidate shapes differ: {list(base_candidates.shape)} vs {list(aligned_candidates.shape)}")
+    norms = base_candidates.norm(dim=-1) * aligned_candidates.norm(dim=-1)
+    dots = (base_candidates * aligned_candidates).sum(-1)
+    return torch.where(norms > 0, dots / norms.clamp(min=1e-30), torch.nan)
+
+
+# --- weight orthogonalization -------------------------------------------------------------------
+
+def _clean_name(name: str) -> str:
+    return name.replace("._original_component", "").replace("_original_component.", "")
+
+
+def _hf_copy(model):
+    """A plain Hugging Face model with the bridge's current weights (the bridge wraps the original's modules)."""
+    original = model.original_model
+    copy = type(original)(original.config).to(next(original.parameters()).dtype)
+    wanted = copy.state_dict()
+    state = {}
+    for name, value in original.state_dict().items():
+        clean = _clean_name(name)
+        if clean in wanted and clean not in state:
+            state[clean] = value.detach().clone()
+    missing = [k for k in wanted if k not in state]
+    if any(not k.endswith("lm_head.weight") for k in missing):
+        raise RuntimeError(f"could not map the bridge's weights back to {type(original).__name__}: missing {missing}")
+    copy.load_state_dict(state, strict=False)
+    copy.tie_weights()
+    return copy.eval()
+
+
+def _residual_writers(model, plain) -> list[str]:
+    """Names, in the plain copy ``plain``, of the modules that write into the residual stream."""
+    bridge_modules = [model.embed] + ([model.pos_embed] if hasattr(model, "pos_embed") else [])
+    for block in model.blocks:
+        bridge_modules += [block.attn.o, block.mlp.out]
+    names = {}
+    for name, module in model.original_model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), []).append(_clean_name(name))
+    plain_names = {name for name, _ in plain.named_modules()}
+    out = []
+    for bridge_module in bridge_modules:
+        target = getattr(bridge_module, "original_component", bridge_module)
+        found = [name for name in names.get(id(target), []) if name in plain_names]
+        if not found:
+            raise RuntimeError(f"cannot locate {type(target).__name__} in the original model")
+        out.append(found[0])
+    return out
+
+
+@torch.no_grad()
+def _project_out(module, r: Tensor) -> None:
+    from transformers.pytorch_utils import Conv1D
+
+    r = r.to(module.weight.device, module.weight.dtype)
+    w = module.weight
+    if isinstance(module, torch.nn.Embedding):  # [vocab, d_model]
+        w -= (w @ r)[:, None] * r
+    elif isinstance(module, Conv1D):  # [d_in, d_model]
+        w -= (w @ r)[:, None] * r
+    elif isinstance(module, torch.nn.Linear):  # [d_model, d_in]
+        w -= r[:, None] * (r @ w)[None, :]
+    else:
+        raise RuntimeError(f"cannot orthogonalize a {type(module).__name__}")
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        bias -= (bias @ r) * r
+
+
+def orthogonalized_model(model, direction: RefusalDirection | Tensor):
+    """A Hugging Face copy of ``model`` whose embeddings and attention / MLP outputs cannot write ``direction``.
+
+    Tied input/output embeddings are untied first, so the unembedding stays as it was (as
+    under :class:`~interp.interventions.AblateDirection`, which never touches it).
+    """
+    vector = direction.vector if isinstance(direction, RefusalDirection) else direction
+    _check_vector(model, vector)
+    r = (vector / vector.norm()).float()
+    hf = _hf_copy(model)
+    out_emb, in_emb = hf.get_output_embeddings(), hf.get_input_embeddings()
+    if out_emb is not None and out_emb.weight.data_ptr() == in_emb.weight.data_ptr():
+        out_emb.weight = torch.nn.Parameter(in_emb.weight.detach().clone())
+        hf.config.tie_word_embeddings = False
+    for name in _residual_writers(model, hf):
+        _project_out(hf.get_submodule(name), r)
+    return hf
+
+
+@torch.no_grad()
+def _check_matches_ablation(model, hf, direction: Tensor, atol: float) -> float:
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, model.cfg.d_vocab, (4, 16), generator=gen).to(model.cfg.device)
+    with apply(model, AblateDirection(direction)):
+        expected = model(tokens).float()
+    got = hf.to(model.cfg.device)(tokens).logits.float()
+    error = (got - expected).abs().max().item()
+    if error > atol * max(1.0, expected.abs().max().item()):
+        raise RuntimeError(
+            f"the orthogonalized weights do not reproduce the ablation (max logit difference {error:.3g}): "
+            "this architecture writes to the residual stream somewhere orthogonalization does not reach"
+        )
+    return error
+
+
+def orthogonalize(
+    model, direction: RefusalDirection | Tensor, out_dir: str | Path, *, check: bool = True, atol: float = 1e-4
+) -> Path:
+    """Write a Hugging Face checkpoint of ``model`` with ``direction`` projected out of its weights.
+
+    Every module that writes into the residual stream (token and position embeddings, each
+    attention output and MLP output projection, with their biases) is multiplied by
+    ``I - r r^T`` (Arditi et al. 2024), so the saved model behaves like ``model`` under
+    :meth:`RefusalDirection.ablation`. With ``check``, that is verified on random tokens before
+    writing. ``out_dir`` must not exist; it appears complete or not at all.
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new directory for the orthogonalized checkpoint")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the parent directory {out.parent} does not exist")
+    vector = direction.vector if isinstance(direction, RefusalDirection) else direction
+    _check_vector(model, vector)
+    hf = orthogonalized_model(model, vector)
+    error = _check_matches_ablation(model, hf, vector, atol) if check else None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    try:
+        hf.save_pretrained(tmp)
+        model.tokenizer.save_pretrained(tmp)
+        card = {"method": "weight orthogonalization (Arditi et al. 2024)",
+                "source": str(getattr(model.cfg, "model_name", "")),
+                "direction": (vector / vector.norm()).tolist(), "max_logit_difference_vs_ablation": error}
+        if isinstance(direction, RefusalDirection):
+            card.update(layer=direction.layer, position=direction.position)
+        (tmp / "orthogonalization.json").write_text(json.dumps(card, indent=1))
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

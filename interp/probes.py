@@ -1,0 +1,226 @@
+"""Linear readouts of a binary label, per layer: what does each model represent, and where?
+
+Two readouts, fitted on one model's residual stream at each layer (``blocks.{l}.hook_resid_post``)
+and position:
+
+* ``"mean_diff"`` - difference in means (mass-mean probe, Marks & Tegmark 2023): the direction
+  from the negative class mean to the positive one, thresholded half-way between the means;
+* ``"logistic"`` - L2-regularised logistic regression, fitted for every layer and position at
+  once (one batched L-BFGS problem).
+
+Train and test prompts are split by **concept** (:func:`concept_split`): a concept's prompts
+are all on one side, and concepts marked ``held_out`` are only ever tested on, so accuracy
+measures generalisation to unseen concepts rather than memorised words. Probes are fitted on
+each model and tested on both (transfer), and their directions compared across the pair.
+
+>>> from interp.probes import auroc
+>>> auroc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]))
+0.75
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.cache import collect_pair_activations, resid_hooks, stack_layers
+from interp.data import PromptSet
+from interp.models import ModelPair
+
+METHODS = ("mean_diff", "logistic")
+MIN_PER_CLASS = 8
+
+
+def binary_labels(prompts: PromptSet, positive: str) -> Tensor:
+    """1 where a prompt's label is ``positive``, else 0; both classes must be present."""
+    if len(prompts.label_names) != 2:
+        raise ValueError(f"a probe needs exactly two labels, got {list(prompts.label_names)}")
+    prompts.require_labels(positive)
+    return torch.tensor([label == positive for label in prompts.labels], dtype=torch.long)
+
+
+def concept_split(
+    prompts: PromptSet, *, group: str = "concept", test_fraction: float = 0.25, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Boolean masks ``(train, test)`` that split by ``group`` (default: concept).
+
+    Rows with ``held_out`` true are always in the test set; of the other groups, about
+    ``test_fraction`` of each label's groups are drawn (with ``seed``) into the test set too.
+    Without a ``group`` column each prompt is its own group. Each side must hold both labels.
+    """
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    groups = prompts.column(group) if group in prompts.extra else tuple(range(len(prompts)))
+    held = prompts.column("held_out") if "held_out" in prompts.extra else (False,) * len(prompts)
+    held_groups = {g for g, h in zip(groups, held, strict=True) if h}
+    rng = random.Random(seed)
+    test_groups = set(held_groups)
+    for label in prompts.label_names:
+        free = sorted({g for g, y in zip(groups, prompts.labels, strict=True) if y == label} - held_groups, key=str)
+        test_groups |= set(rng.sample(free, round(test_fraction * len(free))))
+    test = torch.tensor([g in test_groups for g in groups])
+    train = ~test
+    for name, mask in (("train", train), ("test", test)):
+        present = {prompts.labels[i] for i in mask.nonzero().flatten().tolist()}
+        if present != set(prompts.label_names):
+            raise ValueError(
+                f"the {name} split by {group!r} has labels {sorted(present)}, not both of "
+                f"{list(prompts.label_names)}: give more {group}s per label or change test_fraction"
+            )
+    return train, test
+
+
+def auroc(scores: Float[Tensor, " n"], labels: Tensor) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count 1/2)."""
+    pos, neg = scores[labels == 1].double(), scores[labels == 0].double()
+    if not len(pos) or not len(neg):
+        raise ValueError("AUROC needs both classes")
+    above = (pos[:, None] > neg[None, :]).double().mean()
+    ties = (pos[:, None] == neg[None, :]).double().mean()
+    return (above + ties / 2).item()
+
+
+@dataclass(frozen=True)
+class LinearProbes:
+    """A stack of linear probes ``score = x . weight + bias`` over any leading axes (e.g. layer, position)."""
+
+    weight: Float[Tensor, "... d_model"]
+    bias: Tensor
+    method: str
+
+    def scores(self, x: Float[Tensor, "n ... d_model"]) -> Tensor:
+        return (x.float() * self.weight).sum(-1) + self.bias
+
+    def directions(self) -> Float[Tensor, "... d_model"]:
+        """Unit vectors along each probe's weight."""
+        return self.weight / self.weight.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def fit_probes(
+    x: Float[Tensor, "n ... d_model"], y: Tensor, method: str = "logistic", *, l2: float = 1e-2,
+    max_iter: int = 200,
+) -> LinearProbes:
+    """Fit one probe per slot of the middle axes of ``x`` (``[n, layer, pos, d]`` fits ``layer x pos`` probes).
+
+    Logistic probes are fitted on standardised features (so ``l2`` means the same at every
+    layer) and returned in the original units.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown probe method {method!r}; choose one of {', '.join(METHODS)}")
+    y = y.long()
+    counts = [int((y == c).sum()) for c in (0, 1)]
+    if min(counts) < MIN_PER_CLASS:
+        raise ValueError(f"probes need at least {MIN_PER_CLASS} training prompts per class, got {counts}")
+    x = x.float()
+    pos_mean, neg_mean = x[y == 1].mean(0), x[y == 0].mean(0)
+    if method == "mean_diff":
+        weight = pos_mean - neg_mean
+        return LinearProbes(weight, -(weight * (pos_mean + neg_mean) / 2).sum(-1), method)
+    mu, sigma = x.mean(0), x.std(0).clamp(min=1e-6)
+    z = ((x - mu) / sigma).movedim(0, -2)  # [..., n, d]
+    w = torch.zeros(z.shape[:-2] + z.shape[-1:], requires_grad=True)
+    b = torch.zeros(z.shape[:-2], requires_grad=True)
+    target = y.float().expand(z.shape[:-1])
+    optimizer = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        optimizer.zero_grad()
+        logits = (z @ w[..., None])[..., 0] + b[..., None]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
+        loss = (loss + l2 * w.square().sum(-1) / 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(loss_fn)
+    w, b = w.detach() / sigma, b.detach()
+    return LinearProbes(w, b - (w * mu).sum(-1), method)
+
+
+def evaluate_probes(probes: LinearProbes, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Accuracy (score > 0 means positive) and AUROC of every probe, shaped like ``probes.bias``."""
+    scores = probes.scores(x)  # [n, ...]
+    flat = scores.reshape(len(scores), -1)
+    accuracy = ((flat > 0).long() == y[:, None]).float().mean(0)
+    area = torch.tensor([auroc(flat[:, i], y) for i in range(flat.shape[1])])
+    return accuracy.reshape(probes.bias.shape), area.reshape(probes.bias.shape)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Probes of one label fitted on each model of a pair, per layer and position, tested on both.
+
+    ``accuracy[(train, test)]`` and ``auroc[(train, test)]`` are ``[layer, pos]``: probes fitted
+    on model ``train``'s activations, tested on model ``test``'s (same held-out prompts);
+    ``(m, m)`` is the ordinary within-model score, ``(base, aligned)`` is transfer.
+    """
+
+    method: str
+    positive: str
+    positions: tuple[int, ...]
+    probes: dict[str, LinearProbes]
+    accuracy: dict[tuple[str, str], Tensor]
+    auroc: dict[tuple[str, str], Tensor]
+    train_groups: tuple
+    test_groups: tuple
+
+    @property
+    def n_layers(self) -> int:
+        return self.probes["base"].bias.shape[0]
+
+    def cosine(self) -> Float[Tensor, "layer pos"]:
+        """Cosine between the base's and the aligned model's probe directions."""
+        return (self.probes["base"].directions() * self.probes["aligned"].directions()).sum(-1)
+
+    def table(self):
+        """One row per (fitted on, tested on, layer, position)."""
+        import pandas as pd
+
+        rows = [
+            {"train_model": tr, "test_model": te, "layer": layer, "position": pos,
+             "accuracy": self.accuracy[tr, te][layer, p].item(), "auroc": self.auroc[tr, te][layer, p].item()}
+            for (tr, te) in self.accuracy for layer in range(self.n_layers) for p, pos in enumerate(self.positions)
+        ]
+        return pd.DataFrame(rows)
+
+
+def probe_pair(
+    pair: ModelPair,
+    prompts: PromptSet,
+    *,
+    positive: str = "harmful",
+    method: str = "logistic",
+    positions: Sequence[int] | int = -1,
+    split: tuple[Tensor, Tensor] | None = None,
+    batch_size: int = 32,
+) -> ProbeResult:
+    """Fit ``method`` probes for ``label == positive`` on each model at every layer and position.
+
+    ``split`` is ``(train, test)`` boolean masks; default :func:`concept_split`. Positions
+    index each prompt's tokens as formatted by the pair (``-1``: the last, where the answer begins).
+    """
+    y = binary_labels(prompts, positive)
+    train, test = split if split is not None else concept_split(prompts)
+    for name, mask in (("training", train), ("test", test)):
+        counts = [int((y[mask] == c).sum()) for c in (0, 1)]
+        if min(counts) < MIN_PER_CLASS:
+            raise ValueError(f"probes need at least {MIN_PER_CLASS} {name} prompts per class, got {counts}")
+    positions = [positions] if isinstance(positions, int) else list(positions)
+    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=positions,
+                                    batch_size=batch_size, progress=False)
+    x = {name: stack_layers(acts[name], pair.cfg.n_layers) for name in ("base", "aligned")}  # [n, layer, pos, d]
+    probes = {name: fit_probes(x[name][train], y[train], method) for name in x}
+    accuracy, area = {}, {}
+    for fitted in x:
+        for tested in x:
+            accuracy[fitted, tested], area[fitted, tested] = evaluate_probes(probes[fitted], x[tested][test], y[test])
+    groups = prompts.column("concept") if "concept" in prompts.extra else tuple(range(len(prompts)))
+    return ProbeResult(
+        method, positive, tuple(positions), probes, accuracy, area,
+        train_groups=tuple(sorted({groups[i] for i in train.nonzero().flatten().tolist()}, key=str)),
+        test_groups=tuple(sorted({groups[i] for i in test.nonzero().flatten().tolist()}, key=str)),
+    )

@@ -1,0 +1,116 @@
+"""Refusal directions: candidates equal per-prompt means, orthogonalized weights equal the ablation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from interp import directions as dirs
+from interp import load_pair
+from interp.interventions import apply
+from interp.organisms import prompts
+
+HARMFUL = [p.text for p in prompts("harmful_train")][:24]
+HARMLESS = [p.text for p in prompts("harmless_train")][:24]
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def model(request, make_checkpoint):
+    path = make_checkpoint(request.param, seed=7, n_layers=3)
+    return load_pair(path, path, device="cpu").aligned
+
+
+def test_post_instruction_positions(model):
+    assert dirs.post_instruction_positions(model.tokenizer, "chat") == [-1]  # " <|assistant|>"
+    assert dirs.post_instruction_positions(model.tokenizer, "raw") == [-1]
+
+
+def test_candidates_equal_per_prompt_means(model):
+    candidates = dirs.candidate_directions(model, HARMFUL[:8], HARMLESS[:8], positions=[-2, -1])
+    assert candidates.shape == (2, model.cfg.n_layers, model.cfg.d_model)
+
+    def mean_at(texts, layer, pos):
+        rows = []
+        for text in texts:
+            ids = model.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                      tokenize=False)
+            with torch.no_grad():
+                _, cache = model.run_with_cache(model.tokenizer(ids, return_tensors="pt",
+                                                                add_special_tokens=False).input_ids)
+            rows.append(cache[f"blocks.{layer}.hook_resid_pre"][0, pos])
+        return torch.stack(rows).mean(0)
+
+    for layer in range(model.cfg.n_layers):
+        expected = mean_at(HARMFUL[:8], layer, -2) - mean_at(HARMLESS[:8], layer, -2)
+        assert torch.allclose(candidates[0, layer], expected, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def found(model):
+    return dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=["sorry"], positions=[-2, -1],
+                                       progress=False)
+
+
+def test_search_scores_every_candidate_and_keeps_the_rules(model, found):
+    table = found.scores
+    n_layers = model.cfg.n_layers
+    assert len(table) == 2 * n_layers
+    too_deep = table.layer >= 0.8 * n_layers
+    assert table[too_deep].bypass_score.isna().all() and not table[too_deep].passed.any()
+    assert (table.passed == ((table.induce_score > 0) & (table.kl < 0.1) & ~too_deep)).all()
+    pool = table[table.passed] if table.passed.any() else table.dropna(subset=["bypass_score"])
+    best = pool.sort_values("bypass_score").iloc[0]
+    assert (found.layer, found.position) == (best.layer, best.position)
+    assert found.passed_filters == bool(table.passed.any())
+    assert torch.allclose(found.direction.norm(), torch.tensor(1.0))
+
+
+def test_orthogonalized_checkpoint_behaves_like_the_ablation(model, found, tmp_path):
+    out = dirs.orthogonalize(model, found, tmp_path / "ortho")
+    card = json.loads((out / "orthogonalization.json").read_text())
+    assert card["layer"] == found.layer and card["max_logit_difference_vs_ablation"] < 1e-4
+    edited = load_pair(out, out, device="cpu").aligned
+    tokens = model.tokenizer(HARMFUL[:4], return_tensors="pt", padding=True).input_ids
+    with torch.no_grad(), apply(model, found.ablation()):
+        expected = model(tokens)
+    with torch.no_grad():
+        got = edited(tokens)
+        unchanged = model(tokens)
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(got, unchanged, atol=1e-3)  # the edit did something
+    # No residual-stream writer can write the direction any more.
+    with torch.no_grad():
+        _, cache = edited.run_with_cache(tokens)
+    r = found.direction
+    for layer in range(model.cfg.n_layers):
+        for hook in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out"):
+            assert (cache[f"blocks.{layer}.{hook}"] @ r).abs().max() < 1e-4
+
+
+def test_effects_and_cosines(model, found):
+    effects = dirs.refusal_effects(model, found, HARMFUL[:8], HARMLESS[:8], ["sorry"])
+    assert set(effects) == {"none", "ablate", "add"} and set(effects["none"]) == {"harmful", "harmless"}
+    assert all(0 <= v <= 1 for rates in effects.values() for v in rates.values())
+    c = dirs.candidate_directions(model, HARMFUL[:8], HARMLESS[:8], positions=[-1])
+    cos = dirs.candidate_cosines(c, 2 * c)
+    nonzero = c.norm(dim=-1) > 0
+    assert torch.allclose(cos[nonzero], torch.ones(int(nonzero.sum())), atol=1e-5)
+    site = dirs.direction_at(model, HARMFUL[:8], HARMLESS[:8], layer=1, position=-1)
+    assert torch.allclose(site.vector, c[0, 1], atol=1e-5)
+
+
+def test_bad_input_fails_before_any_work(model, found, tmp_path):
+    with pytest.raises(ValueError, match="at least 8 harmful"):
+        dirs.find_refusal_direction(model, HARMFUL[:5], HARMLESS, refusal_tokens=["sorry"])
+    with pytest.raises(ValueError, match="refusal_tokens is empty"):
+        dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=[])
+    with pytest.raises(ValueError, match="shape"):
+        dirs.orthogonalize(model, torch.ones(model.cfg.d_model + 1), tmp_path / "bad")
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(FileExistsError):
+        dirs.orthogonalize(model, found, tmp_path / "exists")
+    with pytest.raises(ValueError, match="out of range"):
+        dirs.direction_at(model, HARMFUL, HARMLESS, layer=99, position=-1)
+    assert not (tmp_path / "bad").exists()
