@@ -34,8 +34,13 @@ Band = Literal["ci95", "std"] | None
 
 
 def model_color(name: str) -> str:
-    """The theme colour of a model name; unknown names count as aligned."""
-    return MODEL_COLORS.get(name, MODEL_COLORS["aligned"])
+    """The theme colour of a model name; unknown names count as aligned.
+
+    A transfer label ``"A → B"`` (read on A, applied to B) takes B's colour, the model whose activations are shown;
+    a label ``"sft (note)"`` takes its first word's.
+    """
+    name = name.split("→")[-1].strip()
+    return MODEL_COLORS.get(name, MODEL_COLORS.get(name.split(" ")[0], MODEL_COLORS["aligned"]))
 
 
 def pretty(split: str) -> str:
