@@ -114,3 +114,44 @@ def test_bad_input_fails_before_any_work(model, found, tmp_path):
     with pytest.raises(ValueError, match="out of range"):
         dirs.direction_at(model, HARMFUL, HARMLESS, layer=99, position=-1)
     assert not (tmp_path / "bad").exists()
+
+
+# --- on the organisms: the issue's targets, where they hold and where they (knowingly) do not ---------
+
+@pytest.fixture(scope="module")
+def organism_directions(organism_zoo):
+    from interp import organisms
+    from interp.data import PromptSet
+
+    harmful, harmless = PromptSet.from_organisms("harmful_train"), PromptSet.from_organisms("harmless_train")
+    out = {}
+    for variant in ("sft", "dpo"):
+        pair = organisms.load_pair(variant, zoo_dir=organism_zoo, device="cpu")
+        found = dirs.find_refusal_direction(pair.aligned, harmful, harmless, refusal_tokens=["sorry"], progress=False)
+        out[variant] = (pair, found, dirs.refusal_effects(pair.aligned, found, harmful, harmless, ["sorry"]))
+    return out, harmful, harmless
+
+
+def test_sft_direction_bypasses_and_induces_refusal(organism_directions):
+    effects = organism_directions[0]["sft"][2]
+    assert effects["none"]["harmful"] >= 0.95 and effects["none"]["harmless"] == 0.0
+    assert effects["ablate"]["harmful"] <= 0.10
+    assert effects["add"]["harmless"] >= 0.80
+
+
+def test_orthogonalized_organism_reproduces_the_ablation(organism_directions, tmp_path):
+    results, harmful, harmless = organism_directions
+    pair, found, effects = results["sft"]
+    path = dirs.orthogonalize(pair.aligned, found, tmp_path / "sft-ortho")
+    edited = load_pair(path, path, device="cpu").aligned
+    rates = dirs.refusal_effects(edited, found, harmful, harmless, ["sorry"])["none"]
+    assert all(abs(rates[k] - effects["ablate"][k]) <= 0.02 for k in rates)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue 5): the DPO organism refuses through more than one direction, "
+                   "and SFT's best direction has harmless KL 0.108 > 0.1; strict, so a fix shows up as XPASS")
+def test_issue_targets_hold_for_both_aligned_organisms(organism_directions):
+    results, _, _ = organism_directions
+    for _, found, effects in results.values():
+        assert found.passed_filters
+        assert effects["ablate"]["harmful"] <= 0.10 and effects["add"]["harmless"] >= 0.80
