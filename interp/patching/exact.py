@@ -1,0 +1,252 @@
+"""Exact activation patching, batched: drop-in counterparts of ``transformer_lens.patching``.
+
+Every ``get_act_patch_*`` here takes the arguments of its TransformerLens namesake
+(``model, corrupted_tokens, clean_cache, patching_metric``, keyword ``reduce`` and
+``baseline``) and returns the same layout: a tensor over the swept axes, or a
+:class:`transformer_lens.patching.PatchingResult` when ``reduce="none"``, ``baseline=True``
+or a mapping of metrics is given. The numbers are the same (tests hold them to 1e-4); the
+work is batched by :mod:`interp.patching.engine`. Extra keywords: ``max_batch`` (sequences
+per forward pass; default: a memory budget) and ``progress``.
+
+>>> from transformer_lens.patching import get_act_patch_resid_pre  # one pass per cell
+>>> from interp.patching import get_act_patch_resid_pre  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens.patching import PatchingResult, _stack_patch_types, make_df_from_ranges
+
+from interp.patching.engine import MetricFn, Runner, as_metrics, copies_per_pass, evaluate, patch_hook
+
+REDUCE = ("scalar", "mean", "none")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One family of patches: the hook patched in each layer, the swept axes, and how a cell
+    (its indices after ``layer``) selects within the activation's non-batch axes."""
+
+    hook: str
+    axes: tuple[str, ...]
+    select: Callable[..., tuple]
+    kv: bool = False  # keys and values have n_key_value_heads heads
+
+    def hook_name(self, layer: int) -> str:
+        return f"blocks.{layer}.{self.hook}"
+
+    def sizes(self, model, n_pos: int) -> tuple[int, ...]:
+        heads = model.cfg.n_heads
+        if self.kv and getattr(model.cfg, "n_key_value_heads", None) is not None:
+            heads = model.cfg.n_key_value_heads
+        size = {"layer": model.cfg.n_layers, "pos": n_pos, "dest_pos": n_pos, "src_pos": n_pos,
+                "head": heads, "head_index": heads}
+        return tuple(size[axis] for axis in self.axes)
+
+
+def _at_pos(pos):
+    return (pos,)
+
+
+def _at_pos_head(pos, head):
+    return (pos, head)
+
+
+def _at_head_every_pos(head):
+    return (slice(None), head)
+
+
+def _at_head(head, *pattern_pos):
+    return (head, *pattern_pos)
+
+
+def _block(hook: str) -> Site:
+    return Site(hook, ("layer", "pos"), _at_pos)
+
+
+def _head_by_pos(name: str) -> Site:
+    return Site(f"attn.hook_{name}", ("layer", "pos", "head"), _at_pos_head, kv=name in ("k", "v"))
+
+
+def _head_all_pos(name: str) -> Site:
+    return Site(f"attn.hook_{name}", ("layer", "head"), _at_head_every_pos, kv=name in ("k", "v"))
+
+
+SITES: dict[str, Site] = {
+    "resid_pre": _block("hook_resid_pre"),
+    "resid_mid": _block("hook_resid_mid"),
+    "attn_out": _block("hook_attn_out"),
+    "mlp_out": _block("hook_mlp_out"),
+    "attn_head_out_by_pos": _head_by_pos("z"),
+    "attn_head_q_by_pos": _head_by_pos("q"),
+    "attn_head_k_by_pos": _head_by_pos("k"),
+    "attn_head_v_by_pos": _head_by_pos("v"),
+    "attn_head_pattern_by_pos": Site("attn.hook_pattern", ("layer", "head_index", "dest_pos"), _at_head),
+    "attn_head_pattern_dest_src_pos": Site(
+        "attn.hook_pattern", ("layer", "head_index", "dest_pos", "src_pos"), _at_head
+    ),
+    "attn_head_out_all_pos": _head_all_pos("z"),
+    "attn_head_q_all_pos": _head_all_pos("q"),
+    "attn_head_k_all_pos": _head_all_pos("k"),
+    "attn_head_v_all_pos": _head_all_pos("v"),
+    "attn_head_pattern_all_pos": Site("attn.hook_pattern", ("layer", "head_index"), _at_head),
+}
+"""Every sweep, by the suffix of its ``get_act_patch_*`` name."""
+
+
+def check_tokens(tokens) -> Int[Tensor, "batch pos"]:
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.is_floating_point():
+        raise ValueError("corrupted_tokens must be an integer tensor [batch, pos] of prompts of one length; "
+                         "see interp.patching.prompt_tokens")
+    return tokens
+
+
+def check_cache(clean_cache: Mapping[str, Tensor], names: list[str], runner: Runner) -> None:
+    """Every hook the sweep patches is in the clean cache, with the corrupted run's shape."""
+    missing = [name for name in names if name not in clean_cache]
+    if missing:
+        raise ValueError(f"the clean cache has no {missing[0]!r} (missing {len(missing)} of {len(names)} hooks "
+                         "this sweep patches); cache them, e.g. model.run_with_cache(clean_tokens)")
+    for name in names:
+        clean, corrupted = clean_cache[name], runner.acts[name]
+        if tuple(clean.shape) != tuple(corrupted.shape):
+            raise ValueError(
+                f"clean {name} has shape {list(clean.shape)} but the corrupted run has {list(corrupted.shape)}: "
+                "clean and corrupted prompts must have the same number of prompts and of tokens, and (across "
+                "models) the two models the same hook shapes"
+            )
+
+
+def sweep(
+    model, corrupted_tokens: Tensor, clean_cache: Mapping[str, Tensor], patching_metric: MetricFn | Mapping,
+    site: Site, *, reduce: str = "scalar", baseline: bool = False, max_batch: int | None = None,
+    progress: bool = True, runner: Runner | None = None,
+) -> Tensor | PatchingResult:
+    """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass."""
+    if reduce not in REDUCE:
+        raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}")
+    check_tokens(corrupted_tokens)
+    metrics, metric_axis = as_metrics(patching_metric)
+    names = [site.hook_name(layer) for layer in range(model.cfg.n_layers)]
+    runner = runner or Runner(model, corrupted_tokens, names)
+    check_cache(clean_cache, names, runner)
+    batch = runner.batch
+    unpatched = evaluate(metrics, runner.logits, reduce, batch)  # checks the metric before the sweep
+
+    sizes = site.sizes(model, corrupted_tokens.shape[1])
+    cells = list(itertools.product(*(range(n) for n in sizes[1:])))
+    per_pass = copies_per_pass(runner, max_batch)
+    store = torch.zeros(len(metrics), *sizes, *((batch,) if reduce != "scalar" else ()))
+    passes = [(layer, cells[i : i + per_pass]) for layer in range(sizes[0]) for i in range(0, len(cells), per_pass)]
+    for layer, group in tqdm(passes, desc=f"patching {site.hook}", disable=not progress, leave=False):
+        name = site.hook_name(layer)
+        hook = patch_hook(clean_cache[name], [site.select(*cell) for cell in group])
+        logits = runner.run(layer, len(group), [(name, hook)])
+        for copy, cell in enumerate(group):
+            store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy * batch : (copy + 1) * batch],
+                                                           reduce, batch)
+    return _result(store, unpatched, site.axes, list(metrics), metric_axis, reduce, baseline, model.cfg.device)
+
+
+def _result(store, unpatched, axes, metric_names, metric_axis, reduce, baseline, device):
+    """TransformerLens's return conventions: a tensor, or a PatchingResult when more was asked for."""
+    store, unpatched = store.to(device), unpatched.to(device)
+    if reduce == "mean":
+        store, unpatched = store.mean(-1), unpatched.mean(-1)
+    if not (metric_axis or reduce == "none" or baseline):
+        return store[0]
+    return PatchingResult(
+        values=store if metric_axis else store[0], axis_names=list(axes),
+        index_df=make_df_from_ranges(list(store.shape[1 : 1 + len(axes)]), list(axes)),
+        metric_names=metric_names, reduced=reduce != "none",
+        baseline=(unpatched if metric_axis else unpatched[0]) if baseline else None, has_metric_axis=metric_axis,
+    )
+
+
+def _sweep_function(kind: str) -> Callable:
+    site = SITES[kind]
+
+    def patch(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+        return sweep(model, corrupted_tokens, clean_cache, patching_metric, site, **kwargs)
+
+    patch.__name__ = patch.__qualname__ = f"get_act_patch_{kind}"
+    axes = ", ".join(site.axes)
+    patch.__doc__ = (f"Patch ``blocks.{{layer}}.{site.hook}`` from the clean cache, one cell at a time, for every "
+                     f"cell of [{axes}]; batched counterpart of ``transformer_lens.patching.{patch.__name__}``.")
+    return patch
+
+
+get_act_patch_resid_pre = _sweep_function("resid_pre")
+get_act_patch_resid_mid = _sweep_function("resid_mid")
+get_act_patch_attn_out = _sweep_function("attn_out")
+get_act_patch_mlp_out = _sweep_function("mlp_out")
+get_act_patch_attn_head_out_by_pos = _sweep_function("attn_head_out_by_pos")
+get_act_patch_attn_head_q_by_pos = _sweep_function("attn_head_q_by_pos")
+get_act_patch_attn_head_k_by_pos = _sweep_function("attn_head_k_by_pos")
+get_act_patch_attn_head_v_by_pos = _sweep_function("attn_head_v_by_pos")
+get_act_patch_attn_head_pattern_by_pos = _sweep_function("attn_head_pattern_by_pos")
+get_act_patch_attn_head_pattern_dest_src_pos = _sweep_function("attn_head_pattern_dest_src_pos")
+get_act_patch_attn_head_out_all_pos = _sweep_function("attn_head_out_all_pos")
+get_act_patch_attn_head_q_all_pos = _sweep_function("attn_head_q_all_pos")
+get_act_patch_attn_head_k_all_pos = _sweep_function("attn_head_k_all_pos")
+get_act_patch_attn_head_v_all_pos = _sweep_function("attn_head_v_all_pos")
+get_act_patch_attn_head_pattern_all_pos = _sweep_function("attn_head_pattern_all_pos")
+
+
+HEAD_TYPES = ("out", "q", "k", "v", "pattern")
+BLOCK_TYPES = ("resid_pre", "attn_out", "mlp_out")
+
+
+def _every(kinds, axis_order, model, corrupted_tokens, clean_cache, metric, n_heads, **kwargs):
+    """Several sweeps over one corrupted run (recorded once), stacked on a leading ``patch_type`` axis."""
+    check_tokens(corrupted_tokens)
+    sites = [SITES[kind] for kind in kinds]
+    names = [site.hook_name(layer) for site in sites for layer in range(model.cfg.n_layers)]
+    runner = Runner(model, corrupted_tokens, names)
+    baseline = kwargs.pop("baseline", False)
+    results = [sweep(model, corrupted_tokens, clean_cache, metric, site, runner=runner, baseline=baseline, **kwargs)
+               for site in sites]
+    if all(isinstance(r, Tensor) for r in results):
+        pairs = zip(results, sites, strict=True)
+        return torch.stack([_arrange(r, site.axes, axis_order, n_heads) for r, site in pairs])
+    names = BLOCK_TYPES if n_heads == 0 else HEAD_TYPES
+    return _stack_patch_types(results, axis_order=axis_order, n_heads=n_heads, type_names=names)
+
+
+def _arrange(values: Tensor, axes, axis_order, n_heads: int) -> Tensor:
+    """One sweep's tensor in ``axis_order`` (``head_index``/``dest_pos`` read as ``head``/``pos``), heads
+    zero-padded to ``n_heads`` (grouped-query keys and values have fewer)."""
+    names = [{"head_index": "head", "dest_pos": "pos"}.get(axis, axis) for axis in axes]
+    values = values.permute(*[names.index(axis) for axis in axis_order])
+    if "head" in axis_order:
+        head = list(axis_order).index("head")
+        pad = [0, 0] * (values.ndim - 1 - head) + [0, n_heads - values.shape[head]]
+        values = torch.nn.functional.pad(values, pad)
+    return values
+
+
+def get_act_patch_block_every(model, corrupted_tokens, clean_cache, metric, **kwargs):
+    """``resid_pre``, ``attn_out`` and ``mlp_out`` sweeps stacked: ``[3, layer, pos]``."""
+    kinds = ("resid_pre", "attn_out", "mlp_out")
+    return _every(kinds, ("layer", "pos"), model, corrupted_tokens, clean_cache, metric, 0, **kwargs)
+
+
+def get_act_patch_attn_head_all_pos_every(model, corrupted_tokens, clean_cache, metric, **kwargs):
+    """Head output, query, key, value and pattern sweeps over all positions: ``[5, layer, head]``."""
+    kinds = [f"attn_head_{kind}_all_pos" for kind in HEAD_TYPES]
+    return _every(kinds, ("layer", "head"), model, corrupted_tokens, clean_cache, metric, model.cfg.n_heads,
+                  **kwargs)
+
+
+def get_act_patch_attn_head_by_pos_every(model, corrupted_tokens, clean_cache, metric, **kwargs):
+    """Head output, query, key, value and pattern sweeps by position: ``[5, layer, pos, head]``."""
+    kinds = [f"attn_head_{kind}_by_pos" for kind in HEAD_TYPES]
+    return _every(kinds, ("layer", "pos", "head"), model, corrupted_tokens, clean_cache, metric,
+                  model.cfg.n_heads, **kwargs)
