@@ -1,0 +1,109 @@
+"""Patching across the pair, and the inputs patching needs: prompts of one length, a behaviour metric.
+
+Cross-model patching runs the *target* model (say the base) on some prompts and patches in,
+one cell at a time, the *source* model's (the aligned one's) activation at that cell on the
+same prompts: which of the aligned model's activations bring the aligned behaviour with them
+into the base? The reverse direction asks which base activations undo it in the aligned model.
+
+>>> tokens = prompt_tokens(pair.aligned, harmful)  # doctest: +SKIP
+>>> heat = patch_across(pair.aligned, pair.base, tokens, refusal_metric(pair.tokenizer, ["sorry"]),
+...                     "resid_pre", reduce="mean")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.cache import tokenize
+from interp.data import PromptSet
+from interp.metrics import refusal_score, token_ids
+from interp.models import prompt_format_of
+from interp.patching.exact import SITES, check_tokens, sweep
+
+SHAPE_FIELDS = ("n_layers", "d_model", "n_heads", "d_head", "n_key_value_heads")
+
+
+def prompt_tokens(
+    model, prompts: PromptSet | Sequence[str], prompt_format: str | None = None
+) -> Int[Tensor, "batch pos"]:
+    """Formatted prompts as one ``[batch, pos]`` tensor; they must all tokenize to one length.
+
+    Patching swaps activations position by position, so the prompts it compares must line up
+    without padding. ``prompt_format`` defaults to the policy of the pair the model was loaded in.
+    """
+    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    if not ids:
+        raise ValueError("no prompts given")
+    lengths = Counter(len(row) for row in ids)
+    if len(lengths) > 1:
+        raise ValueError(f"the prompts tokenize to different lengths {dict(sorted(lengths.items()))} (length: "
+                         "count); patching needs one length: select them, or pair them with equal_length_pairs")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def equal_length_pairs(
+    model, clean: PromptSet | Sequence[str], corrupted: PromptSet | Sequence[str], prompt_format: str | None = None,
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """``(clean_tokens, corrupted_tokens)`` of the pairs ``zip(clean, corrupted)`` of the most common shared length.
+
+    Pairs whose two prompts differ in length, or whose length is not the most common, are left out.
+    """
+    if len(clean) != len(corrupted):
+        raise ValueError(f"{len(clean)} clean prompts but {len(corrupted)} corrupted ones: they are paired in order")
+    prompt_format = prompt_format_of(model, prompt_format)
+    pairs = [(a, b) for a, b in zip(tokenize(model.tokenizer, clean, prompt_format),
+                                    tokenize(model.tokenizer, corrupted, prompt_format), strict=True)
+             if len(a) == len(b)]
+    if not pairs:
+        raise ValueError("no clean/corrupted pair tokenizes to equal lengths")
+    length = Counter(len(a) for a, _ in pairs).most_common(1)[0][0]
+    kept = [(a, b) for a, b in pairs if len(a) == length]
+    return torch.tensor([a for a, _ in kept]), torch.tensor([b for _, b in kept])
+
+
+def refusal_metric(tokenizer, refusal_tokens: Sequence[str]) -> Callable[[Tensor], Float[Tensor, " batch"]]:
+    """A patching metric: the refusal log-odds of each prompt's next token after its last position.
+
+    Returns one value per prompt, so use it with ``reduce="mean"`` (or ``"none"``).
+    """
+    ids = token_ids(tokenizer, refusal_tokens)
+
+    def metric(logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, " batch"]:
+        return refusal_score(logits[:, -1], ids)
+
+    return metric
+
+
+def check_same_shapes(source, target) -> None:
+    """Raise unless the two models' hooks have the same shapes (layers, widths, heads)."""
+    for field in SHAPE_FIELDS:
+        a, b = getattr(source.cfg, field, None), getattr(target.cfg, field, None)
+        if a != b:
+            raise ValueError(f"cannot patch across models whose hook shapes differ: {field} is {a} in the source "
+                             f"and {b} in the target")
+
+
+def patch_across(
+    source, target, tokens: Int[Tensor, "batch pos"], patching_metric: Callable | Mapping[str, Callable],
+    kind: str = "resid_pre", **kwargs,
+):
+    """Patch ``source``'s activations into ``target`` on the same ``tokens``, one cell of ``kind`` at a time.
+
+    ``kind`` is a sweep of :data:`interp.patching.SITES` (``"resid_pre"``, ``"attn_head_out_all_pos"``,
+    ...); the result has that sweep's layout, scored by ``patching_metric`` on ``target``'s
+    logits. Keywords (``reduce``, ``baseline``, ``max_batch``, ``progress``) are the exact sweeps'.
+    """
+    if kind not in SITES:
+        raise ValueError(f"unknown sweep {kind!r}; choose from {', '.join(SITES)}")
+    check_same_shapes(source, target)
+    check_tokens(tokens)
+    site = SITES[kind]
+    names = [site.hook_name(layer) for layer in range(source.cfg.n_layers)]
+    with torch.no_grad():
+        _, cache = source.run_with_cache(tokens.to(source.cfg.device), names_filter=names)
+    return sweep(target, tokens, cache, patching_metric, site, **kwargs)

@@ -1,0 +1,222 @@
+"""Batched patching equals TransformerLens's one-pass-per-cell patching; attribution equals its linear limit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformer_lens.patching as tl_patching
+from transformer_lens.tools.analysis.attribution_patching import attribution_patch
+
+from interp import load_pair
+from interp import patching as ours
+from interp.patching.engine import Runner
+
+EVERY = ("block_every", "attn_head_all_pos_every", "attn_head_by_pos_every")
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def model(request, make_checkpoint):
+    path = make_checkpoint(request.param, seed=3, n_layers=2)
+    return load_pair(path, path, device="cpu").aligned
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    generator = torch.Generator().manual_seed(0)
+    clean, corrupted = torch.randint(5, 100, (2, 3, 5), generator=generator)
+    return clean, corrupted
+
+
+@pytest.fixture(scope="module")
+def clean_cache(model, tokens):
+    with torch.no_grad():
+        return model.run_with_cache(tokens[0])[1]
+
+
+def logit_diff(logits):
+    """A scalar metric, as TransformerLens's examples use."""
+    return (logits[:, -1, 7] - logits[:, -1, 9]).mean()
+
+
+def per_prompt(logits):
+    return logits[:, -1].log_softmax(-1)[:, 7]
+
+
+@pytest.mark.parametrize("kind", [*ours.SITES, *EVERY])
+def test_every_sweep_equals_transformer_lens(model, tokens, clean_cache, kind):
+    name = f"get_act_patch_{kind}"
+    expected = getattr(tl_patching, name)(model, tokens[1], clean_cache, logit_diff)
+    got = getattr(ours, name)(model, tokens[1], clean_cache, logit_diff, progress=False)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=ATOL)
+    assert expected.std() > 0  # the patches do something, so equality means something
+
+
+@pytest.mark.parametrize("kind", ["resid_pre", "attn_head_out_by_pos", "attn_head_pattern_all_pos"])
+def test_per_prompt_results_equal_transformer_lens(model, tokens, clean_cache, kind):
+    name = f"get_act_patch_{kind}"
+    metrics = {"logprob": per_prompt, "logit": lambda logits: logits[:, -1, 9]}
+    expected = getattr(tl_patching, name)(model, tokens[1], clean_cache, metrics, reduce="none", baseline=True)
+    got = getattr(ours, name)(model, tokens[1], clean_cache, metrics, reduce="none", baseline=True, progress=False)
+    assert got.axis_names == expected.axis_names and got.metric_names == expected.metric_names
+    assert torch.allclose(got.values, expected.values, atol=ATOL)
+    assert torch.allclose(got.baseline, expected.baseline, atol=ATOL)
+    assert got.index_df.equals(expected.index_df)
+    mean = getattr(ours, name)(model, tokens[1], clean_cache, per_prompt, reduce="mean", progress=False)
+    assert torch.allclose(mean, expected["logprob"].values.mean(-1), atol=ATOL)
+
+
+def test_every_with_baseline_stacks_like_transformer_lens(model, tokens, clean_cache):
+    expected = tl_patching.get_act_patch_block_every(model, tokens[1], clean_cache, per_prompt, reduce="mean",
+                                                     baseline=True)
+    got = ours.get_act_patch_block_every(model, tokens[1], clean_cache, per_prompt, reduce="mean", baseline=True,
+                                         progress=False)
+    assert got.axis_names == expected.axis_names and got.patch_type_names == expected.patch_type_names
+    assert torch.allclose(got.values, expected.values, atol=ATOL)
+    assert torch.allclose(got.baseline, expected.baseline, atol=ATOL)
+
+
+def test_chunking_and_the_full_forward_fallback_give_the_same_numbers(model, tokens, clean_cache, monkeypatch):
+    reference = ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, progress=False)
+    assert Runner(model, tokens[1]).replays  # both architectures take the fast path
+    one_cell = ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, max_batch=3,
+                                                       progress=False)
+    assert torch.allclose(one_cell, reference, atol=ATOL)
+    monkeypatch.setattr(Runner, "_replay_matches", lambda self: False)
+    assert not Runner(model, tokens[1]).replays
+    fallback = ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, progress=False)
+    assert torch.allclose(fallback, reference, atol=ATOL)
+
+
+@pytest.mark.parametrize("kind", ["resid_pre", "mlp_out", "attn_head_out_by_pos", "attn_head_v_all_pos"])
+def test_patching_clean_into_clean_changes_nothing(model, tokens, clean_cache, kind):
+    result = getattr(ours, f"get_act_patch_{kind}")(model, tokens[0], clean_cache, per_prompt, reduce="none",
+                                                    baseline=True, progress=False)
+    assert torch.allclose(result.effect(), torch.zeros(()), atol=1e-5)
+
+
+def test_cross_model_patching_equals_transformer_lens_with_the_other_models_cache(make_checkpoint, tokens):
+    path_a, path_b = make_checkpoint("llama", seed=3, n_layers=2), make_checkpoint("llama", seed=4, n_layers=2)
+    pair = load_pair(path_a, path_b, device="cpu")
+    with torch.no_grad():
+        _, aligned_cache = pair.aligned.run_with_cache(tokens[1])
+    for kind in ("resid_pre", "attn_head_out_all_pos"):
+        expected = getattr(tl_patching, f"get_act_patch_{kind}")(pair.base, tokens[1], aligned_cache, logit_diff)
+        got = ours.patch_across(pair.aligned, pair.base, tokens[1], logit_diff, kind, progress=False)
+        assert torch.allclose(got, expected, atol=ATOL)
+    # a model patched with itself is unchanged
+    same = ours.patch_across(pair.base, pair.base, tokens[1], per_prompt, "resid_pre", reduce="none", baseline=True,
+                             progress=False)
+    assert torch.allclose(same.effect(), torch.zeros(()), atol=1e-5)
+
+
+def test_cross_model_patching_refuses_different_shapes(make_checkpoint, tokens):
+    narrow = load_pair(make_checkpoint("llama", n_layers=2), make_checkpoint("llama", n_layers=2), device="cpu").base
+    wide_path = make_checkpoint("llama", n_layers=2, d_model=48)
+    wide = load_pair(wide_path, wide_path, device="cpu").base
+    with pytest.raises(ValueError, match="d_model is 48 in the source and 32 in the target"):
+        ours.patch_across(wide, narrow, tokens[1], logit_diff, progress=False)
+
+
+def test_attribution_is_exact_for_a_metric_linear_in_the_last_mlp(model, tokens, clean_cache):
+    """With the final norm's scale frozen, logits are affine in the last MLP's output: first order is exact."""
+    with torch.no_grad():
+        _, corrupted_cache = model.run_with_cache(tokens[1])
+    scale = corrupted_cache["ln_final.hook_scale"]
+
+    def frozen(x, hook):
+        return scale.repeat(x.shape[0] // scale.shape[0], *([1] * (x.ndim - 1)))
+
+    with model.hooks(fwd_hooks=[("ln_final.hook_scale", frozen)]):
+        estimate = ours.attribute(model, tokens[1], clean_cache, per_prompt_logit, ["mlp_out"], reduce="none")
+        exact = ours.get_act_patch_mlp_out(model, tokens[1], clean_cache, per_prompt_logit, reduce="none",
+                                           progress=False)
+    last = model.cfg.n_layers - 1
+    assert torch.allclose(estimate["mlp_out"][last], exact.values[last], atol=1e-5)
+    assert not torch.allclose(estimate["mlp_out"][last], estimate.baseline, atol=1e-3)  # the patch matters
+
+
+def per_prompt_logit(logits):
+    return logits[:, -1, 7] - logits[:, -1, 9]
+
+
+def test_attribution_equals_transformer_lens_node_scores(model, tokens, clean_cache):
+    estimate = ours.attribute(model, tokens[1], clean_cache, per_prompt_logit,
+                              ["attn_head_out_by_pos", "mlp_out"], reduce="mean")
+    nodes = attribution_patch(model, tokens[0], tokens[1], lambda logits: per_prompt_logit(logits)[0]).node_scores
+    for node, score in nodes.items():
+        if node.kind == "attn_head_out":
+            ours_score = estimate.effect("attn_head_out_by_pos")[node.layer, node.position, node.head]
+        elif node.kind == "mlp_out":
+            ours_score = estimate.effect("mlp_out")[node.layer, node.position]
+        else:
+            continue
+        assert ours_score.item() == pytest.approx(score, abs=1e-5)
+
+
+def test_attribution_layouts_and_reductions_agree(model, tokens, clean_cache):
+    none = ours.attribute(model, tokens[1], clean_cache, per_prompt_logit, reduce="none")
+    mean = ours.attribute(model, tokens[1], clean_cache, per_prompt_logit, reduce="mean")
+    scalar = ours.attribute(model, tokens[1], clean_cache, lambda logits: per_prompt_logit(logits).sum())
+    for kind in ("resid_pre", "attn_head_out_by_pos"):
+        exact = getattr(ours, f"get_act_patch_{kind}")(model, tokens[1], clean_cache, per_prompt_logit,
+                                                       reduce="mean", progress=False)
+        assert mean[kind].shape == exact.shape
+        assert torch.allclose(mean[kind], none[kind].mean(-1), atol=1e-5)
+        assert torch.allclose(scalar.effect(kind), none.effect(kind).sum(-1), atol=1e-4)
+    by_pos = none.effect("attn_head_out_by_pos")
+    assert torch.allclose(none.effect("attn_head_out_all_pos"), by_pos.sum(1), atol=1e-5)  # linear: sums
+
+
+def test_attribution_of_clean_onto_clean_is_zero(model, tokens, clean_cache):
+    estimate = ours.attribute(model, tokens[0], clean_cache, per_prompt_logit, reduce="none")
+    for kind in estimate.values:
+        assert torch.allclose(estimate.effect(kind), torch.zeros(()), atol=1e-6)
+
+
+# --- bad input: clear errors before the sweep -------------------------------------------------------------
+
+
+def counting(metric):
+    calls = []
+
+    def counted(logits):
+        calls.append(1)
+        return metric(logits)
+
+    return counted, calls
+
+
+def test_bad_input_is_refused_before_the_sweep(model, tokens, clean_cache):
+    with pytest.raises(ValueError, match="integer tensor"):
+        ours.get_act_patch_resid_pre(model, tokens[1].float(), clean_cache, logit_diff)
+    longer = torch.randint(5, 100, (3, 6))
+    with pytest.raises(ValueError, match="same number of prompts and of tokens"):
+        ours.get_act_patch_resid_pre(model, longer, clean_cache, logit_diff, progress=False)
+    partial = {k: v for k, v in clean_cache.items() if k != "blocks.1.hook_mlp_out"}
+    with pytest.raises(ValueError, match="no 'blocks.1.hook_mlp_out'"):
+        ours.get_act_patch_mlp_out(model, tokens[1], partial, logit_diff, progress=False)
+    metric, calls = counting(per_prompt)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, metric, progress=False)
+    assert len(calls) == 1  # checked on the unpatched run, before any patched pass
+    with pytest.raises(ValueError, match=r"one value per prompt, shape \[3\]"):
+        ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff, reduce="mean", progress=False)
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff, reduce="sum")
+    with pytest.raises(ValueError, match="one metric"):
+        ours.attribute(model, tokens[1], clean_cache, {"a": logit_diff, "b": logit_diff})
+    with pytest.raises(ValueError, match="unknown sweep"):
+        ours.attribute(model, tokens[1], clean_cache, logit_diff, ["resid_post"])
+
+
+def test_prompt_tokens_need_one_length(model):
+    with pytest.raises(ValueError, match="different lengths"):
+        ours.prompt_tokens(model, ["how do i bake ?", "tell me how to bake ."])
+    assert ours.prompt_tokens(model, ["how do i bake ?", "how do i knit ?"]).shape[0] == 2
+    clean, corrupted = ours.equal_length_pairs(model, ["how do i bake ?", "tell me how to bake .", "hi"],
+                                               ["how do i knit ?", "tell me how to knit .", "tell me more ."])
+    assert clean.shape == corrupted.shape and clean.shape[0] == 1
+    with pytest.raises(ValueError, match="paired in order"):
+        ours.equal_length_pairs(model, ["a"], ["a", "b"])
