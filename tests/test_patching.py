@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 import pytest
 import torch
 import transformer_lens.patching as tl_patching
@@ -9,6 +11,7 @@ from transformer_lens.tools.analysis.attribution_patching import attribution_pat
 
 from interp import load_pair
 from interp import patching as ours
+from interp.patching import engine
 from interp.patching.engine import Runner
 
 EVERY = ("block_every", "attn_head_all_pos_every", "attn_head_by_pos_every")
@@ -78,15 +81,25 @@ def test_every_with_baseline_stacks_like_transformer_lens(model, tokens, clean_c
 
 
 def test_chunking_and_the_full_forward_fallback_give_the_same_numbers(model, tokens, clean_cache, monkeypatch):
-    reference = ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, progress=False)
-    assert Runner(model, tokens[1]).replays  # both architectures take the fast path
-    one_cell = ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, max_batch=3,
-                                                       progress=False)
+    sweep = ours.get_act_patch_attn_head_out_by_pos
+    reference = sweep(model, tokens[1], clean_cache, logit_diff, progress=False)  # one pass, from layer 0
+    assert Runner(model, tokens[1]).replays  # both architectures can start mid-model
+    one_cell = sweep(model, tokens[1], clean_cache, logit_diff, max_batch=3, progress=False)  # replayed passes
     assert torch.allclose(one_cell, reference, atol=ATOL)
+    monkeypatch.setattr(engine, "_VERIFIED", WeakKeyDictionary())
     monkeypatch.setattr(Runner, "_replay_matches", lambda self: False)
     assert not Runner(model, tokens[1]).replays
-    fallback = ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, progress=False)
+    fallback = sweep(model, tokens[1], clean_cache, logit_diff, max_batch=3, progress=False)
     assert torch.allclose(fallback, reference, atol=ATOL)
+
+
+def test_plan_keeps_layers_in_order_and_passes_bounded():
+    cells = [[(i,) for i in range(5)]] * 3
+    passes = engine.plan(cells, per_pass=4, batch=2)
+    assert [entry for group in passes for entry in group] == [(layer, (i,)) for layer in range(3) for i in range(5)]
+    assert all(len(group) <= 4 for group in passes)
+    assert len(engine.plan(cells, per_pass=100, batch=2)) == 1  # 30 sequences: one pass from layer 0
+    assert len(engine.plan(cells, per_pass=100, batch=100)) == 3  # too big to merge: one pass per layer
 
 
 @pytest.mark.parametrize("kind", ["resid_pre", "mlp_out", "attn_head_out_by_pos", "attn_head_v_all_pos"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from weakref import WeakKeyDictionary
 
 import torch
 from jaxtyping import Float, Int
@@ -28,6 +29,10 @@ Hook = tuple[str, Callable]
 REPLAY_ATOL = 1e-4
 LOGITS_BUDGET_BYTES = 512 * 2**20
 """Default bound on the logits of one batched pass (the largest tensor a pass makes)."""
+MERGE_BELOW = 256
+"""Cells of several layers share one pass (starting at the lowest) while it holds at most this many
+sequences: a pass that small costs its fixed per-block overhead, not its arithmetic."""
+_VERIFIED: WeakKeyDictionary = WeakKeyDictionary()  # model -> {(batch, pos): replay matches the forward}
 
 
 def _record(store: dict, index: int, module, args: tuple, kwargs: dict) -> None:
@@ -59,68 +64,86 @@ def _tile(value, copies: int, batch: int):
 class Runner:
     """Forward passes over stacked copies of one corrupted batch, each starting at a given layer.
 
-    Built once per sweep from the corrupted tokens: records the corrupted logits (the
-    unpatched baseline), the residual stream entering every block, the arguments each block
-    was called with, and the activations at ``names`` (``acts``, to check patches against).
+    A pass from layer 0 is a plain forward of the tiled tokens. Before the first pass that
+    starts higher, one forward of the corrupted batch records the residual stream entering
+    every block and the arguments each block was called with; such passes replay the blocks
+    from there (once checked, per model and input shape, to reproduce the plain forward).
     """
 
-    def __init__(self, model, tokens: Int[Tensor, "batch pos"], names: Sequence[str] = ()):
+    def __init__(self, model, tokens: Int[Tensor, "batch pos"]):
         self.model = model
         self.tokens = tokens.to(model.cfg.device)
         self.batch = tokens.shape[0]
         self.n_layers = model.cfg.n_layers
-        calls: dict[int, tuple] = {}
-        handles = [
-            block.register_forward_pre_hook(partial(_record, calls, i), with_kwargs=True)
-            for i, block in enumerate(model.blocks)
-        ]
-        resid_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(self.n_layers)]
-        try:
-            with torch.no_grad():
-                self.logits, cache = model.run_with_cache(self.tokens, names_filter=[*resid_names, *names])
-        finally:
-            for handle in handles:
-                handle.remove()
-        self.resid = [cache[name] for name in resid_names]
-        self.acts = {name: cache[name] for name in names}
-        self.calls = {
-            i: (_without_kv_cache(args), {k: _without_kv_cache(v) for k, v in kwargs.items()})
-            for i, (args, kwargs) in calls.items()
-        }
-        for _, kwargs in self.calls.values():
-            if "use_cache" in kwargs:
-                kwargs["use_cache"] = False
-        self.replays = len(self.calls) == self.n_layers and self._replay_matches()
+        self._recording: tuple | None = None
+
+    @property
+    def recording(self) -> tuple[Tensor, list[Tensor], dict[int, tuple]]:
+        """``(logits, resid_pre per layer, block arguments per layer)`` of the corrupted run, recorded once."""
+        if self._recording is None:
+            calls: dict[int, tuple] = {}
+            handles = [
+                block.register_forward_pre_hook(partial(_record, calls, i), with_kwargs=True)
+                for i, block in enumerate(self.model.blocks)
+            ]
+            names = [f"blocks.{layer}.hook_resid_pre" for layer in range(self.n_layers)]
+            try:
+                with torch.no_grad():
+                    logits, cache = self.model.run_with_cache(self.tokens, names_filter=names)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            for i, (args, kwargs) in calls.items():
+                kwargs = {k: _without_kv_cache(v) for k, v in kwargs.items()}
+                if "use_cache" in kwargs:
+                    kwargs["use_cache"] = False
+                calls[i] = (_without_kv_cache(args), kwargs)
+            self._recording = (logits, [cache[name] for name in names], calls)
+        return self._recording
+
+    @property
+    def replays(self) -> bool:
+        """Whether passes may start mid-model: the replay reproduces the plain forward for this shape."""
+        verified = _VERIFIED.setdefault(self.model, {})
+        shape = tuple(self.tokens.shape)
+        if shape not in verified:
+            verified[shape] = len(self.recording[2]) == self.n_layers and self._replay_matches()
+        return verified[shape]
 
     def _replay_matches(self) -> bool:
+        logits = self.recording[0]
         try:
-            replayed = self.run(0, 2, [], replay=True)
+            replayed = self._replay(0, 2)
         except Exception:  # an architecture whose blocks cannot be called on their own
             return False
-        expected = self.logits.repeat(2, *([1] * (self.logits.ndim - 1)))
+        expected = logits.repeat(2, *([1] * (logits.ndim - 1)))
         return replayed.shape == expected.shape and torch.allclose(replayed, expected, atol=REPLAY_ATOL, rtol=1e-4)
 
+    def _replay(self, layer: int, copies: int) -> Tensor:
+        _, resid, calls = self.recording
+        x = resid[layer].repeat(copies, 1, 1)
+        for i in range(layer, self.n_layers):
+            args, kwargs = calls[i]
+            args = _tile(args[1:], copies, self.batch)
+            kwargs = {k: _tile(v, copies, self.batch) for k, v in kwargs.items()}
+            out = self.model.blocks[i](x, *args, **kwargs)
+            x = out[0] if isinstance(out, tuple) else out
+        return self.model.unembed(self.model.ln_final(x))
+
     @torch.no_grad()
-    def run(
-        self, layer: int, copies: int, hooks: Sequence[Hook], replay: bool | None = None
-    ) -> Float[Tensor, "copies_batch pos d_vocab"]:
+    def run(self, layer: int, copies: int, hooks: Sequence[Hook]) -> Float[Tensor, "copies_batch pos d_vocab"]:
         """Logits of ``copies`` stacked copies of the corrupted batch under ``hooks``.
 
-        Only blocks ``layer`` and above run (when replay is trusted), so hooks must sit at or
-        above ``layer``. Copy ``c`` occupies rows ``c * batch : (c + 1) * batch``.
+        Blocks below ``layer`` may be skipped, so hooks must sit at or above ``layer``.
+        Copy ``c`` occupies rows ``c * batch : (c + 1) * batch``.
         """
-        replay = self.replays if replay is None else replay
+        replay = layer > 0 and self.replays
+        if replay:
+            self.recording  # noqa: B018 - record the corrupted run now, not under these hooks
         with self.model.hooks(fwd_hooks=list(hooks)):
             if not replay:
                 return self.model(self.tokens.repeat(copies, 1))
-            resid = self.resid[layer].repeat(copies, 1, 1)
-            for i in range(layer, self.n_layers):
-                args, kwargs = self.calls[i]
-                args = _tile(args[1:], copies, self.batch)
-                kwargs = {k: _tile(v, copies, self.batch) for k, v in kwargs.items()}
-                out = self.model.blocks[i](resid, *args, **kwargs)
-                resid = out[0] if isinstance(out, tuple) else out
-            return self.model.unembed(self.model.ln_final(resid))
+            return self._replay(layer, copies)
 
 
 def copies_per_pass(runner: Runner, max_batch: int | None) -> int:
@@ -129,21 +152,46 @@ def copies_per_pass(runner: Runner, max_batch: int | None) -> int:
         if max_batch < runner.batch:
             raise ValueError(f"max_batch={max_batch} is smaller than the batch of {runner.batch} prompts")
         return max_batch // runner.batch
-    per_copy = runner.logits[0].numel() * runner.batch * 4
+    per_copy = runner.tokens.numel() * runner.model.cfg.d_vocab * 4
     return max(1, LOGITS_BUDGET_BYTES // per_copy)
 
 
-def patch_hook(clean: Tensor, selections: Sequence[tuple]) -> Callable:
+def plan(cells: Sequence[Sequence[tuple]], per_pass: int, batch: int) -> list[list[tuple[int, tuple]]]:
+    """Group the cells of every layer (``cells[layer]``) into passes of ``(layer, cell)``, layers ascending.
+
+    A pass holds at most ``per_pass`` copies; small layers share a pass up to :data:`MERGE_BELOW` sequences.
+    """
+    passes: list[list[tuple[int, tuple]]] = []
+    current: list[tuple[int, tuple]] = []
+    for layer, layer_cells in enumerate(cells):
+        for start in range(0, len(layer_cells), per_pass):
+            chunk = [(layer, cell) for cell in layer_cells[start : start + per_pass]]
+            size = len(current) + len(chunk)
+            if current and size <= per_pass and size * batch <= MERGE_BELOW:
+                current += chunk
+            else:
+                if current:
+                    passes.append(current)
+                current = chunk
+    return passes + [current] if current else passes
+
+
+def patch_hook(clean: Tensor, selections: Sequence[tuple | None]) -> Callable:
     """One hook patching copy ``c`` of the stacked batch at ``selections[c]`` from ``clean``.
 
-    ``clean`` is the clean activation ``[batch, ...]``; a selection indexes its non-batch axes.
+    ``clean`` is the clean activation ``[batch, ...]``; a selection indexes its non-batch axes
+    (``None``: that copy is not patched here).
     """
     mask = torch.zeros((len(selections), *clean.shape[1:]), dtype=torch.bool, device=clean.device)
     for copy, selection in enumerate(selections):
-        mask[(copy, *selection)] = True
+        if selection is not None:
+            mask[(copy, *selection)] = True
     mask = mask[:, None]  # broadcast over the prompts of each copy
 
     def patch(activation: Tensor, hook) -> Tensor:
+        if activation.shape[1:] != clean.shape[1:]:
+            raise ValueError(f"the clean activation at {hook.name} has shape {list(clean.shape)}, the patched run "
+                             f"{list(activation.shape)} (stacked copies of the batch)")
         stacked = activation.reshape(len(selections), *clean.shape)
         source = clean.to(activation.device, activation.dtype)[None]
         return torch.where(mask.to(activation.device), source, stacked).reshape(activation.shape)

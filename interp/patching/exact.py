@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.patching import PatchingResult, _stack_patch_types, make_df_from_ranges
 
-from interp.patching.engine import MetricFn, Runner, as_metrics, copies_per_pass, evaluate, patch_hook
+from interp.patching.engine import MetricFn, Runner, as_metrics, copies_per_pass, evaluate, patch_hook, plan
 
 REDUCE = ("scalar", "mean", "none")
 
@@ -108,19 +108,20 @@ def check_tokens(tokens) -> Int[Tensor, "batch pos"]:
     return tokens
 
 
-def check_cache(clean_cache: Mapping[str, Tensor], names: list[str], runner: Runner) -> None:
-    """Every hook the sweep patches is in the clean cache, with the corrupted run's shape."""
+def check_cache(clean_cache: Mapping[str, Tensor], names: list[str], tokens: Tensor) -> None:
+    """Every hook the sweep patches is in the clean cache, recorded on as many prompts of as many tokens."""
     missing = [name for name in names if name not in clean_cache]
     if missing:
         raise ValueError(f"the clean cache has no {missing[0]!r} (missing {len(missing)} of {len(names)} hooks "
                          "this sweep patches); cache them, e.g. model.run_with_cache(clean_tokens)")
+    batch, n_pos = tokens.shape
     for name in names:
-        clean, corrupted = clean_cache[name], runner.acts[name]
-        if tuple(clean.shape) != tuple(corrupted.shape):
+        shape = tuple(clean_cache[name].shape)
+        positions = shape[2:4] if name.endswith("hook_pattern") else shape[1:2]
+        if shape[0] != batch or any(n != n_pos for n in positions):
             raise ValueError(
-                f"clean {name} has shape {list(clean.shape)} but the corrupted run has {list(corrupted.shape)}: "
-                "clean and corrupted prompts must have the same number of prompts and of tokens, and (across "
-                "models) the two models the same hook shapes"
+                f"clean {name} has shape {list(shape)} but the corrupted tokens are [{batch}, {n_pos}]: clean and "
+                "corrupted prompts must have the same number of prompts and of tokens"
             )
 
 
@@ -129,29 +130,41 @@ def sweep(
     site: Site, *, reduce: str = "scalar", baseline: bool = False, max_batch: int | None = None,
     progress: bool = True, runner: Runner | None = None,
 ) -> Tensor | PatchingResult:
-    """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass."""
+    """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass.
+
+    The unpatched run (for ``baseline`` and to check the metric's output before any patched
+    cell is scored) rides along as one more copy in the first pass when that pass starts at
+    layer 0, and otherwise comes from the runner's recording.
+    """
     if reduce not in REDUCE:
         raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}")
     check_tokens(corrupted_tokens)
     metrics, metric_axis = as_metrics(patching_metric)
     names = [site.hook_name(layer) for layer in range(model.cfg.n_layers)]
-    runner = runner or Runner(model, corrupted_tokens, names)
-    check_cache(clean_cache, names, runner)
+    check_cache(clean_cache, names, corrupted_tokens)
+    runner = runner or Runner(model, corrupted_tokens)
     batch = runner.batch
-    unpatched = evaluate(metrics, runner.logits, reduce, batch)  # checks the metric before the sweep
 
     sizes = site.sizes(model, corrupted_tokens.shape[1])
     cells = list(itertools.product(*(range(n) for n in sizes[1:])))
-    per_pass = copies_per_pass(runner, max_batch)
+    passes = plan([cells] * sizes[0], copies_per_pass(runner, max_batch), batch)
+    unpatched = None
+    if passes[0][0][0] == 0:
+        passes[0].append((0, None))  # the unpatched copy
+    else:
+        unpatched = evaluate(metrics, runner.recording[0], reduce, batch)
     store = torch.zeros(len(metrics), *sizes, *((batch,) if reduce != "scalar" else ()))
-    passes = [(layer, cells[i : i + per_pass]) for layer in range(sizes[0]) for i in range(0, len(cells), per_pass)]
-    for layer, group in tqdm(passes, desc=f"patching {site.hook}", disable=not progress, leave=False):
-        name = site.hook_name(layer)
-        hook = patch_hook(clean_cache[name], [site.select(*cell) for cell in group])
-        logits = runner.run(layer, len(group), [(name, hook)])
-        for copy, cell in enumerate(group):
-            store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy * batch : (copy + 1) * batch],
-                                                           reduce, batch)
+    for group in tqdm(passes, desc=f"patching {site.hook}", disable=not progress, leave=False):
+        hooks = []
+        for layer in sorted({layer for layer, _ in group}):
+            selections = [site.select(*cell) if at == layer and cell is not None else None for at, cell in group]
+            hooks.append((site.hook_name(layer), patch_hook(clean_cache[site.hook_name(layer)], selections)))
+        logits = runner.run(group[0][0], len(group), hooks).split(batch)
+        if group[-1][1] is None:
+            unpatched = evaluate(metrics, logits[-1], reduce, batch)
+        for copy, (layer, cell) in enumerate(group):
+            if cell is not None:
+                store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy], reduce, batch)
     return _result(store, unpatched, site.axes, list(metrics), metric_axis, reduce, baseline, model.cfg.device)
 
 
@@ -208,8 +221,7 @@ def _every(kinds, axis_order, model, corrupted_tokens, clean_cache, metric, n_he
     """Several sweeps over one corrupted run (recorded once), stacked on a leading ``patch_type`` axis."""
     check_tokens(corrupted_tokens)
     sites = [SITES[kind] for kind in kinds]
-    names = [site.hook_name(layer) for site in sites for layer in range(model.cfg.n_layers)]
-    runner = Runner(model, corrupted_tokens, names)
+    runner = Runner(model, corrupted_tokens)
     baseline = kwargs.pop("baseline", False)
     results = [sweep(model, corrupted_tokens, clean_cache, metric, site, runner=runner, baseline=baseline, **kwargs)
                for site in sites]
