@@ -12,13 +12,15 @@ Figure kinds (``values`` may be torch tensors, numpy arrays or nested lists):
 - ``layer_pos_heatmap(values, tokens)``: ``[layer pos]``, tokens along the bottom;
 - ``layer_head_grid(values)``: ``[layer head]``;
 - ``projection_2d(points, labels, models)``: ``[batch 2]``, colour by model, marker by label;
-- ``token_strip(tokens, values)``: ``[pos]``, one coloured cell per token of a text.
+- ``token_strip(tokens, values)``: ``[pos]``, one coloured cell per token of a text;
+- ``estimate_scatter(exact, estimate)``: ``estimate[name]`` against ``exact[name]``, one point per cell, y = x drawn.
 
 Layout: ``theme.py`` (colours, scales, the data preparation each pair shares),
 ``interactive.py`` (plotly), ``static.py`` (matplotlib), ``save.py`` (where figures go).
 """
 
 from interp.plotting.interactive import (
+    estimate_scatter,
     layer_curves,
     layer_head_grid,
     layer_pos_heatmap,
@@ -28,6 +30,7 @@ from interp.plotting.interactive import (
 )
 from interp.plotting.save import FIGURES_ENV, figures_dir, save_figure
 from interp.plotting.static import (
+    estimate_scatter_static,
     layer_curves_static,
     layer_head_grid_static,
     layer_pos_heatmap_static,
@@ -41,6 +44,8 @@ __all__ = [
     "FIGURES_ENV",
     "FONT",
     "MODEL_COLORS",
+    "estimate_scatter",
+    "estimate_scatter_static",
     "figures_dir",
     "layer_curves",
     "layer_curves_static",

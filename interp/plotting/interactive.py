@@ -26,6 +26,7 @@ from interp.plotting.theme import (
     pretty,
     projection_data,
     rgba,
+    scatter_data,
     tick_step,
     token_strip_data,
 )
@@ -215,3 +216,24 @@ def token_strip(
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")  # first row at the top, read like text
     return _style(fig, title, height=120 + 36 * rows)
+
+
+def estimate_scatter(
+    exact: Mapping[str, Array], estimate: Mapping[str, Array], *, title: str = "", xlabel: str = "exact",
+    ylabel: str = "estimate",
+):
+    """One point per cell: ``estimate[name]`` against ``exact[name]`` (same shapes), with the line y = x.
+
+    >>> fig = estimate_scatter({"sft heads": [0.0, 1.0]}, {"sft heads": [0.1, 0.8]})
+    >>> [trace.name for trace in fig.data]
+    ['y = x', 'sft heads']
+    """
+    import plotly.graph_objects as go
+
+    series, (low, high) = scatter_data(exact, estimate)
+    fig = go.Figure([go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
+                                line={"color": "grey", "dash": "dot", "width": 1})])
+    for s in series:
+        fig.add_trace(go.Scatter(x=s.x, y=s.y, mode="markers", name=html.escape(s.name),
+                                 marker={"color": s.color, "symbol": MARKERS[s.marker][0], "size": 7, "opacity": 0.8}))
+    return _style(fig, title, xaxis_title=xlabel, yaxis_title=ylabel)

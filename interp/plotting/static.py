@@ -24,6 +24,7 @@ from interp.plotting.theme import (
     model_color,
     pretty,
     projection_data,
+    scatter_data,
     token_strip_data,
 )
 
@@ -220,4 +221,26 @@ def token_strip_static(
     ax.set_yticks([])
     ax.spines[:].set_visible(False)
     ax.set_title(title)
+    return fig
+
+
+def estimate_scatter_static(
+    exact: Mapping[str, Array], estimate: Mapping[str, Array], *, title: str = "", xlabel: str = "exact",
+    ylabel: str = "estimate",
+):
+    """Matplotlib twin of :func:`~interp.plotting.interactive.estimate_scatter`.
+
+    >>> fig = estimate_scatter_static({"sft heads": [0.0, 1.0]}, {"sft heads": [0.1, 0.8]})
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['y = x', 'sft heads']
+    """
+    series, (low, high) = scatter_data(exact, estimate)
+    fig = _figure(5.5, 4.0)
+    ax = fig.subplots()
+    ax.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1, label="y = x")
+    for s in series:
+        ax.scatter(s.x, s.y, s=22, color=s.color, marker=MARKERS[s.marker][1], alpha=0.8, linewidths=0,
+                   label=_escape(s.name))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _legend(ax, "")
     return fig

@@ -251,3 +251,29 @@ def token_strip_data(tokens: Sequence[str], values: Array, diverging: bool, per_
         [text[r * per_row : (r + 1) * per_row] for r in range(rows)],
         position.reshape(rows, per_row),
     )
+
+
+@dataclass(frozen=True)
+class Series:
+    """One named set of (x, y) points of a scatter."""
+
+    name: str
+    color: str
+    marker: int
+    x: np.ndarray
+    y: np.ndarray
+
+
+def scatter_data(x: Mapping[str, Array], y: Mapping[str, Array]) -> tuple[list[Series], tuple[float, float]]:
+    """Flattened ``x[name]`` against ``y[name]`` per name, and the range both axes share."""
+    if set(x) != set(y) or not x:
+        raise ValueError(f"x and y must name the same series, got {sorted(x)} and {sorted(y)}")
+    series = []
+    for i, name in enumerate(x):
+        xs = to_numpy(x[name], f"x[{name!r}]", "n", "a b", "a b c").ravel()
+        ys = to_numpy(y[name], f"y[{name!r}]", "n", "a b", "a b c").ravel()
+        if xs.shape != ys.shape:
+            raise ValueError(f"x[{name!r}] and y[{name!r}] hold {xs.size} and {ys.size} values")
+        series.append(Series(name, model_color(name), i % len(MARKERS), xs, ys))
+    values = np.concatenate([np.concatenate([s.x, s.y]) for s in series])
+    return series, (float(np.nanmin(values)), float(np.nanmax(values)))
