@@ -11,24 +11,14 @@ Prints both times, their ratio (goal: <= 1.3x) and the largest difference betwee
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from functools import partial
 
 import torch
+from timing import timed
 
 from interp import organisms
 from interp.cache import collect_from_tokens, pad_batch, tokenize
 from interp.data import PromptSet
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 @torch.no_grad()

@@ -16,12 +16,11 @@ the head sweeps, with 8 pairs >= 3x; attribution >= 50x faster than exact head-b
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from functools import partial
 
 import torch
 import transformer_lens.patching as tl_patching
+from timing import timed
 
 from interp import organisms
 from interp import patching as ours
@@ -30,15 +29,6 @@ EVERY = ("block_every", "attn_head_all_pos_every", "attn_head_by_pos_every")
 GOALS = {1: 10.0, 8: 3.0}
 GOAL_SWEEPS = ("resid_pre", "attn_head_out_by_pos", "attn_head_out_all_pos")
 ATTRIBUTION_GOAL = 50.0
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def goal_note(kind: str, n_pairs: int, ratio: float) -> str:
