@@ -30,7 +30,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from interp.cache import collect_activations
 from interp.data import PromptSet
 from interp.interventions import AblateDirection, AddVector, apply
-from interp.metrics import answer_logits, refusal_score, token_ids
+from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
 from interp.models import format_prompts, prompt_format_of
 
 MIN_PER_CLASS = 8
@@ -102,8 +102,7 @@ def candidate_directions(
 
 def _kl(reference: Tensor, logits: Tensor) -> float:
     """Mean KL(reference || logits) over prompts, of next-token distributions."""
-    p, q = reference.float().log_softmax(-1), logits.float().log_softmax(-1)
-    return (p.exp() * (p - q)).sum(-1).mean().item()
+    return kl_divergence(reference.float().log_softmax(-1), logits.float().log_softmax(-1)).mean().item()
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,7 +119,6 @@ class RefusalDirection:
     passed_filters: bool = True
     """False when no candidate passed the filters and the best unfiltered one was taken."""
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def direction(self) -> Float[Tensor, " d_model"]:

@@ -47,6 +47,15 @@ def refusal_score(
     return log_p - log_not_p
 
 
+def kl_divergence(p_log: Tensor, q_log: Tensor) -> Tensor:
+    """KL(p || q) over the last axis, from log-probabilities (nats).
+
+    >>> kl_divergence(torch.tensor([0.5, 0.5]).log(), torch.tensor([0.5, 0.5]).log()).item()
+    0.0
+    """
+    return (p_log.exp() * (p_log - q_log)).sum(-1)
+
+
 def answer_logits(
     model, prompts: PromptSet | Sequence[str], *interventions: Intervention,
     batch_size: int = 32, prompt_format: str | None = None,
@@ -196,7 +205,7 @@ def compare_responses(
             span = slice(p - 1, p - 1 + len(r))  # logits that predict each response token
             target = torch.tensor(r)
             lp_a, lp_b = logprobs["aligned"][b, span], logprobs["base"][b, span]
-            kls.append((lp_a.exp() * (lp_a - lp_b)).sum(-1))
+            kls.append(kl_divergence(lp_a, lp_b))
             base_ranks.append(_rank(lp_b, target))
             aligned_ranks.append(_rank(lp_a, target))
             tokens.append(pair.tokenizer.convert_ids_to_tokens(r))

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from interp.cache import MASK_KEY, Positions, collect_pair_activations, resid_hooks, stack_layers
 from interp.data import PromptSet
+from interp.metrics import kl_divergence
 from interp.models import ModelPair
 
 
@@ -102,10 +103,6 @@ class LogitLens:
     cross_model_kl: Tensor
 
 
-def _kl(p_log: Tensor, q_log: Tensor) -> Tensor:
-    return (p_log.exp() * (p_log - q_log)).sum(-1)
-
-
 @torch.no_grad()
 def lens_logprobs(
     model, resid: Float[Tensor, "batch layer d_model"], chunk: int = 16  # noqa: F722
@@ -130,9 +127,9 @@ def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_siz
     kl, top1 = {}, {}
     for name, lp in lens.items():
         final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
-        kl[name] = _kl(final, lp)
+        kl[name] = kl_divergence(final, lp)
         top1[name] = (lp.argmax(-1) == final.argmax(-1)).float()
-    return LogitLens(kl, top1, _kl(lens["aligned"], lens["base"]))
+    return LogitLens(kl, top1, kl_divergence(lens["aligned"], lens["base"]))
 
 
 @dataclass(frozen=True)
