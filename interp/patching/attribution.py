@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from interp.patching.engine import MetricFn, as_metrics, evaluate
-from interp.patching.exact import REDUCE, SITES, check_tokens
+from interp.patching.exact import REDUCE, SITES, check_cache, check_tokens
 
 DEFAULT_KINDS = ("resid_pre", "resid_mid", "attn_out", "mlp_out", "attn_head_out_by_pos", "attn_head_out_all_pos")
 
@@ -84,9 +84,7 @@ def attribute(
     tokens = check_tokens(corrupted_tokens).to(model.cfg.device)
     n_layers = model.cfg.n_layers
     names = sorted({SITES[kind].hook_name(layer) for kind in kinds for layer in range(n_layers)})
-    missing = [name for name in names if name not in clean_cache]
-    if missing:
-        raise ValueError(f"the clean cache has no {missing[0]!r}; cache every hook of the sweeps asked for")
+    check_cache(clean_cache, names, tokens)
 
     acts, grads = _activations_and_gradients(model, tokens, metrics["metric"], names, reduce)
     batch = tokens.shape[0]
@@ -98,13 +96,12 @@ def attribute(
 
     values = {}
     for kind in kinds:
-        site = SITES[kind]
+        site, kept = SITES[kind], _kept_axes(kind)
         per_layer = []
         for layer in range(n_layers):
             name = site.hook_name(layer)
             delta = clean_cache[name].to(grads[name]) - acts[name]
             product = (delta * grads[name]).float()
-            kept = _kept_axes(kind)
             summed = [axis + 1 for axis in range(product.ndim - 1) if axis not in kept]
             effect = product.sum(dim=summed) if summed else product  # [batch, *kept]
             per_layer.append(effect.movedim(0, -1))  # [*cell, batch]

@@ -133,8 +133,7 @@ def sweep(
     """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass.
 
     The unpatched run (for ``baseline`` and to check the metric's output before any patched
-    cell is scored) rides along as one more copy in the first pass when that pass starts at
-    layer 0, and otherwise comes from the runner's recording.
+    cell is scored) rides along as one more copy in the first pass, which starts at layer 0.
     """
     if reduce not in REDUCE:
         raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}")
@@ -148,11 +147,8 @@ def sweep(
     sizes = site.sizes(model, corrupted_tokens.shape[1])
     cells = list(itertools.product(*(range(n) for n in sizes[1:])))
     passes = plan([cells] * sizes[0], copies_per_pass(runner, max_batch), batch)
+    passes[0].append((0, None))  # the unpatched copy: plan's first pass always starts at layer 0
     unpatched = None
-    if passes[0][0][0] == 0:
-        passes[0].append((0, None))  # the unpatched copy
-    else:
-        unpatched = evaluate(metrics, runner.recording[0], reduce, batch)
     store = torch.zeros(len(metrics), *sizes, *((batch,) if reduce != "scalar" else ()))
     for group in tqdm(passes, desc=f"patching {site.hook}", disable=not progress, leave=False):
         hooks = []
