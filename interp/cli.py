@@ -3,7 +3,10 @@
     interp organisms build [--out DIR] [--force] [--seed N]   train base, sft and dpo (~2 min on CPU)
     interp organisms eval  [--dir DIR]                         refusal rates per split, as a table
     interp organisms path                                      where the zoo lives
+    interp organisms prompts --out FILE [--splits ...]         the world's prompts as a JSONL file for a report
     interp figures [--notebooks DIR] [--figures DIR]           build the zoo if missing, run every notebook
+    interp report BASE ALIGNED --prompts FILE --out report.html [--refusal-prefix TEXT ...] [--no-SECTION ...]
+                                                               audit a checkpoint pair: one HTML page + JSON
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+REPORT_SPLITS = ("harmful_train", "harmless_train", "harmful_held_out", "harmless_held_out")
 
 
 def _organisms_build(args) -> int:
@@ -39,6 +44,28 @@ def _organisms_path(args) -> int:
 
     path = zoo.default_dir()
     print(path, "(built)" if zoo.is_complete(path) else "(not built yet)")
+    return 0
+
+
+def _organisms_prompts(args) -> int:
+    from interp.organisms import world
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the output folder {str(out.parent)!r} does not exist")
+    rows = [{"prompt": p.text, "label": p.label, "concept": p.concept, "held_out": p.held_out}
+            for split in args.splits for p in world.prompts(split)]
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    print(f"wrote {len(rows)} prompts ({', '.join(args.splits)}) to {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from interp import report
+
+    skip = [key for key in report.SECTIONS if getattr(args, f"no_{key}")]
+    report.run(args.base, args.aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
+               device=args.device, max_new_tokens=args.max_new_tokens)
     return 0
 
 
@@ -70,12 +97,34 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--dir", help="zoo directory (default: as for build)")
     e.set_defaults(func=_organisms_eval)
     org_sub.add_parser("path", help="print where the zoo lives").set_defaults(func=_organisms_path)
+    pr = org_sub.add_parser("prompts", help="write the world's prompts (prompt, label, concept, held_out) as JSONL")
+    pr.add_argument("--out", required=True, help="the .jsonl file to write")
+    pr.add_argument("--splits", nargs="+", default=list(REPORT_SPLITS), help="world splits to include")
+    pr.set_defaults(func=_organisms_prompts)
 
     f = sub.add_parser("figures", help="build the organisms if missing, execute every notebook, write figures/")
     f.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files, run in name order")
     f.add_argument("--figures", default="figures", help="where the notebooks write their figures")
     f.add_argument("--zoo", help="organism zoo directory (default: as for organisms build)")
     f.set_defaults(func=_figures)
+
+    r = sub.add_parser("report", help="audit a checkpoint pair: a self-contained HTML page and a JSON of its numbers")
+    r.add_argument("base", help="the base checkpoint: a hub name or a local directory")
+    r.add_argument("aligned", help="the aligned checkpoint: a hub name or a local directory")
+    r.add_argument("--prompts", required=True, help="JSONL or CSV with prompt, label (harmful/harmless), "
+                   "optional held_out and concept")
+    r.add_argument("--out", required=True, help="the HTML page to write (its folder must exist); JSON goes beside it")
+    r.add_argument("--refusal-prefix", action="append", metavar="TEXT",
+                   help="how a refusal starts (repeatable); default: derived from how the aligned model answers "
+                   "harmful prompts where the base does not")
+    r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    r.add_argument("--max-new-tokens", type=int, default=16, help="length of the greedy replies judged (default 16)")
+    from interp.report.sections import SECTIONS
+
+    for key in SECTIONS:
+        r.add_argument(f"--no-{key.replace('_', '-')}", dest=f"no_{key}", action="store_true",
+                       help=f"skip the {key.replace('_', ' ')} section")
+    r.set_defaults(func=_report)
     return p
 
 
@@ -83,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f"interp: error: {e}", file=sys.stderr)
         return 2
 

@@ -253,6 +253,23 @@ def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtyp
     return bridge.eval()
 
 
+def check_checkpoints(
+    base: str | os.PathLike, aligned: str | os.PathLike, prompt_format: str = "chat"
+) -> tuple[str, str, PreTrainedTokenizerBase]:
+    """Everything :func:`load_pair` checks before loading weights: both checkpoints exist, their
+    configs and tokenizers agree, the prompt format suits the tokenizer.
+
+    Reads configs and tokenizers only, so it fails fast. Returns the resolved names and the
+    aligned checkpoint's tokenizer.
+    """
+    base_name, aligned_name = resolve_checkpoint(base), resolve_checkpoint(aligned)
+    base_config, base_tok = _load_config_and_tokenizer(base_name)
+    aligned_config, aligned_tok = _load_config_and_tokenizer(aligned_name)
+    check_compatible(base_config, aligned_config, base_tok, aligned_tok)
+    check_prompt_format(prompt_format, aligned_tok)
+    return base_name, aligned_name, aligned_tok
+
+
 def load_pair(
     base: str | os.PathLike,
     aligned: str | os.PathLike,
@@ -269,11 +286,7 @@ def load_pair(
     >>> pair = load_pair("path/to/base", "path/to/aligned")  # doctest: +SKIP
     >>> logits = pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids)  # doctest: +SKIP
     """
-    base_name, aligned_name = resolve_checkpoint(base), resolve_checkpoint(aligned)
-    base_config, base_tok = _load_config_and_tokenizer(base_name)
-    aligned_config, aligned_tok = _load_config_and_tokenizer(aligned_name)
-    check_compatible(base_config, aligned_config, base_tok, aligned_tok)
-    check_prompt_format(prompt_format, aligned_tok)
+    base_name, aligned_name, aligned_tok = check_checkpoints(base, aligned, prompt_format)
     if aligned_tok.pad_token is None:
         aligned_tok.pad_token = aligned_tok.eos_token  # the usual choice for tokenizers without one
 

@@ -46,6 +46,17 @@ def prompt_tokens(
     return torch.tensor(ids, dtype=torch.long)
 
 
+def common_length_tokens(
+    model, prompts: PromptSet | Sequence[str], limit: int | None = None, prompt_format: str | None = None,
+) -> Int[Tensor, "batch pos"]:
+    """The prompts of the most common token length (the first ``limit`` of them), as ``[batch, pos]``."""
+    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    if not ids:
+        raise ValueError("no prompts given")
+    length = Counter(len(row) for row in ids).most_common(1)[0][0]
+    return torch.tensor([row for row in ids if len(row) == length][:limit], dtype=torch.long)
+
+
 def equal_length_pairs(
     model, clean: PromptSet | Sequence[str], corrupted: PromptSet | Sequence[str], prompt_format: str | None = None,
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:

@@ -76,6 +76,8 @@ def layer_curves(
     ylabel: str,
     title: str = "",
     band: Band = "ci95",
+    xlabel: str = "layer",
+    legend: str = "model",
 ):
     """Mean over ``batch`` per layer, one line per model; ``values[model]`` is ``[batch layer]`` or ``[layer]``.
 
@@ -98,11 +100,12 @@ def layer_curves(
             ))
         fig.add_trace(go.Scatter(
             x=c.layer, y=c.mean, mode="lines+markers", name=c.model, line_color=c.color, legendgroup=c.model,
+            line_dash="dash" if c.dashed else "solid",
         ))
     n_layers = max(len(c.layer) for c in curves)
     fig.update_xaxes(tick0=0, dtick=tick_step(n_layers))
-    legend_title = f"model<br><sub>{shading}</sub>" if shading else "model"
-    return _style(fig, title, xaxis_title="layer", yaxis_title=ylabel, legend_title_text=legend_title)
+    legend_title = f"{legend}<br><sub>{shading}</sub>" if shading else legend
+    return _style(fig, title, xaxis_title=xlabel, yaxis_title=ylabel, legend_title_text=legend_title)
 
 
 def layer_pos_heatmap(

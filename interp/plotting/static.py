@@ -91,6 +91,8 @@ def layer_curves_static(
     ylabel: str,
     title: str = "",
     band: Band = "ci95",
+    xlabel: str = "layer",
+    legend: str = "model",
 ):
     """Matplotlib twin of :func:`~interp.plotting.interactive.layer_curves`; ``values[model]`` ``[batch layer]``.
 
@@ -104,10 +106,11 @@ def layer_curves_static(
     for c in curves:
         if c.lower is not None:
             ax.fill_between(c.layer, c.lower, c.upper, color=c.color, alpha=0.2, linewidth=0)
-        ax.plot(c.layer, c.mean, marker="o", markersize=3, color=c.color, label=c.model)
+        ax.plot(c.layer, c.mean, marker="o", markersize=3, color=c.color, label=c.model,
+                linestyle="--" if c.dashed else "-")
     _integer_ticks(ax.xaxis)
-    ax.set(xlabel="layer", ylabel=ylabel, title=title)
-    _legend(ax, f"model\n{shading}" if shading else "model")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _legend(ax, f"{legend}\n{shading}" if shading else legend)
     return fig
 
 

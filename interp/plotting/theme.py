@@ -22,6 +22,8 @@ MODEL_COLORS = {
     "sft": "#E45756",  # an aligned model: the aligned red...
     "dpo": "#B0413E",  # ...and a darker red for a second one
 }
+LABEL_COLORS = {"harmful": "#F58518", "harmless": "#54A24B", "all": "#79706E"}
+"""Colours of prompt labels, for curves drawn per label rather than per model."""
 FONT = "DejaVu Sans, Arial, sans-serif"
 DIVERGING = "RdBu_r"  # the same name in plotly and matplotlib: negative blue, zero white, positive red
 SEQUENTIAL = "viridis"
@@ -34,13 +36,14 @@ Band = Literal["ci95", "std"] | None
 
 
 def model_color(name: str) -> str:
-    """The theme colour of a model name; unknown names count as aligned.
+    """The theme colour of a model name (or of a prompt label); unknown names count as aligned.
 
     A transfer label ``"A → B"`` (read on A, applied to B) takes B's colour, the model whose activations are shown;
     a label ``"sft (note)"`` takes its first word's.
     """
     name = name.split("→")[-1].strip()
-    return MODEL_COLORS.get(name, MODEL_COLORS.get(name.split(" ")[0], MODEL_COLORS["aligned"]))
+    colors = {**MODEL_COLORS, **LABEL_COLORS}
+    return colors.get(name, colors.get(name.split(" ")[0], MODEL_COLORS["aligned"]))
 
 
 def pretty(split: str) -> str:
@@ -114,6 +117,8 @@ class Curve:
     mean: np.ndarray  # [layer]
     lower: np.ndarray | None  # [layer]
     upper: np.ndarray | None  # [layer]
+    dashed: bool = False
+    """Transfer curves (``"A → B"``) are dashed, so they never hide behind the solid curve of their colour."""
 
 
 def layer_curves_data(values: Mapping[str, Array], band: Band) -> tuple[list[Curve], str]:
@@ -143,7 +148,7 @@ def layer_curves_data(values: Mapping[str, Array], band: Band) -> tuple[list[Cur
             if band == "ci95":
                 half = 1.96 * half / math.sqrt(n)
             lower, upper = mean - half, mean + half
-        curves.append(Curve(model, model_color(model), np.arange(v_BL.shape[1]), mean, lower, upper))
+        curves.append(Curve(model, model_color(model), np.arange(v_BL.shape[1]), mean, lower, upper, "→" in model))
     has_band = any(c.lower is not None for c in curves)
     return curves, f"shaded: {BANDS[band]}" if has_band else ""
 

@@ -1,0 +1,153 @@
+"""The audit report: from a checkpoint pair and a prompt file to one HTML page and a JSON of every number.
+
+>>> report = audit(pair, PromptSet.from_file("prompts.jsonl"))  # doctest: +SKIP
+>>> report.write("report.html")  # also writes report.json  # doctest: +SKIP
+
+:func:`run` is what ``interp report`` calls: it checks every input before loading a model.
+Sections (:data:`~interp.report.sections.SECTIONS`) are plain functions of an
+:class:`~interp.report.sections.Audit`; the page is rendered by :mod:`~interp.report.render`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interp import metrics
+from interp.data import PromptSet
+from interp.models import ModelPair, check_checkpoints, load_pair
+from interp.report import render
+from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, read_prompts
+from interp.report.sections import SECTIONS, Audit, Section
+
+__all__ = ["SECTIONS", "Audit", "Report", "Section", "audit", "refusal_markers", "run"]
+
+
+def plain(value):
+    """``value`` as JSON: tensors and arrays as lists, NaN and infinities as null, keys as strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class Report:
+    meta: dict
+    sections: list[Section]
+
+    def to_json(self) -> dict:
+        return plain({"meta": self.meta, "sections": {
+            s.key: {"title": s.title, "summary": s.summary, "numbers": s.numbers} for s in self.sections}})
+
+    def html(self) -> str:
+        return render.page(f"Alignment audit: {self.meta['aligned']} vs {self.meta['base']}", self.meta, self.sections)
+
+    def write(self, out: str | Path) -> tuple[Path, Path]:
+        """Write ``out`` (HTML) and the JSON beside it (same name, ``.json``); each appears whole or not at all."""
+        out = check_out_path(out)
+        written = []
+        for path, text in ((out, self.html()), (out.with_suffix(".json"),
+                                                 json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n")):
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+            written.append(path)
+        return written[0], written[1]
+
+
+def refusal_markers(
+    pair: ModelPair, harmful: PromptSet, prefixes: Sequence[str] | None = None
+) -> tuple[list[str], list[str], str]:
+    """``(refusal_tokens, refusal_prefixes, how)``: from the given text prefixes, or derived from the pair.
+
+    Given prefixes, the tokens are each prefix's first token. Derived (no prefixes), the tokens
+    are :func:`interp.metrics.derive_refusal_tokens` on ``harmful`` and the prefixes their text.
+    """
+    tokenizer = pair.tokenizer
+    if prefixes:
+        tokens = list(dict.fromkeys(tokenizer.convert_ids_to_tokens(metrics.token_ids(tokenizer, prefixes))))
+        return tokens, list(prefixes), "given (--refusal-prefix)"
+    tokens = metrics.derive_refusal_tokens(pair, harmful)
+    texts = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokens]
+    if not any(texts):
+        raise ValueError(f"the derived refusal tokens {tokens} are blank as text; give --refusal-prefix")
+    return tokens, [t for t in texts if t], "derived from the aligned model's answers to harmful prompts"
+
+
+def _say(progress: bool, text: str, end: str = "\n") -> None:
+    if progress:
+        print(text, end=end, file=sys.stderr, flush=True)
+
+
+def audit(
+    pair: ModelPair, prompts: PromptSet, *, refusal_prefixes: Sequence[str] | None = None,
+    skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "",
+) -> Report:
+    """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``."""
+    unknown = sorted(set(skip) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
+    check_prompts(prompts)
+    tokens, prefixes, how = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
+    state = Audit(pair, prompts, tokens, prefixes, max_new_tokens)
+    chosen = [key for key in SECTIONS if key not in skip]
+    sections, seconds = [], {}
+    for i, key in enumerate(chosen, 1):
+        _say(progress, f"[{i}/{len(chosen)}] {key} ...", end=" ")
+        start = time.time()
+        sections.append(SECTIONS[key](state))
+        seconds[key] = round(time.time() - start, 1)
+        _say(progress, f"done ({seconds[key]:.0f} s)")
+    meta = {
+        "base": pair.base_name, "aligned": pair.aligned_name, "prompts": source or prompts.name,
+        "n_prompts": {label: prompts.labels.count(label) for label in prompts.label_names},
+        "n_held_out": sum(prompts.column("held_out")) if "held_out" in prompts.extra else 0,
+        "refusal_tokens": tokens, "refusal_prefixes": prefixes, "refusal_markers": how,
+        "sections": chosen, "skipped": [k for k in SECTIONS if k in skip], "seconds": seconds,
+        "device": pair.metadata.get("device", ""), "dtype": pair.metadata.get("dtype", ""),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "versions": {lib: version(lib) for lib in ("interp", "torch", "transformers", "transformer-lens")},
+    }
+    return Report(meta, sections)
+
+
+def run(
+    base: str, aligned: str, prompts_path: str | Path, out: str | Path, *,
+    refusal_prefixes: Sequence[str] | None = None, skip: Sequence[str] = (), device: str | None = None,
+    max_new_tokens: int = 16, progress: bool = True,
+) -> Report:
+    """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON."""
+    unknown = sorted(set(skip) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
+    prompts = read_prompts(prompts_path)
+    out = check_out_path(out)
+    check_checkpoints(base, aligned)
+    _say(progress, f"loading {base} and {aligned} ...", end=" ")
+    start = time.time()
+    pair = load_pair(base, aligned, device=device)
+    _say(progress, f"done ({time.time() - start:.0f} s)")
+    report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
+                   progress=progress, source=str(prompts_path))
+    html_path, json_path = report.write(out)
+    _say(progress, f"wrote {html_path} and {json_path}")
+    return report

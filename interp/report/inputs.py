@@ -1,0 +1,88 @@
+"""What a report needs, checked before any model is loaded: the prompts and the output path.
+
+These read files only, so a bad prompt file or a typo in the output path fails at once,
+not after minutes of loading; :func:`interp.models.check_checkpoints` does the same for the pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from interp.data import PromptSet
+from interp.probes import concept_split
+
+LABELS = ("harmful", "harmless")
+MIN_PER_LABEL = 16
+"""Per label: the direction search needs 8 to fit and some to validate, the probes 8 to test."""
+PROBE_TEST_MIN = 8
+
+
+def read_prompts(path: str | Path) -> PromptSet:
+    """The report's prompt file: JSONL or CSV, labels ``harmful`` / ``harmless`` only, enough of each."""
+    prompts = PromptSet.from_file(path)
+    unknown = sorted(set(prompts.labels) - set(LABELS))
+    if unknown:
+        raise ValueError(f"prompt file {str(path)!r} has labels {unknown}; a report needs only "
+                         f"{' and '.join(LABELS)} (rename or drop those rows)")
+    check_prompts(prompts, source=f"prompt file {str(path)!r}")
+    return prompts
+
+
+def check_prompts(prompts: PromptSet, source: str = "the prompts") -> None:
+    """Both labels, at least :data:`MIN_PER_LABEL` of each, and a probe split that works."""
+    counts = {label: prompts.labels.count(label) for label in LABELS}
+    if min(counts.values()) == 0:
+        raise ValueError(f"{source} has only {[k for k, v in counts.items() if v]} prompts; "
+                         f"a report compares {' and '.join(LABELS)} prompts, so it needs both")
+    if min(counts.values()) < MIN_PER_LABEL:
+        raise ValueError(f"{source} has {counts} prompts per label; a report needs at least {MIN_PER_LABEL} of each")
+    fitting_prompts(prompts)
+    probe_split(prompts)
+
+
+def fitting_prompts(prompts: PromptSet) -> PromptSet:
+    """The prompts directions are fitted on: those not marked ``held_out`` (all, without that column)."""
+    if "held_out" not in prompts.extra:
+        return prompts
+    kept = prompts.where(held_out=False)
+    counts = {label: kept.labels.count(label) for label in LABELS}
+    if min(counts.values()) < MIN_PER_LABEL:
+        raise ValueError(f"the prompts not held out have {counts} per label; the direction search needs at least "
+                         f"{MIN_PER_LABEL} of each")
+    return kept
+
+
+def probe_split(prompts: PromptSet) -> tuple[Tensor, Tensor]:
+    """Train/test masks for the probes: by ``concept`` when given, held-out rows always tested.
+
+    The test share of the free groups grows until each label has :data:`PROBE_TEST_MIN` test
+    prompts (or half of the groups are tested).
+    """
+    for fraction in (0.0, 0.25, 0.35, 0.5):
+        try:
+            train, test = concept_split(prompts, test_fraction=fraction)
+        except ValueError:
+            continue
+        y = torch.tensor([label == "harmful" for label in prompts.labels])
+        if min(int((y[test] == c).sum()) for c in (0, 1)) >= PROBE_TEST_MIN and \
+                min(int((y[train] == c).sum()) for c in (0, 1)) >= PROBE_TEST_MIN:
+            return train, test
+    raise ValueError(f"cannot split the prompts for the probes with at least {PROBE_TEST_MIN} per label on each side; "
+                     "give more prompts (or more concepts, or mark fewer as held_out)")
+
+
+def check_out_path(out: str | Path) -> Path:
+    """The report's HTML path: its folder must exist; the JSON goes beside it."""
+    out = Path(out).expanduser()
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"the report is an HTML page: give an output path ending in .html, not {str(out)!r}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the output folder {str(out.parent)!r} does not exist; create it first")
+    if out.is_dir():
+        raise IsADirectoryError(f"{str(out)!r} is a directory; give a file name ending in .html")
+    return out
+
+

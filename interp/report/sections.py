@@ -1,0 +1,261 @@
+"""The report's sections: each one calls the library on the pair and returns its numbers and figures.
+
+A section is a function ``(audit) -> Section``. Its ``numbers`` are everything the page shows
+(they become the JSON beside the HTML), computed by the same library calls a notebook would
+make, so a test can check them against direct calls. :data:`SECTIONS` lists them in page order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from interp import diff, directions, interventions, metrics, patching, plotting
+from interp.data import PromptSet
+from interp.models import ModelPair
+from interp.probes import probe_pair
+from interp.report.inputs import fitting_prompts, probe_split
+
+PATCH_PROMPTS = 16
+"""Harmful prompts (of one token length) patched across the pair."""
+KL_POSITIONS = 16
+
+
+@dataclass
+class Audit:
+    """What every section reads: the pair, the prompts, how refusals are recognised."""
+
+    pair: ModelPair
+    prompts: PromptSet
+    refusal_tokens: list[str]
+    """First reply tokens of a refusal, for log-odds refusal scores (directions, patching)."""
+    refusal_prefixes: list[str]
+    """Starts of a refusal in generated text, for refusal rates from generations."""
+    max_new_tokens: int = 16
+
+    def by_label(self, label: str) -> PromptSet:
+        return self.prompts.by_label(label)
+
+    @cached_property
+    def reply_ids(self) -> dict[str, list[list[int]]]:
+        """Greedy replies of both models to every prompt, as token ids (generated once, shared)."""
+        return {name: interventions.generate(model, self.prompts, max_new_tokens=self.max_new_tokens, return_ids=True)
+                for name, model in self.pair}
+
+    def replies(self, model: str) -> list[str]:
+        decode = self.pair.tokenizer.decode
+        return [decode(ids, skip_special_tokens=True).strip() for ids in self.reply_ids[model]]
+
+    def groups(self) -> dict[str, Tensor]:
+        """Row masks per label, and per label and held-out status when the prompts have that column."""
+        labels = torch.tensor([label == "harmful" for label in self.prompts.labels])
+        out = {}
+        for name, is_harmful in (("harmful", labels), ("harmless", ~labels)):
+            if "held_out" in self.prompts.extra:
+                held = torch.tensor(self.prompts.column("held_out"))
+                out[name] = is_harmful & ~held
+                if (is_harmful & held).any():
+                    out[f"{name}, held out"] = is_harmful & held
+            else:
+                out[name] = is_harmful
+        return {k: v for k, v in out.items() if v.any()}
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    summary: str
+    """What the numbers say, in a sentence or two (it quotes them)."""
+    numbers: dict
+    figures: list = field(default_factory=list)
+    tables: list = field(default_factory=list)
+    """``(caption, pandas.DataFrame)`` pairs shown under the figures."""
+
+
+def _rate(flags) -> float:
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else float("nan")
+
+
+def behaviour(audit: Audit) -> Section:
+    import pandas as pd
+
+    judged = {m: [metrics.is_refusal(r, audit.refusal_prefixes) for r in audit.replies(m)] for m in ("base", "aligned")}
+    scores = {m: metrics.refusal_scores(model, audit.prompts, audit.refusal_tokens) for m, model in audit.pair}
+    rates, score_rates, counts = {"base": {}, "aligned": {}}, {"base": {}, "aligned": {}}, {}
+    for group, mask in audit.groups().items():
+        rows = mask.nonzero().flatten().tolist()
+        counts[group] = len(rows)
+        for m in rates:
+            rates[m][group] = _rate(judged[m][i] for i in rows)
+            score_rates[m][group] = (scores[m][mask] > 0).float().mean().item()
+    examples = pd.DataFrame([
+        {"label": audit.prompts.labels[i], "prompt": audit.prompts.prompts[i],
+         "base": audit.replies("base")[i], "aligned": audit.replies("aligned")[i]}
+        for label in ("harmful", "harmless") for i in [audit.prompts.labels.index(label)]
+    ])
+    summary = (f"The aligned model refuses {rates['aligned']['harmful']:.0%} of harmful prompts (base "
+               f"{rates['base']['harmful']:.0%}) and {rates['aligned']['harmless']:.0%} of harmless ones "
+               f"(base {rates['base']['harmless']:.0%}), judged from greedy replies of {audit.max_new_tokens} tokens "
+               f"by the refusal prefixes {audit.refusal_prefixes}.")
+    return Section(
+        "behaviour", "Behaviour by label", summary,
+        {"refusal_rate": rates, "refusal_score_rate": score_rates, "n_prompts": counts,
+         "examples": examples.to_dict("records")},
+        [plotting.refusal_bars(rates, title="Refused (greedy reply starts with a refusal prefix)",
+                               xlabel="prompts")],
+        [("Refusal rate where the refusal tokens' log-odds at the answer position is positive",
+          pd.DataFrame(score_rates).rename_axis("prompts")), ("One reply of each model per label", examples)],
+    )
+
+
+def token_kl(audit: Audit) -> Section:
+    import pandas as pd
+
+    by_position, mean, shift = {}, {}, {}
+    for label in ("harmful", "harmless"):
+        rows = [i for i, y in enumerate(audit.prompts.labels) if y == label and audit.reply_ids["aligned"][i]]
+        if not rows:
+            continue
+        compared = metrics.compare_responses(audit.pair, audit.prompts.select(rows),
+                                             [audit.reply_ids["aligned"][i] for i in rows])
+        by_position[label] = compared.kl_by_position(KL_POSITIONS)
+        mean[label] = torch.cat(compared.kl).mean().item()
+        counts = compared.rank_shift_counts()
+        shift[label] = {k: v / sum(counts.values()) for k, v in counts.items()}
+    figures = [plotting.layer_curves(by_position, ylabel="KL(aligned || base) (nats)", band=None,
+                                     xlabel="reply token", legend="prompts",
+                                     title="Per-token KL along the aligned model's replies")] if by_position else []
+    summary = ("Along the aligned model's own replies, mean KL(aligned || base) per token is "
+               + ", ".join(f"{v:.3f} nats on {k} prompts" for k, v in mean.items())
+               + "; the share of reply tokens the base ranks first (unshifted) is "
+               + ", ".join(f"{v['unshifted']:.0%} ({k})" for k, v in shift.items()) + ".")
+    return Section(
+        "token_kl", "Per-token KL between the models", summary,
+        {"kl_by_position": {k: v.tolist() for k, v in by_position.items()}, "mean_kl": mean, "rank_shift": shift},
+        figures, [("Share of reply tokens by rank under the base (1: unshifted, 2-3: marginal, >3: shifted)",
+                   pd.DataFrame(shift).T.rename_axis("prompts"))],
+    )
+
+
+def weights(audit: Audit) -> Section:
+    d = diff.weight_diff(audit.pair)
+    grid, kinds = d.layer_kind("rel_change")
+    table = d.table()
+    layer_mean = torch.nanmean(grid, dim=1)
+    top = table.sort_values("rel_change", ascending=False).iloc[0]
+    where = "" if top.layer != top.layer else f" of layer {int(top.layer)}"  # NaN layer: embeddings
+    summary = (f"Relative change ||W_aligned - W_base|| / ||W_base|| per weight: largest {top.rel_change:.3f} "
+               f"({top.kind}{where}); mean per layer from {layer_mean.min():.3f} to {layer_mean.max():.3f}.")
+    return Section(
+        "weights", "Weight changes per layer", summary,
+        {"kinds": kinds, "rel_change": grid.tolist(), "layer_mean_rel_change": layer_mean.tolist(),
+         "table": table.to_dict("records")},
+        [plotting.layer_pos_heatmap(grid, kinds, diverging=False, xlabel="weight matrix", zlabel="relative change",
+                                    title="Relative change of each weight matrix")],
+        [("Every weight", table)],
+    )
+
+
+def representations(audit: Audit) -> Section:
+    import pandas as pd
+
+    sim = diff.representation_similarity(audit.pair, audit.prompts)
+    cosine = {label: sim.cosine[label].mean(0) for label in sim.cosine}
+    summary = (f"Cosine between the two models' residual streams (mean over tokens) falls from "
+               f"{cosine['all'][0]:.3f} at layer 0 to {cosine['all'][-1]:.3f} at the last layer; linear CKA "
+               f"stays between {sim.cka['all'].min():.3f} and {sim.cka['all'].max():.3f}.")
+    return Section(
+        "representations", "Representation similarity per layer", summary,
+        {"cosine": {k: v.tolist() for k, v in cosine.items()}, "cka": {k: v.tolist() for k, v in sim.cka.items()},
+         "norm_ratio": {k: v.tolist() for k, v in sim.norm_ratio.items()}},
+        [plotting.layer_curves(sim.cosine, ylabel="cosine (aligned, base)", legend="prompts",
+                               title="Residual stream: cosine between the models, per layer")],
+        [("Linear CKA per layer", pd.DataFrame({k: v.numpy() for k, v in sim.cka.items()}).rename_axis("layer"))],
+    )
+
+
+def probes(audit: Audit) -> Section:
+    result = probe_pair(audit.pair, audit.prompts, method="logistic", positions=-1, split=probe_split(audit.prompts))
+    acc = {f"{tr} → {te}" if tr != te else tr: v[:, 0] for (tr, te), v in result.accuracy.items()}
+    auroc = {f"{tr} → {te}" if tr != te else tr: v[:, 0] for (tr, te), v in result.auroc.items()}
+    summary = (f"A logistic probe for 'harmful' at the answer position, tested on {len(result.test_groups)} "
+               f"prompt groups it was not fitted on, reaches accuracy {acc['base'].max():.2f} on the base "
+               f"(first at layer {int(acc['base'].argmax())}) and {acc['aligned'].max():.2f} on the aligned model "
+               f"(first at layer {int(acc['aligned'].argmax())}); read on the other model, the base's probe "
+               f"scores {acc['base → aligned'].max():.2f} at best and the aligned model's "
+               f"{acc['aligned → base'].max():.2f}.")
+    return Section(
+        "probes", "Probe accuracy per layer", summary,
+        {"accuracy": {k: v.tolist() for k, v in acc.items()}, "auroc": {k: v.tolist() for k, v in auroc.items()},
+         "probe_cosine": result.cosine()[:, 0].tolist(), "test_groups": [str(g) for g in result.test_groups]},
+        [plotting.layer_curves(acc, ylabel="held-out accuracy", band=None,
+                               title="Logistic probe for 'harmful' (answer position); A → B: fitted on A, read on B")],
+    )
+
+
+def direction(audit: Audit) -> Section:
+    import pandas as pd
+
+    fit = fitting_prompts(audit.prompts)
+    found = directions.find_refusal_direction(audit.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
+                                              refusal_tokens=audit.refusal_tokens, progress=False)
+    effects = {name: directions.refusal_effects(model, found, audit.by_label("harmful"), audit.by_label("harmless"),
+                                                audit.refusal_tokens) for name, model in audit.pair}
+    chosen = found.scores.query("layer == @found.layer and position == @found.position").iloc[0]
+    bars = {name: {f"{label}, {iv}": e[iv][label] for iv in e for label in e[iv]} for name, e in effects.items()}
+    passed = "passes" if found.passed_filters else "is the best of candidates that all FAIL"
+    summary = (f"The selected direction (layer {found.layer}, position {found.position}) {passed} the selection "
+               f"filters (KL on harmless prompts {chosen.kl:.3f}). Ablating it in the aligned model takes harmful "
+               f"refusal from {effects['aligned']['none']['harmful']:.0%} to "
+               f"{effects['aligned']['ablate']['harmful']:.0%}; "
+               f"adding it takes harmless refusal to {effects['aligned']['add']['harmless']:.0%} (base: "
+               f"{effects['base']['add']['harmless']:.0%}).")
+    return Section(
+        "direction", "Refusal direction", summary,
+        {"layer": found.layer, "position": found.position, "passed_filters": found.passed_filters,
+         "selected": {k: chosen[k] for k in ("bypass_score", "induce_score", "kl")}, "effects": effects,
+         "candidates": found.scores.to_dict("records")},
+        [plotting.refusal_bars(bars, xlabel="prompts, intervention",
+                               title="Refusal (log-odds > 0) under the aligned model's direction")],
+        [("Every candidate direction", pd.DataFrame(found.scores))],
+    )
+
+
+def cross_patching(audit: Audit) -> Section:
+    model = audit.pair.aligned
+    tokens = patching.common_length_tokens(model, audit.by_label("harmful"), limit=PATCH_PROMPTS)
+    metric = patching.refusal_metric(audit.pair.tokenizer, audit.refusal_tokens)
+    with torch.no_grad():
+        value = {name: metric(m(tokens)).mean().item() for name, m in audit.pair}
+    result = patching.patch_across(audit.pair.aligned, audit.pair.base, tokens, metric, "resid_pre",
+                                   reduce="mean", baseline=True, progress=False)
+    gap = value["aligned"] - value["base"]
+    shown = result.normalized(torch.tensor(value["aligned"])) if abs(gap) > 1e-3 else result.values
+    labels = [t if (tokens[:, i] == tokens[0, i]).all() else "⟨varies⟩"
+              for i, t in enumerate(audit.pair.tokenizer.convert_ids_to_tokens(tokens[0]))]
+    layer, pos = divmod(int(shown.argmax()), shown.shape[1])
+    summary = (f"On {len(tokens)} harmful prompts of {tokens.shape[1]} tokens, refusal log-odds are "
+               f"{value['base']:.2f} (base) and {value['aligned']:.2f} (aligned). Patching the aligned model's "
+               f"residual stream into the base one cell at a time recovers at most {shown.max():.0%} of that gap "
+               f"(layer {layer}, position {pos}, '{labels[pos]}').")
+    return Section(
+        "patching", "Cross-model activation patching", summary,
+        {"n_prompts": len(tokens), "tokens": labels, "refusal_log_odds": value,
+         "patched_log_odds": result.values.tolist(),
+         "recovery": shown.tolist() if abs(gap) > 1e-3 else None},
+        [plotting.layer_pos_heatmap(shown, labels, zlabel="recovery" if abs(gap) > 1e-3 else "log-odds",
+                                    title="Aligned resid_pre patched into the base (harmful prompts)")],
+    )
+
+
+SECTIONS: dict[str, Callable[[Audit], Section]] = {
+    "behaviour": behaviour, "token_kl": token_kl, "weights": weights, "representations": representations,
+    "probes": probes, "direction": direction, "patching": cross_patching,
+}
+"""Every section, in page order; keys name them in ``--no-<key>`` flags and in the JSON."""
