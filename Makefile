@@ -5,13 +5,16 @@
 #           own machines do) pip takes it; on a CUDA machine PyPI's torch==2.13.0 is the CUDA build.
 #           Any other spec works too, e.g. `make test TORCH='torch>=2.6'`.
 #   PYTHON  the interpreter that creates the virtual environment (Python >= 3.11).
+#   CHROMIUM  the browser the report's page is tested in; `make test` installs Debian's chromium
+#           package when it is missing (as root, or through sudo).
 
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install figures test lint clean
+.PHONY: install browser figures test lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +26,21 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# The report's browser test needs a real Chromium: Debian's package (playwright drives it, downloading nothing).
+browser:
+	@test -x $(CHROMIUM) || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "no Chromium at $(CHROMIUM)"; exit 1; }
+
 figures: install
 	$(BIN)/interp figures
 
 lint: install
 	$(BIN)/ruff check interp tests benchmarks
 
-test: lint
-	$(BIN)/python -m pytest
+test: lint browser
+	INTERP_REQUIRE_BROWSER=1 INTERP_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

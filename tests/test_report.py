@@ -1,0 +1,240 @@
+"""``interp report``: bad input fails before any model loads; the JSON's numbers are the library's own."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from interp import diff, directions, interventions, metrics, patching, report
+from interp.cli import main
+from interp.data import PromptSet
+from interp.models import IncompatiblePairError, load_pair
+from interp.organisms import world
+from interp.probes import probe_pair
+from interp.report.inputs import fitting_prompts, probe_split
+
+
+def write_prompts(path, n_train: int = 16, n_held: int = 8) -> str:
+    """A prompt file from the organism world: ``n_train`` fitting and ``n_held`` held-out prompts per label."""
+    rows = [{"prompt": p.text, "label": p.label, "concept": p.concept, "held_out": p.held_out}
+            for split, n in (("harmful_train", n_train), ("harmless_train", n_train),
+                             ("harmful_held_out", n_held), ("harmless_held_out", n_held))
+            for p in world.prompts(split)[:n]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def assert_same(got, expected, atol=1e-5):
+    """JSON values (None for NaN) against library values."""
+    expected = np.asarray(torch.as_tensor(expected).tolist() if isinstance(expected, torch.Tensor) else expected,
+                          dtype=float)
+    got = np.array(got, dtype=float)  # None -> nan
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=atol, equal_nan=True)
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Any attempt to load a model fails the test: errors must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(report, "load_pair", refuse)
+
+
+# --- bad input: clear errors before any model is loaded --------------------------------------------
+
+def test_bad_prompt_files_fail_before_loading(tmp_path, make_checkpoint, no_loading):
+    ckpt = str(make_checkpoint("gpt2"))
+    out = str(tmp_path / "r.html")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.run(ckpt, ckpt, tmp_path / "missing.jsonl", out)
+    one_label = tmp_path / "one.jsonl"
+    one_label.write_text("".join(json.dumps({"prompt": f"how do i bake {i} ?", "label": "harmless"}) + "\n"
+                                 for i in range(40)))
+    with pytest.raises(ValueError, match="only \\['harmless'\\]"):
+        report.run(ckpt, ckpt, one_label, out)
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("prompt,label\nhow do i bake ?,harmless\nhow do i poison ?,dangerous\n")
+    with pytest.raises(ValueError, match="labels \\['dangerous'\\]"):
+        report.run(ckpt, ckpt, unknown, out)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"\xff\xfe{not json")
+    with pytest.raises(ValueError, match="cannot read"):
+        report.run(ckpt, ckpt, broken, out)
+    few = write_prompts(tmp_path / "few.jsonl", n_train=4, n_held=4)
+    with pytest.raises(ValueError, match="at least 16"):
+        report.run(ckpt, ckpt, few, out)
+
+
+def test_bad_output_path_pair_or_section_fail_before_loading(tmp_path, make_checkpoint, no_loading):
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    gpt2, llama = str(make_checkpoint("gpt2")), str(make_checkpoint("llama"))
+    with pytest.raises(FileNotFoundError, match="output folder"):
+        report.run(gpt2, gpt2, prompts, tmp_path / "no" / "such" / "r.html")
+    with pytest.raises(ValueError, match=".html"):
+        report.run(gpt2, gpt2, prompts, tmp_path / "r.pdf")
+    with pytest.raises(IncompatiblePairError, match="differ"):
+        report.run(gpt2, llama, prompts, tmp_path / "r.html")
+    with pytest.raises(ValueError, match="unknown report sections"):
+        report.run(gpt2, gpt2, prompts, tmp_path / "r.html", skip=["weights", "nonsense"])
+    assert main(["report", gpt2, llama, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
+    assert not (tmp_path / "r.html").exists()
+
+
+# --- a tiny pair of a second architecture ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpt2_report(make_checkpoint, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report-gpt2")
+    prompts = write_prompts(tmp / "prompts.jsonl")
+    base, aligned = str(make_checkpoint("gpt2", seed=0)), str(make_checkpoint("gpt2", seed=1))
+    code = main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp / "report.html"),
+                 "--refusal-prefix", "sorry", "--device", "cpu"])
+    assert code == 0
+    return tmp / "report.html", base, aligned, prompts
+
+
+def test_gpt2_pair_report_is_complete_and_self_contained(gpt2_report):
+    html_path, *_ = gpt2_report
+    data = json.loads(html_path.with_suffix(".json").read_text())
+    assert list(data["sections"]) == list(report.SECTIONS)
+    assert data["meta"]["refusal_tokens"] == ["sorry"] and data["meta"]["refusal_markers"].startswith("given")
+    page = html_path.read_text()
+    assert page.count('class="plotly-graph-div"') >= 6  # every section but (possibly) the KL one has a figure
+    assert "<script src" not in page and "<link" not in page  # plotly.js is inlined, nothing is fetched
+
+
+def test_gpt2_pair_numbers_are_the_library_numbers(gpt2_report):
+    html_path, base, aligned, prompts_path = gpt2_report
+    data = json.loads(html_path.with_suffix(".json").read_text())["sections"]
+    pair = load_pair(base, aligned, device="cpu")
+    prompts = PromptSet.from_file(prompts_path)
+    assert_same(data["weights"]["numbers"]["rel_change"], diff.weight_diff(pair).layer_kind("rel_change")[0])
+    sim = diff.representation_similarity(pair, prompts)
+    assert_same(data["representations"]["numbers"]["cosine"]["harmful"], sim.cosine["harmful"].mean(0))
+    assert_same(data["representations"]["numbers"]["cka"]["all"], sim.cka["all"])
+    probes = probe_pair(pair, prompts, method="logistic", positions=-1, split=probe_split(prompts))
+    assert_same(data["probes"]["numbers"]["accuracy"]["aligned → base"], probes.accuracy["aligned", "base"][:, 0])
+    fit = fitting_prompts(prompts)
+    found = directions.find_refusal_direction(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
+                                              refusal_tokens=["sorry"], progress=False)
+    numbers = data["direction"]["numbers"]
+    assert (numbers["layer"], numbers["position"]) == (found.layer, found.position)
+    assert numbers["effects"]["base"] == directions.refusal_effects(
+        pair.base, found, prompts.by_label("harmful"), prompts.by_label("harmless"), ["sorry"])
+
+
+# --- the organisms: every section against direct calls ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def organism_report(organism_zoo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report-organisms")
+    main(["organisms", "prompts", "--out", str(tmp / "prompts.jsonl")])
+    out = tmp / "sft.html"
+    code = main(["report", str(organism_zoo / "base"), str(organism_zoo / "sft"), "--prompts",
+                 str(tmp / "prompts.jsonl"), "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    pair = load_pair(organism_zoo / "base", organism_zoo / "sft", device="cpu")
+    return json.loads(out.with_suffix(".json").read_text()), pair, PromptSet.from_file(tmp / "prompts.jsonl")
+
+
+def test_organism_report_derives_the_refusal_marker(organism_report):
+    data, _, _ = organism_report
+    assert data["meta"]["refusal_tokens"] == ["sorry"] and data["meta"]["refusal_prefixes"] == ["sorry"]
+    rates = data["sections"]["behaviour"]["numbers"]["refusal_rate"]
+    assert rates["aligned"]["harmful"] >= 0.95 and rates["base"]["harmful"] <= 0.05
+
+
+def test_organism_behaviour_and_kl_are_the_library_numbers(organism_report):
+    data, pair, prompts = organism_report
+    numbers = data["sections"]["behaviour"]["numbers"]
+    held = prompts.where(label="harmful", held_out=True)
+    replies = interventions.generate(pair.aligned, held, max_new_tokens=16)
+    assert numbers["refusal_rate"]["aligned"]["harmful, held out"] == metrics.refusal_rate(replies, ["sorry"])
+    harmless = prompts.by_label("harmless")
+    ids = interventions.generate(pair.aligned, harmless, max_new_tokens=16, return_ids=True)
+    compared = metrics.compare_responses(pair, harmless, ids)
+    kl = data["sections"]["token_kl"]["numbers"]
+    assert_same(kl["kl_by_position"]["harmless"], compared.kl_by_position(16))
+    assert kl["mean_kl"]["harmless"] == pytest.approx(torch.cat(compared.kl).mean().item(), abs=1e-6)
+
+
+def test_organism_direction_and_patching_are_the_library_numbers(organism_report):
+    data, pair, prompts = organism_report
+    fit = fitting_prompts(prompts)
+    found = directions.find_refusal_direction(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
+                                              refusal_tokens=["sorry"], progress=False)
+    numbers = data["sections"]["direction"]["numbers"]
+    assert (numbers["layer"], numbers["position"], numbers["passed_filters"]) == (
+        found.layer, found.position, found.passed_filters)
+    effects = directions.refusal_effects(pair.aligned, found, prompts.by_label("harmful"), prompts.by_label("harmless"),
+                                         ["sorry"])
+    assert numbers["effects"]["aligned"] == effects
+    tokens = patching.common_length_tokens(pair.aligned, prompts.by_label("harmful"), limit=16)
+    metric = patching.refusal_metric(pair.tokenizer, ["sorry"])
+    result = patching.patch_across(pair.aligned, pair.base, tokens, metric, "resid_pre", reduce="mean")
+    patched = data["sections"]["patching"]["numbers"]
+    assert_same(patched["patched_log_odds"], result, atol=1e-4)
+    recovery = np.array(patched["recovery"])
+    assert recovery[-1, -1] > 0.5 and np.abs(recovery[:, :-1]).max() < 0.1  # the answer position carries it
+
+
+def test_skipped_sections_are_left_out(organism_zoo, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    out = tmp_path / "r.html"
+    assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "dpo"), "--prompts", prompts,
+                 "--out", str(out), "--refusal-prefix", "sorry", "--no-behaviour", "--no-token-kl", "--no-weights",
+                 "--no-representations", "--no-probes", "--no-direction"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert list(data["sections"]) == ["patching"] and data["meta"]["skipped"] == list(report.SECTIONS)[:-1]
+    assert "Cross-model activation patching" in out.read_text() and "Behaviour by label" not in out.read_text()
+
+
+# --- the page in a real browser -------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("INTERP_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def test_report_page_renders_in_headless_chromium(gpt2_report, tmp_path):
+    """Opened offline in Debian's Chromium: no console errors, every figure drawn, a screenshot that is not blank.
+
+    ``make test`` installs Chromium and sets INTERP_REQUIRE_BROWSER=1, so in CI this runs, never skips.
+    """
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("INTERP_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM}; `make test` installs Debian's chromium package")
+        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's chromium package, or run `make test`)")
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    html_path = gpt2_report[0]
+    problems, requests = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in (
+                "error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(html_path.as_uri(), wait_until="load")
+            n_divs = page.locator(".plotly-graph-div").count()
+            page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= {n_divs}")
+            drawn = page.locator(".plotly-graph-div .main-svg").count()
+            page.screenshot(path=tmp_path / "report.png", full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []  # nothing from the network
+    assert n_divs >= 6 and drawn >= n_divs
+    pixels = np.asarray(Image.open(tmp_path / "report.png").convert("RGB"), dtype=float)
+    assert pixels.shape[0] > 2000 and pixels.std() > 10  # a long page with content, not one flat colour
+    assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 50  # figures' colours, not just text
