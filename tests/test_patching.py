@@ -233,3 +233,10 @@ def test_prompt_tokens_need_one_length(model):
     assert clean.shape == corrupted.shape and clean.shape[0] == 1
     with pytest.raises(ValueError, match="paired in order"):
         ours.equal_length_pairs(model, ["a"], ["a", "b"])
+
+
+def test_common_length_tokens_keeps_the_most_common_length(model):
+    prompts = ["how do i bake ?", "how do i knit ?", "how do i sew ?", "tell me how to bake ."]
+    tokens = ours.common_length_tokens(model, prompts)
+    assert tokens.shape[0] == 3 and torch.equal(tokens, ours.prompt_tokens(model, prompts[:3]))
+    assert torch.equal(ours.common_length_tokens(model, prompts, limit=2), tokens[:2])
