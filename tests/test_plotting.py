@@ -268,10 +268,10 @@ def test_saving_the_same_figure_twice_gives_the_same_files(tmp_path):
 
 
 def test_transfer_curves_are_dashed_in_both_twins():
-    values = {"base": [0.5, 1.0], "base → aligned": [0.5, 0.9]}
+    values = {"base": [0.5, 1.0], "base → aligned": [0.5, 0.9], "sft → base": [0.6, 0.8], "dpo → base": [0.6, 0.7]}
     lines = {t.name: t.line.dash for t in plotting.layer_curves(values, ylabel="acc", band=None).data}
-    assert lines == {"base": "solid", "base → aligned": "dash"}
+    assert lines == {"base": "solid", "base → aligned": "dash", "sft → base": "dash", "dpo → base": "dot"}
     fig = plotting.layer_curves_static(values, ylabel="acc", band=None, xlabel="reply token", legend="prompts")
-    assert [line.get_linestyle() for line in fig.axes[0].get_lines()] == ["-", "--"]
+    assert [line.get_linestyle() for line in fig.axes[0].get_lines()] == ["-", "--", "--", ":"]
     assert fig.axes[0].get_xlabel() == "reply token"
     plt.close(fig)

@@ -100,7 +100,7 @@ def layer_curves(
             ))
         fig.add_trace(go.Scatter(
             x=c.layer, y=c.mean, mode="lines+markers", name=c.model, line_color=c.color, legendgroup=c.model,
-            line_dash="dash" if c.dashed else "solid",
+            line_dash=c.dash[0],
         ))
     n_layers = max(len(c.layer) for c in curves)
     fig.update_xaxes(tick0=0, dtick=tick_step(n_layers))

@@ -107,7 +107,7 @@ def layer_curves_static(
         if c.lower is not None:
             ax.fill_between(c.layer, c.lower, c.upper, color=c.color, alpha=0.2, linewidth=0)
         ax.plot(c.layer, c.mean, marker="o", markersize=3, color=c.color, label=c.model,
-                linestyle="--" if c.dashed else "-")
+                linestyle=c.dash[1])
     _integer_ticks(ax.xaxis)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     _legend(ax, f"{legend}\n{shading}" if shading else legend)

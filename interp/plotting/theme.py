@@ -29,6 +29,8 @@ DIVERGING = "RdBu_r"  # the same name in plotly and matplotlib: negative blue, z
 SEQUENTIAL = "viridis"
 MARKERS = (("circle", "o"), ("x", "X"), ("diamond", "D"), ("square", "s"), ("triangle-up", "^"), ("star", "*"))
 """Marker shapes as (plotly symbol, matplotlib marker), one per label in first-seen order."""
+DASHES = (("dash", "--"), ("dot", ":"), ("dashdot", "-."))
+"""Line styles of transfer curves, as (plotly dash, matplotlib linestyle)."""
 BANDS = {"ci95": "95% interval of the mean", "std": "mean ± 1 standard deviation"}
 
 Array = torch.Tensor | np.ndarray  # nested lists of numbers are accepted too
@@ -117,8 +119,9 @@ class Curve:
     mean: np.ndarray  # [layer]
     lower: np.ndarray | None  # [layer]
     upper: np.ndarray | None  # [layer]
-    dashed: bool = False
-    """Transfer curves (``"A → B"``) are dashed, so they never hide behind the solid curve of their colour."""
+    dash: tuple[str, str] = ("solid", "-")
+    """Line style as (plotly dash, matplotlib linestyle): transfer curves (``"A → B"``) are dashed, each
+    transfer curve of one colour in its own pattern, so none hides behind another of that colour."""
 
 
 def layer_curves_data(values: Mapping[str, Array], band: Band) -> tuple[list[Curve], str]:
@@ -148,7 +151,10 @@ def layer_curves_data(values: Mapping[str, Array], band: Band) -> tuple[list[Cur
             if band == "ci95":
                 half = 1.96 * half / math.sqrt(n)
             lower, upper = mean - half, mean + half
-        curves.append(Curve(model, model_color(model), np.arange(v_BL.shape[1]), mean, lower, upper, "→" in model))
+        color = model_color(model)
+        dash = DASHES[sum(c.color == color and "→" in c.model for c in curves) % len(DASHES)] if "→" in model \
+            else ("solid", "-")
+        curves.append(Curve(model, color, np.arange(v_BL.shape[1]), mean, lower, upper, dash))
     has_band = any(c.lower is not None for c in curves)
     return curves, f"shaded: {BANDS[band]}" if has_band else ""
 
