@@ -108,15 +108,15 @@ def audit(
         raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
     check_prompts(prompts)
     tokens, prefixes, how = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
-    state = Audit(pair, prompts, tokens, prefixes, max_new_tokens)
+    state = Audit(pair, prompts, tokens, prefixes, max_new_tokens, progress)
     chosen = [key for key in SECTIONS if key not in skip]
     sections, seconds = [], {}
     for i, key in enumerate(chosen, 1):
-        _say(progress, f"[{i}/{len(chosen)}] {key} ...", end=" ")
+        _say(progress, f"[{i}/{len(chosen)}] {key} ...")
         start = time.time()
         sections.append(SECTIONS[key](state))
         seconds[key] = round(time.time() - start, 1)
-        _say(progress, f"done ({seconds[key]:.0f} s)")
+        _say(progress, f"[{i}/{len(chosen)}] {key} done in {seconds[key]:.0f} s")
     meta = {
         "base": pair.base_name, "aligned": pair.aligned_name, "prompts": source or prompts.name,
         "n_prompts": {label: prompts.labels.count(label) for label in prompts.label_names},

@@ -36,6 +36,8 @@ class Audit:
     refusal_prefixes: list[str]
     """Starts of a refusal in generated text, for refusal rates from generations."""
     max_new_tokens: int = 16
+    progress: bool = False
+    """Progress bars inside the long sections (the direction search, patching)."""
 
     def by_label(self, label: str) -> PromptSet:
         return self.prompts.by_label(label)
@@ -85,7 +87,8 @@ def _rate(flags) -> float:
 def behaviour(audit: Audit) -> Section:
     import pandas as pd
 
-    judged = {m: [metrics.is_refusal(r, audit.refusal_prefixes) for r in audit.replies(m)] for m in ("base", "aligned")}
+    replies = {m: audit.replies(m) for m in ("base", "aligned")}
+    judged = {m: [metrics.is_refusal(r, audit.refusal_prefixes) for r in replies[m]] for m in replies}
     scores = {m: metrics.refusal_scores(model, audit.prompts, audit.refusal_tokens) for m, model in audit.pair}
     rates, score_rates, counts = {"base": {}, "aligned": {}}, {"base": {}, "aligned": {}}, {}
     for group, mask in audit.groups().items():
@@ -96,7 +99,7 @@ def behaviour(audit: Audit) -> Section:
             score_rates[m][group] = (scores[m][mask] > 0).float().mean().item()
     examples = pd.DataFrame([
         {"label": audit.prompts.labels[i], "prompt": audit.prompts.prompts[i],
-         "base": audit.replies("base")[i], "aligned": audit.replies("aligned")[i]}
+         "base": replies["base"][i], "aligned": replies["aligned"][i]}
         for label in ("harmful", "harmless") for i in [audit.prompts.labels.index(label)]
     ])
     summary = (f"The aligned model refuses {rates['aligned']['harmful']:.0%} of harmful prompts (base "
@@ -204,7 +207,7 @@ def direction(audit: Audit) -> Section:
 
     fit = fitting_prompts(audit.prompts)
     found = directions.find_refusal_direction(audit.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                              refusal_tokens=audit.refusal_tokens, progress=False)
+                                              refusal_tokens=audit.refusal_tokens, progress=audit.progress)
     effects = {name: directions.refusal_effects(model, found, audit.by_label("harmful"), audit.by_label("harmless"),
                                                 audit.refusal_tokens) for name, model in audit.pair}
     chosen = found.scores.query("layer == @found.layer and position == @found.position").iloc[0]
@@ -234,7 +237,7 @@ def cross_patching(audit: Audit) -> Section:
     with torch.no_grad():
         value = {name: metric(m(tokens)).mean().item() for name, m in audit.pair}
     result = patching.patch_across(audit.pair.aligned, audit.pair.base, tokens, metric, "resid_pre",
-                                   reduce="mean", baseline=True, progress=False)
+                                   reduce="mean", baseline=True, progress=audit.progress)
     gap = value["aligned"] - value["base"]
     shown = result.normalized(torch.tensor(value["aligned"])) if abs(gap) > 1e-3 else result.values
     labels = [t if (tokens[:, i] == tokens[0, i]).all() else "⟨varies⟩"
