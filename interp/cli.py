@@ -65,7 +65,7 @@ def _report(args) -> int:
 
     skip = [key for key in report.SECTIONS if getattr(args, f"no_{key}")]
     report.run(args.base, args.aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
-               device=args.device, max_new_tokens=args.max_new_tokens)
+               device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens)
     return 0
 
 
@@ -118,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
                    help="how a refusal starts (repeatable); default: derived from how the aligned model answers "
                    "harmful prompts where the base does not")
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    r.add_argument("--prompt-format", default="chat", help="'chat' (the aligned tokenizer's chat template), 'raw', "
+                   "or a template such as 'Question: {prompt}\\nAnswer:' (default: chat)")
     r.add_argument("--max-new-tokens", type=int, default=16, help="length of the greedy replies judged (default 16)")
     from interp.report.sections import SECTIONS
 

@@ -95,7 +95,7 @@ def gpt2_report(make_checkpoint, tmp_path_factory):
     prompts = write_prompts(tmp / "prompts.jsonl")
     base, aligned = str(make_checkpoint("gpt2", seed=0)), str(make_checkpoint("gpt2", seed=1))
     code = main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp / "report.html"),
-                 "--refusal-prefix", "sorry", "--device", "cpu"])
+                 "--refusal-prefix", "sorry", "--device", "cpu", "--prompt-format", "raw"])
     assert code == 0
     return tmp / "report.html", base, aligned, prompts
 
@@ -113,7 +113,7 @@ def test_gpt2_pair_report_is_complete_and_self_contained(gpt2_report):
 def test_gpt2_pair_numbers_are_the_library_numbers(gpt2_report):
     html_path, base, aligned, prompts_path = gpt2_report
     data = json.loads(html_path.with_suffix(".json").read_text())["sections"]
-    pair = load_pair(base, aligned, device="cpu")
+    pair = load_pair(base, aligned, device="cpu", prompt_format="raw")
     prompts = PromptSet.from_file(prompts_path)
     assert_same(data["weights"]["numbers"]["rel_change"], diff.weight_diff(pair).layer_kind("rel_change")[0])
     sim = diff.representation_similarity(pair, prompts)

@@ -133,7 +133,7 @@ def audit(
 def run(
     base: str, aligned: str, prompts_path: str | Path, out: str | Path, *,
     refusal_prefixes: Sequence[str] | None = None, skip: Sequence[str] = (), device: str | None = None,
-    max_new_tokens: int = 16, progress: bool = True,
+    prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True,
 ) -> Report:
     """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON."""
     unknown = sorted(set(skip) - set(SECTIONS))
@@ -141,10 +141,10 @@ def run(
         raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
     prompts = read_prompts(prompts_path)
     out = check_out_path(out)
-    check_checkpoints(base, aligned)
+    check_checkpoints(base, aligned, prompt_format)
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
-    pair = load_pair(base, aligned, device=device)
+    pair = load_pair(base, aligned, device=device, prompt_format=prompt_format)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
                    progress=progress, source=str(prompts_path))
