@@ -93,6 +93,12 @@ def refusal_markers(
     return tokens, [t for t in texts if t], "derived from the aligned model's answers to harmful prompts"
 
 
+def check_sections(skip: Sequence[str]) -> None:
+    unknown = sorted(set(skip) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
+
+
 def _say(progress: bool, text: str, end: str = "\n") -> None:
     if progress:
         print(text, end=end, file=sys.stderr, flush=True)
@@ -103,9 +109,7 @@ def audit(
     skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "",
 ) -> Report:
     """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``."""
-    unknown = sorted(set(skip) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
+    check_sections(skip)
     check_prompts(prompts)
     tokens, prefixes, how = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
     state = Audit(pair, prompts, tokens, prefixes, max_new_tokens, progress)
@@ -136,9 +140,7 @@ def run(
     prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True,
 ) -> Report:
     """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON."""
-    unknown = sorted(set(skip) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
+    check_sections(skip)
     prompts = read_prompts(prompts_path)
     out = check_out_path(out)
     check_checkpoints(base, aligned, prompt_format)

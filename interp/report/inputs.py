@@ -61,12 +61,12 @@ def probe_split(prompts: PromptSet) -> tuple[Tensor, Tensor]:
     The test share of the free groups grows until each label has :data:`PROBE_TEST_MIN` test
     prompts (or half of the groups are tested).
     """
+    y = torch.tensor([label == "harmful" for label in prompts.labels])
     for fraction in (0.0, 0.25, 0.35, 0.5):
         try:
             train, test = concept_split(prompts, test_fraction=fraction)
         except ValueError:
             continue
-        y = torch.tensor([label == "harmful" for label in prompts.labels])
         if min(int((y[test] == c).sum()) for c in (0, 1)) >= PROBE_TEST_MIN and \
                 min(int((y[train] == c).sum()) for c in (0, 1)) >= PROBE_TEST_MIN:
             return train, test

@@ -39,9 +39,6 @@ class Audit:
     progress: bool = False
     """Progress bars inside the long sections (the direction search, patching)."""
 
-    def by_label(self, label: str) -> PromptSet:
-        return self.prompts.by_label(label)
-
     @cached_property
     def reply_ids(self) -> dict[str, list[list[int]]]:
         """Greedy replies of both models to every prompt, as token ids (generated once, shared)."""
@@ -208,8 +205,9 @@ def direction(audit: Audit) -> Section:
     fit = fitting_prompts(audit.prompts)
     found = directions.find_refusal_direction(audit.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
                                               refusal_tokens=audit.refusal_tokens, progress=audit.progress)
-    effects = {name: directions.refusal_effects(model, found, audit.by_label("harmful"), audit.by_label("harmless"),
-                                                audit.refusal_tokens) for name, model in audit.pair}
+    harmful, harmless = audit.prompts.by_label("harmful"), audit.prompts.by_label("harmless")
+    effects = {name: directions.refusal_effects(model, found, harmful, harmless, audit.refusal_tokens)
+               for name, model in audit.pair}
     chosen = found.scores.query("layer == @found.layer and position == @found.position").iloc[0]
     bars = {name: {f"{label}, {iv}": e[iv][label] for iv in e for label in e[iv]} for name, e in effects.items()}
     passed = "passes" if found.passed_filters else "is the best of candidates that all FAIL"
@@ -232,27 +230,29 @@ def direction(audit: Audit) -> Section:
 
 def cross_patching(audit: Audit) -> Section:
     model = audit.pair.aligned
-    tokens = patching.common_length_tokens(model, audit.by_label("harmful"), limit=PATCH_PROMPTS)
+    tokens = patching.common_length_tokens(model, audit.prompts.by_label("harmful"), limit=PATCH_PROMPTS)
     metric = patching.refusal_metric(audit.pair.tokenizer, audit.refusal_tokens)
     with torch.no_grad():
         value = {name: metric(m(tokens)).mean().item() for name, m in audit.pair}
     result = patching.patch_across(audit.pair.aligned, audit.pair.base, tokens, metric, "resid_pre",
                                    reduce="mean", baseline=True, progress=audit.progress)
-    gap = value["aligned"] - value["base"]
-    shown = result.normalized(torch.tensor(value["aligned"])) if abs(gap) > 1e-3 else result.values
+    recovers = abs(value["aligned"] - value["base"]) > 1e-3  # a gap to recover (else raw log-odds are shown)
+    shown = result.normalized(torch.tensor(value["aligned"])) if recovers else result.values
     labels = [t if (tokens[:, i] == tokens[0, i]).all() else "⟨varies⟩"
               for i, t in enumerate(audit.pair.tokenizer.convert_ids_to_tokens(tokens[0]))]
     layer, pos = divmod(int(shown.argmax()), shown.shape[1])
     summary = (f"On {len(tokens)} harmful prompts of {tokens.shape[1]} tokens, refusal log-odds are "
                f"{value['base']:.2f} (base) and {value['aligned']:.2f} (aligned). Patching the aligned model's "
-               f"residual stream into the base one cell at a time recovers at most {shown.max():.0%} of that gap "
-               f"(layer {layer}, position {pos}, '{labels[pos]}').")
+               f"residual stream into the base one cell at a time "
+               + (f"recovers at most {shown.max():.0%} of that gap" if recovers else
+                  f"gives log-odds of at most {shown.max():.2f} (no gap to normalise by)")
+               + f" (layer {layer}, position {pos}, '{labels[pos]}').")
     return Section(
         "patching", "Cross-model activation patching", summary,
         {"n_prompts": len(tokens), "tokens": labels, "refusal_log_odds": value,
          "patched_log_odds": result.values.tolist(),
-         "recovery": shown.tolist() if abs(gap) > 1e-3 else None},
-        [plotting.layer_pos_heatmap(shown, labels, zlabel="recovery" if abs(gap) > 1e-3 else "log-odds",
+         "recovery": shown.tolist() if recovers else None},
+        [plotting.layer_pos_heatmap(shown, labels, zlabel="recovery" if recovers else "log-odds",
                                     title="Aligned resid_pre patched into the base (harmful prompts)")],
     )
 
