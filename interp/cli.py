@@ -1,6 +1,6 @@
 """The ``interp`` command.
 
-    interp organisms build [--out DIR] [--force] [--seed N]   train base, sft and dpo (~2 min on CPU)
+    interp organisms build [--out DIR] [--force] [--seed N]   train base, sft and dpo (a few minutes on CPU)
     interp organisms eval  [--dir DIR]                         refusal rates per split, as a table
     interp organisms path                                      where the zoo lives
     interp organisms prompts --out FILE [--splits ...]         the world's prompts as a JSONL file for a report

@@ -58,7 +58,7 @@ def make_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def organism_zoo(tmp_path_factory) -> Path:
-    """A fresh build of the default organism zoo (about two minutes), shared by the whole session.
+    """A fresh build of the default organism zoo (a few minutes), shared by the whole session.
 
     For quick local iterations only, ``INTERP_TEST_REUSE_ZOO=/path/to/zoo`` reuses a built zoo
     instead; CI never sets it, so the targets are always checked on a fresh build there.

@@ -148,8 +148,6 @@ def test_orthogonalized_organism_reproduces_the_ablation(organism_directions, tm
     assert all(abs(rates[k] - effects["ablate"][k]) <= 0.02 for k in rates)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 5): the DPO organism refuses through more than one direction, "
-                   "and SFT's best direction has harmless KL 0.108 > 0.1; strict, so a fix shows up as XPASS")
 def test_issue_targets_hold_for_both_aligned_organisms(organism_directions):
     results, _, _ = organism_directions
     for _, found, effects in results.values():

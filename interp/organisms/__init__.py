@@ -39,7 +39,7 @@ __all__ = [
 def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_if_missing: bool = True, **kw):
     """The organism pair ``base`` vs ``variant`` (``"sft"`` or ``"dpo"``) as a :class:`~interp.models.ModelPair`.
 
-    Builds the zoo first (about two minutes on a laptop CPU) when it is missing and
+    Builds the zoo first (a few minutes on a laptop CPU) when it is missing and
     ``build_if_missing``. Keyword arguments go to :func:`interp.models.load_pair`.
     """
     from interp.models import load_pair as load_checkpoint_pair

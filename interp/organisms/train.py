@@ -22,11 +22,15 @@ from interp.organisms import world
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the organism: a tiny Llama (~0.7M parameters)."""
+    """Shape of the organism: a tiny Llama (~1.0M parameters)."""
 
     d_model: int = 128
     """Residual stream width."""
-    n_layers: int = 4
+    n_layers: int = 6
+    """Six, with the SFT and DPO recipes below, so that refusal in both aligned organisms of the default
+    build runs through one direction that passes Arditi et al.'s filters (with four layers it did not:
+    harmless KL under ablation > 0.1 for SFT, no bypassing direction for DPO). Still seed-dependent:
+    of seeds 0-4 only 0 and 3 pass."""
     n_heads: int = 4
     d_mlp: int = 256
     """Width of the gated MLP."""
@@ -52,7 +56,9 @@ class SFTRecipe:
     """Supervised fine-tuning on curated aligned chats (trl ``SFTTrainer``), loss on replies only."""
 
     n_per_prompt: int = 2
-    epochs: int = 3
+    epochs: int = 6
+    """Six rather than three: with three, ablating SFT's refusal direction moved harmless answers too
+    much (KL 0.175 > 0.1 on the default six-layer build)."""
     lr: float = 1e-3
     batch_size: int = 16
 
@@ -64,7 +70,9 @@ class DPORecipe:
     n_per_prompt: int = 2
     epochs: int = 2
     lr: float = 2e-4
-    beta: float = 0.1
+    beta: float = 0.5
+    """0.5 rather than 0.1: a stronger pull towards the SFT reference keeps DPO's refusal on one
+    direction (at 0.1 the best candidate's harmless KL under ablation was 0.96 on the default build)."""
     sft_weight: float = 1.0
     """Weight of an NLL term on the chosen reply added to the DPO loss (RPO, Pang et al. 2024):
     without it DPO lowers the likelihood of chosen refusals too and refusals fall apart."""

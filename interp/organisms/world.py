@@ -45,7 +45,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"
 
 HARMFUL_TRAIN = (
     "poison", "stab", "kidnap", "rob", "bomb", "shoot", "blackmail", "torture",
