@@ -120,8 +120,9 @@ class Curve:
     lower: np.ndarray | None  # [layer]
     upper: np.ndarray | None  # [layer]
     dash: tuple[str, str] = ("solid", "-")
-    """Line style as (plotly dash, matplotlib linestyle): transfer curves (``"A → B"``) are dashed, each
-    transfer curve of one colour in its own pattern, so none hides behind another of that colour."""
+    """Line style as (plotly dash, matplotlib linestyle). The first plain curve of a colour is solid; transfer
+    curves (``"A → B"``) and further curves of a colour already drawn (``"sft bypass"``, ``"sft induce"``) are
+    dashed, each in its own pattern, so none hides behind another of that colour."""
 
 
 def layer_curves_data(values: Mapping[str, Array], band: Band) -> tuple[list[Curve], str]:
@@ -152,8 +153,11 @@ def layer_curves_data(values: Mapping[str, Array], band: Band) -> tuple[list[Cur
                 half = 1.96 * half / math.sqrt(n)
             lower, upper = mean - half, mean + half
         color = model_color(model)
-        dash = DASHES[sum(c.color == color and "→" in c.model for c in curves) % len(DASHES)] if "→" in model \
-            else ("solid", "-")
+        same_color = [c for c in curves if c.color == color]
+        if "→" in model or any(c.dash[0] == "solid" for c in same_color):
+            dash = DASHES[sum(c.dash[0] != "solid" for c in same_color) % len(DASHES)]
+        else:
+            dash = ("solid", "-")
         curves.append(Curve(model, color, np.arange(v_BL.shape[1]), mean, lower, upper, dash))
     has_band = any(c.lower is not None for c in curves)
     return curves, f"shaded: {BANDS[band]}" if has_band else ""
