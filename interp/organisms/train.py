@@ -30,7 +30,7 @@ class ModelConfig:
     """Six, with the SFT and DPO recipes below, so that refusal in both aligned organisms of the default
     build runs through one direction that passes Arditi et al.'s filters (with four layers it did not:
     harmless KL under ablation > 0.1 for SFT, no bypassing direction for DPO). Still seed-dependent:
-    of seeds 0-4 only 0 and 3 pass."""
+    of seeds 0-9 only 0 and 3 pass (README, "One refusal direction, on this seed")."""
     n_heads: int = 4
     d_mlp: int = 256
     """Width of the gated MLP."""
