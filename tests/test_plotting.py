@@ -278,7 +278,7 @@ def test_transfer_curves_are_dashed_in_both_twins():
 
 
 def test_curves_sharing_a_colour_get_their_own_line_pattern():
-    values = {"sft bypass": [1.0, -1.0], "sft induce": [-2.0, 3.0], "dpo bypass": [1.0, -2.0], "dpo induce": [-3.0, 2.0]}
+    values = {"sft bypass": [1.0, -1.0], "sft induce": [-2.0, 3.0], "dpo bypass": [1.0, -2.0], "dpo induce": [-3, 2]}
     lines = {t.name: t.line.dash for t in plotting.layer_curves(values, ylabel="score", band=None).data}
     assert lines == {"sft bypass": "solid", "sft induce": "dash", "dpo bypass": "solid", "dpo induce": "dash"}
     fig = plotting.layer_curves_static(values, ylabel="score", band=None)
