@@ -29,7 +29,7 @@ def check(zoo_dir: Path, harmful: PromptSet, harmless: PromptSet) -> dict[str, s
         found = directions.find_refusal_direction(pair.aligned, harmful, harmless, refusal_tokens=REFUSAL,
                                                   progress=False)
         effects = directions.refusal_effects(pair.aligned, found, harmful, harmless, REFUSAL)
-        kl = found.scores.query("layer == @found.layer and position == @found.position").kl.iloc[0]
+        kl = found.selected.kl
         rows[variant] = (f"L{found.layer} {'pass' if found.passed_filters else 'FAIL'} KL {kl:6.3f} "
                          f"ablate {effects['ablate']['harmful']:4.0%} add {effects['add']['harmless']:4.0%}")
     return rows

@@ -121,6 +121,13 @@ class RefusalDirection:
     source: str = ""
 
     @property
+    def selected(self):
+        """The score-table row (a pandas Series) of this direction's candidate; ``None`` without a table."""
+        if self.scores is None:
+            return None
+        return self.scores.query("layer == @self.layer and position == @self.position").iloc[0]
+
+    @property
     def direction(self) -> Float[Tensor, " d_model"]:
         """The unit vector."""
         return self.vector / self.vector.norm()

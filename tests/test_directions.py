@@ -63,6 +63,7 @@ def test_search_scores_every_candidate_and_keeps_the_rules(model, found):
     pool = table[table.passed] if table.passed.any() else table.dropna(subset=["bypass_score"])
     best = pool.sort_values("bypass_score").iloc[0]
     assert (found.layer, found.position) == (best.layer, best.position)
+    assert found.selected.equals(best)
     assert found.passed_filters == bool(table.passed.any())
     assert torch.allclose(found.direction.norm(), torch.tensor(1.0))
 
@@ -135,7 +136,7 @@ def organism_directions(organism_zoo):
 @pytest.mark.parametrize("variant", ["sft", "dpo"])
 def test_selected_direction_meets_the_issue_targets(organism_directions, variant):
     pair, found, effects = organism_directions[0][variant]
-    selected = found.scores.query("layer == @found.layer and position == @found.position").iloc[0]
+    selected = found.selected
     assert found.passed_filters and selected.kl < 0.1 and found.layer < 0.8 * pair.cfg.n_layers
     assert effects["none"]["harmful"] >= 0.95 and effects["none"]["harmless"] == 0.0
     assert effects["ablate"]["harmful"] <= 0.10

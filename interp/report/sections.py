@@ -208,7 +208,7 @@ def direction(audit: Audit) -> Section:
     harmful, harmless = audit.prompts.by_label("harmful"), audit.prompts.by_label("harmless")
     effects = {name: directions.refusal_effects(model, found, harmful, harmless, audit.refusal_tokens)
                for name, model in audit.pair}
-    chosen = found.scores.query("layer == @found.layer and position == @found.position").iloc[0]
+    chosen = found.selected
     bars = {name: {f"{label}, {iv}": e[iv][label] for iv in e for label in e[iv]} for name, e in effects.items()}
     passed = "passes" if found.passed_filters else "is the best of candidates that all FAIL"
     summary = (f"The selected direction (layer {found.layer}, position {found.position}) {passed} the selection "
