@@ -247,6 +247,7 @@ def generate(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_p: float | None = None,
+    top_k: int | None = None,
     seed: int = 0,
     batch_size: int = 32,
     prompt_format: str | None = None,
@@ -254,6 +255,13 @@ def generate(
     return_ids: bool = False,
 ) -> list[str] | list[list[int]]:
     """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
+
+    Decoding is Hugging Face's ``generate`` on the bridge's own model with the interventions'
+    hooks in place, so with no intervention the replies are token for token those of
+    ``AutoModelForCausalLM.generate`` on the same checkpoint, prompts (left-padded) and seed;
+    sampling draws from the model's distribution at ``temperature``, cut to ``top_k`` / ``top_p``
+    when given (nothing else: no default top-k). A KV cache is used where it is checked exact
+    (:mod:`interp.kv_cache`). Stops at the end-of-sequence token.
 
     ``prefill`` is text put in the model's mouth after each formatted prompt (e.g. the start of
     a refusal); the returned replies continue it and do not repeat it. ``prompt_format``
@@ -264,28 +272,34 @@ def generate(
     token at a time, so positions counted within a forward pass would move.
     """
     from interp.cache import pad_batch, tokenize
+    from interp.kv_cache import generation_cache
     from interp.models import pad_id, prompt_format_of
 
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     if prefill:
         extra = model.tokenizer(prefill, add_special_tokens=False).input_ids
         ids = [row + extra for row in ids]
     pad = pad_id(model.tokenizer)
-    stops = {model.tokenizer.eos_token_id, model.tokenizer.pad_token_id} - {None}
+    eos = model.tokenizer.eos_token_id
+    stops = {eos, model.tokenizer.pad_token_id} - {None}
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or 0) if do_sample else \
+        dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     replies = []
     try:
-        with apply(model, *interventions):
+        with generation_cache(model) as use_cache, apply(model, *interventions):
             for start in range(0, len(ids), batch_size):
                 input_ids, mask = pad_batch(ids[start : start + batch_size], pad, "left")
-                out = model.generate(
+                out = model.original_model.generate(
                     input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device),
-                    max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p,
-                    verbose=False, return_type="tokens",
+                    max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, use_cache=use_cache,
+                    **sampling,
                 )
                 new = out[:, input_ids.shape[1] :]
                 if return_ids:

@@ -19,14 +19,19 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from interp.organisms.tokenizer import build_tokenizer  # noqa: E402
 
 
-def tiny_model(arch: str, vocab_size: int, seed: int = 0, n_layers: int = 2, d_model: int = 32, n_heads: int = 4):
-    """A random-weight causal LM of one architecture, small enough to build in milliseconds."""
+def tiny_model(arch: str, vocab_size: int, seed: int = 0, n_layers: int = 2, d_model: int = 32, n_heads: int = 4,
+               n_kv_heads: int | None = None, tied: bool = False):
+    """A random-weight causal LM of one architecture, small enough to build in milliseconds.
+
+    For Llama, ``n_kv_heads < n_heads`` gives grouped-query attention and ``tied`` ties the
+    unembedding to the embedding (as SmolLM2 does); GPT-2 always ties them.
+    """
     torch.manual_seed(seed)
     if arch == "llama":
         config = LlamaConfig(
             vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=n_heads, num_key_value_heads=n_heads, max_position_embeddings=64,
-            tie_word_embeddings=False,
+            num_attention_heads=n_heads, num_key_value_heads=n_kv_heads or n_heads, max_position_embeddings=64,
+            tie_word_embeddings=tied,
         )
         return LlamaForCausalLM(config)
     if arch == "gpt2":
