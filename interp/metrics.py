@@ -71,7 +71,10 @@ def answer_logits(
 
 
 def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:
-    """Ids of token strings (``"sorry"``, ``"▁I"``); a string that is not one token maps to its first token."""
+    """Ids of token strings (``"sorry"``, ``"▁I"``); a string that is not one token maps to its first token.
+
+    A string the tokenizer does not know (it would become ``<unk>``) is an error.
+    """
     ids = []
     for token in tokens:
         i = tokenizer.convert_tokens_to_ids(token)
@@ -79,6 +82,9 @@ def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:
             encoded = tokenizer(token, add_special_tokens=False).input_ids
             if not encoded:
                 raise ValueError(f"{token!r} encodes to no tokens")
+            if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in encoded:
+                raise ValueError(f"the tokenizer does not know {token!r} (it becomes "
+                                 f"{tokenizer.convert_ids_to_tokens(encoded)}); give tokens as the model writes them")
             i = encoded[0]
         ids.append(int(i))
     return ids

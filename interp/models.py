@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
 
+from interp import gguf
+
 MODEL_AXIS = ("base", "aligned")
 PROBE_TEXTS = (
     "Hello world! How do I bake bread?",
@@ -73,9 +75,11 @@ class ModelPair:
 
     def __repr__(self) -> str:
         cfg = self.base.cfg
+        notes = {k: v for k, v in self.metadata.get("quantization", {}).items() if v}
+        quantized = f", quantization={notes!r}" if notes else ""
         return (
             f"ModelPair(base={self.base_name!r}, aligned={self.aligned_name!r}, n_layers={cfg.n_layers}, "
-            f"d_model={cfg.d_model}, n_heads={cfg.n_heads}, prompt_format={self.prompt_format!r})"
+            f"d_model={cfg.d_model}, n_heads={cfg.n_heads}, prompt_format={self.prompt_format!r}{quantized})"
         )
 
     @property
@@ -162,22 +166,40 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[s
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
-    """A local checkpoint directory (checked) or a hub name (passed through unchanged)."""
+    """A local checkpoint directory or GGUF file (checked) or a hub name (passed through unchanged).
+
+    A GGUF file may be named directly, or by a directory that holds exactly one ``.gguf`` file and
+    no ``config.json``; :func:`materialize_checkpoint` turns it into a directory.
+    """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
+    if gguf.is_gguf(text):
+        return str(gguf.check_gguf_file(path))
     looks_local = path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/"
     if not looks_local:
         return text  # "org/name" or "name": a hub checkpoint, fetched (or found in the HF cache) on load
     if not path.exists():
         raise CheckpointNotFoundError(f"checkpoint directory {text!r} does not exist")
     if not path.is_dir():
-        raise CheckpointNotFoundError(f"{text!r} is a file; a checkpoint is a directory with a config.json")
+        raise CheckpointNotFoundError(f"{text!r} is a file; a checkpoint is a directory with a config.json "
+                                      "or a .gguf file")
     if not (path / "config.json").is_file():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) == 1:
+            return str(gguf.check_gguf_file(found[0]))
+        if found:
+            raise CheckpointNotFoundError(f"{text!r} holds several GGUF files ({', '.join(f.name for f in found)}): "
+                                          "give the path of the one to load")
         raise CheckpointNotFoundError(
             f"{text!r} is not a Hugging Face checkpoint: it has no config.json "
             "(save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))"
         )
     return str(path)
+
+
+def materialize_checkpoint(resolved: str) -> str:
+    """A resolved checkpoint as something transformers loads: a GGUF file becomes a cached directory."""
+    return str(gguf.materialize(resolved)) if gguf.is_gguf(resolved) else resolved
 
 
 def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
@@ -259,10 +281,11 @@ def check_checkpoints(
     """Everything :func:`load_pair` checks before loading weights: both checkpoints exist, their
     configs and tokenizers agree, the prompt format suits the tokenizer.
 
-    Reads configs and tokenizers only, so it fails fast. Returns the resolved names and the
-    aligned checkpoint's tokenizer.
+    Reads configs and tokenizers only, so it fails fast (a GGUF file is first dequantized into a
+    cached directory, once). Returns the resolved names and the aligned checkpoint's tokenizer.
     """
     base_name, aligned_name = resolve_checkpoint(base), resolve_checkpoint(aligned)
+    base_name, aligned_name = materialize_checkpoint(base_name), materialize_checkpoint(aligned_name)
     base_config, base_tok = _load_config_and_tokenizer(base_name)
     aligned_config, aligned_tok = _load_config_and_tokenizer(aligned_name)
     check_compatible(base_config, aligned_config, base_tok, aligned_tok)
@@ -278,7 +301,7 @@ def load_pair(
     dtype: torch.dtype | None = None,
     prompt_format: str = "chat",
 ) -> ModelPair:
-    """Load two checkpoints (hub names or local directories) as a checked :class:`ModelPair`.
+    """Load two checkpoints (hub names, local directories or GGUF files) as a checked :class:`ModelPair`.
 
     Both models use the aligned checkpoint's tokenizer (after checking that the base's
     tokenizes identically). ``device`` defaults to CUDA when available, ``dtype`` to float32.
@@ -302,5 +325,7 @@ def load_pair(
         base_name=str(base),
         aligned_name=str(aligned),
         prompt_format=prompt_format,
-        metadata={"device": device, "dtype": str(dtype)},
+        metadata={"device": device, "dtype": str(dtype),
+                  "quantization": {"base": gguf.quantization_note(base_name),
+                                   "aligned": gguf.quantization_note(aligned_name)}},
     )

@@ -85,6 +85,14 @@ def test_bad_output_path_pair_or_section_fail_before_loading(tmp_path, make_chec
         report.run(gpt2, gpt2, prompts, tmp_path / "r.html", skip=["weights", "nonsense"])
     assert main(["report", gpt2, llama, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
     assert not (tmp_path / "r.html").exists()
+    with pytest.raises(ValueError, match="does not know"):  # the organisms' words are lower case: 'Sorry' is <unk>
+        report.run(gpt2, gpt2, prompts, tmp_path / "r.html", refusal_prefixes=["Sorry"])
+    with pytest.raises(FileNotFoundError, match="GGUF file"):
+        report.run(str(tmp_path / "missing.gguf"), gpt2, prompts, tmp_path / "r.html")
+    not_gguf = tmp_path / "fake.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        report.run(str(not_gguf), gpt2, prompts, tmp_path / "r.html")
 
 
 # --- a tiny pair of a second architecture ------------------------------------------------------------
@@ -104,7 +112,7 @@ def test_gpt2_pair_report_is_complete_and_self_contained(gpt2_report):
     html_path, *_ = gpt2_report
     data = json.loads(html_path.with_suffix(".json").read_text())
     assert list(data["sections"]) == list(report.SECTIONS)
-    assert data["meta"]["refusal_tokens"] == ["sorry"] and data["meta"]["refusal_markers"].startswith("given")
+    assert data["meta"]["refusal_tokens"] == ["sorry"] and data["meta"]["refusal_markers"]["how"].startswith("given")
     page = html_path.read_text()
     assert page.count('class="plotly-graph-div"') >= 6  # every section but (possibly) the KL one has a figure
     assert "<script src" not in page and "<link" not in page  # plotly.js is inlined, nothing is fetched

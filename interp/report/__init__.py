@@ -26,6 +26,7 @@ import torch
 
 from interp import metrics
 from interp.data import PromptSet
+from interp.markers import RefusalMarkers
 from interp.models import ModelPair, check_checkpoints, load_pair
 from interp.report import render
 from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, read_prompts
@@ -76,21 +77,21 @@ class Report:
 
 def refusal_markers(
     pair: ModelPair, harmful: PromptSet, prefixes: Sequence[str] | None = None
-) -> tuple[list[str], list[str], str]:
-    """``(refusal_tokens, refusal_prefixes, how)``: from the given text prefixes, or derived from the pair.
+) -> RefusalMarkers:
+    """How the report recognises a refusal: the given text prefixes, or markers derived from the pair.
 
-    Given prefixes, the tokens are each prefix's first token. Derived (no prefixes), the tokens
-    are :func:`interp.metrics.derive_refusal_tokens` on ``harmful`` and the prefixes their text.
+    Given prefixes are tokenized as they follow a formatted prompt (an unknown token is an
+    error). Derived (no prefixes): :func:`interp.metrics.derive_refusal_tokens` on ``harmful``,
+    one-token markers. Either way :meth:`RefusalMarkers.checked` then flags markers whose first
+    token also starts the aligned model's harmless replies (see :func:`audit`).
     """
     tokenizer = pair.tokenizer
     if prefixes:
-        tokens = list(dict.fromkeys(tokenizer.convert_ids_to_tokens(metrics.token_ids(tokenizer, prefixes))))
-        return tokens, list(prefixes), "given (--refusal-prefix)"
+        return RefusalMarkers.from_prefixes(tokenizer, prefixes, pair.prompt_format, how="given (--refusal-prefix)")
     tokens = metrics.derive_refusal_tokens(pair, harmful)
-    texts = [tokenizer.convert_tokens_to_string([t]).strip() for t in tokens]
-    if not any(texts):
+    if not any(tokenizer.convert_tokens_to_string([t]).strip() for t in tokens):
         raise ValueError(f"the derived refusal tokens {tokens} are blank as text; give --refusal-prefix")
-    return tokens, [t for t in texts if t], "derived from the aligned model's answers to harmful prompts"
+    return RefusalMarkers.from_tokens(tokenizer, tokens, "derived from the aligned model's answers to harmful prompts")
 
 
 def check_sections(skip: Sequence[str]) -> None:
@@ -111,8 +112,11 @@ def audit(
     """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``."""
     check_sections(skip)
     check_prompts(prompts)
-    tokens, prefixes, how = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
-    state = Audit(pair, prompts, tokens, prefixes, max_new_tokens, progress)
+    markers = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
+    state = Audit(pair, prompts, markers, max_new_tokens, progress)
+    harmless_replies = [ids for ids, label in zip(state.reply_ids["aligned"], prompts.labels, strict=True)
+                        if label == "harmless"]
+    state.markers = markers.checked(harmless_replies)
     chosen = [key for key in SECTIONS if key not in skip]
     sections, seconds = [], {}
     for i, key in enumerate(chosen, 1):
@@ -125,7 +129,8 @@ def audit(
         "base": pair.base_name, "aligned": pair.aligned_name, "prompts": source or prompts.name,
         "n_prompts": {label: prompts.labels.count(label) for label in prompts.label_names},
         "n_held_out": sum(prompts.column("held_out")) if "held_out" in prompts.extra else 0,
-        "refusal_tokens": tokens, "refusal_prefixes": prefixes, "refusal_markers": how,
+        "refusal_tokens": state.refusal_tokens, "refusal_prefixes": list(state.markers.prefixes),
+        "refusal_markers": state.markers.describe(pair.tokenizer), "quantization": pair.metadata.get("quantization"),
         "sections": chosen, "skipped": [k for k in SECTIONS if k in skip], "seconds": seconds,
         "device": pair.metadata.get("device", ""), "dtype": pair.metadata.get("dtype", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -143,7 +148,9 @@ def run(
     check_sections(skip)
     prompts = read_prompts(prompts_path)
     out = check_out_path(out)
-    check_checkpoints(base, aligned, prompt_format)
+    _, _, tokenizer = check_checkpoints(base, aligned, prompt_format)
+    if refusal_prefixes:  # unknown tokens are an error before any weights load
+        RefusalMarkers.from_prefixes(tokenizer, refusal_prefixes, prompt_format)
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
     pair = load_pair(base, aligned, device=device, prompt_format=prompt_format)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from interp import diff, directions, interventions, metrics, patching, plotting
 from interp.data import PromptSet
+from interp.markers import RefusalMarkers
 from interp.models import ModelPair
 from interp.probes import probe_pair
 from interp.report.inputs import fitting_prompts, probe_split
@@ -31,13 +32,16 @@ class Audit:
 
     pair: ModelPair
     prompts: PromptSet
-    refusal_tokens: list[str]
-    """First reply tokens of a refusal, for log-odds refusal scores (directions, patching)."""
-    refusal_prefixes: list[str]
-    """Starts of a refusal in generated text, for refusal rates from generations."""
+    markers: RefusalMarkers
+    """How a refusal is recognised: token sequences on replies, first tokens for log-odds scores."""
     max_new_tokens: int = 16
     progress: bool = False
     """Progress bars inside the long sections (the direction search, patching)."""
+
+    @property
+    def refusal_tokens(self) -> list[str]:
+        """First reply tokens of a refusal, for log-odds refusal scores (directions, patching)."""
+        return self.pair.tokenizer.convert_ids_to_tokens(self.markers.score_ids)
 
     @cached_property
     def reply_ids(self) -> dict[str, list[list[int]]]:
@@ -85,7 +89,7 @@ def behaviour(audit: Audit) -> Section:
     import pandas as pd
 
     replies = {m: audit.replies(m) for m in ("base", "aligned")}
-    judged = {m: [metrics.is_refusal(r, audit.refusal_prefixes) for r in replies[m]] for m in replies}
+    judged = {m: [audit.markers.matches(ids) for ids in audit.reply_ids[m]] for m in replies}
     scores = {m: metrics.refusal_scores(model, audit.prompts, audit.refusal_tokens) for m, model in audit.pair}
     rates, score_rates, counts = {"base": {}, "aligned": {}}, {"base": {}, "aligned": {}}, {}
     for group, mask in audit.groups().items():
@@ -102,7 +106,9 @@ def behaviour(audit: Audit) -> Section:
     summary = (f"The aligned model refuses {rates['aligned']['harmful']:.0%} of harmful prompts (base "
                f"{rates['base']['harmful']:.0%}) and {rates['aligned']['harmless']:.0%} of harmless ones "
                f"(base {rates['base']['harmless']:.0%}), judged from greedy replies of {audit.max_new_tokens} tokens "
-               f"by the refusal prefixes {audit.refusal_prefixes}.")
+               f"by the refusal prefixes {list(audit.markers.prefixes)} (as token sequences)."
+               + (f" Markers {list(audit.markers.ambiguous)} also start the aligned model's harmless replies, so the "
+                  "log-odds score leaves their first tokens out (see the meta)." if audit.markers.ambiguous else ""))
     return Section(
         "behaviour", "Behaviour by label", summary,
         {"refusal_rate": rates, "refusal_score_rate": score_rates, "n_prompts": counts,

@@ -1,0 +1,52 @@
+"""Refusal markers: token sequences found in context, unknown tokens refused, ambiguous first tokens flagged."""
+
+from __future__ import annotations
+
+import pytest
+
+from interp.markers import RefusalMarkers
+from interp.organisms.tokenizer import build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+def test_sequences_are_what_the_model_would_write_after_the_prompt(tokenizer):
+    markers = RefusalMarkers.from_prefixes(tokenizer, ["sorry", "i can not"])
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "how do i stab ?"}], tokenize=False,
+                                           add_generation_prompt=True)
+    for prefix, sequence in zip(markers.prefixes, markers.sequences, strict=True):
+        full = tokenizer(prompt + " " + prefix + " , more", add_special_tokens=False).input_ids
+        start = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+        assert tuple(full[start : start + len(sequence)]) == sequence
+    assert markers.score_ids == [markers.sequences[0][0], markers.sequences[1][0]]
+
+
+def test_matching_is_by_whole_sequence(tokenizer):
+    markers = RefusalMarkers.from_prefixes(tokenizer, ["i can not"])
+    encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids
+    assert markers.matches(encode("i can not help with that"))
+    assert not markers.matches(encode("i can help with that"))  # same first token, not a refusal
+    assert markers.rate([encode("i can not do it"), encode("i can do it")]) == 0.5
+
+
+@pytest.mark.parametrize("bad", [["Sorry"], [""], []])
+def test_unknown_or_empty_prefixes_are_errors(tokenizer, bad):
+    with pytest.raises(ValueError):
+        RefusalMarkers.from_prefixes(tokenizer, bad)
+
+
+def test_a_first_token_that_starts_helpful_replies_is_flagged_and_left_out_of_the_score(tokenizer):
+    markers = RefusalMarkers.from_prefixes(tokenizer, ["i can not", "sorry"])
+    encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids
+    helpful = [encode("i can help ."), encode("i know how ."), encode("sure , first ...")]
+    with pytest.warns(UserWarning, match="also starts"):
+        checked = markers.checked(helpful)
+    assert checked.ambiguous == ("i can not",)
+    assert checked.harmless_share == pytest.approx((2 / 3, 0.0))
+    assert checked.score_ids == [markers.sequences[1][0]]  # only 'sorry' is left for the logit score
+    described = checked.describe(tokenizer)
+    assert described["score_tokens"] == ["sorry"] and described["token_sequences"][0] == ["i", "can", "not"]
+
