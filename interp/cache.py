@@ -229,14 +229,24 @@ def load_activations(directory: str | Path) -> dict[str, Tensor]:
     return {k: torch.from_numpy(np.load(directory / f"{k}.npy", mmap_mode="c")) for k in keys}
 
 
-def resid_hooks(n_layers: int) -> list[str]:
-    """The residual stream after each layer, ``blocks.{l}.hook_resid_post``."""
+def resid_post_hooks(n_layers: int) -> list[str]:
+    """The residual stream *after* each block: ``blocks.{l}.hook_resid_post``, ``l = 0..n_layers-1``.
+
+    In Hugging Face terms, ``blocks.{l}.hook_resid_post`` is ``output_hidden_states[l + 1]`` for
+    ``l < n_layers - 1``; the last one is the stream before the final norm, while HF's last
+    hidden state has the final norm applied.
+    """
     return [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
 
 
-def stack_layers(acts: Mapping[str, Tensor], n_layers: int) -> Tensor:
-    """``[batch, layer, (pos,) d_model]`` (float32) from the per-hook tensors of :func:`resid_hooks`."""
-    return torch.stack([acts[h].float() for h in resid_hooks(n_layers)], 1)
+def resid_pre_hooks(n_layers: int) -> list[str]:
+    """The residual stream *entering* each block: ``blocks.{l}.hook_resid_pre`` = HF ``output_hidden_states[l]``."""
+    return [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
+
+
+def stack_layers(acts: Mapping[str, Tensor], hook_names: Sequence[str]) -> Tensor:
+    """``[batch, layer, (pos,) d_model]`` (float32): the tensors of ``hook_names`` (one per layer) stacked."""
+    return torch.stack([acts[h].float() for h in hook_names], 1)
 
 
 def collect_activations(
@@ -281,3 +291,20 @@ def collect_pair_activations(
                                   out_dir=None if out_dir is None else Path(out_dir) / name, **kwargs)
         for name, model in pair
     }
+
+
+def pair_resid_post(
+    pair: ModelPair, prompts: PromptSet | Sequence[str], *, positions: Positions = -1, batch_size: int = 32,
+) -> dict[str, Tensor]:
+    """Both models' residual stream after every block (:func:`resid_post_hooks`), stacked per model.
+
+    Returns ``{"base": [batch, layer, (pos,) d_model], "aligned": ..., "attention_mask": ...}``,
+    the mask only with ``positions="all"``.
+    """
+    hooks = resid_post_hooks(pair.cfg.n_layers)
+    acts = collect_pair_activations(pair, prompts, hooks, positions=positions, batch_size=batch_size,
+                                    progress=False)
+    out = {name: stack_layers(acts[name], hooks) for name in acts}
+    if MASK_KEY in acts["base"]:
+        out[MASK_KEY] = acts["base"][MASK_KEY]
+    return out

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.cache import collect_activations
+from interp.cache import collect_activations, tokenize
 from interp.data import PromptSet
 from interp.interventions import AblateDirection, AddVector, apply
 from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
@@ -47,6 +47,8 @@ from interp.models import format_prompts, prompt_format_of
 MIN_PER_CLASS = 8
 KL_THRESHOLD = 0.1
 MAX_LAYER_FRACTION = 0.8
+MIN_RELATIVE_NORM = 1e-3
+"""A candidate shorter than this fraction of the activations' norm at its site carries no information."""
 
 
 def post_instruction_positions(tokenizer, prompt_format: str = "chat") -> list[int]:
@@ -93,11 +95,30 @@ def candidate_directions(
 
     ``positions`` default to the post-instruction positions of the model's prompt format.
     """
+    return _means(model, harmful, harmless, positions, batch_size)[0]
+
+
+def _means(model, harmful, harmless, positions, batch_size) -> tuple[Tensor, Tensor]:
+    """``(harmful - harmless means [pos, layer, d_model], informative [pos, layer])``.
+
+    A candidate is informative unless it is shorter than ``MIN_RELATIVE_NORM`` of the
+    activations' norm at its site, or it sits at layer 0 on a position that holds the same token
+    in every prompt (there the stream is that token's embedding, plus at most a position
+    embedding: the difference can only reflect prompt lengths).
+    """
     harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
     if positions is None:
         positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
-    return (mean_activations(model, harmful, positions, batch_size=batch_size)
-            - mean_activations(model, harmless, positions, batch_size=batch_size))
+    mean_harmful = mean_activations(model, harmful, positions, batch_size=batch_size)
+    mean_harmless = mean_activations(model, harmless, positions, batch_size=batch_size)
+    diff = mean_harmful - mean_harmless
+    scale = (mean_harmful.norm(dim=-1) + mean_harmless.norm(dim=-1)) / 2
+    informative = diff.norm(dim=-1) > MIN_RELATIVE_NORM * scale.clamp(min=1e-12)
+    ids = tokenize(model.tokenizer, harmful + harmless, prompt_format_of(model))
+    for p, pos in enumerate(positions):
+        if len({row[pos] for row in ids}) == 1:
+            informative[p, 0] = False
+    return diff, informative
 
 
 def _kl(reference: Tensor, logits: Tensor) -> float:
@@ -126,6 +147,17 @@ class RefusalDirection:
         if self.scores is None:
             return None
         return self.scores.query("layer == @self.layer and position == @self.position").iloc[0]
+
+    def explain(self, n: int = 3) -> str:
+        """Why the search chose this direction: it passed every filter, or which filters the best candidates fail."""
+        if self.scores is None:
+            return "not searched for: no score table"
+        if self.passed_filters:
+            return f"passes every filter (lowest bypass score of {int(self.scores.passed.sum())} that do)"
+        best = self.scores.dropna(subset=["bypass_score"]).sort_values("bypass_score").head(n)
+        lines = [f"layer {int(r.layer)}, position {int(r.position)}: {r.why}" for r in best.itertuples()]
+        return ("no candidate passes every filter; the lowest bypass scores fail because\n  " + "\n  ".join(lines)
+                + f"\nchosen instead: layer {self.layer}, position {self.position} ({self.selected.why})")
 
     @property
     def direction(self) -> Float[Tensor, " d_model"]:
@@ -167,12 +199,13 @@ def score_candidates(
     model, candidates: Float[Tensor, "pos layer d_model"], positions: Sequence[int],
     harmful_val: Sequence[str], harmless_val: Sequence[str], refusal_tokens: Sequence[str], *,
     max_layer_fraction: float = MAX_LAYER_FRACTION, kl_threshold: float = KL_THRESHOLD, batch_size: int = 32,
-    progress: bool = True,
+    progress: bool = True, informative: Bool[Tensor, "pos layer"] | None = None,
 ):
     """Bypass score, induce score and KL of every candidate on validation prompts, as a DataFrame.
 
-    Candidates at or above ``max_layer_fraction * n_layers`` or with zero norm are listed but
-    not run (their scores are NaN).
+    Candidates at or above ``max_layer_fraction * n_layers``, and candidates that carry no
+    information (``informative`` False; by default, zero norm) are listed but not run (their
+    scores are NaN). The column ``why`` names the filters a candidate fails.
     """
     import pandas as pd
 
@@ -189,7 +222,8 @@ def score_candidates(
         row = {"position": pos, "layer": layer, "norm": vector.norm().item(), "bypass_score": float("nan"),
                "induce_score": float("nan"), "kl": float("nan"), "bypass_refusal": float("nan"),
                "induce_refusal": float("nan")}
-        if layer < max_layer and row["norm"] > 1e-6 * max(candidates.norm(dim=-1).max().item(), 1e-12):
+        row["informative"] = bool(informative[p, layer]) if informative is not None else row["norm"] > 0
+        if layer < max_layer and row["informative"]:
             candidate = RefusalDirection(layer, pos, vector)
             ablated = answer_logits(model, harmful_val, candidate.ablation(), batch_size=batch_size)
             added = answer_logits(model, harmless_val, candidate.addition(), batch_size=batch_size)
@@ -201,7 +235,22 @@ def score_candidates(
         rows.append(row)
     table = pd.DataFrame(rows)
     table["passed"] = (table.induce_score > 0) & (table.kl < kl_threshold) & (table.layer < max_layer)
+    table["why"] = [_failures(row, max_layer, kl_threshold) for row in table.itertuples()]
     return table
+
+
+def _failures(row, max_layer: float, kl_threshold: float) -> str:
+    """The selection filters one candidate fails, in words ("" when it passes)."""
+    if row.layer >= max_layer:
+        return f"layer >= {max_layer:g} (not scored)"
+    if not row.informative:
+        return "carries no information (norm ~0, or one token everywhere at layer 0; not scored)"
+    failed = []
+    if not row.induce_score > 0:
+        failed.append(f"adding it induces no refusal (score {row.induce_score:.2f})")
+    if not row.kl < kl_threshold:
+        failed.append(f"ablating it moves harmless answers (KL {row.kl:.2f} >= {kl_threshold:g})")
+    return "; ".join(failed)
 
 
 def _split(texts: list[str], fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -233,8 +282,8 @@ def find_refusal_direction(
     ``harmful_val`` / ``harmless_val``, by default a ``val_fraction`` of each class held back
     (drawn with ``seed``). ``refusal_tokens`` are the first answer tokens of a refusal (for the
     organisms ``["sorry"]``; for a pair, :func:`interp.metrics.derive_refusal_tokens`). When no
-    candidate passes the filters, the lowest bypass score among all is taken, with
-    ``passed_filters=False``.
+    candidate passes the filters, :func:`select` falls back to candidates that both bypass and
+    induce, with ``passed_filters=False``; :meth:`RefusalDirection.explain` says why.
     """
     harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
     if not refusal_tokens:
@@ -250,17 +299,33 @@ def find_refusal_direction(
                                    _texts(harmless_val, "harmless validation", 2))
     if positions is None:
         positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
-    candidates = candidate_directions(model, harmful, harmless, positions=positions, batch_size=batch_size)
+    candidates, informative = _means(model, harmful, harmless, positions, batch_size)
     table = score_candidates(model, candidates, positions, harmful_val, harmless_val, refusal_tokens,
                              max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold,
-                             batch_size=batch_size, progress=progress)
-    pool = table[table.passed] if table.passed.any() else table.dropna(subset=["bypass_score"])
-    if pool.empty:
-        raise ValueError("no candidate direction could be scored: every one is zero or above the layer limit")
-    best = pool.sort_values("bypass_score").iloc[0]
+                             batch_size=batch_size, progress=progress, informative=informative)
+    baseline = refusal_score(answer_logits(model, harmful_val, batch_size=batch_size),
+                             token_ids(model.tokenizer, refusal_tokens)).mean().item()
+    best = select(table, baseline)
     p, layer = list(positions).index(int(best.position)), int(best.layer)
     return RefusalDirection(layer, int(best.position), candidates[p, layer].clone(), tuple(refusal_tokens), table,
                             passed_filters=bool(table.passed.any()), source=getattr(model.cfg, "model_name", ""))
+
+
+def select(table, baseline: float):
+    """The chosen row of a score table: the lowest bypass score among candidates that pass every filter.
+
+    When none passes, the first non-empty of: candidates that both induce refusal and lower it
+    when ablated (bypass score below ``baseline``, the unablated harmful score), candidates that
+    induce refusal, every scored candidate; lowest bypass score within it.
+    """
+    scored = table.dropna(subset=["bypass_score"])
+    if scored.empty:
+        raise ValueError("no candidate direction could be scored: every one carries no information or lies above "
+                         "the layer limit")
+    induces = scored.induce_score > 0
+    for pool in (scored[scored.passed], scored[induces & (scored.bypass_score < baseline)], scored[induces], scored):
+        if not pool.empty:
+            return pool.sort_values("bypass_score").iloc[0]
 
 
 def refusal_effects(

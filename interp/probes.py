@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import collect_pair_activations, resid_hooks, stack_layers
+from interp.cache import pair_resid_post
 from interp.data import PromptSet
 from interp.models import ModelPair
 
@@ -210,9 +210,7 @@ def probe_pair(
         if min(counts) < MIN_PER_CLASS:
             raise ValueError(f"probes need at least {MIN_PER_CLASS} {name} prompts per class, got {counts}")
     positions = [positions] if isinstance(positions, int) else list(positions)
-    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=positions,
-                                    batch_size=batch_size, progress=False)
-    x = {name: stack_layers(acts[name], pair.cfg.n_layers) for name in ("base", "aligned")}  # [n, layer, pos, d]
+    x = pair_resid_post(pair, prompts, positions=positions, batch_size=batch_size)  # [n, layer, pos, d] per model
     probes = {name: fit_probes(x[name][train], y[train], method) for name in x}
     accuracy, area = {}, {}
     for fitted in x:

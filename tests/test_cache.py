@@ -127,3 +127,23 @@ def test_bad_requests_fail_before_running(model):
         collect_activations(model, PROMPTS, HOOKS, positions="last", progress=False)
     with pytest.raises(ValueError, match="padding_side"):
         collect_activations(model, PROMPTS, HOOKS, padding_side="middle", progress=False)
+
+
+def test_residual_hook_names_match_hugging_face_hidden_states(model):
+    """resid_pre of layer l is HF's hidden_states[l]; resid_post of l is hidden_states[l + 1] (before the last)."""
+    from transformers import AutoModelForCausalLM
+
+    from interp.cache import resid_post_hooks, resid_pre_hooks, tokenize
+
+    n = model.cfg.n_layers
+    hf = AutoModelForCausalLM.from_pretrained(model.original_model.config._name_or_path).eval()  # loaded apart
+    ids = torch.tensor(tokenize(model.tokenizer, PROMPTS[:1]))
+    with torch.no_grad():
+        hidden = hf(ids, output_hidden_states=True).hidden_states
+    acts = collect_activations(model, PROMPTS[:1], resid_pre_hooks(n) + resid_post_hooks(n), positions="all",
+                               progress=False)
+    for layer in range(n):
+        torch.testing.assert_close(acts[f"blocks.{layer}.hook_resid_pre"][0], hidden[layer][0], rtol=1e-4, atol=1e-5)
+    for layer in range(n - 1):
+        torch.testing.assert_close(acts[f"blocks.{layer}.hook_resid_post"][0], hidden[layer + 1][0], rtol=1e-4,
+                                   atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -60,10 +61,13 @@ def test_search_scores_every_candidate_and_keeps_the_rules(model, found):
     too_deep = table.layer >= 0.8 * n_layers
     assert table[too_deep].bypass_score.isna().all() and not table[too_deep].passed.any()
     assert (table.passed == ((table.induce_score > 0) & (table.kl < 0.1) & ~too_deep)).all()
-    pool = table[table.passed] if table.passed.any() else table.dropna(subset=["bypass_score"])
-    best = pool.sort_values("bypass_score").iloc[0]
-    assert (found.layer, found.position) == (best.layer, best.position)
-    assert found.selected.equals(best)
+    assert (table.why == "").equals(table.passed)  # every failing candidate says which filter it fails
+    if table.passed.any():
+        best = table[table.passed].sort_values("bypass_score").iloc[0]
+        assert (found.layer, found.position) == (best.layer, best.position)
+        assert found.selected.equals(best)
+    elif (table.induce_score > 0).any():
+        assert found.selected.induce_score > 0  # the fallback prefers candidates that induce
     assert found.passed_filters == bool(table.passed.any())
     assert torch.allclose(found.direction.norm(), torch.tensor(1.0))
 
@@ -151,3 +155,44 @@ def test_orthogonalized_organism_reproduces_the_ablation(organism_directions, va
     edited = load_pair(path, path, device="cpu").aligned
     rates = dirs.refusal_effects(edited, found, harmful, harmless, ["sorry"])["none"]
     assert all(abs(rates[k] - effects["ablate"][k]) <= 0.02 for k in rates)
+
+
+def _table(rows):
+    import pandas as pd
+
+    keys = ("position", "layer", "norm", "informative", "bypass_score", "induce_score", "kl", "passed", "why")
+    return pd.DataFrame([dict(zip(keys, r, strict=True)) for r in rows])
+
+
+def test_selection_prefers_passing_then_bypass_and_induce_then_induce():
+    nan = float("nan")
+    rows = [
+        (-1, 0, 0.0, False, nan, nan, nan, False, "carries no information"),
+        (-1, 1, 1.0, True, -9.0, -1.0, 0.01, False, "adding it induces no refusal (score -1.00)"),
+        (-1, 2, 1.0, True, 3.0, 2.0, 0.5, False, "ablating it moves harmless answers (KL 0.50 >= 0.1)"),
+        (-1, 3, 1.0, True, 1.0, 1.0, 0.9, False, "ablating it moves harmless answers (KL 0.90 >= 0.1)"),
+    ]
+    table = _table(rows)
+    assert dirs.select(table, baseline=2.5).layer == 3  # induces and lowers refusal, though layer 1 bypasses more
+    assert dirs.select(table, baseline=0.5).layer == 3  # nothing lowers refusal: lowest bypass among inducers
+    assert dirs.select(_table(rows[:2]), baseline=0.5).layer == 1  # nothing induces: lowest bypass of all
+    passing = _table(rows + [(-1, 4, 1.0, True, 5.0, 0.5, 0.01, True, "")])
+    assert dirs.select(passing, baseline=2.5).layer == 4
+    with pytest.raises(ValueError, match="no information"):
+        dirs.select(_table(rows[:1]), baseline=0.0)
+    found = dirs.RefusalDirection(3, -1, torch.ones(4), scores=table, passed_filters=False)
+    text = found.explain()
+    assert "no candidate passes" in text and "layer 1, position -1: adding it induces no refusal" in text
+    assert "chosen instead: layer 3" in text
+
+
+def test_a_site_holding_one_token_in_every_prompt_is_never_selectable(model):
+    """At layer 0 the stream is the token's embedding (plus GPT-2's position embedding): where every
+    prompt has the same token, the difference in means is zero or a length artefact."""
+    found = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=["sorry"], positions=[-2, -1],
+                                        progress=False)
+    table = found.scores.set_index(["position", "layer"])
+    same_token = table.loc[(-1, 0)]  # -1 is the chat template's <|assistant|> in every prompt
+    assert not same_token.informative and pd.isna(same_token.bypass_score)
+    assert table.loc[(-2, 0)].informative  # -2 is the request's last word, which varies
+    assert (found.layer, found.position) != (0, -1)

@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import MASK_KEY, Positions, collect_pair_activations, resid_hooks, stack_layers
+from interp.cache import MASK_KEY, Positions, pair_resid_post
 from interp.data import PromptSet
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
@@ -62,10 +62,9 @@ def representation_similarity(
     pair: ModelPair, prompts: PromptSet, *, positions: Positions = "all", batch_size: int = 32
 ) -> RepresentationSimilarity:
     """Cosine, linear CKA and norm ratio of base vs aligned residual streams, per layer and label."""
-    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=positions,
-                                    batch_size=batch_size, progress=False)
-    base, aligned = stack_layers(acts["base"], pair.cfg.n_layers), stack_layers(acts["aligned"], pair.cfg.n_layers)
-    mask = acts["base"].get(MASK_KEY)
+    acts = pair_resid_post(pair, prompts, positions=positions, batch_size=batch_size)
+    base, aligned = acts["base"], acts["aligned"]
+    mask = acts.get(MASK_KEY)
     groups = {"all": torch.ones(len(prompts), dtype=torch.bool)}
     groups.update({label: torch.tensor([x == label for x in prompts.labels]) for label in prompts.label_names})
     cosine, cka, ratio = {}, {}, {}
@@ -121,9 +120,8 @@ def lens_logprobs(
 
 def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32) -> LogitLens:
     """The logit lens of both models at the answer position (the last prompt token)."""
-    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=-1,
-                                    batch_size=batch_size, progress=False)
-    lens = {name: lens_logprobs(pair[name], stack_layers(acts[name], pair.cfg.n_layers)) for name, _ in pair}
+    acts = pair_resid_post(pair, prompts, batch_size=batch_size)
+    lens = {name: lens_logprobs(pair[name], acts[name]) for name, _ in pair}
     kl, top1 = {}, {}
     for name, lp in lens.items():
         final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
@@ -154,13 +152,12 @@ def cluster_separation(
 ) -> ClusterSeparation:
     """Distance of each prompt to the ``positive`` vs ``negative`` class mean, per layer, both models."""
     prompts.require_labels(positive, negative)
-    acts = collect_pair_activations(pair, prompts, resid_hooks(pair.cfg.n_layers), positions=-1,
-                                    batch_size=batch_size, progress=False)
+    acts = pair_resid_post(pair, prompts, batch_size=batch_size)
     is_pos = torch.tensor([label == positive for label in prompts.labels])
     is_neg = torch.tensor([label == negative for label in prompts.labels])
     tau, accuracy = {}, {}
     for name, _ in pair:
-        x = stack_layers(acts[name], pair.cfg.n_layers)  # [batch, layer, d_model]
+        x = acts[name]  # [batch, layer, d_model]
         d_pos = (x - x[is_pos].mean(0)).norm(dim=-1)
         d_neg = (x - x[is_neg].mean(0)).norm(dim=-1)
         tau[name] = d_neg / d_pos.clamp(min=1e-12)

@@ -113,6 +113,13 @@ class WeightDiff:
         return grid, kinds
 
 
+def _cosine(a: Tensor, b: Tensor) -> float:
+    """Cosine of two flattened weights, accumulated in float64 (float32 sums give 1.003 for equal matrices)."""
+    a, b = a.double().flatten(), b.double().flatten()
+    denominator = a.norm() * b.norm()
+    return (a @ b / denominator).clamp(-1.0, 1.0).item() if denominator > 0 else float("nan")
+
+
 def matrix_diff(base: Tensor, aligned: Tensor, layer: int | None, kind: str, subspace: float = 0.1) -> MatrixDiff:
     """Compare one weight of the two models (see the module docstring for every number)."""
     if base.shape != aligned.shape:
@@ -121,14 +128,16 @@ def matrix_diff(base: Tensor, aligned: Tensor, layer: int | None, kind: str, sub
     d = aligned - base
     norm_b, norm_d = base.norm(), d.norm()
     rel = (norm_d / norm_b).item() if norm_b > 0 else float("inf") if norm_d > 0 else 0.0
-    cos = torch.nn.functional.cosine_similarity(base.flatten(), aligned.flatten(), dim=0).item()
+    unchanged = not d.any()
+    cos = 1.0 if unchanged else _cosine(base, aligned)
     if base.ndim == 1:
         return MatrixDiff(layer, kind, tuple(base.shape), rel, cos)
+    if unchanged:  # no direction to speak of, and no SVD to pay for
+        zeros = torch.zeros(min(base.shape))
+        return MatrixDiff(layer, kind, tuple(base.shape), rel, cos, zeros, 0.0, 0.0, {k: 0.0 for k in TOP_K})
     s = torch.linalg.svdvals(d)
     energy = s.square()
     total = energy.sum()
-    if total == 0:  # unchanged matrix: no direction to speak of
-        return MatrixDiff(layer, kind, tuple(base.shape), rel, cos, s, 0.0, 0.0, {k: 0.0 for k in TOP_K})
     p = s / s.sum()
     effective = torch.exp(-(p[p > 0] * p[p > 0].log()).sum()).item()
     top = {k: (energy[:k].sum() / total).item() for k in TOP_K}
@@ -146,6 +155,11 @@ def weight_diff(pair: ModelPair, subspace: float = 0.1) -> WeightDiff:
 
     ``subspace`` is the fraction of a matrix's output dimensions taken as its top (and its
     near-null) singular subspace for the overlap numbers.
+
+    Cost: two SVDs per *changed* matrix (of ``dW`` and of ``W_base``); unchanged ones (exactly
+    zero ``dW``) get none. On a CPU shared with other work, torch's default of one thread per
+    core can slow large SVDs many times over: ``torch.set_num_threads(1)`` (or fewer threads
+    than idle cores) around the call keeps them predictable.
     """
     if not 0 < subspace <= 0.5:
         raise ValueError(f"subspace must be in (0, 0.5], got {subspace}")
