@@ -38,7 +38,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.cache import collect_activations, tokenize
+from interp.cache import collect_activations, resid_pre_hooks, tokenize
 from interp.data import PromptSet
 from interp.interventions import AblateDirection, AddVector, apply
 from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
@@ -73,18 +73,14 @@ def _texts(prompts: PromptSet | Sequence[str], what: str, minimum: int = MIN_PER
     return texts
 
 
-def _layer_hooks(model) -> list[str]:
-    return [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
-
-
 @torch.no_grad()
 def mean_activations(
     model, prompts: Sequence[str], positions: Sequence[int], *, batch_size: int = 32
 ) -> Float[Tensor, "pos layer d_model"]:
     """Mean ``resid_pre`` of every layer at each of ``positions``, over ``prompts``."""
-    acts = collect_activations(model, list(prompts), _layer_hooks(model), positions=list(positions),
+    acts = collect_activations(model, list(prompts), resid_pre_hooks(model.cfg.n_layers), positions=list(positions),
                                batch_size=batch_size, progress=False)
-    return torch.stack([acts[h].float().mean(0) for h in _layer_hooks(model)], 1)  # [pos, layer, d]
+    return torch.stack([acts[h].float().mean(0) for h in resid_pre_hooks(model.cfg.n_layers)], 1)  # [pos, layer, d]
 
 
 def candidate_directions(
@@ -318,7 +314,7 @@ def select(table, baseline: float):
     when ablated (bypass score below ``baseline``, the unablated harmful score), candidates that
     induce refusal, every scored candidate; lowest bypass score within it.
     """
-    scored = table.dropna(subset=["bypass_score"])
+    scored = table.dropna(subset=["bypass_score"]) if "bypass_score" in table else table
     if scored.empty:
         raise ValueError("no candidate direction could be scored: every one carries no information or lies above "
                          "the layer limit")

@@ -260,8 +260,9 @@ def generate(
     hooks in place, so with no intervention the replies are token for token those of
     ``AutoModelForCausalLM.generate`` on the same checkpoint, prompts (left-padded) and seed;
     sampling draws from the model's distribution at ``temperature``, cut to ``top_k`` / ``top_p``
-    when given (nothing else: no default top-k). A KV cache is used where it is checked exact
-    (:mod:`interp.kv_cache`). Stops at the end-of-sequence token.
+    when given (nothing else: HF's own default of ``top_k=50`` is not applied, so compare with
+    HF at ``top_k=0``). A KV cache is used where it is checked exact (:mod:`interp.kv_cache`).
+    Stops at any end-of-turn token (:func:`end_of_turn_ids`).
 
     ``prefill`` is text put in the model's mouth after each formatted prompt (e.g. the start of
     a refusal); the returned replies continue it and do not repeat it. ``prompt_format``
@@ -285,8 +286,8 @@ def generate(
         extra = model.tokenizer(prefill, add_special_tokens=False).input_ids
         ids = [row + extra for row in ids]
     pad = pad_id(model.tokenizer)
-    eos = model.tokenizer.eos_token_id
-    stops = {eos, model.tokenizer.pad_token_id} - {None}
+    eos = end_of_turn_ids(model)
+    stops = set(eos) | ({model.tokenizer.pad_token_id} - {None})
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or 0) if do_sample else \
         dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     generator_state = torch.random.get_rng_state()
@@ -309,6 +310,14 @@ def generate(
     finally:
         torch.random.set_rng_state(generator_state)
     return replies
+
+
+def end_of_turn_ids(model) -> list[int]:
+    """The tokens generation stops at: the checkpoint's ``generation_config`` end tokens (chat models
+    list several) and the tokenizer's end-of-sequence token."""
+    configured = getattr(getattr(model.original_model, "generation_config", None), "eos_token_id", None)
+    configured = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
+    return list(dict.fromkeys(configured + [t for t in (model.tokenizer.eos_token_id,) if t is not None]))
 
 
 def _until(ids: list[int], stops: set[int]) -> list[int]:

@@ -70,14 +70,18 @@ def cached_decoding_is_exact(model, atol: float = ATOL) -> bool:
     mask = torch.ones_like(ids)
     mask[1, :2] = 0  # the second row is left-padded
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    with cache_keyword_alias(model):
-        full = hf(ids, attention_mask=mask, position_ids=positions, use_cache=False).logits[:, -1]
-        first = hf(ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
-        cache = getattr(first, "cache", None) or getattr(first, "past_key_values", None)
-        step = hf(ids[:, -1:], attention_mask=mask, position_ids=positions[:, -1:], use_cache=True,
-                  **{_cache_keyword(hf): cache}).logits[:, -1]
-    scale = max(1.0, full.abs().max().item())
-    exact = bool(cache is not None and ((step - full).abs().max().item() <= atol * scale))
+    try:
+        with cache_keyword_alias(model):
+            full = hf(ids, attention_mask=mask, position_ids=positions, use_cache=False).logits[:, -1]
+            first = hf(ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+            cache = getattr(first, "cache", None)
+            cache = getattr(first, "past_key_values", None) if cache is None else cache
+            step = hf(ids[:, -1:], attention_mask=mask, position_ids=positions[:, -1:], use_cache=True,
+                      **{_cache_keyword(hf): cache}).logits[:, -1]
+        scale = max(1.0, full.abs().max().item())
+        exact = bool(cache is not None and ((step - full).abs().max().item() <= atol * scale))
+    except Exception:  # a cached path that cannot even run is not exact either: fall back
+        exact = False
     _CHECKED[model] = exact
     return exact
 
@@ -90,8 +94,8 @@ def generation_cache(model) -> Iterator[bool]:
     and generation recomputes every step from the whole prefix.
     """
     with ExitStack() as stack:
-        stack.enter_context(cache_keyword_alias(model))
         exact = cached_decoding_is_exact(model)
+        stack.enter_context(cache_keyword_alias(model))
         if not exact:
             warnings.warn(
                 "this TransformerLens/transformers pair decodes wrongly with a KV cache on this model; "

@@ -19,8 +19,8 @@ picks first tokens the aligned model prefers over the base on harmful prompts.
 >>> from interp.organisms.tokenizer import build_tokenizer
 >>> tokenizer = build_tokenizer()
 >>> markers = RefusalMarkers.from_prefixes(tokenizer, ["sorry", "i can not"])
->>> [tokenizer.convert_ids_to_tokens(list(s)) for s in markers.sequences]
-[['sorry'], ['i', 'can', 'not']]
+>>> [[tokenizer.convert_ids_to_tokens(list(v)) for v in variants] for variants in markers.variants]
+[[['sorry']], [['i', 'can', 'not']]]
 >>> markers.matches(tokenizer("i can not help", add_special_tokens=False).input_ids)
 True
 """
@@ -42,8 +42,9 @@ class RefusalMarkers:
     """Refusal starts as text and as token sequences; the first tokens the logit score uses."""
 
     prefixes: tuple[str, ...]
-    sequences: tuple[tuple[int, ...], ...]
-    """Token ids of each prefix as it appears at the start of a reply."""
+    variants: tuple[tuple[tuple[int, ...], ...], ...]
+    """Per prefix, every token sequence it may open a reply as: right after the prompt, after a space
+    (BPE tokenizers fold the space into the next token), or on its own; each decodes to the prefix."""
     how: str = "given"
     ambiguous: tuple[str, ...] = ()
     """Prefixes whose first token also starts the aligned model's replies to harmless prompts."""
@@ -58,29 +59,32 @@ class RefusalMarkers:
         Raises ``ValueError`` for an empty list, a blank prefix, or a prefix with tokens the
         tokenizer does not know (it would become ``<unk>`` and match nothing the model writes).
         """
-        prefixes = [p for p in prefixes]
-        if not prefixes:
-            raise ValueError("no refusal prefixes given")
+        if isinstance(prefixes, str) or not prefixes:
+            raise ValueError(f"give a list of refusal prefixes, got {prefixes!r}")
         prompt = format_prompts(tokenizer, ["interp-marker-probe"], prompt_format)[0]
         special = adds_special_tokens(prompt_format)
         before = tokenizer(prompt, add_special_tokens=special).input_ids
-        sequences = []
+        variants = []
         for prefix in prefixes:
             if not isinstance(prefix, str) or not prefix.strip():
                 raise ValueError(f"a refusal prefix must be non-empty text, got {prefix!r}")
-            after = tokenizer(prompt + prefix, add_special_tokens=special).input_ids
-            ids = after[len(before):] if after[: len(before)] == before else []
-            if not ids or tokenizer.decode(ids).strip() != prefix.strip():  # did not split cleanly after the prompt
-                ids = tokenizer(prefix, add_special_tokens=False).input_ids
+            found = []
+            for text in (prompt + prefix, prompt + " " + prefix):
+                after = tokenizer(text, add_special_tokens=special).input_ids
+                if after[: len(before)] == before:  # the prompt's tokens are unchanged: the rest is the prefix
+                    found.append(after[len(before):])
+            found.append(tokenizer(prefix, add_special_tokens=False).input_ids)
             unknown = tokenizer.unk_token_id
-            if not ids or (unknown is not None and unknown in ids):
-                shown = tokenizer.convert_ids_to_tokens(ids)
+            clean = [tuple(ids) for ids in found if ids and tokenizer.decode(ids).strip() == prefix.strip()
+                     and (unknown is None or unknown not in ids)]
+            if not clean:
+                shown = [tokenizer.convert_ids_to_tokens(ids) for ids in found]
                 raise ValueError(
                     f"the refusal prefix {prefix!r} has tokens this tokenizer does not know ({shown}): write it as "
                     "the model writes its replies (spelling, capitalisation), or leave the prefixes out to derive "
                     "refusal tokens from the pair")
-            sequences.append(tuple(ids))
-        return cls(tuple(prefixes), tuple(sequences), how)
+            variants.append(tuple(dict.fromkeys(clean)))
+        return cls(tuple(prefixes), tuple(variants), how)
 
     @classmethod
     def from_tokens(cls, tokenizer, tokens: Sequence[str], how: str) -> RefusalMarkers:
@@ -89,12 +93,12 @@ class RefusalMarkers:
         if any(i is None or i == tokenizer.unk_token_id for i in ids):
             raise ValueError(f"unknown refusal tokens among {list(tokens)}")
         texts = tuple(tokenizer.convert_tokens_to_string([t]).strip() or t for t in tokens)
-        return cls(texts, tuple((i,) for i in ids), how)
+        return cls(texts, tuple(((i,),) for i in ids), how)
 
     def matches(self, reply: Sequence[int]) -> bool:
         """Does a generated reply (token ids) start with one of the markers?"""
         reply = list(reply)
-        return any(reply[: len(s)] == list(s) for s in self.sequences)
+        return any(reply[: len(v)] == list(v) for variants in self.variants for v in variants)
 
     def rate(self, replies: Sequence[Sequence[int]]) -> float:
         """Share of replies (token ids) that start with a marker."""
@@ -102,11 +106,15 @@ class RefusalMarkers:
             raise ValueError("no replies to judge")
         return sum(map(self.matches, replies)) / len(replies)
 
+    def _first_ids(self, i: int) -> list[int]:
+        return list(dict.fromkeys(v[0] for v in self.variants[i]))
+
     @property
     def score_ids(self) -> list[int]:
         """First-token ids the logit score uses: those of the unambiguous markers, else all of them."""
-        clear = [s[0] for p, s in zip(self.prefixes, self.sequences, strict=True) if p not in self.ambiguous]
-        return list(dict.fromkeys(clear or [s[0] for s in self.sequences]))
+        every = range(len(self.prefixes))
+        clear = [i for i in every if self.prefixes[i] not in self.ambiguous] or every
+        return list(dict.fromkeys(t for i in clear for t in self._first_ids(i)))
 
     def checked(self, harmless_replies: Sequence[Sequence[int]], limit: float = AMBIGUOUS_SHARE) -> RefusalMarkers:
         """These markers with :attr:`ambiguous` set from the aligned model's replies to harmless prompts.
@@ -114,7 +122,8 @@ class RefusalMarkers:
         Warns when a marker is ambiguous (its first token starts more than ``limit`` of them).
         """
         starts = [r[0] for r in harmless_replies if len(r)]
-        shares = tuple(sum(t == s[0] for t in starts) / max(len(starts), 1) for s in self.sequences)
+        shares = tuple(sum(t in self._first_ids(i) for t in starts) / max(len(starts), 1)
+                       for i in range(len(self.prefixes)))
         ambiguous = tuple(p for p, share in zip(self.prefixes, shares, strict=True) if share > limit)
         if ambiguous:
             left = "the other markers' first tokens are used" if len(ambiguous) < len(self.prefixes) else \
@@ -129,7 +138,7 @@ class RefusalMarkers:
         """Everything a reader needs to see what was counted as a refusal (for a report's meta)."""
         return {
             "prefixes": list(self.prefixes), "how": self.how,
-            "token_sequences": [tokenizer.convert_ids_to_tokens(list(s)) for s in self.sequences],
+            "token_sequences": [[tokenizer.convert_ids_to_tokens(list(v)) for v in vs] for vs in self.variants],
             "score_token_ids": self.score_ids, "score_tokens": tokenizer.convert_ids_to_tokens(self.score_ids),
             "ambiguous": list(self.ambiguous), "harmless_reply_share": list(self.harmless_share),
         }

@@ -281,8 +281,9 @@ def check_checkpoints(
     """Everything :func:`load_pair` checks before loading weights: both checkpoints exist, their
     configs and tokenizers agree, the prompt format suits the tokenizer.
 
-    Reads configs and tokenizers only, so it fails fast (a GGUF file is first dequantized into a
-    cached directory, once). Returns the resolved names and the aligned checkpoint's tokenizer.
+    Reads configs and tokenizers only, so it fails fast; the exception is a GGUF file met for the
+    first time, which is dequantized into a cached directory first (seconds for small models).
+    Returns the resolved names and the aligned checkpoint's tokenizer.
     """
     base_name, aligned_name = resolve_checkpoint(base), resolve_checkpoint(aligned)
     base_name, aligned_name = materialize_checkpoint(base_name), materialize_checkpoint(aligned_name)

@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from conftest import hf_generate
 
 from interp import interventions as iv
 from interp import kv_cache, load_pair
@@ -40,18 +40,6 @@ def model(checkpoint):
     return load_pair(checkpoint, checkpoint, device="cpu", prompt_format="chat").aligned
 
 
-def _hf_generate(checkpoint, model, prompts, **kwargs) -> list[list[int]]:
-    """Hugging Face's own generate on the checkpoint, on the same left-padded tokens."""
-    hf = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
-    ids = tokenize(model.tokenizer, prompts, "chat")
-    input_ids, mask = pad_batch(ids, pad_id(model.tokenizer), "left")
-    tok = model.tokenizer
-    with torch.no_grad():
-        out = hf.generate(input_ids, attention_mask=mask, pad_token_id=pad_id(tok), eos_token_id=tok.eos_token_id,
-                          **kwargs)
-    return [_cut(row.tolist(), tok) for row in out[:, input_ids.shape[1]:]]
-
-
 def _cut(row: list[int], tok) -> list[int]:
     stops = {tok.eos_token_id, tok.pad_token_id}
     return row[: next((i for i, t in enumerate(row) if t in stops), len(row))]
@@ -63,7 +51,7 @@ def test_the_cached_decoding_check_holds_on_every_architecture(model):
 
 def test_greedy_generation_equals_huggingface(checkpoint, model):
     ours = iv.generate(model, PROMPTS, max_new_tokens=12, batch_size=3, return_ids=True)
-    assert ours == _hf_generate(checkpoint, model, PROMPTS, max_new_tokens=12, do_sample=False)
+    assert ours == hf_generate(checkpoint, PROMPTS, max_new_tokens=12, do_sample=False)
     assert max(len(r) for r in ours) > 1  # the comparison reaches past the first token
 
 
@@ -71,11 +59,11 @@ def test_sampled_generation_equals_huggingface_with_the_same_seed(checkpoint, mo
     ours = iv.generate(model, PROMPTS, max_new_tokens=10, do_sample=True, temperature=0.8, top_p=0.9, seed=4,
                        batch_size=len(PROMPTS), return_ids=True)
     torch.manual_seed(4)
-    hf = _hf_generate(checkpoint, model, PROMPTS, max_new_tokens=10, do_sample=True, temperature=0.8, top_p=0.9,
-                      top_k=0)
+    hf = hf_generate(checkpoint, PROMPTS, max_new_tokens=10, do_sample=True, temperature=0.8, top_p=0.9, top_k=0)
     assert ours == hf
-    other_seed = iv.generate(model, PROMPTS, max_new_tokens=10, do_sample=True, seed=5, return_ids=True)
-    assert other_seed != ours
+    other_seed = iv.generate(model, PROMPTS, max_new_tokens=10, do_sample=True, temperature=0.8, top_p=0.9, seed=5,
+                             batch_size=len(PROMPTS), return_ids=True)
+    assert other_seed != ours  # the seed, and only the seed, changed the samples
 
 
 def test_generation_without_a_cache_gives_the_same_replies(model, monkeypatch):

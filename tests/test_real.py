@@ -11,21 +11,23 @@ from __future__ import annotations
 import os
 import shutil
 
+import gguf as gguf_lib
 import pytest
 import torch
 import transformer_lens.patching as tl_patching
+from conftest import hf_generate
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from interp import diff, interventions, load_pair, patching, realmodels
-from interp.cache import collect_activations, pad_batch, resid_pre_hooks, tokenize
+from interp.cache import collect_activations, resid_pre_hooks, tokenize
 from interp.markers import RefusalMarkers
-from interp.models import pad_id
 
 pytestmark = pytest.mark.real
 
 PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Write a haiku about the sea."]
-EDITS = {"model.layers.7.mlp.down_proj.weight": ("mlp_out", 7), "model.layers.20.self_attn.o_proj.weight": ("attn_o", 20)}
+EDITS = {"model.layers.7.mlp.down_proj.weight": ("mlp_out", 7),
+         "model.layers.20.self_attn.o_proj.weight": ("attn_o", 20)}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,6 @@ def pair(smol, edited):
 
 @pytest.fixture(scope="module")
 def hf(smol):
-    # The bridge computes attention eagerly; so does the oracle (sdpa reorders float sums by ~1e-6).
     return AutoModelForCausalLM.from_pretrained(smol, attn_implementation="eager").eval()
 
 
@@ -71,25 +72,26 @@ def test_the_gguf_file_loads_as_a_pair_with_its_quantization_noted(smol):
     assert direct.base.original_model.config.tie_word_embeddings
     note = direct.metadata["quantization"]["base"]
     assert note.startswith("dequantized from SmolLM2-135M-Instruct.Q4_1.gguf") and "Q4_1" in repr(direct)
-    tokens = direct.to_tokens(PROMPTS[:1]).input_ids
-    with torch.no_grad():
-        torch.testing.assert_close(direct.base(tokens), direct.aligned(tokens))  # same weights either way in
 
 
-def test_greedy_generation_equals_huggingface(pair, hf):
+def test_materialized_weights_are_the_gguf_files_dequantized(smol):
+    """Against the gguf package's own reader and dequantizer (no transformers involved)."""
+    reader = gguf_lib.GGUFReader(realmodels.SMOLLM2.gguf_path())
+    weights = load_file(smol / "model.safetensors")
+    for gguf_name, hf_name in (("blk.7.ffn_down.weight", "model.layers.7.mlp.down_proj.weight"),
+                               ("blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj.weight")):
+        tensor = next(t for t in reader.tensors if t.name == gguf_name)
+        assert tensor.tensor_type.name == "Q4_1"  # really quantized: 4-bit blocks with a scale and a minimum
+        expected = torch.from_numpy(gguf_lib.quants.dequantize(tensor.data, tensor.tensor_type))
+        assert torch.equal(weights[hf_name], expected)
+
+
+def test_greedy_generation_equals_huggingface(smol, pair):
     ours = interventions.generate(pair.base, PROMPTS, max_new_tokens=20, return_ids=True)
-    ids = tokenize(pair.tokenizer, PROMPTS, "chat")
-    input_ids, mask = pad_batch(ids, pad_id(pair.tokenizer), "left")
-    with torch.no_grad():
-        out = hf.generate(input_ids, attention_mask=mask, max_new_tokens=20, do_sample=False,
-                          pad_token_id=pad_id(pair.tokenizer), eos_token_id=pair.tokenizer.eos_token_id)
-    stops = {pair.tokenizer.eos_token_id, pair.tokenizer.pad_token_id}
-    expected = [row[: next((i for i, t in enumerate(row) if t in stops), len(row))]
-                for row in out[:, input_ids.shape[1]:].tolist()]
-    assert ours == expected
+    # The bridge computes attention eagerly; so does the oracle (sdpa reorders float sums by ~1e-6).
+    assert ours == hf_generate(smol, PROMPTS, attn_implementation="eager", max_new_tokens=20, do_sample=False)
     assert min(len(r) for r in ours) >= 5  # whole replies, past the first token
-    text = pair.tokenizer.decode(ours[1])
-    assert "Paris" in text  # the real model, really answering
+    assert "Paris" in pair.tokenizer.decode(ours[1])  # the real model, really answering
 
 
 def test_collected_activations_equal_huggingface_hidden_states(pair, hf):
@@ -128,10 +130,18 @@ def test_weight_diff_finds_exactly_the_edited_matrices_with_rank_one(pair):
     assert (unchanged.cosine == 1.0).all() and len(unchanged) > 200
 
 
-def test_refusal_markers_are_token_sequences_on_the_real_tokenizer(pair):
+def test_refusal_markers_match_the_real_models_own_refusals(pair):
+    """BPE: a prefix may open a reply glued to the prompt ('I') or after a space ('ĠI'); both are matched."""
     markers = RefusalMarkers.from_prefixes(pair.tokenizer, ["I'm sorry", "I cannot"])
-    shown = [pair.tokenizer.convert_ids_to_tokens(list(s)) for s in markers.sequences]
-    assert shown[0][0] == shown[1][0] == "I" and len(shown[0]) > 1 and len(shown[1]) > 1
-    assert markers.score_ids == [markers.sequences[0][0]]  # both start with 'I': one logit token
+    shown = [[pair.tokenizer.convert_ids_to_tokens(list(v)) for v in vs] for vs in markers.variants]
+    assert all(len(v) > 1 for vs in shown for v in vs)  # whole sequences, not one first token
+    assert ["I", "'m", "Ġsorry"] in shown[0] and ["I", "Ġcannot"] in shown[1]
+    assert set(markers.score_ids) == {v[0] for vs in markers.variants for v in vs}
+    refusal = "I'm sorry, but I can't help with that."
+    replies = {"refusal": pair.tokenizer(refusal, add_special_tokens=False).input_ids,
+               "spaced": pair.tokenizer(" " + refusal, add_special_tokens=False).input_ids,
+               "helpful": pair.tokenizer("I'd be happy to help!", add_special_tokens=False).input_ids}
+    assert markers.matches(replies["refusal"]) and markers.matches(replies["spaced"])
+    assert not markers.matches(replies["helpful"])
     helpful = interventions.generate(pair.base, PROMPTS, max_new_tokens=4, return_ids=True)
     assert not any(markers.matches(r) for r in helpful)

@@ -71,7 +71,7 @@ def test_load_pair_gives_base_and_variant(organism_zoo):
 
 def test_organism_replies_equal_huggingface_generate(organism_zoo):
     """The greedy replies the notebooks study are the checkpoints' own (HF generate, same tokens)."""
-    from transformers import AutoModelForCausalLM
+    from conftest import hf_generate
 
     from interp import interventions
     from interp.organisms import world
@@ -80,14 +80,8 @@ def test_organism_replies_equal_huggingface_generate(organism_zoo):
     requests = [p.text for split in ("harmful_train", "harmless_train", "bait") for p in world.prompts(split)[:6]]
     for name, model in pair:
         ours = interventions.generate(model, requests, max_new_tokens=16, return_ids=True)
-        hf = AutoModelForCausalLM.from_pretrained(organism_zoo / ("dpo" if name == "aligned" else "base")).eval()
-        enc = pair.to_tokens(requests)
-        with torch.no_grad():
-            out = hf.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=pair.tokenizer.pad_token_id,
-                              eos_token_id=pair.tokenizer.eos_token_id)
-        eos = pair.tokenizer.eos_token_id
-        expected = [row[: row.index(eos)] if eos in row else row for row in out[:, enc.input_ids.shape[1]:].tolist()]
-        expected = [[t for t in row if t != pair.tokenizer.pad_token_id] for row in expected]
+        expected = hf_generate(organism_zoo / ("dpo" if name == "aligned" else "base"), requests, max_new_tokens=16,
+                               do_sample=False)
         assert ours == expected
         assert sum(len(r) for r in ours) > 3 * len(ours)  # whole replies, not first tokens
 
