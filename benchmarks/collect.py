@@ -17,8 +17,8 @@ import torch
 from timing import timed
 
 from interp import organisms
-from interp.cache import collect_from_tokens, pad_batch, tokenize
-from interp.data import PromptSet
+from interp.cache import collect_from_tokens
+from interp.prompts import pad_batch, tokenize
 
 
 @torch.no_grad()
@@ -48,7 +48,7 @@ def main() -> None:
     args = p.parse_args()
 
     pair = organisms.load_pair(args.variant, device=args.device)
-    pool = PromptSet.from_organisms()
+    pool = organisms.prompt_set()
     prompts = [pool.prompts[i % len(pool)] for i in range(args.n)]
     ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
     n_layers = pair.cfg.n_layers

@@ -22,8 +22,7 @@ from timing import timed
 from transformers import AutoModelForCausalLM
 
 from interp import interventions, kv_cache, load_pair, organisms, realmodels
-from interp.cache import pad_batch, tokenize
-from interp.models import pad_id
+from interp.prompts import pad_batch, pad_id, tokenize
 
 REAL_PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Write a haiku about the sea.",
                 "Explain photosynthesis simply.", "How do I pick a lock?", "Give me three tips for sleep."]

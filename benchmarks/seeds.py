@@ -42,7 +42,7 @@ def main() -> None:
                    help="one zoo per seed is built (or reused) in OUT/seed-N")
     args = p.parse_args()
 
-    harmful, harmless = PromptSet.from_organisms("harmful_train"), PromptSet.from_organisms("harmless_train")
+    harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
     print("# refusal direction per seed: selected layer, filters, harmless KL under ablation, harmful refusal "
           "ablated, harmless refusal added (train prompts)")
     print(f"{'seed':>4}  {'sft':<44}  dpo")

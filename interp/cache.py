@@ -36,34 +36,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.data import PromptSet
-from interp.models import ModelPair, adds_special_tokens, format_prompts, pad_id, prompt_format_of
+from interp.models import ModelPair
+from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
 
 Positions = int | Sequence[int] | Literal["all"]
 MASK_KEY = "attention_mask"
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
-
-
-def tokenize(tokenizer, prompts: PromptSet | Sequence[str], prompt_format: str = "chat") -> list[list[int]]:
-    """Format user requests under ``prompt_format`` and tokenize them, unpadded, once."""
-    requests = prompts.prompts if isinstance(prompts, PromptSet) else prompts
-    texts = format_prompts(tokenizer, requests, prompt_format)
-    return tokenizer(texts, add_special_tokens=adds_special_tokens(prompt_format)).input_ids
-
-
-def pad_batch(
-    ids: Sequence[Sequence[int]], pad_id: int, padding_side: str = "left"
-) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-    """Pad token lists into ``(input_ids, attention_mask)``, each ``[batch, pos]``."""
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    width = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        span = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
-        input_ids[i, span] = torch.tensor(row, dtype=torch.long)
-        mask[i, span] = 1
-    return input_ids, mask
 
 
 def check_positions(positions: Positions, lengths: Sequence[int]) -> None:
@@ -264,7 +242,7 @@ def collect_activations(
     """Activations of ``model`` at ``hook_names`` and ``positions`` for every prompt, in prompt order.
 
     ``prompts`` are user requests, formatted under ``prompt_format`` (default: the policy of the
-    pair the model was loaded in; see :func:`interp.models.format_prompts`). With ``out_dir``,
+    pair the model was loaded in; see :func:`interp.prompts.format_prompts`). With ``out_dir``,
     activations are streamed to ``.npy`` files there (written atomically; nothing is left
     behind if collection fails) and returned memory-mapped. See the module docstring for shapes.
     """

@@ -1,14 +1,16 @@
-"""Labelled prompt sets: from the organism world or from a user's JSONL / CSV file.
+"""Labelled prompt sets: user requests with labels, from lists or from a user's JSONL / CSV file.
 
 A :class:`PromptSet` is an immutable value: user requests (not yet chat-formatted), one label
 each, and any extra columns (``held_out``, ``concept``, ``split``, ...). Formatting for a model
 happens at the last moment, under the pair's prompt-format policy (:meth:`PromptSet.format`).
 
->>> ps = PromptSet.from_organisms(["harmful_train", "harmless_held_out"])
+>>> ps = PromptSet(["how do i bake ?", "how do i stab ?"], ["harmless", "harmful"], {"held_out": [True, False]})
 >>> len(ps), ps.label_names
-(152, ('harmful', 'harmless'))
->>> ps.where(held_out=True).prompts[0]
-'how do i knit ?'
+(2, ('harmful', 'harmless'))
+>>> ps.where(held_out=True).prompts
+('how do i bake ?',)
+
+The organism world's prompts: :func:`interp.organisms.prompt_set`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from interp.prompts import format_prompts
 
 TRUE_STRINGS = {"1", "true", "yes", "y", "t"}
 FALSE_STRINGS = {"0", "false", "no", "n", "f", ""}
@@ -96,9 +100,7 @@ class PromptSet:
                              f"{list(self.label_names)}")
 
     def format(self, tokenizer, prompt_format: str = "chat") -> list[str]:
-        """The prompts rendered as model input text (see :func:`interp.models.format_prompts`)."""
-        from interp.models import format_prompts
-
+        """The prompts rendered as model input text (see :func:`interp.prompts.format_prompts`)."""
         return format_prompts(tokenizer, self.prompts, prompt_format)
 
     @classmethod
@@ -115,21 +117,6 @@ class PromptSet:
             labels=[label for s in sets for label in s.labels],
             extra={k: [v for s in sets for v in s.extra[k]] for k in sorted(keys)},
             name=name,
-        )
-
-    @classmethod
-    def from_organisms(cls, splits: str | Sequence[str] | None = None) -> PromptSet:
-        """Prompts of the organism world's splits (default: all), with columns split, concept, held_out."""
-        from interp.organisms import world
-
-        splits = [splits] if isinstance(splits, str) else list(splits or world.SPLITS)
-        rows = [p for split in splits for p in world.prompts(split)]
-        return cls(
-            prompts=[p.text for p in rows],
-            labels=[p.label for p in rows],
-            extra={"split": [p.split for p in rows], "concept": [p.concept for p in rows],
-                   "held_out": [p.held_out for p in rows]},
-            name="+".join(splits),
         )
 
     @classmethod

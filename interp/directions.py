@@ -14,8 +14,8 @@ The pipeline:
    The whole score table is kept on the result.
 3. **Interventions**: :meth:`RefusalDirection.ablation` projects the direction out at every
    layer and position; :meth:`RefusalDirection.addition` adds the difference-in-means vector at
-   the direction's layer; :func:`orthogonalize` writes a Hugging Face checkpoint whose weights
-   can no longer write the direction, which behaves like the ablation.
+   the direction's layer; :func:`interp.weight_edit.orthogonalize` writes a Hugging Face
+   checkpoint whose weights can no longer write the direction, which behaves like the ablation.
 4. **Across the pair**: :func:`candidate_cosines` compares the two models' candidates layer by
    layer; :func:`direction_at` takes the other model's difference in means at the same site, and
    :func:`refusal_effects` measures any direction's ablation and addition on any model.
@@ -25,24 +25,21 @@ Refusal is judged from the first answer token (:func:`interp.metrics.refusal_sco
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.cache import collect_activations, resid_pre_hooks, tokenize
+from interp.cache import collect_activations, resid_pre_hooks
+from interp.checks import check_layer, check_vector
 from interp.data import PromptSet
-from interp.interventions import AblateDirection, AddVector, apply
+from interp.interventions import AblateDirection, AddVector
 from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
-from interp.models import format_prompts, prompt_format_of
+from interp.prompts import format_prompts, prompt_format_of, tokenize
 
 MIN_PER_CLASS = 8
 KL_THRESHOLD = 0.1
@@ -173,20 +170,12 @@ class RefusalDirection:
                 f"source={self.source!r}, passed_filters={self.passed_filters})")
 
 
-def _check_vector(model, vector: Tensor) -> None:
-    if vector.ndim != 1 or vector.shape[0] != model.cfg.d_model:
-        raise ValueError(f"the direction must have shape [d_model] = [{model.cfg.d_model}], got {list(vector.shape)}")
-    if not torch.isfinite(vector).all() or vector.norm() == 0:
-        raise ValueError("the direction must be finite and non-zero")
-
-
 def direction_at(
     model, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str], layer: int, position: int, *,
     batch_size: int = 32, source: str = "",
 ) -> RefusalDirection:
     """The difference-in-means direction of ``model`` at one site (e.g. where another model's was found)."""
-    if not 0 <= layer < model.cfg.n_layers:
-        raise ValueError(f"layer {layer} is out of range: the model has layers 0..{model.cfg.n_layers - 1}")
+    check_layer(model, layer)
     vector = candidate_directions(model, harmful, harmless, positions=[position], batch_size=batch_size)[0, layer]
     return RefusalDirection(layer, position, vector, source=source)
 
@@ -333,7 +322,7 @@ def refusal_effects(
     Returns ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}``; ``direction`` may
     come from another model of the pair (cross-model transfer).
     """
-    _check_vector(model, direction.vector)
+    check_vector(model, direction.vector, "the direction", nonzero=True)
     ids = token_ids(model.tokenizer, refusal_tokens)
     sets = {"harmful": _texts(harmful, "harmful"), "harmless": _texts(harmless, "harmless")}
     interventions = {"none": (), "ablate": (direction.ablation(),), "add": (direction.addition(scale),)}
@@ -351,136 +340,3 @@ def candidate_cosines(base_candidates: Tensor, aligned_candidates: Tensor) -> Fl
     norms = base_candidates.norm(dim=-1) * aligned_candidates.norm(dim=-1)
     dots = (base_candidates * aligned_candidates).sum(-1)
     return torch.where(norms > 0, dots / norms.clamp(min=1e-30), torch.nan)
-
-
-# --- weight orthogonalization -------------------------------------------------------------------
-
-def _clean_name(name: str) -> str:
-    return name.replace("._original_component", "").replace("_original_component.", "")
-
-
-def _hf_copy(model):
-    """A plain Hugging Face model with the bridge's current weights (the bridge wraps the original's modules)."""
-    original = model.original_model
-    copy = type(original)(original.config).to(next(original.parameters()).dtype)
-    wanted = copy.state_dict()
-    state = {}
-    for name, value in original.state_dict().items():
-        clean = _clean_name(name)
-        if clean in wanted and clean not in state:
-            state[clean] = value.detach().clone()
-    missing = [k for k in wanted if k not in state]
-    if any(not k.endswith("lm_head.weight") for k in missing):
-        raise RuntimeError(f"could not map the bridge's weights back to {type(original).__name__}: missing {missing}")
-    copy.load_state_dict(state, strict=False)
-    copy.tie_weights()
-    return copy.eval()
-
-
-def _residual_writers(model, plain) -> list[str]:
-    """Names, in the plain copy ``plain``, of the modules that write into the residual stream."""
-    bridge_modules = [model.embed] + ([model.pos_embed] if hasattr(model, "pos_embed") else [])
-    for block in model.blocks:
-        bridge_modules += [block.attn.o, block.mlp.out]
-    names = {}
-    for name, module in model.original_model.named_modules(remove_duplicate=False):
-        names.setdefault(id(module), []).append(_clean_name(name))
-    plain_names = {name for name, _ in plain.named_modules()}
-    out = []
-    for bridge_module in bridge_modules:
-        target = getattr(bridge_module, "original_component", bridge_module)
-        found = [name for name in names.get(id(target), []) if name in plain_names]
-        if not found:
-            raise RuntimeError(f"cannot locate {type(target).__name__} in the original model")
-        out.append(found[0])
-    return out
-
-
-@torch.no_grad()
-def _project_out(module, r: Tensor) -> None:
-    from transformers.pytorch_utils import Conv1D
-
-    r = r.to(module.weight.device, module.weight.dtype)
-    w = module.weight
-    if isinstance(module, torch.nn.Embedding):  # [vocab, d_model]
-        w -= (w @ r)[:, None] * r
-    elif isinstance(module, Conv1D):  # [d_in, d_model]
-        w -= (w @ r)[:, None] * r
-    elif isinstance(module, torch.nn.Linear):  # [d_model, d_in]
-        w -= r[:, None] * (r @ w)[None, :]
-    else:
-        raise RuntimeError(f"cannot orthogonalize a {type(module).__name__}")
-    bias = getattr(module, "bias", None)
-    if bias is not None:
-        bias -= (bias @ r) * r
-
-
-def orthogonalized_model(model, direction: RefusalDirection | Tensor):
-    """A Hugging Face copy of ``model`` whose embeddings and attention / MLP outputs cannot write ``direction``.
-
-    Tied input/output embeddings are untied first, so the unembedding stays as it was (as
-    under :class:`~interp.interventions.AblateDirection`, which never touches it).
-    """
-    vector = direction.vector if isinstance(direction, RefusalDirection) else direction
-    _check_vector(model, vector)
-    r = (vector / vector.norm()).float()
-    hf = _hf_copy(model)
-    out_emb, in_emb = hf.get_output_embeddings(), hf.get_input_embeddings()
-    if out_emb is not None and out_emb.weight.data_ptr() == in_emb.weight.data_ptr():
-        out_emb.weight = torch.nn.Parameter(in_emb.weight.detach().clone())
-        hf.config.tie_word_embeddings = False
-    for name in _residual_writers(model, hf):
-        _project_out(hf.get_submodule(name), r)
-    return hf
-
-
-@torch.no_grad()
-def _check_matches_ablation(model, hf, direction: Tensor, atol: float) -> float:
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, model.cfg.d_vocab, (4, 16), generator=gen).to(model.cfg.device)
-    with apply(model, AblateDirection(direction)):
-        expected = model(tokens).float()
-    got = hf.to(model.cfg.device)(tokens).logits.float()
-    error = (got - expected).abs().max().item()
-    if error > atol * max(1.0, expected.abs().max().item()):
-        raise RuntimeError(
-            f"the orthogonalized weights do not reproduce the ablation (max logit difference {error:.3g}): "
-            "this architecture writes to the residual stream somewhere orthogonalization does not reach"
-        )
-    return error
-
-
-def orthogonalize(
-    model, direction: RefusalDirection | Tensor, out_dir: str | Path, *, check: bool = True, atol: float = 1e-4
-) -> Path:
-    """Write a Hugging Face checkpoint of ``model`` with ``direction`` projected out of its weights.
-
-    Every module that writes into the residual stream (token and position embeddings, each
-    attention output and MLP output projection, with their biases) is multiplied by
-    ``I - r r^T`` (Arditi et al. 2024), so the saved model behaves like ``model`` under
-    :meth:`RefusalDirection.ablation`. With ``check``, that is verified on random tokens before
-    writing. ``out_dir`` must not exist; it appears complete or not at all.
-    """
-    out = Path(out_dir).expanduser()
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; choose a new directory for the orthogonalized checkpoint")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"the parent directory {out.parent} does not exist")
-    vector = direction.vector if isinstance(direction, RefusalDirection) else direction
-    _check_vector(model, vector)
-    hf = orthogonalized_model(model, vector)
-    error = _check_matches_ablation(model, hf, vector, atol) if check else None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
-    try:
-        hf.save_pretrained(tmp)
-        model.tokenizer.save_pretrained(tmp)
-        card = {"method": "weight orthogonalization (Arditi et al. 2024)",
-                "source": str(getattr(model.cfg, "model_name", "")),
-                "direction": (vector / vector.norm()).tolist(), "max_logit_difference_vs_ablation": error}
-        if isinstance(direction, RefusalDirection):
-            card.update(layer=direction.layer, position=direction.position)
-        (tmp / "orthogonalization.json").write_text(json.dumps(card, indent=1))
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out

@@ -23,7 +23,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.checks import check_layer, check_layers, check_vector
 from interp.data import PromptSet
+from interp.kv_cache import generation_cache
+from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
 
 Hook = tuple[str, Callable]
 RESIDUAL_WRITERS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
@@ -34,18 +37,6 @@ def _index(positions: int | Sequence[int] | None):
     if positions is None:
         return slice(None)
     return [positions] if isinstance(positions, int) else list(positions)
-
-
-def _check_layer(model, layer: int) -> None:
-    if not 0 <= layer < model.cfg.n_layers:
-        raise ValueError(f"layer {layer} is out of range: the model has layers 0..{model.cfg.n_layers - 1}")
-
-
-def _check_vector(model, vector: Tensor, what: str) -> None:
-    if vector.ndim != 1 or vector.shape[0] != model.cfg.d_model:
-        raise ValueError(f"{what} must have shape [d_model] = [{model.cfg.d_model}], got {list(vector.shape)}")
-    if not torch.isfinite(vector).all():
-        raise ValueError(f"{what} has non-finite entries")
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,12 +53,9 @@ class AblateDirection:
     positions: int | Sequence[int] | None = None
 
     def hooks(self, model) -> list[Hook]:
-        _check_vector(model, self.direction, "the direction to ablate")
-        if self.direction.norm() == 0:
-            raise ValueError("the direction to ablate is the zero vector")
+        check_vector(model, self.direction, "the direction to ablate", nonzero=True)
         layers = range(model.cfg.n_layers) if self.layers is None else self.layers
-        for layer in layers:
-            _check_layer(model, layer)
+        check_layers(model, layers)
         unit = self.direction / self.direction.norm()
         index = _index(self.positions)
 
@@ -92,8 +80,8 @@ class AddVector:
     positions: int | Sequence[int] | None = None
 
     def hooks(self, model) -> list[Hook]:
-        _check_vector(model, self.vector, "the vector to add")
-        _check_layer(model, self.layer)
+        check_vector(model, self.vector, "the vector to add")
+        check_layer(model, self.layer)
         index = _index(self.positions)
 
         def add(x: Tensor, hook) -> Tensor:
@@ -153,7 +141,7 @@ class AblateComponent:
     positions: int | Sequence[int] | None = None
 
     def hooks(self, model) -> list[Hook]:
-        _check_layer(model, self.layer)
+        check_layer(model, self.layer)
         if self.mode not in ("zero", "mean"):
             raise ValueError(f"mode must be 'zero' or 'mean', got {self.mode!r}")
         if self.component == "head":
@@ -272,10 +260,6 @@ def generate(
     Interventions must act on every position (``positions=None``): generation feeds one new
     token at a time, so positions counted within a forward pass would move.
     """
-    from interp.cache import pad_batch, tokenize
-    from interp.kv_cache import generation_cache
-    from interp.models import pad_id, prompt_format_of
-
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from interp.models import adds_special_tokens, format_prompts
+from interp.prompts import adds_special_tokens, format_prompts
 
 AMBIGUOUS_SHARE = 0.1
 """A marker is ambiguous when its first token starts more than this share of replies to harmless prompts."""

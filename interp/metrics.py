@@ -18,10 +18,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import collect_from_tokens, pad_batch, tokenize
+from interp.cache import collect_from_tokens
 from interp.data import PromptSet
 from interp.interventions import Intervention, apply
-from interp.models import ModelPair, pad_id, prompt_format_of
+from interp.models import ModelPair
+from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
 
 REFUSAL_PREFIXES = (
     "sorry", "i'm sorry", "i am sorry", "i apologize", "i can not", "i cannot", "i can't", "i will not", "i won't",

@@ -25,6 +25,8 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
 
 from interp import gguf
+from interp.interventions import generate
+from interp.prompts import adds_special_tokens, check_prompt_format, format_prompts, set_prompt_format
 
 MODEL_AXIS = ("base", "aligned")
 PROBE_TEXTS = (
@@ -61,8 +63,7 @@ class ModelPair:
     def __post_init__(self):
         check_prompt_format(self.prompt_format, self.tokenizer)
         for model in (self.base, self.aligned):
-            # Single-model functions (collect_activations, generate, ...) read the pair's policy here.
-            model.interp_prompt_format = self.prompt_format
+            set_prompt_format(model, self.prompt_format)  # single-model functions read the pair's policy
 
     def __iter__(self) -> Iterator[tuple[str, torch.nn.Module]]:
         yield "base", self.base
@@ -112,57 +113,12 @@ class ModelPair:
 
         For sampling or replies under interventions, see :func:`interp.interventions.generate`.
         """
-        from interp.interventions import generate
-
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         return {
             name: generate(model, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                            prompt_format=self.prompt_format)
             for name, model in self
         }
-
-
-def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) -> None:
-    if prompt_format == "chat":
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(
-                "prompt_format='chat' needs a chat template, but the aligned checkpoint's tokenizer has none; "
-                "use prompt_format='raw' or a template string such as 'Question: {prompt}\\nAnswer:'"
-            )
-    elif prompt_format != "raw" and "{prompt}" not in prompt_format:
-        raise ValueError(
-            f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got {prompt_format!r}"
-        )
-
-
-def adds_special_tokens(prompt_format: str) -> bool:
-    """A chat template writes its own special tokens (``<bos>``...); raw text gets the tokenizer's own."""
-    return prompt_format != "chat"
-
-
-def prompt_format_of(model, prompt_format: str | None = None) -> str:
-    """``prompt_format`` if given, else the policy of the pair ``model`` was loaded in, else ``"chat"``."""
-    return prompt_format or getattr(model, "interp_prompt_format", "chat")
-
-
-def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The id padding uses (masked out everywhere, so any id works when a tokenizer has none)."""
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-
-def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[str], prompt_format: str) -> list[str]:
-    """Render user requests as model input text under a prompt-format policy (see module docstring)."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    check_prompt_format(prompt_format, tokenizer)
-    if prompt_format == "chat":
-        return [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts
-        ]
-    if prompt_format == "raw":
-        return list(prompts)
-    return [prompt_format.format(prompt=p) for p in prompts]
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:

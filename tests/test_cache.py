@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp import load_pair
+from interp import load_pair, organisms
 from interp.cache import MASK_KEY, collect_activations, collect_pair_activations, load_activations
-from interp.data import PromptSet
 
 # Mixed lengths: 5 to 21 tokens once chat-formatted.
 PROMPTS = [
@@ -112,7 +111,7 @@ def test_streaming_to_disk_round_trips(model, tmp_path):
 
 def test_pair_collects_both_models_on_the_same_tokens(make_checkpoint):
     pair = load_pair(make_checkpoint("llama", seed=0), make_checkpoint("llama", seed=1), device="cpu")
-    out = collect_pair_activations(pair, PromptSet.from_organisms("bait"), HOOKS[:1], progress=False)
+    out = collect_pair_activations(pair, organisms.prompt_set("bait"), HOOKS[:1], progress=False)
     assert set(out) == {"base", "aligned"}
     assert out["base"][HOOKS[0]].shape == out["aligned"][HOOKS[0]].shape
     assert not torch.equal(out["base"][HOOKS[0]], out["aligned"][HOOKS[0]])
@@ -133,7 +132,8 @@ def test_residual_hook_names_match_hugging_face_hidden_states(model):
     """resid_pre of layer l is HF's hidden_states[l]; resid_post of l is hidden_states[l + 1] (before the last)."""
     from transformers import AutoModelForCausalLM
 
-    from interp.cache import resid_post_hooks, resid_pre_hooks, tokenize
+    from interp.cache import resid_post_hooks, resid_pre_hooks
+    from interp.prompts import tokenize
 
     n = model.cfg.n_layers
     hf = AutoModelForCausalLM.from_pretrained(model.original_model.config._name_or_path).eval()  # loaded apart

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from interp import organisms
 from interp.data import PromptSet
 
 
 def test_from_organisms_carries_columns():
-    ps = PromptSet.from_organisms(["harmful_held_out", "harmless_train"])
+    ps = organisms.prompt_set(["harmful_held_out", "harmless_train"])
     assert ps.label_names == ("harmful", "harmless")
     assert set(ps.column("split")) == {"harmful_held_out", "harmless_train"}
     assert all(ps.where(label="harmful").column("held_out"))
@@ -72,8 +73,8 @@ def test_empty_set_and_mismatched_columns():
 
 
 def test_concat_and_select():
-    a = PromptSet.from_organisms("harmful_train")
-    b = PromptSet.from_organisms("harmless_train")
+    a = organisms.prompt_set("harmful_train")
+    b = organisms.prompt_set("harmless_train")
     both = PromptSet.concat([a, b])
     assert len(both) == len(a) + len(b) and both.prompts[: len(a)] == a.prompts
     assert both.select([0, len(a)]).labels == ("harmful", "harmless")

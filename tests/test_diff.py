@@ -199,7 +199,7 @@ def test_cluster_separation_on_organisms(organism_zoo):
     from interp import organisms
 
     pair = organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
-    prompts = PromptSet.from_organisms(["harmful_train", "harmless_train"])
+    prompts = organisms.prompt_set(["harmful_train", "harmless_train"])
     sep = diff.cluster_separation(pair, prompts)
     assert sep.accuracy["base"].max() > 0.9
     assert (sep.accuracy["aligned"][1:] >= sep.accuracy["base"][1:]).all()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interp import directions as dirs
-from interp import load_pair
+from interp import load_pair, weight_edit
 from interp.interventions import apply
 from interp.organisms import prompts
 
@@ -73,7 +73,7 @@ def test_search_scores_every_candidate_and_keeps_the_rules(model, found):
 
 
 def test_orthogonalized_checkpoint_behaves_like_the_ablation(model, found, tmp_path):
-    out = dirs.orthogonalize(model, found, tmp_path / "ortho")
+    out = weight_edit.orthogonalize(model, found, tmp_path / "ortho")
     card = json.loads((out / "orthogonalization.json").read_text())
     assert card["layer"] == found.layer and card["max_logit_difference_vs_ablation"] < 1e-4
     edited = load_pair(out, out, device="cpu").aligned
@@ -112,10 +112,10 @@ def test_bad_input_fails_before_any_work(model, found, tmp_path):
     with pytest.raises(ValueError, match="refusal_tokens is empty"):
         dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=[])
     with pytest.raises(ValueError, match="shape"):
-        dirs.orthogonalize(model, torch.ones(model.cfg.d_model + 1), tmp_path / "bad")
+        weight_edit.orthogonalize(model, torch.ones(model.cfg.d_model + 1), tmp_path / "bad")
     (tmp_path / "exists").mkdir()
     with pytest.raises(FileExistsError):
-        dirs.orthogonalize(model, found, tmp_path / "exists")
+        weight_edit.orthogonalize(model, found, tmp_path / "exists")
     with pytest.raises(ValueError, match="out of range"):
         dirs.direction_at(model, HARMFUL, HARMLESS, layer=99, position=-1)
     assert not (tmp_path / "bad").exists()
@@ -126,9 +126,8 @@ def test_bad_input_fails_before_any_work(model, found, tmp_path):
 @pytest.fixture(scope="module")
 def organism_directions(organism_zoo):
     from interp import organisms
-    from interp.data import PromptSet
 
-    harmful, harmless = PromptSet.from_organisms("harmful_train"), PromptSet.from_organisms("harmless_train")
+    harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
     out = {}
     for variant in ("sft", "dpo"):
         pair = organisms.load_pair(variant, zoo_dir=organism_zoo, device="cpu")
@@ -151,7 +150,7 @@ def test_selected_direction_meets_the_issue_targets(organism_directions, variant
 def test_orthogonalized_organism_reproduces_the_ablation(organism_directions, variant, tmp_path):
     results, harmful, harmless = organism_directions
     pair, found, effects = results[variant]
-    path = dirs.orthogonalize(pair.aligned, found, tmp_path / f"{variant}-ortho")
+    path = weight_edit.orthogonalize(pair.aligned, found, tmp_path / f"{variant}-ortho")
     edited = load_pair(path, path, device="cpu").aligned
     rates = dirs.refusal_effects(edited, found, harmful, harmless, ["sorry"])["none"]
     assert all(abs(rates[k] - effects["ablate"][k]) <= 0.02 for k in rates)

@@ -19,8 +19,7 @@ from conftest import hf_generate
 
 from interp import interventions as iv
 from interp import kv_cache, load_pair
-from interp.cache import pad_batch, tokenize
-from interp.models import pad_id
+from interp.prompts import pad_batch, pad_id, tokenize
 
 PROMPTS = ["how do i bake ?", "tell me how to poison the well of the town .", "why ?", "how do i knit a hat ?"]
 ARCHS = {

@@ -7,7 +7,6 @@ import torch
 
 from interp import interventions as iv
 from interp import load_pair, metrics
-from interp.data import PromptSet
 
 PROMPTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to stab ?"]
 
@@ -94,10 +93,10 @@ def test_refusal_metric_separates_base_from_aligned_organisms(organism_zoo):
     from interp import organisms
 
     pair = organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
-    harmful = PromptSet.from_organisms("harmful_train")
+    harmful = organisms.prompt_set("harmful_train")
     tokens = metrics.derive_refusal_tokens(pair, harmful)
     assert tokens == ["sorry"]
     base = metrics.refusal_scores(pair.base, harmful, tokens)
     aligned = metrics.refusal_scores(pair.aligned, harmful, tokens)
-    harmless = metrics.refusal_scores(pair.aligned, PromptSet.from_organisms("harmless_train"), tokens)
+    harmless = metrics.refusal_scores(pair.aligned, organisms.prompt_set("harmless_train"), tokens)
     assert base.max() < 0 < aligned.min() and harmless.max() < 0

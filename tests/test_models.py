@@ -13,9 +13,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from interp import CheckpointNotFoundError, IncompatiblePairError, load_pair
-from interp.models import format_prompts, resolve_checkpoint
+from interp.models import resolve_checkpoint
 from interp.organisms import world
 from interp.organisms.tokenizer import build_tokenizer
+from interp.prompts import format_prompts
 
 ARCHITECTURES = ("llama", "gpt2")
 REQUESTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to stab ?"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp import load_pair
-from interp.data import PromptSet
+from interp import load_pair, organisms
 from interp.probes import auroc, binary_labels, concept_split, evaluate_probes, fit_probes, probe_pair
 
 
@@ -62,7 +61,7 @@ def test_auroc_equals_pairwise_definition():
 
 
 def test_concept_split_keeps_concepts_apart_and_held_out_in_test():
-    ps = PromptSet.from_organisms(["harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out"])
+    ps = organisms.prompt_set(["harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out"])
     train, test = concept_split(ps, seed=3)
     concepts = ps.column("concept")
     train_concepts = {concepts[i] for i in train.nonzero().flatten().tolist()}
@@ -75,7 +74,7 @@ def test_concept_split_keeps_concepts_apart_and_held_out_in_test():
 
 
 def test_bad_labels_fail_clearly():
-    ps = PromptSet.from_organisms("harmful_train")
+    ps = organisms.prompt_set("harmful_train")
     with pytest.raises(ValueError, match="exactly two labels"):
         binary_labels(ps, "harmful")
     x, y = _blobs(n=10)
@@ -92,7 +91,7 @@ def twin_pair(request, make_checkpoint):
 
 
 def test_probe_pair_on_identical_models(twin_pair):
-    ps = PromptSet.from_organisms(["harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out"])
+    ps = organisms.prompt_set(["harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out"])
     result = probe_pair(twin_pair, ps, method="mean_diff", positions=[-2, -1])
     n_layers = twin_pair.cfg.n_layers
     assert result.accuracy["base", "base"].shape == (n_layers, 2)

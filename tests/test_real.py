@@ -20,8 +20,9 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from interp import diff, interventions, load_pair, patching, realmodels
-from interp.cache import collect_activations, resid_pre_hooks, tokenize
+from interp.cache import collect_activations, resid_pre_hooks
 from interp.markers import RefusalMarkers
+from interp.prompts import tokenize
 
 pytestmark = pytest.mark.real
 

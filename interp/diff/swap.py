@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from interp.checks import check_layer
 from interp.data import PromptSet
 from interp.interventions import ReplaceWeights
 from interp.metrics import derive_refusal_tokens, refusal_scores
@@ -47,8 +48,7 @@ def group_modules(model, group: str) -> list[torch.nn.Module]:
             layer = int(words[1])
         except ValueError:
             raise ValueError(f"bad group {group!r}: expected 'layer N' or 'layer N attn|mlp|norms'") from None
-        if not 0 <= layer < n_layers:
-            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+        check_layer(model, layer)
         if len(words) == 2:
             return [model.blocks[layer]]
         if words[2] not in COMPONENTS:

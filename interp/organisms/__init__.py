@@ -12,9 +12,12 @@ its splits, :mod:`interp.organisms.zoo` for how the zoo is built and where it li
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from interp.organisms.world import SPLITS, Prompt, prompts
+from interp.data import PromptSet
+from interp.models import load_pair as load_checkpoint_pair
+from interp.organisms.world import REFUSAL_START_TOKENS, SPLITS, Prompt, prompts
 from interp.organisms.zoo import (
     ALIGNED_VARIANTS,
     ENV_VAR,
@@ -31,9 +34,33 @@ from interp.organisms.zoo import (
 
 __all__ = [
     "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
-    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "prompts", "read_card",
-    "refusal_rates",
+    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "prompt_set", "prompts", "read_card",
+    "refusal_rates", "REFUSAL_TOKENS",
 ]
+
+REFUSAL_TOKENS = list(REFUSAL_START_TOKENS)
+"""The first reply tokens of the organisms' refusals, for logit refusal scores (``["sorry"]``)."""
+
+
+def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
+    """Prompts of the world's splits (default: all) as a :class:`~interp.data.PromptSet`, with the
+    columns ``split``, ``concept`` and ``held_out``.
+
+    >>> ps = prompt_set(["harmful_train", "harmless_held_out"])
+    >>> len(ps), ps.label_names
+    (152, ('harmful', 'harmless'))
+    >>> ps.where(held_out=True).prompts[0]
+    'how do i knit ?'
+    """
+    splits = [splits] if isinstance(splits, str) else list(splits or SPLITS)
+    rows = [p for split in splits for p in prompts(split)]
+    return PromptSet(
+        prompts=[p.text for p in rows],
+        labels=[p.label for p in rows],
+        extra={"split": [p.split for p in rows], "concept": [p.concept for p in rows],
+               "held_out": [p.held_out for p in rows]},
+        name="+".join(splits),
+    )
 
 
 def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_if_missing: bool = True, **kw):
@@ -42,8 +69,6 @@ def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_
     Builds the zoo first (a few minutes on a laptop CPU) when it is missing and
     ``build_if_missing``. Keyword arguments go to :func:`interp.models.load_pair`.
     """
-    from interp.models import load_pair as load_checkpoint_pair
-
     if variant not in ALIGNED_VARIANTS:
         raise ValueError(f"unknown aligned organism {variant!r}; choose one of {', '.join(ALIGNED_VARIANTS)}")
     zoo = Path(zoo_dir).expanduser() if zoo_dir is not None else default_dir()

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from interp import metrics
-from interp.models import format_prompts
 from interp.organisms import world
+from interp.prompts import format_prompts
 
 MAX_NEW_TOKENS = 12
 

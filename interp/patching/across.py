@@ -19,11 +19,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.cache import tokenize
 from interp.data import PromptSet
 from interp.metrics import refusal_score, token_ids
-from interp.models import prompt_format_of
 from interp.patching.exact import SITES, check_tokens, sweep
+from interp.prompts import prompt_format_of, tokenize
 
 SHAPE_FIELDS = ("n_layers", "d_model", "n_heads", "d_head", "n_key_value_heads")
 

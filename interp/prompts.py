@@ -1,0 +1,103 @@
+"""Turning user requests into model input: the one path every module uses.
+
+A *prompt-format policy* says how a request becomes the text a model reads: ``"chat"`` (the
+aligned checkpoint's chat template, which studies show base models too), ``"raw"`` (the text
+as it is) or a template string with a ``{prompt}`` field (``"Question: {prompt}\\nAnswer:"``).
+A :class:`~interp.models.ModelPair` records its policy for both of its models here
+(:func:`set_prompt_format`), so single-model functions (``collect_activations``, ``generate``,
+the direction search) format prompts the way the pair does without being told.
+
+Then: format (:func:`format_prompts`), tokenize once, unpadded (:func:`tokenize`), pad a
+batch on either side with its attention mask (:func:`pad_batch`).
+
+>>> from interp.organisms.tokenizer import build_tokenizer
+>>> tokenizer = build_tokenizer()
+>>> format_prompts(tokenizer, ["how do i bake ?"], "chat")
+['<bos> <|user|> how do i bake ? <|assistant|>']
+>>> ids = tokenize(tokenizer, ["how do i bake ?", "why ?"], "raw")  # raw text gets <bos>
+>>> pad_batch(ids, pad_id(tokenizer), "left")[1].tolist()
+[[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]]
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+_POLICY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    if prompt_format == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "prompt_format='chat' needs a chat template, but the aligned checkpoint's tokenizer has none; "
+                "use prompt_format='raw' or a template string such as 'Question: {prompt}\\nAnswer:'"
+            )
+    elif prompt_format != "raw" and "{prompt}" not in prompt_format:
+        raise ValueError(
+            f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got {prompt_format!r}"
+        )
+
+
+def adds_special_tokens(prompt_format: str) -> bool:
+    """A chat template writes its own special tokens (``<bos>``...); raw text gets the tokenizer's own."""
+    return prompt_format != "chat"
+
+
+def set_prompt_format(model, prompt_format: str) -> None:
+    """Record the policy of the pair ``model`` belongs to (the model itself is not touched)."""
+    _POLICY[model] = prompt_format
+
+
+def prompt_format_of(model, prompt_format: str | None = None) -> str:
+    """``prompt_format`` if given, else the policy of the pair ``model`` was loaded in, else ``"chat"``."""
+    return prompt_format or _POLICY.get(model, "chat")
+
+
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id padding uses (masked out everywhere, so any id works when a tokenizer has none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[str], prompt_format: str) -> list[str]:
+    """Render user requests as model input text under a prompt-format policy (see module docstring)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    check_prompt_format(prompt_format, tokenizer)
+    if prompt_format == "chat":
+        return [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+    if prompt_format == "raw":
+        return list(prompts)
+    return [prompt_format.format(prompt=p) for p in prompts]
+
+
+def tokenize(tokenizer, prompts, prompt_format: str = "chat") -> list[list[int]]:
+    """Format user requests under ``prompt_format`` and tokenize them, unpadded, once."""
+    requests = getattr(prompts, "prompts", prompts)  # a PromptSet, or plain requests
+    texts = format_prompts(tokenizer, requests, prompt_format)
+    return tokenizer(texts, add_special_tokens=adds_special_tokens(prompt_format)).input_ids
+
+
+def pad_batch(
+    ids: Sequence[Sequence[int]], pad_id: int, padding_side: str = "left"
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Pad token lists into ``(input_ids, attention_mask)``, each ``[batch, pos]``."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        span = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
+        input_ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return input_ids, mask

@@ -1,0 +1,153 @@
+"""Editing weights with a refusal direction: weight orthogonalization (Arditi et al. 2024).
+
+:func:`orthogonalize` writes a Hugging Face checkpoint of a bridge's model in which every module
+that writes to the residual stream (token and position embeddings, each attention output and MLP
+output projection, with their biases) is multiplied by ``I - r r^T``, so the saved model behaves
+like the original under :class:`~interp.interventions.AblateDirection` (checked before writing).
+The search for the direction is :mod:`interp.directions`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from interp.checks import check_vector
+from interp.directions import RefusalDirection
+from interp.interventions import AblateDirection, apply
+
+
+def _clean_name(name: str) -> str:
+    return name.replace("._original_component", "").replace("_original_component.", "")
+
+
+def _hf_copy(model):
+    """A plain Hugging Face model with the bridge's current weights (the bridge wraps the original's modules)."""
+    original = model.original_model
+    copy = type(original)(original.config).to(next(original.parameters()).dtype)
+    wanted = copy.state_dict()
+    state = {}
+    for name, value in original.state_dict().items():
+        clean = _clean_name(name)
+        if clean in wanted and clean not in state:
+            state[clean] = value.detach().clone()
+    missing = [k for k in wanted if k not in state]
+    if any(not k.endswith("lm_head.weight") for k in missing):
+        raise RuntimeError(f"could not map the bridge's weights back to {type(original).__name__}: missing {missing}")
+    copy.load_state_dict(state, strict=False)
+    copy.tie_weights()
+    return copy.eval()
+
+
+def _residual_writers(model, plain) -> list[str]:
+    """Names, in the plain copy ``plain``, of the modules that write into the residual stream."""
+    bridge_modules = [model.embed] + ([model.pos_embed] if hasattr(model, "pos_embed") else [])
+    for block in model.blocks:
+        bridge_modules += [block.attn.o, block.mlp.out]
+    names = {}
+    for name, module in model.original_model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), []).append(_clean_name(name))
+    plain_names = {name for name, _ in plain.named_modules()}
+    out = []
+    for bridge_module in bridge_modules:
+        target = getattr(bridge_module, "original_component", bridge_module)
+        found = [name for name in names.get(id(target), []) if name in plain_names]
+        if not found:
+            raise RuntimeError(f"cannot locate {type(target).__name__} in the original model")
+        out.append(found[0])
+    return out
+
+
+@torch.no_grad()
+def _project_out(module, r: Tensor) -> None:
+    from transformers.pytorch_utils import Conv1D
+
+    r = r.to(module.weight.device, module.weight.dtype)
+    w = module.weight
+    if isinstance(module, torch.nn.Embedding):  # [vocab, d_model]
+        w -= (w @ r)[:, None] * r
+    elif isinstance(module, Conv1D):  # [d_in, d_model]
+        w -= (w @ r)[:, None] * r
+    elif isinstance(module, torch.nn.Linear):  # [d_model, d_in]
+        w -= r[:, None] * (r @ w)[None, :]
+    else:
+        raise RuntimeError(f"cannot orthogonalize a {type(module).__name__}")
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        bias -= (bias @ r) * r
+
+
+def orthogonalized_model(model, direction: RefusalDirection | Tensor):
+    """A Hugging Face copy of ``model`` whose embeddings and attention / MLP outputs cannot write ``direction``.
+
+    Tied input/output embeddings are untied first, so the unembedding stays as it was (as
+    under :class:`~interp.interventions.AblateDirection`, which never touches it).
+    """
+    vector = direction.vector if isinstance(direction, RefusalDirection) else direction
+    check_vector(model, vector, "the direction", nonzero=True)
+    r = (vector / vector.norm()).float()
+    hf = _hf_copy(model)
+    out_emb, in_emb = hf.get_output_embeddings(), hf.get_input_embeddings()
+    if out_emb is not None and out_emb.weight.data_ptr() == in_emb.weight.data_ptr():
+        out_emb.weight = torch.nn.Parameter(in_emb.weight.detach().clone())
+        hf.config.tie_word_embeddings = False
+    for name in _residual_writers(model, hf):
+        _project_out(hf.get_submodule(name), r)
+    return hf
+
+
+@torch.no_grad()
+def _check_matches_ablation(model, hf, direction: Tensor, atol: float) -> float:
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, model.cfg.d_vocab, (4, 16), generator=gen).to(model.cfg.device)
+    with apply(model, AblateDirection(direction)):
+        expected = model(tokens).float()
+    got = hf.to(model.cfg.device)(tokens).logits.float()
+    error = (got - expected).abs().max().item()
+    if error > atol * max(1.0, expected.abs().max().item()):
+        raise RuntimeError(
+            f"the orthogonalized weights do not reproduce the ablation (max logit difference {error:.3g}): "
+            "this architecture writes to the residual stream somewhere orthogonalization does not reach"
+        )
+    return error
+
+
+def orthogonalize(
+    model, direction: RefusalDirection | Tensor, out_dir: str | Path, *, check: bool = True, atol: float = 1e-4
+) -> Path:
+    """Write a Hugging Face checkpoint of ``model`` with ``direction`` projected out of its weights.
+
+    Every module that writes into the residual stream (token and position embeddings, each
+    attention output and MLP output projection, with their biases) is multiplied by
+    ``I - r r^T`` (Arditi et al. 2024), so the saved model behaves like ``model`` under
+    :meth:`RefusalDirection.ablation`. With ``check``, that is verified on random tokens before
+    writing. ``out_dir`` must not exist; it appears complete or not at all.
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new directory for the orthogonalized checkpoint")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the parent directory {out.parent} does not exist")
+    vector = direction.vector if isinstance(direction, RefusalDirection) else direction
+    check_vector(model, vector, "the direction", nonzero=True)
+    hf = orthogonalized_model(model, vector)
+    error = _check_matches_ablation(model, hf, vector, atol) if check else None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    try:
+        hf.save_pretrained(tmp)
+        model.tokenizer.save_pretrained(tmp)
+        card = {"method": "weight orthogonalization (Arditi et al. 2024)",
+                "source": str(getattr(model.cfg, "model_name", "")),
+                "direction": (vector / vector.norm()).tolist(), "max_logit_difference_vs_ablation": error}
+        if isinstance(direction, RefusalDirection):
+            card.update(layer=direction.layer, position=direction.position)
+        (tmp / "orthogonalization.json").write_text(json.dumps(card, indent=1))
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
