@@ -2,8 +2,11 @@
 cause the behaviour change?
 
 >>> import interp
->>> pair = interp.load_pair("path/to/base", "path/to/aligned")  # doctest: +SKIP
->>> pair = interp.organisms.load_pair("dpo")  # doctest: +SKIP
+>>> pair = interp.load_pair(base_dir, aligned_dir)  # hub names, local directories or .gguf files
+>>> pair.cfg.n_layers, sorted(dict(pair))
+(2, ['aligned', 'base'])
+
+The embedded organisms: ``interp.organisms.load_pair("dpo")`` (built offline on first use).
 """
 
 from interp import organisms

@@ -13,9 +13,9 @@ per-prompt unbatched runs. Forward passes stop after the last block any hook nee
 * ``"all"``: ``[n_prompts, max_pos, *hook_shape]``, tokens left-aligned and zero-padded, with
   the boolean mask under the key ``"attention_mask"`` (``[n_prompts, max_pos]``).
 
->>> acts = collect_activations(model, prompts, ["blocks.0.hook_resid_post"])  # doctest: +SKIP
->>> acts["blocks.0.hook_resid_post"].shape  # doctest: +SKIP
-torch.Size([n_prompts, d_model])
+>>> acts = collect_activations(model, requests, ["blocks.0.hook_resid_post"], progress=False)
+>>> acts["blocks.0.hook_resid_post"].shape  # [n_prompts, d_model]
+torch.Size([3, 32])
 """
 
 from __future__ import annotations

@@ -8,8 +8,13 @@ raises. Hooks return new tensors: neither the caller's tensors nor the model's w
 ``positions`` index the model's input as it is, along ``pos``: ``None`` is every position;
 with left padding (the library's default) ``-1`` is each prompt's last token.
 
->>> with apply(model, AblateDirection(r_hat), AddVector(v, layer=2, scale=4.0)):  # doctest: +SKIP
+>>> tokens = pair.to_tokens(requests).input_ids
+>>> with apply(model, AblateDirection(r_hat), AddVector(v, layer=1, scale=4.0)):
 ...     logits = model(tokens)
+>>> logits.shape  # [batch, pos, d_vocab]; the hooks are gone again
+torch.Size([3, 10, 190])
+>>> sum(len(h._forward_hooks) for h in model.hook_dict.values())
+0
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class ModelPair:
     def format(self, prompts: str | Sequence[str]) -> list[str]:
         """Render user requests as the text both models read, under the pair's policy.
 
-        >>> pair.format("how do i bake ?")  # doctest: +SKIP
+        >>> pair.format("how do i bake ?")
         ['<bos> <|user|> how do i bake ? <|assistant|>']
         """
         return format_prompts(self.tokenizer, prompts, self.prompt_format)
@@ -263,8 +263,9 @@ def load_pair(
     Both models use the aligned checkpoint's tokenizer (after checking that the base's
     tokenizes identically). ``device`` defaults to CUDA when available, ``dtype`` to float32.
 
-    >>> pair = load_pair("path/to/base", "path/to/aligned")  # doctest: +SKIP
-    >>> logits = pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids)  # doctest: +SKIP
+    >>> pair = load_pair(base_dir, aligned_dir)
+    >>> pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids).shape
+    torch.Size([1, 8, 190])
     """
     base_name, aligned_name, aligned_tok = check_checkpoints(base, aligned, prompt_format)
     if aligned_tok.pad_token is None:

@@ -5,9 +5,11 @@ one cell at a time, the *source* model's (the aligned one's) activation at that 
 same prompts: which of the aligned model's activations bring the aligned behaviour with them
 into the base? The reverse direction asks which base activations undo it in the aligned model.
 
->>> tokens = prompt_tokens(pair.aligned, harmful)  # doctest: +SKIP
+>>> tokens = common_length_tokens(pair.aligned, harmful, limit=4)
 >>> heat = patch_across(pair.aligned, pair.base, tokens, refusal_metric(pair.tokenizer, ["sorry"]),
-...                     "resid_pre", reduce="mean")  # doctest: +SKIP
+...                     "resid_pre", reduce="mean", progress=False)
+>>> heat.shape == (pair.cfg.n_layers, tokens.shape[1])  # [layer, pos]
+True
 """
 
 from __future__ import annotations

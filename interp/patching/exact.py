@@ -8,8 +8,15 @@ or a mapping of metrics is given. The numbers are the same (tests hold them to 1
 work is batched by :mod:`interp.patching.engine`. Extra keywords: ``max_batch`` (sequences
 per forward pass; default: a memory budget) and ``progress``.
 
->>> from transformer_lens.patching import get_act_patch_resid_pre  # one pass per cell
->>> from interp.patching import get_act_patch_resid_pre  # doctest: +SKIP
+>>> import transformer_lens.patching as one_pass_per_cell
+>>> clean, corrupted = pair.to_tokens(["how do i stab ?", "how do i bake ?"]).input_ids
+>>> _, cache = model.run_with_cache(clean[None])
+>>> metric = lambda logits: logits[:, -1].log_softmax(-1)[:, 7].mean()
+>>> ours = get_act_patch_resid_pre(model, corrupted[None], cache, metric, progress=False)
+>>> ours.shape  # [layer, pos]
+torch.Size([2, 8])
+>>> torch.allclose(ours, one_pass_per_cell.get_act_patch_resid_pre(model, corrupted[None], cache, metric), atol=1e-5)
+True
 """
 
 from __future__ import annotations

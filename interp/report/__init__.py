@@ -1,7 +1,14 @@
 """The audit report: from a checkpoint pair and a prompt file to one HTML page and a JSON of every number.
 
->>> report = audit(pair, PromptSet.from_file("prompts.jsonl"))  # doctest: +SKIP
->>> report.write("report.html")  # also writes report.json  # doctest: +SKIP
+>>> import tempfile
+>>> from interp import organisms
+>>> prompts = organisms.prompt_set(["harmful_train", "harmless_train"])  # or PromptSet.from_file("mine.jsonl")
+>>> report = audit(pair, prompts, refusal_prefixes=["sorry"], progress=False)
+>>> [section.key for section in report.sections][:3]
+['behaviour', 'token_kl', 'weights']
+>>> html, numbers = report.write(f"{tempfile.mkdtemp()}/report.html")  # and report.json beside it
+>>> html.name, numbers.name
+('report.html', 'report.json')
 
 :func:`run` is what ``interp report`` calls: it checks every input before loading a model.
 Sections (:data:`~interp.report.sections.SECTIONS`) are plain functions of an
