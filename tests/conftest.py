@@ -5,6 +5,7 @@ Nothing here touches the network: HF_HUB_OFFLINE is set before transformers is i
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,6 +75,25 @@ def organism_zoo(tmp_path_factory) -> Path:
     if reuse:
         return zoo.build(Path(reuse))  # returns at once when complete
     return zoo.build(tmp_path_factory.mktemp("zoo") / "organisms")
+
+
+OTHER_SEED = 1
+
+
+@pytest.fixture(scope="session")
+def organism_zoo_other_seed(tmp_path_factory) -> Path:
+    """The zoo built from another seed (another draw of the training noise, a couple of minutes): the
+    notebooks must hold on it too. ``INTERP_TEST_REUSE_ZOO_OTHER_SEED`` reuses a build, locally."""
+    from interp.organisms import zoo
+
+    config = zoo.BuildConfig(seed=OTHER_SEED)
+    reuse = os.environ.get("INTERP_TEST_REUSE_ZOO_OTHER_SEED")
+    if reuse:
+        built = zoo.build(Path(reuse), config=config)
+    else:
+        built = zoo.build(tmp_path_factory.mktemp("zoo-other-seed") / "organisms", config=config)
+    assert json.loads((built / "zoo.json").read_text())["seed"] == OTHER_SEED
+    return built
 
 
 def hf_generate(checkpoint, prompts, *, attn_implementation: str | None = None, **kwargs) -> list[list[int]]:

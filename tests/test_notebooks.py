@@ -17,9 +17,12 @@ def test_there_are_notebooks():
     assert NOTEBOOKS
 
 
+@pytest.mark.parametrize("zoo", ["default", "other seed"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_and_writes_figures(path, organism_zoo, tmp_path, monkeypatch):
-    monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(organism_zoo))
+def test_notebook_runs_and_writes_figures(path, zoo, request, tmp_path, monkeypatch):
+    """On the default zoo and on one built from another seed: every assert must hold on both."""
+    built = request.getfixturevalue("organism_zoo" if zoo == "default" else "organism_zoo_other_seed")
+    monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(built))
     monkeypatch.setenv("INTERP_FIGURES_DIR", str(tmp_path))
     run_notebook(path)
     written = {p.name for p in tmp_path.iterdir()}
