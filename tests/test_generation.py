@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import hf_generate
+from oracles import hf_generate
 
 from interp import interventions as iv
 from interp import kv_cache, load_pair

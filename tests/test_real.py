@@ -15,7 +15,7 @@ import gguf as gguf_lib
 import pytest
 import torch
 import transformer_lens.patching as tl_patching
-from conftest import hf_generate
+from oracles import hf_generate
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 

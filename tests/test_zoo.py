@@ -71,7 +71,7 @@ def test_load_pair_gives_base_and_variant(organism_zoo):
 
 def test_organism_replies_equal_huggingface_generate(organism_zoo):
     """The greedy replies the notebooks study are the checkpoints' own (HF generate, same tokens)."""
-    from conftest import hf_generate
+    from oracles import hf_generate
 
     from interp import interventions
     from interp.organisms import world
