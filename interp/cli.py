@@ -23,10 +23,12 @@ def _organisms_build(args) -> int:
     from interp.organisms import zoo
 
     out = zoo.default_dir() if args.out is None else Path(args.out)
+    config = zoo.BuildConfig(seed=args.seed)
     if zoo.is_complete(out) and not args.force:
-        print(f"organisms already built in {out} (use --force to rebuild)")
+        zoo.build(out, config=config)  # a build from another seed is an error, not "already built"
+        print(f"organisms already built in {out} from seed {args.seed} (use --force to rebuild)")
         return 0
-    path = zoo.build(out, force=args.force, config=zoo.BuildConfig(seed=args.seed))
+    path = zoo.build(out, force=args.force, config=config)
     print(f"built organisms in {path}")
     print(json.loads((path / zoo.ZOO_CARD).read_text())["table"])
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -135,3 +137,24 @@ def test_half_written_directory_needs_force(tmp_path):
     assert main(["organisms", "build", "--out", str(out)]) == 2
     zoo.build(out, force=True, config=QUICK)
     assert zoo.is_complete(out) and {p.name for p in out.iterdir()} == {*VARIANTS, zoo.ZOO_CARD}
+
+
+def test_a_build_from_another_seed_is_not_already_built(tmp_path, capsys):
+    out = zoo.build(tmp_path / "zoo", config=QUICK)  # seed 1
+    with pytest.raises(ValueError, match="built from seed 1, not seed 2"):
+        zoo.build(out, config=dataclasses.replace(QUICK, seed=2))
+    assert main(["organisms", "build", "--out", str(out), "--seed", "2"]) == 2  # before any training
+    assert "seed 1, not seed 2" in capsys.readouterr().err
+    assert zoo.build(out, config=QUICK) == out  # the same seed: already built
+
+
+def test_abandoned_build_directories_are_removed(tmp_path):
+    out = tmp_path / "zoo"
+    dead = tmp_path / ".zoo.building-999999999-abc"  # no such process
+    old_style = tmp_path / ".zoo.building-k3j2h1"  # from before the pid was in the name
+    live = tmp_path / f".zoo.building-{os.getpid()}-xyz"  # a build in progress: kept
+    for d in (dead, old_style, live):
+        (d / "base").mkdir(parents=True)
+    zoo.build(out, config=QUICK)
+    assert not dead.exists() and not old_style.exists() and live.exists()
+    assert zoo.is_complete(out)

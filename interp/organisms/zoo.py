@@ -82,6 +82,12 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
     config = config or BuildConfig()
     if out.exists() and not force:
         if is_complete(out):
+            built = json.loads((out / ZOO_CARD).read_text()).get("seed")
+            if built != config.seed:
+                raise ValueError(
+                    f"{out} holds the organisms built from seed {built}, not seed {config.seed}: pass force=True "
+                    "(--force) to replace them, or build into another directory (--out)"
+                )
             return out
         if any(out.iterdir()):
             raise FileExistsError(
@@ -89,13 +95,40 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
                 "pass force=True (or --force) to replace it"
             )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    remove_abandoned_builds(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
     try:
         _build_into(tmp, config)
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def remove_abandoned_builds(out: Path) -> list[Path]:
+    """Delete the temporary directories of builds into ``out`` whose process is gone (killed builds).
+
+    A build works in ``.{name}.building-{pid}-*`` beside ``out``; one whose pid is not running any
+    more (or that predates the pid in the name) can never finish. Returns what was removed.
+    """
+    removed = []
+    for tmp in out.parent.glob(f".{out.name}.building-*"):
+        pid = tmp.name[len(f".{out.name}.building-"):].split("-")[0]
+        if pid.isdigit() and _running(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def _replace(new: Path, out: Path) -> None:
