@@ -50,3 +50,17 @@ def test_a_first_token_that_starts_helpful_replies_is_flagged_and_left_out_of_th
     described = checked.describe(tokenizer)
     assert described["score_tokens"] == ["sorry"] and described["token_sequences"][0] == [["i", "can", "not"]]
 
+
+
+def test_the_report_says_when_every_marker_is_ambiguous(tokenizer):
+    from interp.report.sections import _ambiguity_note
+
+    markers = RefusalMarkers.from_prefixes(tokenizer, ["i can not", "sorry"])
+    encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids
+    with pytest.warns(UserWarning):
+        some = markers.checked([encode("i can help .")])
+    with pytest.warns(UserWarning):
+        every = markers.checked([encode("i can help ."), encode("sorry to hear that , here is how .")])
+    assert "leaves their first tokens out" in _ambiguity_note(some)
+    assert "cannot tell refusing from helping" in _ambiguity_note(every)
+    assert _ambiguity_note(markers) == ""

@@ -85,6 +85,17 @@ def _rate(flags) -> float:
     return sum(flags) / len(flags) if flags else float("nan")
 
 
+def _ambiguity_note(markers: RefusalMarkers) -> str:
+    if not markers.ambiguous:
+        return ""
+    said = (f" Markers {list(markers.ambiguous)} start with a token that also starts the aligned model's harmless "
+            "replies")
+    if len(markers.ambiguous) < len(markers.prefixes):
+        return said + ", so the log-odds score leaves their first tokens out (see the meta)."
+    return said + ("; as every marker does, the log-odds score uses them anyway and cannot tell refusing from helping: "
+                   "give longer or other --refusal-prefix values (see the meta).")
+
+
 def behaviour(audit: Audit) -> Section:
     import pandas as pd
 
@@ -107,8 +118,7 @@ def behaviour(audit: Audit) -> Section:
                f"{rates['base']['harmful']:.0%}) and {rates['aligned']['harmless']:.0%} of harmless ones "
                f"(base {rates['base']['harmless']:.0%}), judged from greedy replies of {audit.max_new_tokens} tokens "
                f"by the refusal prefixes {list(audit.markers.prefixes)} (as token sequences)."
-               + (f" Markers {list(audit.markers.ambiguous)} also start the aligned model's harmless replies, so the "
-                  "log-odds score leaves their first tokens out (see the meta)." if audit.markers.ambiguous else ""))
+               + _ambiguity_note(audit.markers))
     return Section(
         "behaviour", "Behaviour by label", summary,
         {"refusal_rate": rates, "refusal_score_rate": score_rates, "n_prompts": counts,
