@@ -75,9 +75,10 @@ def mean_activations(
     model, prompts: Sequence[str], positions: Sequence[int], *, batch_size: int = 32
 ) -> Float[Tensor, "pos layer d_model"]:
     """Mean ``resid_pre`` of every layer at each of ``positions``, over ``prompts``."""
-    acts = collect_activations(model, list(prompts), resid_pre_hooks(model.cfg.n_layers), positions=list(positions),
-                               batch_size=batch_size, progress=False)
-    return torch.stack([acts[h].float().mean(0) for h in resid_pre_hooks(model.cfg.n_layers)], 1)  # [pos, layer, d]
+    hooks = resid_pre_hooks(model.cfg.n_layers)
+    acts = collect_activations(model, list(prompts), hooks, positions=list(positions), batch_size=batch_size,
+                               progress=False)
+    return torch.stack([acts[h].float().mean(0) for h in hooks], 1)  # [pos, layer, d]
 
 
 def candidate_directions(

@@ -20,7 +20,7 @@ import inspect
 import warnings
 import weakref
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import torch
 
@@ -93,12 +93,11 @@ def generation_cache(model) -> Iterator[bool]:
     The cache is used only when :func:`cached_decoding_is_exact`; otherwise a warning says so
     and generation recomputes every step from the whole prefix.
     """
-    with ExitStack() as stack:
-        exact = cached_decoding_is_exact(model)
-        stack.enter_context(cache_keyword_alias(model))
-        if not exact:
-            warnings.warn(
-                "this TransformerLens/transformers pair decodes wrongly with a KV cache on this model; "
-                "generating without one (correct, slower)", RuntimeWarning, stacklevel=3,
-            )
+    exact = cached_decoding_is_exact(model)
+    if not exact:
+        warnings.warn(
+            "this TransformerLens/transformers pair decodes wrongly with a KV cache on this model; "
+            "generating without one (correct, slower)", RuntimeWarning, stacklevel=3,
+        )
+    with cache_keyword_alias(model):
         yield exact
