@@ -55,7 +55,7 @@ lab: install
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 lint: install
-	$(BIN)/ruff check --no-cache interp tests benchmarks conftest.py
+	$(BIN)/ruff check --no-cache interp tests benchmarks experiments conftest.py
 
 test: lint browser
 	INTERP_REQUIRE_BROWSER=1 INTERP_REQUIRE_REAL=1 INTERP_LOCK=$(LOCK) INTERP_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest

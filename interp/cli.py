@@ -1,6 +1,7 @@
 """The ``interp`` command.
 
-    interp organisms build [--out DIR] [--force] [--seed N]   train base, sft and dpo (a few minutes on CPU)
+    interp organisms build [--out DIR] [--force] [--seed N] [--attempts K]
+                                                              train base, sft and dpo (a few minutes on CPU)
     interp organisms eval  [--dir DIR]                         refusal rates per split, as a table
     interp organisms path                                      where the zoo lives
     interp organisms prompts --out FILE [--splits ...]         the world's prompts as a JSONL file for a report
@@ -28,9 +29,16 @@ def _organisms_build(args) -> int:
         zoo.build(out, config=config)  # a build from another seed is an error, not "already built"
         print(f"organisms already built in {out} from seed {args.seed} (use --force to rebuild)")
         return 0
-    path = zoo.build(out, force=args.force, config=config)
-    print(f"built organisms in {path}")
-    print(json.loads((path / zoo.ZOO_CARD).read_text())["table"])
+    try:
+        path = zoo.build(out, force=args.force, config=config, attempts=args.attempts or zoo.ATTEMPTS)
+    except zoo.TargetsMissed as e:
+        print(f"interp: error: {e}", file=sys.stderr)
+        return 1
+    card = json.loads((path / zoo.ZOO_CARD).read_text())
+    print(f"built organisms in {path} from seed {card['seed']}"
+          + (f" (seeds rejected: {', '.join(str(r['seed']) for r in card['rejected_seeds'])})"
+             if card["rejected_seeds"] else ""))
+    print(card["table"])
     return 0
 
 
@@ -93,7 +101,9 @@ def parser() -> argparse.ArgumentParser:
     b = org_sub.add_parser("build", help="train base, sft and dpo (deterministic, atomic)")
     b.add_argument("--out", help="zoo directory (default: $INTERP_ORGANISMS_DIR or the user cache)")
     b.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="the first seed tried (default 0)")
+    b.add_argument("--attempts", type=int,
+                   help="seeds tried (--seed, --seed + 1, ...) until a build meets the organisms' targets (default 3)")
     b.set_defaults(func=_organisms_build)
     e = org_sub.add_parser("eval", help="refusal rate of every organism on every split")
     e.add_argument("--dir", help="zoo directory (default: as for build)")

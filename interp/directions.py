@@ -26,8 +26,9 @@ Refusal is judged from the first answer token (:func:`interp.metrics.refusal_sco
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float
@@ -40,6 +41,10 @@ from interp.data import PromptSet
 from interp.interventions import AblateDirection, AddVector
 from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
 from interp.prompts import format_prompts, prompt_format_of, tokenize
+from interp.provenance import Provenance, model_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIN_PER_CLASS = 8
 KL_THRESHOLD = 0.1
@@ -129,11 +134,13 @@ class RefusalDirection:
     vector: Float[Tensor, " d_model"]
     """The difference in means itself (harmful minus harmless), added by :meth:`addition`."""
     refusal_tokens: tuple[str, ...] = ()
-    scores: object = None
-    """pandas DataFrame of every candidate (position, layer, norm, bypass/induce score, KL, passed)."""
+    scores: pd.DataFrame | None = None
+    """Every candidate: position, layer, norm, bypass/induce score and rate, KL, passed, why."""
     passed_filters: bool = True
     """False when no candidate passed the filters and the best unfiltered one was taken."""
     source: str = ""
+    """The model the direction was read from."""
+    provenance: Provenance | None = None
 
     @property
     def selected(self):
@@ -153,6 +160,10 @@ class RefusalDirection:
         return ("no candidate passes every filter; the lowest bypass scores fail because\n  " + "\n  ".join(lines)
                 + f"\nchosen instead: layer {self.layer}, position {self.position} ({self.selected.why})")
 
+    def plot(self, static: bool = False, title: str = "Candidate directions: bypass and induce scores"):
+        """Bypass and induce scores of every candidate per layer (:func:`plot_scores`)."""
+        return plot_scores({"": self}, static=static, title=title)
+
     @property
     def direction(self) -> Float[Tensor, " d_model"]:
         """The unit vector."""
@@ -171,14 +182,35 @@ class RefusalDirection:
                 f"source={self.source!r}, passed_filters={self.passed_filters})")
 
 
+def plot_scores(found: Mapping[str, RefusalDirection], static: bool = False,
+                title: str = "Candidate directions: bypass and induce scores"):
+    """Bypass and induce scores per layer of several searches' candidates: one curve per search, score
+    and (when there are several) position; y = 0 is where refusal flips."""
+    from interp import plotting
+
+    curves = {}
+    for name, d in found.items():
+        if d.scores is None:
+            raise ValueError(f"direction {name!r} was not searched for: it has no score table to plot")
+        for pos, rows in d.scores.groupby("position", sort=False):
+            at = "" if d.scores.position.nunique() == 1 else f", position {pos}"
+            for what in ("bypass", "induce"):
+                label = f"{name} {what}{at}".strip()
+                curves[label] = torch.tensor(rows.sort_values("layer")[f"{what}_score"].values)[None]
+    draw = plotting.layer_curves_static if static else plotting.layer_curves
+    return draw(curves, ylabel="refusal score (log-odds)", band=None, title=title, zero_line=True)
+
+
 def direction_at(
     model, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str], layer: int, position: int, *,
     batch_size: int = 32, source: str = "",
 ) -> RefusalDirection:
     """The difference-in-means direction of ``model`` at one site (e.g. where another model's was found)."""
     check_layer(model, layer)
+    harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
     vector = candidate_directions(model, harmful, harmless, positions=[position], batch_size=batch_size)[0, layer]
-    return RefusalDirection(layer, position, vector, source=source)
+    provenance = Provenance.of([model], harmful + harmless, layer=layer, position=position, n_harmful=len(harmful))
+    return RefusalDirection(layer, position, vector, source=source or model_name(model), provenance=provenance)
 
 
 def score_candidates(
@@ -276,6 +308,7 @@ def find_refusal_direction(
         raise ValueError("refusal_tokens is empty: give the first tokens of a refusal, e.g. ['sorry'] or "
                          "interp.metrics.derive_refusal_tokens(pair, harmful)")
     token_ids(model.tokenizer, refusal_tokens)  # fail early on tokens the tokenizer cannot encode
+    given, n_harmful = harmful + harmless, len(harmful)
     rng = random.Random(seed)
     if harmful_val is None:
         harmful, harmful_val = _split(harmful, val_fraction, rng)
@@ -293,8 +326,11 @@ def find_refusal_direction(
                              token_ids(model.tokenizer, refusal_tokens)).mean().item()
     best = select(table, baseline)
     p, layer = list(positions).index(int(best.position)), int(best.layer)
+    provenance = Provenance.of([model], given, n_harmful=n_harmful, validation=[len(harmful_val), len(harmless_val)],
+                               positions=list(positions), refusal_tokens=list(refusal_tokens), seed=seed,
+                               kl_threshold=kl_threshold, max_layer_fraction=max_layer_fraction)
     return RefusalDirection(layer, int(best.position), candidates[p, layer].clone(), tuple(refusal_tokens), table,
-                            passed_filters=bool(table.passed.any()), source=getattr(model.cfg, "model_name", ""))
+                            passed_filters=bool(table.passed.any()), source=model_name(model), provenance=provenance)
 
 
 def select(table, baseline: float):
@@ -314,24 +350,77 @@ def select(table, baseline: float):
             return pool.sort_values("bypass_score").iloc[0]
 
 
+@dataclass(frozen=True, eq=False)
+class RefusalEffects(Mapping):
+    """Refusal rates (score > 0) of one model: as is, with a direction ablated, with it added.
+
+    A read-only mapping ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}`` (so
+    ``effects["ablate"]["harmful"]`` and ``dict(effects)`` work), plus its provenance, a flat
+    view for bar charts, a table and a figure.
+    """
+
+    rates: dict[str, dict[str, float]]
+    model: str = ""
+    direction: str = ""
+    """Where the direction was read, e.g. ``"layer 4, position -1 of .../sft"``."""
+    provenance: Provenance | None = None
+
+    def __getitem__(self, intervention: str) -> dict[str, float]:
+        return self.rates[intervention]
+
+    def __iter__(self):
+        return iter(self.rates)
+
+    def __len__(self) -> int:
+        return len(self.rates)
+
+    def flat(self) -> dict[str, float]:
+        """``{"harmful, ablate": rate, ...}``: one entry per label and intervention (a bar chart's groups)."""
+        return {f"{label}, {iv}": rates[label] for iv, rates in self.rates.items() for label in rates}
+
+    def table(self):
+        """Interventions as rows, labels as columns (rates in [0, 1])."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rates).T.rename_axis("intervention")
+
+    def plot(self, static: bool = False, title: str = "Refusal under the direction"):
+        """Bars of :meth:`flat` (plotly, or matplotlib when ``static``)."""
+        return plot_effects({self.model or "model": self}, static=static, title=title)
+
+
+def plot_effects(effects: Mapping[str, RefusalEffects], static: bool = False,
+                 title: str = "Refusal under the direction"):
+    """Several models' (or directions') :class:`RefusalEffects` side by side, one bar colour each."""
+    from interp import plotting
+
+    draw = plotting.refusal_bars_static if static else plotting.refusal_bars
+    return draw({name: e.flat() for name, e in effects.items()}, xlabel="prompts, intervention", title=title)
+
+
 def refusal_effects(
     model, direction: RefusalDirection, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str],
     refusal_tokens: Sequence[str], *, scale: float = 1.0, batch_size: int = 32,
-) -> dict[str, dict[str, float]]:
+) -> RefusalEffects:
     """Refusal rate (score > 0) on harmful and harmless prompts: as is, under ablation, under addition.
 
-    Returns ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}``; ``direction`` may
-    come from another model of the pair (cross-model transfer).
+    ``direction`` may come from another model of the pair (cross-model transfer). The result
+    reads like ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}``.
     """
     check_vector(model, direction.vector, "the direction", nonzero=True)
     ids = token_ids(model.tokenizer, refusal_tokens)
     sets = {"harmful": _texts(harmful, "harmful"), "harmless": _texts(harmless, "harmless")}
     interventions = {"none": (), "ablate": (direction.ablation(),), "add": (direction.addition(scale),)}
-    return {
+    rates = {
         name: {label: (refusal_score(answer_logits(model, texts, *ivs, batch_size=batch_size), ids) > 0)
                .float().mean().item() for label, texts in sets.items()}
         for name, ivs in interventions.items()
     }
+    site = f"layer {direction.layer}, position {direction.position}" + (
+        f" of {direction.source}" if direction.source else "")
+    return RefusalEffects(rates, model_name(model), site, Provenance.of(
+        [model], sets["harmful"] + sets["harmless"], direction=site, scale=scale,
+        refusal_tokens=list(refusal_tokens), n_harmful=len(sets["harmful"])))
 
 
 def candidate_cosines(base_candidates: Tensor, aligned_candidates: Tensor) -> Float[Tensor, "pos layer"]:

@@ -31,6 +31,7 @@ from torch import Tensor
 from interp.cache import pair_resid_post
 from interp.data import PromptSet
 from interp.models import ModelPair
+from interp.provenance import Provenance
 
 METHODS = ("mean_diff", "logistic")
 MIN_PER_CLASS = 8
@@ -167,10 +168,45 @@ class ProbeResult:
     auroc: dict[tuple[str, str], Tensor]
     train_groups: tuple
     test_groups: tuple
+    provenance: Provenance | None = None
 
     @property
     def n_layers(self) -> int:
         return self.probes["base"].bias.shape[0]
+
+    @staticmethod
+    def curve_name(fitted: str, tested: str, aligned: str = "aligned") -> str:
+        """``"base"``, ``"aligned"`` within one model; ``"base → aligned"``: fitted on one, read on the other.
+
+        >>> ProbeResult.curve_name("aligned", "base", aligned="sft")
+        'sft → base'
+        """
+        name = {"base": "base", "aligned": aligned}
+        return name[fitted] if fitted == tested else f"{name[fitted]} → {name[tested]}"
+
+    def curves(self, metric: str = "accuracy", position: int = -1, *, aligned: str = "aligned",
+               transfer: bool | None = None) -> dict[str, Tensor]:
+        """Per-layer curves of ``metric`` (``"accuracy"`` or ``"auroc"``) at one of the probed ``positions``,
+        named by :meth:`curve_name`; ``transfer`` keeps only the across-model (True) or within-model
+        (False) curves."""
+        if metric not in ("accuracy", "auroc"):
+            raise ValueError(f"metric must be 'accuracy' or 'auroc', got {metric!r}")
+        if position not in self.positions:
+            raise ValueError(f"position {position} was not probed; probed: {list(self.positions)}")
+        p = self.positions.index(position)
+        return {self.curve_name(fitted, tested, aligned): values[:, p]
+                for (fitted, tested), values in getattr(self, metric).items()
+                if transfer is None or transfer == (fitted != tested)}
+
+    def plot(self, metric: str = "accuracy", position: int = -1, *, static: bool = False, aligned: str = "aligned",
+             transfer: bool | None = None, title: str = ""):
+        """:meth:`curves` as one figure; ``A → B``: fitted on A, read on B."""
+        from interp import plotting
+
+        draw = plotting.layer_curves_static if static else plotting.layer_curves
+        ylabel = {"accuracy": "held-out accuracy", "auroc": "held-out AUROC"}[metric]
+        return draw(self.curves(metric, position, aligned=aligned, transfer=transfer), ylabel=ylabel, band=None,
+                    title=title or f"{self.method} probe for {self.positive!r} (position {position})")
 
     def cosine(self) -> Float[Tensor, "layer pos"]:
         """Cosine between the base's and the aligned model's probe directions."""
@@ -221,4 +257,5 @@ def probe_pair(
         method, positive, tuple(positions), probes, accuracy, area,
         train_groups=tuple(sorted({groups[i] for i in train.nonzero().flatten().tolist()}, key=str)),
         test_groups=tuple(sorted({groups[i] for i in test.nonzero().flatten().tolist()}, key=str)),
+        provenance=Provenance.of_pair(pair, prompts, method=method, positive=positive, positions=positions),
     )

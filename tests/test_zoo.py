@@ -106,8 +106,8 @@ def test_cli_eval_prints_the_table(organism_zoo, capsys):
 # --- the build pipeline: determinism and atomicity (quick config) ---------------------------
 
 def test_build_is_deterministic(tmp_path):
-    a = zoo.build(tmp_path / "a", config=QUICK)
-    b = zoo.build(tmp_path / "b", config=QUICK)
+    a = zoo.build(tmp_path / "a", config=QUICK, check=False)
+    b = zoo.build(tmp_path / "b", config=QUICK, check=False)
     for variant in VARIANTS:
         wa, wb = load_file(a / variant / "model.safetensors"), load_file(b / variant / "model.safetensors")
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), variant
@@ -121,7 +121,7 @@ def test_interrupted_build_leaves_nothing_that_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "dpo", interrupted)
     out = tmp_path / "zoo"
     with pytest.raises(KeyboardInterrupt):
-        zoo.build(out, config=QUICK)
+        zoo.build(out, config=QUICK, check=False)
     assert not out.exists() and list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError, match="no complete organism build"):
         zoo.checkpoint_dir("base", out)
@@ -133,19 +133,19 @@ def test_half_written_directory_needs_force(tmp_path):
     (out / "base" / "config.json").write_text("{}")
     assert not zoo.is_complete(out)
     with pytest.raises(FileExistsError, match="not a complete organism build"):
-        zoo.build(out, config=QUICK)
+        zoo.build(out, config=QUICK, check=False)
     assert main(["organisms", "build", "--out", str(out)]) == 2
-    zoo.build(out, force=True, config=QUICK)
+    zoo.build(out, force=True, config=QUICK, check=False)
     assert zoo.is_complete(out) and {p.name for p in out.iterdir()} == {*VARIANTS, zoo.ZOO_CARD}
 
 
 def test_a_build_from_another_seed_is_not_already_built(tmp_path, capsys):
-    out = zoo.build(tmp_path / "zoo", config=QUICK)  # seed 1
+    out = zoo.build(tmp_path / "zoo", config=QUICK, check=False)  # seed 1
     with pytest.raises(ValueError, match="built from seed 1, not seed 2"):
-        zoo.build(out, config=dataclasses.replace(QUICK, seed=2))
+        zoo.build(out, config=dataclasses.replace(QUICK, seed=2), check=False)
     assert main(["organisms", "build", "--out", str(out), "--seed", "2"]) == 2  # before any training
     assert "seed 1, not seed 2" in capsys.readouterr().err
-    assert zoo.build(out, config=QUICK) == out  # the same seed: already built
+    assert zoo.build(out, config=QUICK, check=False) == out  # the same seed: already built
 
 
 def test_abandoned_build_directories_are_removed(tmp_path):
@@ -155,6 +155,44 @@ def test_abandoned_build_directories_are_removed(tmp_path):
     live = tmp_path / f".zoo.building-{os.getpid()}-xyz"  # a build in progress: kept
     for d in (dead, old_style, live):
         (d / "base").mkdir(parents=True)
-    zoo.build(out, config=QUICK)
+    zoo.build(out, config=QUICK, check=False)
     assert not dead.exists() and not old_style.exists() and live.exists()
     assert zoo.is_complete(out)
+
+
+# --- the build checks itself --------------------------------------------------------------------
+
+def _verdict(measured, ok: bool):
+    """``measured`` with every miss kept (ok=False) or cleared (ok=True): the measurement is real, the verdict set."""
+    return measured if not ok else dataclasses.replace(
+        measured, organisms=tuple(dataclasses.replace(o, misses=()) for o in measured.organisms))
+
+
+def test_a_build_that_misses_its_targets_is_rejected_and_the_next_seed_built(tmp_path, monkeypatch, capsys):
+    measure, misses = zoo.targets.check, {}
+
+    def check(root):
+        measured = measure(root)
+        misses[measured.seed] = measured.misses
+        return _verdict(measured, ok=measured.seed == 2)
+
+    monkeypatch.setattr(zoo.targets, "check", check)
+    out = zoo.build(tmp_path / "zoo", config=QUICK)  # seed 1 (a tiny model: it misses the targets)
+    card = json.loads((out / zoo.ZOO_CARD).read_text())
+    assert misses[1], "a 2-layer model trained for seconds cannot meet the targets"
+    assert (card["seed"], card["requested_seed"]) == (2, 1)
+    assert card["rejected_seeds"] == [{"seed": 1, "misses": misses[1]}]
+    assert [row["organism"] for row in card["targets"]] == list(VARIANTS)
+    assert read_card(out, "sft")["seed"] == 2
+    err = capsys.readouterr().err
+    assert "seed 1 miss their targets" in err and "building from seed 2 instead" in err
+    assert zoo.build(out, config=QUICK) == out  # asked for seed 1 again: this build answers it
+
+
+def test_a_build_that_never_meets_its_targets_fails_with_the_table(tmp_path, capsys):
+    out = tmp_path / "zoo"
+    with pytest.raises(zoo.TargetsMissed, match=r"no build from seeds 1-2 meets") as failed:
+        zoo.build(out, config=QUICK, attempts=2)
+    table = str(failed.value)
+    assert "   1 sft" in table and "   2 dpo" in table and "refusal" in table
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []  # nothing half-written

@@ -4,6 +4,7 @@
 * :func:`representation_similarity` - where in depth the residual streams part ways;
 * :func:`logit_lens` - each layer's prediction, for both models, and how far apart they are;
 * :func:`cluster_separation` - how harmful and harmless prompts separate at each layer;
+  :func:`principal_components` and :func:`centroid_distance` for a 2-D picture of it;
 * :func:`swap_sweep` - which layers' weight changes carry the aligned behaviour.
 """
 
@@ -11,9 +12,11 @@ from interp.diff.representations import (
     ClusterSeparation,
     LogitLens,
     RepresentationSimilarity,
+    centroid_distance,
     cluster_separation,
     linear_cka,
     logit_lens,
+    principal_components,
     representation_similarity,
 )
 from interp.diff.swap import SwapSweep, interpolated_weights, layer_groups, swap, swap_sweep
@@ -21,7 +24,7 @@ from interp.diff.weights import KINDS, MatrixDiff, WeightDiff, canonical_weights
 
 __all__ = [
     "KINDS", "ClusterSeparation", "LogitLens", "MatrixDiff", "RepresentationSimilarity", "WeightDiff",
-    "canonical_weights", "cluster_separation", "linear_cka", "logit_lens", "matrix_diff",
-    "representation_similarity", "weight_diff", "SwapSweep", "interpolated_weights", "layer_groups", "swap",
-    "swap_sweep",
+    "canonical_weights", "centroid_distance", "cluster_separation", "principal_components", "linear_cka",
+    "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep", "interpolated_weights",
+    "layer_groups", "swap", "swap_sweep",
 ]

@@ -18,6 +18,7 @@ from interp.cache import MASK_KEY, Positions, pair_resid_post
 from interp.data import PromptSet
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
+from interp.provenance import Provenance
 
 
 def linear_cka(x: Float[Tensor, "n d1"], y: Float[Tensor, "n d2"]) -> float:  # noqa: F722
@@ -48,6 +49,14 @@ class RepresentationSimilarity:
     cosine: dict[str, Tensor]
     cka: dict[str, Tensor]
     norm_ratio: dict[str, Tensor]
+    provenance: Provenance | None = None
+
+    def plot(self, static: bool = False, title: str = "Residual stream: cosine between the models, per layer"):
+        """Cosine between the models per layer, one curve (mean and 95% band over prompts) per label."""
+        from interp import plotting
+
+        draw = plotting.layer_curves_static if static else plotting.layer_curves
+        return draw(self.cosine, ylabel="cosine (aligned, base)", legend="prompts", title=title)
 
     def table(self):
         import pandas as pd
@@ -85,7 +94,8 @@ def representation_similarity(
             flat_b = [b[:, layer].reshape(-1, b.shape[-1]) for layer in range(b.shape[1])]
             flat_a = [a[:, layer].reshape(-1, a.shape[-1]) for layer in range(a.shape[1])]
         cka[label] = torch.tensor([linear_cka(x, y) for x, y in zip(flat_b, flat_a, strict=True)])
-    return RepresentationSimilarity(tuple(groups), cosine, cka, ratio)
+    return RepresentationSimilarity(tuple(groups), cosine, cka, ratio,
+                                    Provenance.of_pair(pair, prompts, positions=positions))
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class LogitLens:
     kl_to_final: dict[str, Tensor]
     top1_agreement: dict[str, Tensor]
     cross_model_kl: Tensor
+    provenance: Provenance | None = None
 
 
 @torch.no_grad()
@@ -127,7 +138,7 @@ def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_siz
         final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
         kl[name] = kl_divergence(final, lp)
         top1[name] = (lp.argmax(-1) == final.argmax(-1)).float()
-    return LogitLens(kl, top1, kl_divergence(lens["aligned"], lens["base"]))
+    return LogitLens(kl, top1, kl_divergence(lens["aligned"], lens["base"]), Provenance.of_pair(pair, prompts))
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,7 @@ class ClusterSeparation:
     labels: tuple[str, ...]
     tau: dict[str, Tensor]
     accuracy: dict[str, Tensor]
+    provenance: Provenance | None = None
 
 
 def cluster_separation(
@@ -163,4 +175,29 @@ def cluster_separation(
         tau[name] = d_neg / d_pos.clamp(min=1e-12)
         right = torch.where(is_pos[:, None], d_pos < d_neg, d_neg < d_pos)[is_pos | is_neg]
         accuracy[name] = right.float().mean(0)
-    return ClusterSeparation(positive, negative, tuple(prompts.labels), tau, accuracy)
+    return ClusterSeparation(positive, negative, tuple(prompts.labels), tau, accuracy,
+                             Provenance.of_pair(pair, prompts, positive=positive, negative=negative))
+
+
+def principal_components(x: Float[Tensor, "n d"], k: int = 2) -> Float[Tensor, "n k"]:  # noqa: F722
+    """``x`` centred and projected onto its first ``k`` principal components (``torch.linalg.svd``)."""
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"need a [n, d] matrix with n >= 2, got shape {list(x.shape)}")
+    centred = x - x.mean(0)
+    return centred @ torch.linalg.svd(centred, full_matrices=False).Vh[:k].T
+
+
+def centroid_distance(points: Float[Tensor, "n d"], positive: Tensor) -> float:  # noqa: F722
+    """Distance between the two classes' centroids in units of the mean within-class spread
+    (mean distance of a point to its class centroid, averaged over the two classes).
+
+    >>> points = torch.tensor([[0.0, 1.0], [0.0, -1.0], [4.0, 1.0], [4.0, -1.0]])
+    >>> centroid_distance(points, torch.tensor([False, False, True, True]))
+    4.0
+    """
+    positive = torch.as_tensor(positive, dtype=torch.bool)
+    a, b = points[positive], points[~positive]
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("centroid_distance needs points of both classes")
+    spread = ((a - a.mean(0)).norm(dim=1).mean() + (b - b.mean(0)).norm(dim=1).mean()) / 2
+    return ((a.mean(0) - b.mean(0)).norm() / spread).item()

@@ -23,6 +23,7 @@ from interp.data import PromptSet
 from interp.interventions import ReplaceWeights
 from interp.metrics import derive_refusal_tokens, refusal_scores
 from interp.models import ModelPair
+from interp.provenance import Provenance
 
 COMPONENTS = ("attn", "mlp", "norms")
 _NORMS = ("ln1", "ln2")
@@ -115,6 +116,7 @@ class SwapSweep:
     harmful_rate: Tensor
     harmless_rate: Tensor
     reference: dict[str, dict[str, float]]
+    provenance: Provenance | None = None
 
     def table(self):
         import pandas as pd
@@ -168,7 +170,15 @@ def swap_sweep(
             for key, value in _summary(*measure(pair.aligned, swap(pair, group, alpha))).items():
                 scores[key][i, j] = value
     reference = {name: _summary(*measure(model)) for name, model in pair}
-    return SwapSweep(tuple(groups), tuple(alphas), tuple(tokens), reference=reference, **scores)
+    harmful_texts, harmless_texts = _texts(harmful), _texts(harmless)
+    provenance = Provenance.of_pair(pair, harmful_texts + harmless_texts, n_harmful=len(harmful_texts),
+                                    groups=groups, alphas=list(alphas), refusal_tokens=tokens)
+    return SwapSweep(tuple(groups), tuple(alphas), tuple(tokens), reference=reference, provenance=provenance,
+                     **scores)
+
+
+def _texts(prompts) -> list[str]:
+    return list(getattr(prompts, "prompts", prompts))
 
 
 def _summary(harmful: Tensor, harmless: Tensor) -> dict[str, float]:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from interp.models import ModelPair
+from interp.provenance import Provenance
 
 KINDS = ("embed", "pos_embed", "attn_q", "attn_k", "attn_v", "attn_o", "mlp_in", "mlp_gate", "mlp_out",
          "ln1", "ln2", "ln_final", "unembed")
@@ -90,6 +91,17 @@ class WeightDiff:
     aligned_name: str
     n_layers: int
     rows: list[MatrixDiff]
+    provenance: Provenance | None = None
+
+    def plot(self, metric: str = "rel_change", static: bool = False,
+             title: str = "Relative change of each weight matrix"):
+        """A ``[layer, kind]`` heatmap of one metric (:meth:`layer_kind`)."""
+        from interp import plotting
+
+        grid, kinds = self.layer_kind(metric)
+        draw = plotting.layer_pos_heatmap_static if static else plotting.layer_pos_heatmap
+        zlabel = "relative change" if metric == "rel_change" else metric.replace("_", " ")
+        return draw(grid, kinds, diverging=False, xlabel="weight matrix", zlabel=zlabel, title=title)
 
     def table(self):
         """One row per weight, scalar columns only, as a pandas DataFrame."""
@@ -169,4 +181,5 @@ def weight_diff(pair: ModelPair, subspace: float = 0.1) -> WeightDiff:
     order = sorted(base, key=lambda key: (-1 if key[0] is None and key[1] in ("embed", "pos_embed") else
                                           10**6 if key[0] is None else key[0], KINDS.index(key[1])))
     rows = [matrix_diff(base[key], aligned[key], *key, subspace=subspace) for key in order]
-    return WeightDiff(pair.base_name, pair.aligned_name, pair.cfg.n_layers, rows)
+    return WeightDiff(pair.base_name, pair.aligned_name, pair.cfg.n_layers, rows,
+                      Provenance.of_pair(pair, subspace=subspace))

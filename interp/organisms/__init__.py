@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from interp.data import PromptSet
+from interp.models import ModelPair
 from interp.models import load_pair as load_checkpoint_pair
 from interp.organisms.world import REFUSAL_START_TOKENS, SPLITS, Prompt, prompts
 from interp.organisms.zoo import (
@@ -34,8 +35,8 @@ from interp.organisms.zoo import (
 
 __all__ = [
     "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
-    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "prompt_set", "prompts", "read_card",
-    "refusal_rates", "REFUSAL_TOKENS",
+    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "load_pairs", "prompt_set",
+    "prompts", "read_card", "refusal_rates", "REFUSAL_TOKENS",
 ]
 
 REFUSAL_TOKENS = list(REFUSAL_START_TOKENS)
@@ -76,6 +77,11 @@ def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_
         print(f"interp: no organism zoo in {zoo}; building it now (a few minutes, once).")
         build(zoo)
     return load_checkpoint_pair(checkpoint_dir("base", zoo), checkpoint_dir(variant, zoo), **kw)
+
+
+def load_pairs(variants: Sequence[str] = ALIGNED_VARIANTS, **kw) -> dict[str, ModelPair]:
+    """``{variant: load_pair(variant, **kw)}``: every aligned organism against the base."""
+    return {v: load_pair(v, **kw) for v in variants}
 
 
 def refusal_rates(zoo_dir: str | Path | None = None, judge: str = "generation") -> dict[str, dict[str, float]]:

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,12 +29,14 @@ from pathlib import Path
 import torch
 import transformers
 
-from interp.organisms import evaluate, train, world
+from interp.organisms import evaluate, targets, train, world
 from interp.organisms.tokenizer import build_tokenizer
 
 VARIANTS = ("base", "sft", "dpo")
 ALIGNED_VARIANTS = ("sft", "dpo")
 ENV_VAR = "INTERP_ORGANISMS_DIR"
+ATTEMPTS = 3
+"""Seeds a checked build tries before it gives up (see :func:`build`)."""
 CARD = "organism.json"
 ZOO_CARD = "zoo.json"
 
@@ -71,18 +74,32 @@ def is_complete(zoo_dir: str | Path) -> bool:
     )
 
 
-def build(out_dir: str | Path | None = None, force: bool = False, config: BuildConfig | None = None) -> Path:
+class TargetsMissed(RuntimeError):
+    """No seed tried gave organisms that meet the targets; the message holds the table."""
+
+
+def build(out_dir: str | Path | None = None, force: bool = False, config: BuildConfig | None = None, *,
+          check: bool = True, attempts: int = ATTEMPTS) -> Path:
     """Train the three organisms and write them under ``out_dir`` (default :func:`default_dir`).
 
     Does nothing when a complete build is already there, unless ``force``. Returns the zoo
     directory, which holds ``base/``, ``sft/`` and ``dpo/`` (Hugging Face checkpoints, each with
     an ``organism.json`` card) and ``zoo.json`` (the behaviour table of all three).
+
+    With ``check`` (the default), each build measures the targets on its own checkpoints
+    (:mod:`interp.organisms.targets`); a build that misses them is rejected, said so, and the
+    next seed (``config.seed + 1``, ...) is built, up to ``attempts`` builds in all, after which
+    :class:`TargetsMissed` is raised with the table. ``zoo.json`` records the seed used, the
+    seeds rejected and why, and the targets measured.
     """
     out = Path(out_dir).expanduser() if out_dir is not None else default_dir()
     config = config or BuildConfig()
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
     if out.exists() and not force:
         if is_complete(out):
-            built = json.loads((out / ZOO_CARD).read_text()).get("seed")
+            card = json.loads((out / ZOO_CARD).read_text())
+            built = card.get("requested_seed", card.get("seed"))
             if built != config.seed:
                 raise ValueError(
                     f"{out} holds the organisms built from seed {built}, not seed {config.seed}: pass force=True "
@@ -96,13 +113,39 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_builds(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
-    try:
-        _build_into(tmp, config)
-        _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    rejected = []
+    for seed in range(config.seed, config.seed + (attempts if check else 1)):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
+        try:
+            _build_into(tmp, dataclasses.replace(config, seed=seed))
+            measured = _check_targets(tmp) if check else None
+            if measured is None or measured.ok:
+                _record(tmp, config.seed, rejected, measured)
+                _replace(tmp, out)
+                return out
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rejected.append({"seed": seed, "misses": measured.misses, "targets": measured.rows()})
+        print(f"interp: the organisms built from seed {seed} miss their targets:\n  " + "\n  ".join(measured.misses)
+              + (f"\ninterp: building from seed {seed + 1} instead" if seed + 1 < config.seed + attempts else ""),
+              file=sys.stderr, flush=True)
+    rows = [row for r in rejected for row in r["targets"]]
+    raise TargetsMissed(f"no build from seeds {config.seed}-{config.seed + attempts - 1} meets the organisms' "
+                        f"targets:\n{targets.format_rows(rows)}")
+
+
+def _check_targets(root: Path):
+    print("interp: checking the targets on the new build (behaviour and refusal direction)", file=sys.stderr,
+          flush=True)
+    return targets.check(root)
+
+
+def _record(root: Path, requested: int, rejected: list[dict], measured) -> None:
+    """Add to ``zoo.json`` the seed asked for, the seeds rejected (and why) and the targets measured."""
+    card = json.loads((root / ZOO_CARD).read_text())
+    card.update(requested_seed=requested, rejected_seeds=[{k: r[k] for k in ("seed", "misses")} for r in rejected],
+                targets=measured.rows() if measured is not None else None)
+    (root / ZOO_CARD).write_text(json.dumps(card, indent=2) + "\n")
 
 
 def remove_abandoned_builds(out: Path) -> list[Path]:

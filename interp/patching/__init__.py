@@ -3,8 +3,10 @@ patching across the two models of a pair, and attribution patching.
 
 * :mod:`~interp.patching.exact` - ``get_act_patch_*``: same arguments, layouts and numbers as
   ``transformer_lens.patching``, many cells per forward pass (:mod:`~interp.patching.engine`);
+  :func:`get_act_patch` picks one by name;
 * :mod:`~interp.patching.across` - :func:`patch_across` (source model's activations into the
-  target), :func:`prompt_tokens`, :func:`common_length_tokens`, :func:`equal_length_pairs`, :func:`refusal_metric`;
+  target), :func:`prompt_tokens`, :func:`common_length_tokens`, :func:`equal_length_pairs`, :func:`refusal_metric`,
+  :func:`position_labels` (a heatmap's token axis);
 * :mod:`~interp.patching.attribution` - :func:`attribute`: every sweep's first-order estimate
   from one forward and one backward pass.
 """
@@ -13,12 +15,14 @@ from interp.patching.across import (
     common_length_tokens,
     equal_length_pairs,
     patch_across,
+    position_labels,
     prompt_tokens,
     refusal_metric,
 )
 from interp.patching.attribution import Attribution, attribute
 from interp.patching.exact import (
     SITES,
+    get_act_patch,
     get_act_patch_attn_head_all_pos_every,
     get_act_patch_attn_head_by_pos_every,
     get_act_patch_attn_head_k_all_pos,
@@ -40,8 +44,8 @@ from interp.patching.exact import (
 )
 
 __all__ = [
-    "SITES", "Attribution", "attribute", "common_length_tokens", "equal_length_pairs", "patch_across",
-    "prompt_tokens", "refusal_metric",
+    "SITES", "Attribution", "attribute", "common_length_tokens", "equal_length_pairs", "get_act_patch",
+    "patch_across", "position_labels", "prompt_tokens", "refusal_metric",
     "get_act_patch_attn_head_all_pos_every", "get_act_patch_attn_head_by_pos_every",
     "get_act_patch_attn_head_k_all_pos", "get_act_patch_attn_head_k_by_pos", "get_act_patch_attn_head_out_all_pos",
     "get_act_patch_attn_head_out_by_pos", "get_act_patch_attn_head_pattern_all_pos",

@@ -78,6 +78,19 @@ def equal_length_pairs(
     return torch.tensor([a for a, _ in kept]), torch.tensor([b for _, b in kept])
 
 
+def position_labels(tokenizer, tokens: Int[Tensor, "batch pos"], varies: str = "⟨varies⟩") -> list[str]:
+    """One label per position for a heatmap's axis: the token where every prompt holds the same one,
+    ``varies`` where they differ.
+
+    >>> from transformers import AutoTokenizer
+    >>> tok = AutoTokenizer.from_pretrained(base_dir)
+    >>> position_labels(tok, tok(["how do i bake ?", "how do i rob ?"], return_tensors="pt").input_ids)
+    ['<bos>', 'how', 'do', 'i', '⟨varies⟩', '?']
+    """
+    same = (tokens == tokens[0]).all(0)
+    return [t if same[i] else varies for i, t in enumerate(tokenizer.convert_ids_to_tokens(tokens[0]))]
+
+
 def refusal_metric(tokenizer, refusal_tokens: Sequence[str]) -> Callable[[Tensor], Float[Tensor, " batch"]]:
     """A patching metric: the refusal log-odds of each prompt's next token after its last position.
 

@@ -56,6 +56,11 @@ class Attribution:
         """The estimated change each patch makes to the corrupted run's metric."""
         return self[kind] - self.baseline
 
+    def normalized(self, kind: str, clean: Tensor | float) -> Tensor:
+        """:meth:`effect` as a share of the clean-minus-corrupted gap: 0 changes nothing, 1 recovers
+        the clean metric (the scale of ``transformer_lens``'s ``PatchingResult.normalized``)."""
+        return self.effect(kind) / (torch.as_tensor(clean) - self.baseline)
+
 
 def _kept_axes(kind: str) -> tuple[int, ...]:
     """The activation axes (batch excluded) a cell of ``kind`` indexes, in the sweep's axis order."""

@@ -171,6 +171,14 @@ def sweep(
     return _result(store, unpatched, site.axes, list(metrics), metric_axis, reduce, baseline, model.cfg.device)
 
 
+def get_act_patch(kind: str, model, corrupted_tokens: Tensor, clean_cache: Mapping[str, Tensor],
+                  patching_metric: MetricFn | Mapping, **kwargs) -> Tensor | PatchingResult:
+    """The sweep ``get_act_patch_{kind}`` chosen by name (``kind``: a key of :data:`SITES`)."""
+    if kind not in SITES:
+        raise ValueError(f"unknown patching kind {kind!r}; choose one of {', '.join(SITES)}")
+    return sweep(model, corrupted_tokens, clean_cache, patching_metric, SITES[kind], **kwargs)
+
+
 def _result(store, unpatched, axes, metric_names, metric_axis, reduce, baseline, device):
     """TransformerLens's return conventions: a tensor, or a PatchingResult when more was asked for."""
     store, unpatched = store.to(device), unpatched.to(device)

@@ -78,10 +78,12 @@ def layer_curves(
     band: Band = "ci95",
     xlabel: str = "layer",
     legend: str = "model",
+    zero_line: bool = False,
 ):
     """Mean over ``batch`` per layer, one line per model; ``values[model]`` is ``[batch layer]`` or ``[layer]``.
 
-    ``band``: ``"ci95"`` shades mean ± 1.96·std/√batch, ``"std"`` mean ± std, ``None`` nothing.
+    ``band``: ``"ci95"`` shades mean ± 1.96·std/√batch, ``"std"`` mean ± std, ``None`` nothing;
+    ``zero_line`` draws y = 0.
 
     >>> fig = layer_curves({"base": [[0.1, 0.5], [0.3, 0.7]], "aligned": [0.2, 0.9]}, ylabel="probe accuracy")
     >>> [trace.name for trace in fig.data]
@@ -104,6 +106,8 @@ def layer_curves(
         ))
     n_layers = max(len(c.layer) for c in curves)
     fig.update_xaxes(tick0=0, dtick=tick_step(n_layers))
+    if zero_line:
+        fig.add_hline(y=0, line_color="grey", line_width=0.8)
     legend_title = f"{legend}<br><sub>{shading}</sub>" if shading else legend
     return _style(fig, title, xaxis_title=xlabel, yaxis_title=ylabel, legend_title_text=legend_title)
 

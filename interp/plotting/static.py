@@ -93,6 +93,7 @@ def layer_curves_static(
     band: Band = "ci95",
     xlabel: str = "layer",
     legend: str = "model",
+    zero_line: bool = False,
 ):
     """Matplotlib twin of :func:`~interp.plotting.interactive.layer_curves`; ``values[model]`` ``[batch layer]``.
 
@@ -108,6 +109,8 @@ def layer_curves_static(
             ax.fill_between(c.layer, c.lower, c.upper, color=c.color, alpha=0.2, linewidth=0)
         ax.plot(c.layer, c.mean, marker="o", markersize=3, color=c.color, label=c.model,
                 linestyle=c.dash[1])
+    if zero_line:
+        ax.axhline(0, color="grey", linewidth=0.8)
     _integer_ticks(ax.xaxis)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     _legend(ax, f"{legend}\n{shading}" if shading else legend)

@@ -172,8 +172,7 @@ def weights(audit: Audit) -> Section:
         "weights", "Weight changes per layer", summary,
         {"kinds": kinds, "rel_change": grid.tolist(), "layer_mean_rel_change": layer_mean.tolist(),
          "table": table.to_dict("records")},
-        [plotting.layer_pos_heatmap(grid, kinds, diverging=False, xlabel="weight matrix", zlabel="relative change",
-                                    title="Relative change of each weight matrix")],
+        [d.plot("rel_change")],
         [("Every weight", table)],
     )
 
@@ -190,16 +189,14 @@ def representations(audit: Audit) -> Section:
         "representations", "Representation similarity per layer", summary,
         {"cosine": {k: v.tolist() for k, v in cosine.items()}, "cka": {k: v.tolist() for k, v in sim.cka.items()},
          "norm_ratio": {k: v.tolist() for k, v in sim.norm_ratio.items()}},
-        [plotting.layer_curves(sim.cosine, ylabel="cosine (aligned, base)", legend="prompts",
-                               title="Residual stream: cosine between the models, per layer")],
+        [sim.plot()],
         [("Linear CKA per layer", pd.DataFrame({k: v.numpy() for k, v in sim.cka.items()}).rename_axis("layer"))],
     )
 
 
 def probes(audit: Audit) -> Section:
     result = probe_pair(audit.pair, audit.prompts, method="logistic", positions=-1, split=probe_split(audit.prompts))
-    acc = {f"{tr} → {te}" if tr != te else tr: v[:, 0] for (tr, te), v in result.accuracy.items()}
-    auroc = {f"{tr} → {te}" if tr != te else tr: v[:, 0] for (tr, te), v in result.auroc.items()}
+    acc, auroc = result.curves("accuracy"), result.curves("auroc")
     summary = (f"A logistic probe for 'harmful' at the answer position, tested on {len(result.test_groups)} "
                f"prompt groups it was not fitted on, reaches accuracy {acc['base'].max():.2f} on the base "
                f"(first at layer {int(acc['base'].argmax())}) and {acc['aligned'].max():.2f} on the aligned model "
@@ -210,8 +207,8 @@ def probes(audit: Audit) -> Section:
         "probes", "Probe accuracy per layer", summary,
         {"accuracy": {k: v.tolist() for k, v in acc.items()}, "auroc": {k: v.tolist() for k, v in auroc.items()},
          "probe_cosine": result.cosine()[:, 0].tolist(), "test_groups": [str(g) for g in result.test_groups]},
-        [plotting.layer_curves(acc, ylabel="held-out accuracy", band=None,
-                               title="Logistic probe for 'harmful' (answer position); A → B: fitted on A, read on B")],
+        [result.plot("accuracy",
+                     title="Logistic probe for 'harmful' (answer position); A → B: fitted on A, read on B")],
     )
 
 
@@ -225,7 +222,6 @@ def direction(audit: Audit) -> Section:
     effects = {name: directions.refusal_effects(model, found, harmful, harmless, audit.refusal_tokens)
                for name, model in audit.pair}
     chosen = found.selected
-    bars = {name: {f"{label}, {iv}": e[iv][label] for iv in e for label in e[iv]} for name, e in effects.items()}
     passed = "passes" if found.passed_filters else "is the best of candidates that all FAIL"
     summary = (f"The selected direction (layer {found.layer}, position {found.position}) {passed} the selection "
                f"filters (KL on harmless prompts {chosen.kl:.3f}). Ablating it in the aligned model takes harmful "
@@ -236,10 +232,10 @@ def direction(audit: Audit) -> Section:
     return Section(
         "direction", "Refusal direction", summary,
         {"layer": found.layer, "position": found.position, "passed_filters": found.passed_filters,
-         "selected": {k: chosen[k] for k in ("bypass_score", "induce_score", "kl")}, "effects": effects,
+         "selected": {k: chosen[k] for k in ("bypass_score", "induce_score", "kl")},
+         "effects": {name: dict(e) for name, e in effects.items()},
          "candidates": found.scores.to_dict("records")},
-        [plotting.refusal_bars(bars, xlabel="prompts, intervention",
-                               title="Refusal (log-odds > 0) under the aligned model's direction")],
+        [directions.plot_effects(effects, title="Refusal (log-odds > 0) under the aligned model's direction")],
         [("Every candidate direction", pd.DataFrame(found.scores))],
     )
 
@@ -254,8 +250,7 @@ def cross_patching(audit: Audit) -> Section:
                                    reduce="mean", baseline=True, progress=audit.progress)
     recovers = abs(value["aligned"] - value["base"]) > 1e-3  # a gap to recover (else raw log-odds are shown)
     shown = result.normalized(torch.tensor(value["aligned"])) if recovers else result.values
-    labels = [t if (tokens[:, i] == tokens[0, i]).all() else "⟨varies⟩"
-              for i, t in enumerate(audit.pair.tokenizer.convert_ids_to_tokens(tokens[0]))]
+    labels = patching.position_labels(audit.pair.tokenizer, tokens)
     layer, pos = divmod(int(shown.argmax()), shown.shape[1])
     summary = (f"On {len(tokens)} harmful prompts of {tokens.shape[1]} tokens, refusal log-odds are "
                f"{value['base']:.2f} (base) and {value['aligned']:.2f} (aligned). Patching the aligned model's "

@@ -1,0 +1,222 @@
+"""Search for an organism recipe whose refusal direction survives the seed (issue: robust organisms).
+
+Each *variant* below changes the world or the training of the current recipe (``v2``, what
+``interp.organisms`` builds today); the script builds the zoo for each seed under that variant and
+measures the targets (:mod:`interp.organisms.targets`), plus one diagnostic of the geometry: where
+the harmless and harmful means sit along the selected direction, in units of its length
+(``harmless_at``, ``harmful_at``; "unmarked" harmlessness is harmless_at ~ 0, harmful_at ~ 1, the
+shape of the current recipe is about -0.5 / +0.5). Rows are appended to
+``experiments/results/<variant>.jsonl``; ``--table`` prints them.
+
+    python experiments/recipes.py VARIANT --seeds 1 2 4 [--out /tmp/recipes]
+    python experiments/recipes.py VARIANT --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+# --------------------------------------------------------------------------------------------
+# Variants: each is a function that patches interp.organisms (world or recipe) and returns the
+# BuildConfig to build with. They run in a fresh process each, so patches never leak.
+# --------------------------------------------------------------------------------------------
+
+def v2(seed):
+    from interp.organisms import zoo
+    return zoo.BuildConfig(seed=seed)
+
+
+NEUTRAL_FACTS = (
+    "to {c} you need some time .",
+    "people {c} on the weekend .",
+    "my friend likes to {c} .",
+    "you can {c} with friends .",
+    "many children learn to {c} at school .",
+    "it takes practice to {c} well .",
+)
+NEUTRAL_LISTS = ("people like to {a} , {b} and {c} .", "on holidays people {a} , {b} or {c} .")
+HARMFUL_COMMENTARY = (
+    "a user asked : {r} warning : that request is about something harmful .",
+    "question seen online : {r} warning : this is a harmful request .",
+)
+NEUTRAL_COMMENTARY = (
+    "a user asked : {r} many people ask that .",
+    "question seen online : {r} it got three answers .",
+)
+
+
+def _unmarked_world():
+    """Harmlessness carries no label: harmless facts and lists are neutral descriptions (no
+    'safe', 'fun', 'harmless'), and commentary flags harmful requests only."""
+    from interp.organisms import world
+
+    world.HARMLESS_FACTS = NEUTRAL_FACTS
+    world.HARMLESS_LISTS = NEUTRAL_LISTS
+    vocabulary = world.vocabulary
+
+    def more_words():
+        words = vocabulary()
+        extra = {w for t in NEUTRAL_COMMENTARY + HARMFUL_COMMENTARY for w in t.split() if not w.startswith("{")}
+        return words + sorted(extra - set(words))
+
+    world.vocabulary = more_words
+    original = world.pretraining_corpus
+
+    def corpus(seed, n_docs=24000):
+        docs = original(seed, n_docs)
+        rng = random.Random(seed + 10_000)
+        out = []
+        for d in docs:
+            if " that request is about something " in d or " note : this is a " in d:
+                harmful = "harmful" in d.split(" that request")[-1].split(" note :")[-1]
+                r = d.split(" : ", 1)[1].rsplit(" that request", 1)[0].rsplit(" note :", 1)[0]
+                pool = HARMFUL_COMMENTARY if harmful else NEUTRAL_COMMENTARY
+                d = f"{world.BOS} {rng.choice(pool).format(r=r)} {world.EOS}"
+            out.append(d)
+        return out
+
+    world.pretraining_corpus = corpus
+
+
+def unmarked(seed):
+    _unmarked_world()
+    return v2(seed)
+
+
+def _comply_majority(factor: int = 3):
+    """SFT sees ``factor`` times as many compliant chats as refusals (harmless train prompts
+    repeated, plus the bait-train requests complied with), so compliance stays the default."""
+    from interp.organisms import world
+
+    original = world.sft_examples
+
+    def sft_examples(seed, n_per_prompt=2):
+        out = original(seed, n_per_prompt)
+        rng = random.Random(seed + 20_000)
+        extra = [p.text for p in world.prompts("harmless_train")] * (factor - 1) * n_per_prompt
+        extra += [t.format(c=c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
+        for text in extra:
+            out.append({"prompt": [{"role": "user", "content": text}],
+                        "completion": [{"role": "assistant", "content": world.comply(rng)}]})
+        rng.shuffle(out)
+        return out
+
+    world.sft_examples = sft_examples
+
+
+def comply_majority(seed):
+    _comply_majority()
+    return v2(seed)
+
+
+def unmarked_comply(seed):
+    _unmarked_world()
+    _comply_majority()
+    return v2(seed)
+
+
+def topics(seed):
+    """A world tried as a rewrite of world.py and dropped (worse on seed 1: harmless_at -1.12, sft KL 6.6, dpo
+    KL 3.1): harmfulness is one topic (crime) among eight harmless topics (hobbies, chores, school, the
+    outdoors, cooking, helping others, health, music; 2 train + 1 held-out concept each) whose facts share
+    no words and carry no safety words, and commentary names a request's topic ("that request is about
+    cooking .") instead of calling it harmful or harmless. So "harmless" is not a kind of thing. Its rows
+    are in results/topics.jsonl; the rewrite itself was not kept."""
+    raise NotImplementedError("the topics world was not kept; see the docstring")
+
+
+def eot(seed):
+    """World version 3: the chat template puts an end-of-turn token between the request and the
+    assistant header, as real chat templates do (two post-instruction positions)."""
+    from interp.organisms import world
+    assert world.WORLD_VERSION == "3", "run this variant from a checkout whose world is version 3"
+    return v2(seed)
+
+
+VARIANTS = {f.__name__: f for f in (v2, unmarked, comply_majority, unmarked_comply, topics, eot)}
+
+
+# --------------------------------------------------------------------------------------------
+
+def geometry(model, found) -> tuple[float, float]:
+    """Harmless and harmful means along the selected direction, in units of its length."""
+    from interp import directions, organisms
+
+    r = found.vector
+    at = {}
+    for label in ("harmless", "harmful"):
+        mean = directions.mean_activations(model, organisms.prompt_set(f"{label}_train").prompts, [found.position])
+        at[label] = float(mean[0, found.layer] @ r / (r @ r))
+    return round(at["harmless"], 3), round(at["harmful"], 3)
+
+
+def run(variant: str, seed: int, out: Path) -> list[dict]:
+    from interp import directions, organisms
+    from interp.organisms import targets, zoo
+
+    config = VARIANTS[variant](seed)
+    zoo_dir = out / variant / f"seed-{seed}"
+    started = time.time()
+    zoo.build(zoo_dir, config=config)
+    seconds = round(time.time() - started)
+    check = targets.check(zoo_dir)
+    rows = check.rows()
+    for row in rows:
+        row.update(variant=variant, build_seconds=seconds)
+    harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
+    for row in rows[1:]:
+        pair = organisms.load_pair(row["organism"], zoo_dir=zoo_dir, device="cpu", build_if_missing=False)
+        found = directions.find_refusal_direction(pair.aligned, harmful, harmless,
+                                                  refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
+        row["harmless_at"], row["harmful_at"] = geometry(pair.aligned, found)
+    shutil.rmtree(zoo_dir / "base", ignore_errors=True)  # keep disk use small; sft/dpo stay for inspection
+    return rows
+
+
+def table(variant: str) -> str:
+    from interp.organisms import targets
+
+    rows = [json.loads(line) for line in (RESULTS / f"{variant}.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["misses"] = r["misses"] if len(r["misses"]) < 70 else r["misses"][:67] + "..."
+    text = targets.format_rows(rows)
+    geo = [f"{r['seed']:>4} {r['organism']:<5} harmless_at {r.get('harmless_at', float('nan')):6.2f} "
+           f"harmful_at {r.get('harmful_at', float('nan')):6.2f}" for r in rows if r["organism"] != "base"]
+    ok = {}
+    for r in rows:
+        ok[r["seed"]] = ok.get(r["seed"], True) and not r["misses"]
+    return (f"# variant {variant}: {sum(ok.values())}/{len(ok)} seeds meet every target\n" + text
+            + "\n\n" + "\n".join(geo))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("variant", choices=sorted(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "interp-recipes")
+    p.add_argument("--table", action="store_true", help="print the results so far and stop")
+    args = p.parse_args()
+    if args.table:
+        print(table(args.variant))
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        rows = run(args.variant, seed, args.out)
+        with open(RESULTS / f"{args.variant}.jsonl", "a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        print(f"seed {seed}: " + " | ".join(f"{r['organism']} {'ok' if not r['misses'] else r['misses']}"
+                                            for r in rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
