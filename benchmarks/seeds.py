@@ -1,38 +1,24 @@
-"""Does the refusal direction survive a change of seed? Build the zoo from several seeds, then run
-the refusal-direction search on both aligned organisms of each build.
+"""How often does the recipe meet the organisms' targets? Build the zoo from several seeds (unchecked, so
+every seed is measured) and measure the targets of each build (:mod:`interp.organisms.targets`):
+behaviour of base, sft and dpo, and in both aligned organisms a refusal direction that passes
+Arditi et al.'s filters, whose ablation and addition move train refusal as far as the targets ask.
 
-The README's zoo card reports this for seeds 0-9 (about 5 minutes per seed on one CPU core): only
-seeds 0 and 3 give both organisms a direction that passes the filters. Builds already complete
-under ``--out`` are reused, so an interrupted sweep picks up where it stopped.
+One row per seed and organism; a last line counts the seeds whose build meets every target. Builds
+already complete under ``--out`` are reused, so an interrupted sweep picks up where it stopped.
+About 2 minutes per seed on a 2-core CPU.
 
-    python benchmarks/seeds.py [--seeds 0 1 2] [--out DIR]
+    python benchmarks/seeds.py [--seeds 0 1 2] [--out DIR] > benchmarks/results/seeds-cpu.txt
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
-from interp import directions, organisms
-from interp.data import PromptSet
-from interp.organisms import zoo
-
-REFUSAL = ["sorry"]
-
-
-def check(zoo_dir: Path, harmful: PromptSet, harmless: PromptSet) -> dict[str, str]:
-    """One row per aligned organism: the selected direction and its effects on the train prompts."""
-    rows = {}
-    for variant in ("sft", "dpo"):
-        pair = organisms.load_pair(variant, zoo_dir=zoo_dir, device="cpu")
-        found = directions.find_refusal_direction(pair.aligned, harmful, harmless, refusal_tokens=REFUSAL,
-                                                  progress=False)
-        effects = directions.refusal_effects(pair.aligned, found, harmful, harmless, REFUSAL)
-        kl = found.selected.kl
-        rows[variant] = (f"L{found.layer} {'pass' if found.passed_filters else 'FAIL'} KL {kl:6.3f} "
-                         f"ablate {effects['ablate']['harmful']:4.0%} add {effects['add']['harmless']:4.0%}")
-    return rows
+from interp.organisms import targets, zoo
 
 
 def main() -> None:
@@ -42,14 +28,19 @@ def main() -> None:
                    help="one zoo per seed is built (or reused) in OUT/seed-N")
     args = p.parse_args()
 
-    harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
-    print("# refusal direction per seed: selected layer, filters, harmless KL under ablation, harmful refusal "
-          "ablated, harmless refusal added (train prompts)")
-    print(f"{'seed':>4}  {'sft':<44}  dpo")
+    libs = ", ".join(f"{lib} {version(lib)}" for lib in ("torch", "transformers", "trl"))
+    print(f"# organisms' targets per seed ({platform.machine()}, {libs}); refusal: greedy generations;\n"
+          "# site: layer@position of the selected direction; kl: harmless KL under its ablation;\n"
+          "# ablated: harmful-train refusal with it ablated; added: harmless-train refusal with it added")
+    rows, met = [], []
     for seed in args.seeds:
-        zoo_dir = zoo.build(args.out / f"seed-{seed}", config=zoo.BuildConfig(seed=seed))
-        rows = check(zoo_dir, harmful, harmless)
-        print(f"{seed:>4}  {rows['sft']:<44}  {rows['dpo']}", flush=True)
+        zoo_dir = zoo.build(args.out / f"seed-{seed}", config=zoo.BuildConfig(seed=seed), check=False)
+        measured = targets.check(zoo_dir)
+        rows += measured.rows()
+        met += [seed] if measured.ok else []
+        print(targets.format_rows(measured.rows()).split("\n", 1)[1] if len(rows) > 3 else
+              targets.format_rows(measured.rows()), flush=True)
+    print(f"# {len(met)} of {len(args.seeds)} seeds meet every target: {met}")
 
 
 if __name__ == "__main__":

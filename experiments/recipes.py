@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -178,7 +177,6 @@ def run(variant: str, seed: int, out: Path) -> list[dict]:
         found = directions.find_refusal_direction(pair.aligned, harmful, harmless,
                                                   refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
         row["harmless_at"], row["harmful_at"] = geometry(pair.aligned, found)
-    shutil.rmtree(zoo_dir / "base", ignore_errors=True)  # keep disk use small; sft/dpo stay for inspection
     return rows
 
 

@@ -83,15 +83,17 @@ OTHER_SEED = 1
 @pytest.fixture(scope="session")
 def organism_zoo_other_seed(tmp_path_factory) -> Path:
     """The zoo built from another seed (another draw of the training noise, a couple of minutes): the
-    notebooks must hold on it too. ``INTERP_TEST_REUSE_ZOO_OTHER_SEED`` reuses a build, locally."""
+    notebooks must hold on it too. ``INTERP_TEST_REUSE_ZOO_OTHER_SEED`` reuses a build, locally.
+
+    Built unchecked: on this machine seed 1 misses the direction targets (no candidate passes the
+    filters), which a checked build would reject. The notebooks must hold even there: they assert
+    direction findings only where ``passed_filters`` says the build has the direction."""
     from interp.organisms import zoo
 
     config = zoo.BuildConfig(seed=OTHER_SEED)
     reuse = os.environ.get("INTERP_TEST_REUSE_ZOO_OTHER_SEED")
-    if reuse:
-        built = zoo.build(Path(reuse), config=config)
-    else:
-        built = zoo.build(tmp_path_factory.mktemp("zoo-other-seed") / "organisms", config=config)
+    path = Path(reuse) if reuse else tmp_path_factory.mktemp("zoo-other-seed") / "organisms"
+    built = zoo.build(path, config=config, check=False)
     assert json.loads((built / "zoo.json").read_text())["seed"] == OTHER_SEED
     return built
 

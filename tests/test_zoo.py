@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from interp import ModelPair
 from interp.cli import main
-from interp.organisms import ALIGNED_VARIANTS, VARIANTS, evaluate_zoo, load_pair, read_card, train, zoo
+from interp.organisms import ALIGNED_VARIANTS, VARIANTS, evaluate_zoo, load_pair, read_card, targets, train, zoo
 
 QUICK = zoo.BuildConfig(
     seed=1,
@@ -53,6 +53,15 @@ def test_cards_describe_the_saved_checkpoints(organism_zoo):
     assert read_card(organism_zoo, "sft")["method"] == "trl.SFTTrainer"
     summary = json.loads((organism_zoo / zoo.ZOO_CARD).read_text())
     assert summary["behaviour"] == measured and summary["build_seconds"] > 0  # timed by benchmarks/build.py
+
+
+def test_the_default_build_meets_every_target_as_it_recorded(organism_zoo):
+    """The build measured its own targets before it was accepted; measured again now, they agree."""
+    card = json.loads((organism_zoo / zoo.ZOO_CARD).read_text())
+    measured = targets.check(organism_zoo)
+    assert measured.ok, measured.misses
+    assert card["targets"] == measured.rows() and card["requested_seed"] == 0
+    assert all(row["passed_filters"] for row in card["targets"] if row["organism"] != "base")
 
 
 def test_checkpoints_are_standard_hugging_face_directories(organism_zoo):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
@@ -91,8 +92,8 @@ def representation_similarity(
         else:
             cosine[label] = cos_tok if cos_tok.ndim == 2 else cos_tok.mean(-1)
             ratio[label] = ratio_tok.reshape(ratio_tok.shape[0], ratio_tok.shape[1], -1).mean((0, 2))
-            flat_b = [b[:, layer].reshape(-1, b.shape[-1]) for layer in range(b.shape[1])]
-            flat_a = [a[:, layer].reshape(-1, a.shape[-1]) for layer in range(a.shape[1])]
+            flat_b = [rearrange(b[:, layer], "batch ... d_model -> (batch ...) d_model") for layer in range(b.shape[1])]
+            flat_a = [rearrange(a[:, layer], "batch ... d_model -> (batch ...) d_model") for layer in range(a.shape[1])]
         cka[label] = torch.tensor([linear_cka(x, y) for x, y in zip(flat_b, flat_a, strict=True)])
     return RepresentationSimilarity(tuple(groups), cosine, cka, ratio,
                                     Provenance.of_pair(pair, prompts, positions=positions))

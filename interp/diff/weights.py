@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from interp.models import ModelPair
@@ -54,10 +55,10 @@ def canonical_weights(model) -> dict[tuple[int | None, str], Tensor]:
 
 
 def _as_matrix(kind: str, w: Tensor) -> Tensor:
-    if kind in ("attn_q", "attn_k", "attn_v"):  # [head, d_model, d_head] -> [head*d_head, d_model]
-        return w.permute(0, 2, 1).reshape(-1, w.shape[1])
-    if kind == "attn_o":  # [head, d_head, d_model] -> [d_model, head*d_head]
-        return w.reshape(-1, w.shape[-1]).T
+    if kind in ("attn_q", "attn_k", "attn_v"):
+        return rearrange(w, "head d_model d_head -> (head d_head) d_model")
+    if kind == "attn_o":
+        return rearrange(w, "head d_head d_model -> d_model (head d_head)")
     if kind in ("embed", "pos_embed"):  # [tokens, d_model]: row i writes token i's vector
         return w.T
     if w.ndim == 2:  # TL's x @ W layout [in, out] -> [out, in]

@@ -37,6 +37,7 @@ class OrganismCheck:
     misses: tuple[str, ...]
     """Each target missed, in words; empty when the organism meets them all."""
     layer: int | None = None
+    position: int | None = None
     kl: float | None = None
     ablated: float | None = None
     added: float | None = None
@@ -99,7 +100,7 @@ def check_direction(model, variant: str, refusal: dict[str, float]) -> OrganismC
     if effects["add"]["harmless"] < MIN_ADDED_REFUSAL:
         misses.append(f"adding the direction makes {effects['add']['harmless']:.0%} of harmless-train refused "
                       f"(target >= {MIN_ADDED_REFUSAL:.0%})")
-    return OrganismCheck(variant, refusal, tuple(misses), found.layer,
+    return OrganismCheck(variant, refusal, tuple(misses), found.layer, found.position,
                          round(float(found.selected.kl), 4), round(effects["ablate"]["harmful"], 4),
                          round(effects["add"]["harmless"], 4), found.passed_filters)
 
@@ -125,18 +126,25 @@ def check(zoo_dir: str | Path, behaviour: dict[str, dict[str, dict[str, float]]]
     return TargetCheck(seed, tuple(checks))
 
 
+def site(row: dict) -> str:
+    """``L2@-1``: the layer and position of a row's direction (``-`` for none)."""
+    if row.get("layer") is None:
+        return "-"
+    return f"L{row['layer']}" + (f"@{row['position']}" if row.get("position") is not None else "")
+
+
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table of :meth:`TargetCheck.rows` (one line per seed and organism)."""
     splits = list(ALIGNED_BEHAVIOUR)
     head = (f"{'seed':>4} {'model':<5} " + " ".join(f"{s[:14]:>14}" for s in splits)
-            + f" {'layer':>5} {'kl':>6} {'ablated':>7} {'added':>6}  ok  misses")
+            + f" {'site':>5} {'kl':>6} {'ablated':>7} {'added':>6}  ok  misses")
     lines = [head]
     for r in rows:
         def num(key, fmt, r=r):
             return format(r[key], fmt) if r.get(key) is not None else "-"
         lines.append(
             f"{r['seed']:>4} {r['organism']:<5} " + " ".join(f"{r[f'refusal_{s}']:>14.0%}" for s in splits)
-            + f" {num('layer', 'd'):>5} {num('kl', '.3f'):>6} {num('ablated', '.0%'):>7} {num('added', '.0%'):>6}"
+            + f" {site(r):>5} {num('kl', '.3f'):>6} {num('ablated', '.0%'):>7} {num('added', '.0%'):>6}"
             + f"  {'yes' if not r['misses'] else 'NO '} {r['misses']}"
         )
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from functools import partial
 from weakref import WeakKeyDictionary
 
 import torch
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformers.cache_utils import Cache
@@ -192,9 +193,10 @@ def patch_hook(clean: Tensor, selections: Sequence[tuple | None]) -> Callable:
         if activation.shape[1:] != clean.shape[1:]:
             raise ValueError(f"the clean activation at {hook.name} has shape {list(clean.shape)}, the patched run "
                              f"{list(activation.shape)} (stacked copies of the batch)")
-        stacked = activation.reshape(len(selections), *clean.shape)
+        stacked = rearrange(activation, "(copy batch) ... -> copy batch ...", copy=len(selections))
         source = clean.to(activation.device, activation.dtype)[None]
-        return torch.where(mask.to(activation.device), source, stacked).reshape(activation.shape)
+        patched = torch.where(mask.to(activation.device), source, stacked)
+        return rearrange(patched, "copy batch ... -> (copy batch) ...")
 
     return patch
 

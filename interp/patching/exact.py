@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -247,7 +248,7 @@ def _arrange(values: Tensor, axes, axis_order, n_heads: int) -> Tensor:
     """One sweep's tensor in ``axis_order`` (``head_index``/``dest_pos`` read as ``head``/``pos``), heads
     zero-padded to ``n_heads`` (grouped-query keys and values have fewer)."""
     names = [{"head_index": "head", "dest_pos": "pos"}.get(axis, axis) for axis in axes]
-    values = values.permute(*[names.index(axis) for axis in axis_order])
+    values = rearrange(values, f"{' '.join(names)} -> {' '.join(axis_order)}")
     if "head" in axis_order:
         head = list(axis_order).index("head")
         pad = [0, 0] * (values.ndim - 1 - head) + [0, n_heads - values.shape[head]]
