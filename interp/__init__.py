@@ -10,12 +10,12 @@ The embedded organisms: ``interp.organisms.load_pair("dpo")`` (built offline on 
 """
 
 from interp import organisms
-from interp.cache import collect_activations, collect_pair_activations
+from interp.cache import Activations, collect_activations, collect_pair_activations
 from interp.data import PromptSet
 from interp.models import CheckpointNotFoundError, IncompatiblePairError, ModelPair, load_pair
 
 __all__ = [
-    "CheckpointNotFoundError", "IncompatiblePairError", "ModelPair", "PromptSet", "collect_activations",
+    "Activations", "CheckpointNotFoundError", "IncompatiblePairError", "ModelPair", "PromptSet", "collect_activations",
     "collect_pair_activations", "load_pair", "organisms",
 ]
 __version__ = "0.1.0"

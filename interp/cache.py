@@ -11,11 +11,17 @@ per-prompt unbatched runs. Forward passes stop after the last block any hook nee
   token from its start; each value is ``[n_prompts, *hook_shape]``;
 * a list of ints: ``[n_prompts, len(positions), *hook_shape]``;
 * ``"all"``: ``[n_prompts, max_pos, *hook_shape]``, tokens left-aligned and zero-padded, with
-  the boolean mask under the key ``"attention_mask"`` (``[n_prompts, max_pos]``).
+  the boolean token mask ``[n_prompts, max_pos]`` as the result's ``mask``.
+
+The result is an :class:`Activations`: a read-only mapping from hook name to tensor.
 
 >>> acts = collect_activations(model, requests, ["blocks.0.hook_resid_post"], progress=False)
 >>> acts["blocks.0.hook_resid_post"].shape  # [n_prompts, d_model]
 torch.Size([3, 32])
+>>> list(acts), acts.mask is None
+(['blocks.0.hook_resid_post'], True)
+>>> collect_activations(model, requests, "blocks.0.hook_resid_post", positions="all", progress=False).mask.shape
+torch.Size([3, 10])
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -41,7 +48,31 @@ from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
 
 Positions = int | Sequence[int] | Literal["all"]
 MASK_KEY = "attention_mask"
+"""The file name (``attention_mask.npy``) the token mask is streamed to; in memory it is ``Activations.mask``."""
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
+@dataclass(frozen=True, eq=False)
+class Activations(Mapping):
+    """Tensors by name, in prompt order (hook names; for a pair's stacked streams, ``"base"`` and
+    ``"aligned"``), and the ``[n_prompts, max_pos]`` token mask when ``positions == "all"``."""
+
+    tensors: Mapping[str, Tensor]
+    positions: Positions = -1
+    mask: Tensor | None = None
+    """True at each prompt's real tokens (left-aligned); None unless every position was kept."""
+
+    def __getitem__(self, name: str) -> Tensor:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise KeyError(f"no activations named {name!r}; have {', '.join(self.tensors)}") from None
+
+    def __iter__(self):
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
 
 
 def check_positions(positions: Positions, lengths: Sequence[int]) -> None:
@@ -91,7 +122,7 @@ def collect_from_tokens(
     out_dir: str | Path | None = None,
     desc: str = "collect",
     progress: bool = True,
-) -> dict[str, Tensor]:
+) -> Activations:
     """:func:`collect_activations` on already-tokenized prompts (lists of token ids)."""
     hook_names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
     check_hook_names(model, hook_names)
@@ -182,9 +213,9 @@ class _Store:
         if self.out_dir is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def finish(self, meta: dict) -> dict[str, Tensor]:
+    def finish(self, meta: dict) -> Activations:
         if self.out_dir is None:
-            return self.values
+            return _activations(self.values, meta["positions"])
         for array in self.values.values():
             array.flush()
         (self.tmp / "meta.json").write_text(json.dumps({**meta, "keys": list(self.values)}))
@@ -197,14 +228,20 @@ class _Store:
         return load_activations(self.out_dir)
 
 
-def load_activations(directory: str | Path) -> dict[str, Tensor]:
+def _activations(values: Mapping[str, Tensor], positions: Positions) -> Activations:
+    """The store's tensors as :class:`Activations`, the token mask taken out of the hooks."""
+    return Activations({k: v for k, v in values.items() if k != MASK_KEY}, positions, values.get(MASK_KEY))
+
+
+def load_activations(directory: str | Path) -> Activations:
     """Reload activations streamed to disk, memory-mapped: nothing is read until it is used."""
     directory = Path(directory)
     meta_file = directory / "meta.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{directory} holds no collected activations (no meta.json)")
-    keys = json.loads(meta_file.read_text())["keys"]
-    return {k: torch.from_numpy(np.load(directory / f"{k}.npy", mmap_mode="c")) for k in keys}
+    meta = json.loads(meta_file.read_text())
+    values = {k: torch.from_numpy(np.load(directory / f"{k}.npy", mmap_mode="c")) for k in meta["keys"]}
+    return _activations(values, meta["positions"])
 
 
 def resid_post_hooks(n_layers: int) -> list[str]:
@@ -238,7 +275,7 @@ def collect_activations(
     padding_side: str = "left",
     out_dir: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Tensor]:
+) -> Activations:
     """Activations of ``model`` at ``hook_names`` and ``positions`` for every prompt, in prompt order.
 
     ``prompts`` are user requests, formatted under ``prompt_format`` (default: the policy of the
@@ -258,7 +295,7 @@ def collect_pair_activations(
     *,
     out_dir: str | Path | None = None,
     **kwargs,
-) -> dict[str, dict[str, Tensor]]:
+) -> dict[str, Activations]:
     """Both models' activations on the same tokens: ``{"base": {...}, "aligned": {...}}``.
 
     The prompts are formatted with the pair's policy and tokenized once for both models.
@@ -273,16 +310,13 @@ def collect_pair_activations(
 
 def pair_resid_post(
     pair: ModelPair, prompts: PromptSet | Sequence[str], *, positions: Positions = -1, batch_size: int = 32,
-) -> dict[str, Tensor]:
+) -> Activations:
     """Both models' residual stream after every block (:func:`resid_post_hooks`), stacked per model.
 
-    Returns ``{"base": [batch, layer, (pos,) d_model], "aligned": ..., "attention_mask": ...}``,
-    the mask only with ``positions="all"``.
+    Returns ``{"base": [batch, layer, (pos,) d_model], "aligned": ...}`` as :class:`Activations`,
+    with the token mask when ``positions="all"``.
     """
     hooks = resid_post_hooks(pair.cfg.n_layers)
     acts = collect_pair_activations(pair, prompts, hooks, positions=positions, batch_size=batch_size,
                                     progress=False)
-    out = {name: stack_layers(acts[name], hooks) for name in acts}
-    if MASK_KEY in acts["base"]:
-        out[MASK_KEY] = acts["base"][MASK_KEY]
-    return out
+    return Activations({name: stack_layers(acts[name], hooks) for name in acts}, positions, acts["base"].mask)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp import load_pair, organisms
-from interp.cache import MASK_KEY, collect_activations, collect_pair_activations, load_activations
+from interp.cache import collect_activations, collect_pair_activations, load_activations
 
 # Mixed lengths: 5 to 21 tokens once chat-formatted.
 PROMPTS = [
@@ -45,9 +45,10 @@ def test_batched_equals_unbatched(model, padding_side, positions):
 def test_all_positions_with_mask(model, padding_side):
     batched = collect_activations(model, PROMPTS, HOOKS, positions="all", batch_size=4,
                                   padding_side=padding_side, progress=False)
-    mask = batched[MASK_KEY]
+    mask = batched.mask
+    assert list(batched) == HOOKS  # the mask is not a hook
     for i, alone in enumerate(_one_by_one(model, "all")):
-        length = alone[MASK_KEY].sum().item()
+        length = alone.mask.sum().item()
         assert mask[i].sum() == length and mask[i, :length].all()
         for name in HOOKS:
             torch.testing.assert_close(batched[name][i, :length], alone[name][0], atol=1e-4, rtol=0)
@@ -101,9 +102,10 @@ def test_streaming_to_disk_round_trips(model, tmp_path):
     in_memory = collect_activations(model, PROMPTS, HOOKS, positions="all", progress=False)
     on_disk = collect_activations(model, PROMPTS, HOOKS, positions="all", out_dir=tmp_path / "acts", progress=False)
     reloaded = load_activations(tmp_path / "acts")
-    for name in [*HOOKS, MASK_KEY]:
-        assert torch.equal(on_disk[name], reloaded[name])
-        torch.testing.assert_close(reloaded[name].to(in_memory[name].dtype), in_memory[name])
+    for got, saved, expected in [*((on_disk[h], reloaded[h], in_memory[h]) for h in HOOKS),
+                                 (on_disk.mask, reloaded.mask, in_memory.mask)]:
+        assert torch.equal(got, saved)
+        torch.testing.assert_close(saved.to(expected.dtype), expected)
     with pytest.raises(FileExistsError):
         collect_activations(model, PROMPTS, HOOKS, out_dir=tmp_path / "acts", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["acts"], "no temporary directory left behind"

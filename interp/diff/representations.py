@@ -15,7 +15,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import MASK_KEY, Positions, pair_resid_post
+from interp.cache import Positions, pair_resid_post
 from interp.data import PromptSet
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
@@ -74,7 +74,7 @@ def representation_similarity(
     """Cosine, linear CKA and norm ratio of base vs aligned residual streams, per layer and label."""
     acts = pair_resid_post(pair, prompts, positions=positions, batch_size=batch_size)
     base, aligned = acts["base"], acts["aligned"]
-    mask = acts.get(MASK_KEY)
+    mask = acts.mask
     groups = {"all": torch.ones(len(prompts), dtype=torch.bool)}
     groups.update({label: torch.tensor([x == label for x in prompts.labels]) for label in prompts.label_names})
     cosine, cka, ratio = {}, {}, {}
