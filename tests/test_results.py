@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from importlib.metadata import version
 
 import matplotlib.figure
 import numpy as np
@@ -36,7 +37,8 @@ def test_provenance_fingerprints_the_prompts_it_was_given(pair, found):
     assert p.models == (pair.aligned.cfg.model_name,) and found.source == pair.aligned.cfg.model_name
     assert p.n_prompts == 32 and p.params["n_harmful"] == 16 and p.params["refusal_tokens"] == ["sorry"]
     assert p.prompts_sha == hashlib.sha256("\x1f".join(HARMFUL + HARMLESS).encode()).hexdigest()[:16]
-    assert p.versions == versions() and p.versions["torch"] == torch.__version__
+    assert p.versions == versions() and p.versions["torch"] == version("torch")
+    assert torch.__version__.startswith(p.versions["torch"])  # "2.13.0" of "2.13.0+cpu" (or "+cu130")
     assert "n=32" in str(p) and p.to_dict()["params"]["seed"] == 0
 
 
