@@ -17,12 +17,14 @@ import argparse
 import copy
 import dataclasses
 import json
-import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from recipes import _comply_majority, geometry  # noqa: E402  (a script beside this one)
 
 RESULTS = Path(__file__).parent / "results" / "sft_levers.jsonl"
 
@@ -42,24 +44,6 @@ def base_model(seed: int, root: Path):
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
     return load_checkpoint(path), tokenizer, path
-
-
-def _more_compliance(factor: int):
-    from interp.organisms import world
-
-    original = world.sft_examples
-
-    def sft_examples(seed, n_per_prompt=2):
-        out = original(seed, n_per_prompt)
-        rng = random.Random(seed + 20_000)
-        extra = [p.text for p in world.prompts("harmless_train")] * (factor - 1) * n_per_prompt
-        extra += [t.format(c=c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
-        out += [{"prompt": [{"role": "user", "content": text}],
-                 "completion": [{"role": "assistant", "content": world.comply(rng)}]} for text in extra]
-        rng.shuffle(out)
-        return out
-
-    world.sft_examples = sft_examples
 
 
 def _frozen(*names):
@@ -86,7 +70,7 @@ LEVERS = {
     "lr3e-4": lambda r: dataclasses.replace(r, lr=3e-4),
     "lr3e-4x12": lambda r: dataclasses.replace(r, lr=3e-4, epochs=12),
     "epochs3": lambda r: dataclasses.replace(r, epochs=3),
-    "comply5": lambda r: (_more_compliance(5), r)[1],
+    "comply5": lambda r: (_comply_majority(5), r)[1],
     "freeze_unembed": lambda r: (_frozen("lm_head", "model.norm"), r)[1],
     "freeze_io": lambda r: (_frozen("lm_head", "model.norm", "embed_tokens"), r)[1],
 }
@@ -113,9 +97,6 @@ def measure(lever: str, seed: int, bases: Path) -> dict:
         found = directions.find_refusal_direction(pair.aligned, organisms.prompt_set("harmful_train"),
                                                   organisms.prompt_set("harmless_train"),
                                                   refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
-        sys.path.insert(0, str(Path(__file__).parent))
-        from recipes import geometry
-
         harmless_at, harmful_at = geometry(pair.aligned, found)
     row = {"lever": lever, "seed": seed, "sft_seconds": seconds, **dataclasses.asdict(check),
            "harmless_at": harmless_at, "harmful_at": harmful_at}
