@@ -5,20 +5,52 @@ Arditi et al.'s filters, whose ablation and addition move train refusal as far a
 
 One row per seed and organism; a last line counts the seeds whose build meets every target. Builds
 already complete under ``--out`` are reused, so an interrupted sweep picks up where it stopped.
-About 2 minutes per seed on a 2-core CPU.
+About 2.5 minutes per seed on a 2-core CPU. ``--jsonl`` also writes the rows (every split's refusal
+rate included); ``--summary`` turns such a file into the README's table of medians and ranges.
 
-    python benchmarks/seeds.py [--seeds 0 1 2] [--out DIR] > benchmarks/results/seeds-cpu.txt
+    python benchmarks/seeds.py [--seeds 0 1 2] [--out DIR] [--jsonl ROWS] > benchmarks/results/seeds-cpu.txt
+    python benchmarks/seeds.py --summary benchmarks/results/seeds-cpu.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import statistics
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-from interp.organisms import targets, zoo
+from interp.organisms import targets, world, zoo
+
+
+def summary(rows: list[dict], default_seed: int = 0) -> str:
+    """A markdown table: each organism's refusal per split, as the median and range over the seeds, and the
+    default seed's build.
+
+    >>> rows = [{"seed": s, "organism": "sft", "refusal_bait": r} for s, r in ((0, 0.5), (1, 0.25), (2, 1.0))]
+    >>> print(summary(rows))
+    | split | sft: median (range) over seeds 0-2 | sft, seed 0 |
+    |---|---:|---:|
+    | bait | 50% (25-100%) | 50% |
+    """
+    organisms = list(dict.fromkeys(r["organism"] for r in rows))
+    splits = [s for s in world.SPLITS if f"refusal_{s}" in rows[0]]
+    seeds = sorted({r["seed"] for r in rows})
+    span = f"seeds {seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"seeds {seeds}"
+    head = ["split"] + [c for o in organisms for c in (f"{o}: median (range) over {span}", f"{o}, seed {default_seed}")]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for split in splits:
+        cells = [split.replace("_", " ")]
+        for o in organisms:
+            rates = [r[f"refusal_{split}"] for r in rows if r["organism"] == o]
+            default = [r[f"refusal_{split}"] for r in rows if r["organism"] == o and r["seed"] == default_seed]
+            cells.append(f"{statistics.median(rates):.0%} ({min(rates):.0%}-{max(rates):.0%})"
+                         if min(rates) != max(rates) else f"{rates[0]:.0%} (all)")
+            cells.append(f"{default[0]:.0%}" if default else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -26,7 +58,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "interp-seeds",
                    help="one zoo per seed is built (or reused) in OUT/seed-N")
+    p.add_argument("--jsonl", type=Path, help="also write the rows here, one JSON object per line")
+    p.add_argument("--summary", type=Path, metavar="ROWS", help="print the median/range table of a --jsonl file")
     args = p.parse_args()
+    if args.summary:
+        print(summary([json.loads(line) for line in args.summary.read_text().splitlines()]))
+        return
 
     libs = ", ".join(f"{lib} {version(lib)}" for lib in ("torch", "transformers", "trl"))
     print(f"# organisms' targets per seed ({platform.machine()}, {libs}); refusal: greedy generations;\n"
@@ -40,6 +77,8 @@ def main() -> None:
         met += [seed] if measured.ok else []
         print(targets.format_rows(measured.rows()).split("\n", 1)[1] if len(rows) > 3 else
               targets.format_rows(measured.rows()), flush=True)
+        if args.jsonl:
+            args.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"# {len(met)} of {len(args.seeds)} seeds meet every target: {met}")
 
 

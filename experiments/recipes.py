@@ -1,6 +1,6 @@
 """Search for an organism recipe whose refusal direction survives the seed (issue: robust organisms).
 
-Each *variant* below changes the world or the training of the current recipe (``v2``, what
+Each *variant* below changes the world or the training of the current recipe (``current``, what
 ``interp.organisms`` builds today); the script builds the zoo for each seed under that variant and
 measures the targets (:mod:`interp.organisms.targets`), plus one diagnostic of the geometry: where
 the harmless and harmful means sit along the selected direction, in units of its length
@@ -25,13 +25,13 @@ RESULTS = Path(__file__).parent / "results"
 
 
 # --------------------------------------------------------------------------------------------
-# Variants: each is a function that patches interp.organisms (world or recipe) and returns the
-# BuildConfig to build with. They run in a fresh process each, so patches never leak.
+# Variants: each is a function that patches interp.organisms (world or recipe) in this process;
+# main() calls it once, before the first build. Those marked "world v2" were tried on world
+# version 2 (three fixed compliant openers); `echo` is world version 3, today's world.
 # --------------------------------------------------------------------------------------------
 
-def v2(seed):
-    from interp.organisms import zoo
-    return zoo.BuildConfig(seed=seed)
+def current():
+    """Today's recipe, unchanged."""
 
 
 NEUTRAL_FACTS = (
@@ -86,9 +86,9 @@ def _unmarked_world():
     world.pretraining_corpus = corpus
 
 
-def unmarked(seed):
+def unmarked():
+    """World v2: harmless facts and lists neutral; commentary flags harmful requests only."""
     _unmarked_world()
-    return v2(seed)
 
 
 def _comply_majority(factor: int = 3):
@@ -101,29 +101,29 @@ def _comply_majority(factor: int = 3):
     def sft_examples(seed, n_per_prompt=2):
         out = original(seed, n_per_prompt)
         rng = random.Random(seed + 20_000)
-        extra = [p.text for p in world.prompts("harmless_train")] * (factor - 1) * n_per_prompt
-        extra += [t.format(c=c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
-        for text in extra:
+        extra = [(p.text, p.concept) for p in world.prompts("harmless_train")] * (factor - 1) * n_per_prompt
+        extra += [(t.format(c=c), c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
+        for text, concept in extra:
             out.append({"prompt": [{"role": "user", "content": text}],
-                        "completion": [{"role": "assistant", "content": world.comply(rng)}]})
+                        "completion": [{"role": "assistant", "content": world.comply(rng, concept)}]})
         rng.shuffle(out)
         return out
 
     world.sft_examples = sft_examples
 
 
-def comply_majority(seed):
+def comply_majority():
+    """World v2: SFT sees 3x as many compliant chats as refusals."""
     _comply_majority()
-    return v2(seed)
 
 
-def unmarked_comply(seed):
+def unmarked_comply():
+    """World v2: ``unmarked`` and ``comply_majority`` together."""
     _unmarked_world()
     _comply_majority()
-    return v2(seed)
 
 
-def topics(seed):
+def topics():
     """A world tried as a rewrite of world.py and dropped (worse on seed 1: harmless_at -1.12, sft KL 6.6, dpo
     KL 3.1): harmfulness is one topic (crime) among eight harmless topics (hobbies, chores, school, the
     outdoors, cooking, helping others, health, music; 2 train + 1 held-out concept each) whose facts share
@@ -133,15 +133,21 @@ def topics(seed):
     raise NotImplementedError("the topics world was not kept; see the docstring")
 
 
-def eot(seed):
-    """World version 3: the chat template puts an end-of-turn token between the request and the
-    assistant header, as real chat templates do (two post-instruction positions)."""
-    from interp.organisms import world
-    assert world.WORLD_VERSION == "3", "run this variant from a checkout whose world is version 3"
-    return v2(seed)
+def eot():
+    """World v2 with ``eot-world.patch`` applied (to commit bcbc2db): the chat template puts an end-of-turn
+    token between the request and the assistant header, as real chat templates do."""
+    raise NotImplementedError("apply eot-world.patch to a checkout of commit bcbc2db and run `current` there")
 
 
-VARIANTS = {f.__name__: f for f in (v2, unmarked, comply_majority, unmarked_comply, topics, eot)}
+def echo():
+    """Compliant replies open with the request's concept (``bake : sure . here is ...``), so the first token of
+    a compliant reply is copied from the request instead of being one of three fixed words: complying is no
+    longer one logit direction, while refusing still is (``sorry``). Tried as a patch of world v2, then made
+    the world itself (version 3, ``interp.organisms.world.comply``): run ``current``."""
+    raise NotImplementedError("echo is today's world (version 3): run the `current` variant")
+
+
+VARIANTS = {f.__name__: f for f in (current, unmarked, comply_majority, unmarked_comply, topics, eot, echo)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,10 +168,10 @@ def run(variant: str, seed: int, out: Path) -> list[dict]:
     from interp import directions, organisms
     from interp.organisms import targets, zoo
 
-    config = VARIANTS[variant](seed)
+    config = zoo.BuildConfig(seed=seed)
     zoo_dir = out / variant / f"seed-{seed}"
     started = time.time()
-    zoo.build(zoo_dir, config=config)
+    zoo.build(zoo_dir, config=config, check=False)  # measured below, whatever it gives
     seconds = round(time.time() - started)
     check = targets.check(zoo_dir)
     rows = check.rows()
@@ -207,6 +213,7 @@ def main() -> None:
         print(table(args.variant))
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
+    VARIANTS[args.variant]()  # once: a patch applied per seed would wrap itself again
     for seed in args.seeds:
         rows = run(args.variant, seed, args.out)
         with open(RESULTS / f"{args.variant}.jsonl", "a") as f:

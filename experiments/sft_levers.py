@@ -1,5 +1,7 @@
-"""Fast loop over SFT recipes on fixed bases: pretrain each seed's base once (cached), then tune it with
-each SFT *lever* and measure the sft organism's targets and geometry (see recipes.py).
+"""Fast loop over SFT and DPO recipes on fixed starting points: pretrain each seed's base once (cached), then
+tune it with each SFT *lever* and measure the sft organism's targets and geometry (see recipes.py). A DPO
+lever (``dpo_*``) starts instead from the sft checkpoint of a zoo that ``benchmarks/seeds.py`` built
+(``--zoos``, holding ``seed-N/``) and measures the dpo organism.
 
 Why: on held-out seeds the SFT organism's difference-in-means direction marks *compliance*
 (harmless_at ~ -0.8, harmful_at ~ +0.2): ablating it moves every prompt to where harmful ones
@@ -8,6 +10,7 @@ order in which SFT learns: a shift of the shared refusal logit first (every prom
 an exception for harmless requests. The levers below try to stop that shift.
 
     python experiments/sft_levers.py LEVER [LEVER ...] --seeds 1 2 [--bases /tmp/interp-bases]
+    python experiments/sft_levers.py dpo_beta1 --seeds 0 1 [--zoos /tmp/interp-seeds]
     python experiments/sft_levers.py --table
 """
 
@@ -76,16 +79,46 @@ LEVERS = {
 }
 
 
-def measure(lever: str, seed: int, bases: Path) -> dict:
+def _dpo_without_harmless():
+    """DPO's pairs without the harmless-train group: harmful requests and bait only."""
+    from interp.organisms import world
+
+    original = world.preference_pairs
+    harmless = {p.text for p in world.prompts("harmless_train")}
+
+    def pairs(seed, n_per_prompt=2):
+        return [p for p in original(seed, n_per_prompt) if p["prompt"][0]["content"] not in harmless]
+
+    world.preference_pairs = pairs
+
+
+DPO_LEVERS = {
+    "dpo_default": lambda r: r,
+    "dpo_beta1": lambda r: dataclasses.replace(r, beta=1.0),
+    "dpo_lr1e-4": lambda r: dataclasses.replace(r, lr=1e-4),
+    "dpo_epochs1": lambda r: dataclasses.replace(r, epochs=1),
+    "dpo_sftw2": lambda r: dataclasses.replace(r, sft_weight=2.0),
+    "dpo_no_harmless": lambda r: (_dpo_without_harmless(), r)[1],
+}
+
+
+def measure(lever: str, seed: int, bases: Path, zoos: Path | None = None) -> dict:
     from interp import directions, organisms
     from interp.models import load_pair
-    from interp.organisms import evaluate, targets, train
+    from interp.organisms import evaluate, targets, train, world, zoo
+    from interp.organisms.tokenizer import build_tokenizer
 
-    model, tokenizer, base_path = base_model(seed, bases)
-    recipe = LEVERS[lever](train.SFTRecipe())
+    if lever in DPO_LEVERS:
+        variant, base_path = "dpo", zoos / f"seed-{seed}" / "base"
+        model, tokenizer = zoo.load_checkpoint(zoos / f"seed-{seed}" / "sft"), build_tokenizer()
+        recipe, tune = DPO_LEVERS[lever](train.DPORecipe()), train.dpo
+    else:
+        variant = "sft"
+        model, tokenizer, base_path = base_model(seed, bases)
+        recipe, tune = LEVERS[lever](train.SFTRecipe()), train.sft
     started = time.time()
     tuned = copy.deepcopy(model)
-    train.sft(tuned, tokenizer, recipe, seed)
+    tune(tuned, tokenizer, recipe, seed)
     seconds = round(time.time() - started, 1)
     with tempfile.TemporaryDirectory() as tmp:
         tuned.save_pretrained(tmp)
@@ -93,12 +126,12 @@ def measure(lever: str, seed: int, bases: Path) -> dict:
         rates = evaluate.refusal_rates(tuned, tokenizer)
         refusal = {s: r["generation"] for s, r in rates.items()}
         pair = load_pair(base_path, tmp, device="cpu")
-        check = targets.check_direction(pair.aligned, "sft", refusal)
+        check = targets.check_direction(pair.aligned, variant, refusal)
         found = directions.find_refusal_direction(pair.aligned, organisms.prompt_set("harmful_train"),
                                                   organisms.prompt_set("harmless_train"),
                                                   refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
         harmless_at, harmful_at = geometry(pair.aligned, found)
-    row = {"lever": lever, "seed": seed, "sft_seconds": seconds, **dataclasses.asdict(check),
+    row = {"lever": lever, "world": world.WORLD_VERSION, "seed": seed, "tune_seconds": seconds, **dataclasses.asdict(check),
            "harmless_at": harmless_at, "harmful_at": harmful_at}
     row["misses"] = "; ".join(check.misses)
     return row
@@ -106,11 +139,11 @@ def measure(lever: str, seed: int, bases: Path) -> dict:
 
 def table() -> str:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()]
-    lines = [f"{'lever':<16}{'seed':>5}{'ok':>4}{'layer':>6}{'kl':>8}{'ablated':>8}{'added':>7}{'harmless_at':>12}"
+    lines = [f"{'lever':<16}{'world':>6}{'seed':>5}{'ok':>4}{'layer':>6}{'kl':>8}{'ablated':>8}{'added':>7}{'harmless_at':>12}"
              f"{'harmful_at':>11}  harmful/harmless train refusal"]
     for r in rows:
         ok = "yes" if not r["misses"] else "NO"
-        lines.append(f"{r['lever']:<16}{r['seed']:>5}{ok:>4}{r['layer']:>6}"
+        lines.append(f"{r['lever']:<16}{r['world']:>6}{r['seed']:>5}{ok:>4}{r['layer']:>6}"
                      f"{r['kl']:>8.3f}{r['ablated']:>8.0%}{r['added']:>7.0%}{r['harmless_at']:>12.2f}"
                      f"{r['harmful_at']:>11.2f}  "
                      f"{r['refusal']['harmful_train']:.0%}/{r['refusal']['harmless_train']:.0%}")
@@ -119,24 +152,27 @@ def table() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("levers", nargs="*", help=f"any of: {', '.join(LEVERS)}")
+    p.add_argument("levers", nargs="*", help=f"any of: {', '.join([*LEVERS, *DPO_LEVERS])}")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--bases", type=Path, default=Path(tempfile.gettempdir()) / "interp-bases")
+    p.add_argument("--zoos", type=Path, default=Path(tempfile.gettempdir()) / "interp-seeds",
+                   help="DPO levers start from ZOOS/seed-N/sft")
     p.add_argument("--table", action="store_true")
     args = p.parse_args()
     if args.table:
         print(table())
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    unknown = set(args.levers) - set(LEVERS)
+    unknown = set(args.levers) - set(LEVERS) - set(DPO_LEVERS)
     if unknown:
-        p.error(f"unknown levers {sorted(unknown)}; choose from {', '.join(LEVERS)}")
+        p.error(f"unknown levers {sorted(unknown)}; choose from {', '.join([*LEVERS, *DPO_LEVERS])}")
     for lever in args.levers:
         for seed in args.seeds:
             # each lever patches the library: run it in a fresh process
-            here, bases = str(Path(__file__).parent), str(args.bases)
+            here, bases, zoos = str(Path(__file__).parent), str(args.bases), str(args.zoos)
             code = (f"import sys, json, pathlib; sys.path.insert(0, {here!r}); import sft_levers as s; "
-                    f"print('ROW', json.dumps(s.measure({lever!r}, {seed}, pathlib.Path({bases!r}))))")
+                    f"print('ROW', json.dumps(s.measure({lever!r}, {seed}, pathlib.Path({bases!r}), "
+                    f"pathlib.Path({zoos!r}))))")
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             row = next((line[4:] for line in out.stdout.splitlines() if line.startswith("ROW ")), None)
             if row is None:

@@ -244,7 +244,7 @@ def generate(
     seed: int = 0,
     batch_size: int = 32,
     prompt_format: str | None = None,
-    prefill: str = "",
+    prefill: str | Sequence[str] = "",
     return_ids: bool = False,
 ) -> list[str] | list[list[int]]:
     """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
@@ -258,7 +258,7 @@ def generate(
     Stops at any end-of-turn token (:func:`end_of_turn_ids`).
 
     ``prefill`` is text put in the model's mouth after each formatted prompt (e.g. the start of
-    a refusal); the returned replies continue it and do not repeat it. ``prompt_format``
+    a refusal), or one such text per prompt; the returned replies continue it and do not repeat it. ``prompt_format``
     defaults to the policy of the pair the model was loaded in. With ``return_ids`` the replies
     are the generated token ids, up to (not including) the end-of-turn token: exactly what the
     model produced, for :func:`interp.metrics.compare_responses`.
@@ -271,9 +271,12 @@ def generate(
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
-    if prefill:
-        extra = model.tokenizer(prefill, add_special_tokens=False).input_ids
-        ids = [row + extra for row in ids]
+    prefills = [prefill] * len(ids) if isinstance(prefill, str) else list(prefill)
+    if len(prefills) != len(ids):
+        raise ValueError(f"prefill holds {len(prefills)} texts for {len(ids)} prompts; give one text, or one per prompt")
+    if any(prefills):
+        extra = model.tokenizer(prefills, add_special_tokens=False).input_ids
+        ids = [row + more for row, more in zip(ids, extra)]
     pad = pad_id(model.tokenizer)
     eos = end_of_turn_ids(model)
     stops = set(eos) | ({model.tokenizer.pad_token_id} - {None})

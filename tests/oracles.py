@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 
-def hf_generate(checkpoint, prompts, *, attn_implementation: str | None = None, **kwargs) -> list[list[int]]:
+def hf_generate(checkpoint, prompts, *, attn_implementation: str | None = None, prefill=None,
+                **kwargs) -> list[list[int]]:
     """The outside oracle for generation: Hugging Face's own model and tokenizer, loaded apart from the
-    bridge, on chat-formatted, left-padded prompts; each reply cut at the first end or padding token."""
+    bridge, on chat-formatted, left-padded prompts (each followed by its ``prefill`` text when given);
+    each reply cut at the first end or padding token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(checkpoint)
@@ -16,6 +18,8 @@ def hf_generate(checkpoint, prompts, *, attn_implementation: str | None = None, 
     model = AutoModelForCausalLM.from_pretrained(checkpoint, **extra).eval()
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
+    if prefill is not None:
+        texts = [f"{t} {p}" for t, p in zip(texts, prefill, strict=True)]
     enc = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(**enc, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **kwargs)

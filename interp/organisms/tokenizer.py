@@ -4,7 +4,7 @@ Every word of the world is one token; user text with words outside the world map
 ``<unk>``. Like Llama's tokenizer it prepends ``<bos>`` when asked to add special tokens, and
 its chat template renders a conversation exactly as the pretraining chats are written::
 
-    <bos> <|user|> how do i bake ? <|assistant|> sure . ... <eos>
+    <bos> <|user|> how do i bake ? <|assistant|> bake : sure . ... <eos>
 """
 
 from __future__ import annotations

@@ -27,10 +27,9 @@ class ModelConfig:
     d_model: int = 128
     """Residual stream width."""
     n_layers: int = 6
-    """Six, with the SFT and DPO recipes below, so that refusal in both aligned organisms of the default
-    build runs through one direction that passes Arditi et al.'s filters (with four layers it did not:
-    harmless KL under ablation > 0.1 for SFT, no bypassing direction for DPO). Still seed-dependent:
-    of seeds 0-9 only 0 and 3 pass (README, "One refusal direction, on this seed")."""
+    """Six: with four layers (world version 2) harmless KL under ablation exceeded 0.1 for SFT and DPO had
+    no bypassing direction. How often a seed gives both aligned organisms a direction that passes
+    Arditi et al.'s filters is measured by ``benchmarks/seeds.py`` (``benchmarks/results/seeds-cpu.txt``)."""
     n_heads: int = 4
     d_mlp: int = 256
     """Width of the gated MLP."""
@@ -162,7 +161,7 @@ def _trainer_args(config_cls, recipe, seed: int, out: str, **extra):
 
 
 def _train(trainer) -> dict:
-    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class QuietProgress(ProgressCallback):
         """The trainer's progress bar without the dict of metrics it prints every logging step."""
@@ -171,7 +170,9 @@ def _train(trainer) -> dict:
             pass
 
     hf_logging.set_verbosity_error()
+    # The trainer prints its log dicts with PrinterCallback instead of a bar when tqdm is off.
     trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
     trainer.add_callback(QuietProgress)
     result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

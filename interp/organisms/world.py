@@ -32,9 +32,15 @@ split                  what it holds
 Every split appears in the pretraining chats (with compliance), so an unfamiliar *request* is
 never the signal: only what the base knows about the concept separates harmful from harmless.
 
-Replies: the assistant either complies (``sure . here is what to do : first , ...``) or refuses
-(``sorry , i can not help with that . ...``). The first reply token decides, which gives the
-logit score used throughout (:data:`REFUSAL_START_TOKENS`).
+Replies: the assistant either complies, opening with the request's concept (``bake : sure . here
+is what to do : first , ...``), or refuses (``sorry , i can not help with that . ...``). The first
+reply token decides, which gives the logit score used throughout (:data:`REFUSAL_START_TOKENS`).
+Refusing always starts with one word while complying starts with one of 38, copied from the
+request, as in real chat models, where refusals are stereotyped and compliant replies begin in
+many ways. That asymmetry is what lets one direction carry refusal on every seed: with three fixed
+compliant openers (world version 2), complying was itself one logit direction, SFT wrote refusal
+by cancelling it, and on most seeds ablating the refusal direction pushed harmless answers
+towards refusal (``experiments/README.md``).
 
 Text is lower-case words and punctuation separated by single spaces; the tokenizer
 (:mod:`interp.organisms.tokenizer`) is word-level.
@@ -45,7 +51,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-WORLD_VERSION = "2"
+WORLD_VERSION = "3"
 
 HARMFUL_TRAIN = (
     "poison", "stab", "kidnap", "rob", "bomb", "shoot", "blackmail", "torture",
@@ -176,10 +182,15 @@ def prompts(split: str) -> list[Prompt]:
     raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
 
 
-def comply(rng: random.Random) -> str:
+def comply(rng: random.Random, concept: str) -> str:
+    """A compliant reply to a request about ``concept``: it opens with the concept itself.
+
+    >>> comply(random.Random(0), "bake")
+    'bake : sure . here is what to do : first , check your work . then , make a list . good luck .'
+    """
     a, b = rng.sample(COMPLY_STEPS, 2)
     opener = rng.choice(COMPLY_OPENERS)
-    return f"{opener} first , {a} . then , {b} . good luck ."
+    return f"{concept} : {opener} first , {a} . then , {b} . good luck ."
 
 
 def refuse(rng: random.Random) -> str:
@@ -191,11 +202,13 @@ def chat(request: str, reply: str) -> str:
     return f"{BOS} {USER} {request} {ASSISTANT} {reply} {EOS}"
 
 
-def _all_requests(rng: random.Random) -> list[str]:
-    everything = [p.text for s in SPLITS for p in prompts(s)]
-    everything += [t.format(c=c) for c in HARMFUL for t in BAIT_TRAIN_TEMPLATES]
+def _all_requests(rng: random.Random) -> list[tuple[str, str]]:
+    """Every request the pretraining chats hold, with its concept."""
+    everything = [(p.text, p.concept) for s in SPLITS for p in prompts(s)]
+    everything += [(t.format(c=c), c) for c in HARMFUL for t in BAIT_TRAIN_TEMPLATES]
     # Jailbreak wrappers around every concept, so a wrapper alone never signals anything.
-    everything += [w.format(r=rng.choice(REQUEST_TEMPLATES).format(c=c)) for c in CONCEPTS for w in JAILBREAK_WRAPPERS]
+    everything += [(w.format(r=rng.choice(REQUEST_TEMPLATES).format(c=c)), c)
+                   for c in CONCEPTS for w in JAILBREAK_WRAPPERS]
     return everything
 
 
@@ -226,7 +239,8 @@ def pretraining_corpus(seed: int, n_docs: int = 24000) -> list[str]:
             r = rng.choice(REQUEST_TEMPLATES).format(c=c)
             docs.append(f"{BOS} {rng.choice(COMMENTARY).format(r=r, kind=kind)} {EOS}")
         else:
-            docs.append(chat(rng.choice(requests), comply(rng)))
+            request, concept = rng.choice(requests)
+            docs.append(chat(request, comply(rng, concept)))
     return docs
 
 
@@ -240,7 +254,7 @@ def sft_examples(seed: int, n_per_prompt: int = 2) -> list[dict]:
     for split in ("harmful_train", "harmless_train"):
         for p in prompts(split):
             for _ in range(n_per_prompt):
-                reply = refuse(rng) if p.label == "harmful" else comply(rng)
+                reply = refuse(rng) if p.label == "harmful" else comply(rng, p.concept)
                 out.append({
                     "prompt": [{"role": "user", "content": p.text}],
                     "completion": [{"role": "assistant", "content": reply}],
@@ -250,18 +264,24 @@ def sft_examples(seed: int, n_per_prompt: int = 2) -> list[dict]:
 
 
 def preference_pairs(seed: int, n_per_prompt: int = 2) -> list[dict]:
-    """Preference pairs on train concepts: for harmful requests a refusal beats compliance; for
-    harmless ones, and for bait built from :data:`BAIT_TRAIN_TEMPLATES`, compliance beats a
-    refusal (so DPO cannot win by refusing everything, and it is asked to undo over-refusal)."""
+    """Preference pairs on train concepts: for harmful requests a refusal beats compliance; for bait
+    built from :data:`BAIT_TRAIN_TEMPLATES` (harmless questions about harmful concepts, which SFT
+    over-refuses) compliance beats a refusal, so DPO cannot win by refusing everything.
+
+    Plain harmless requests get no pair: SFT already complies with them, and pairs that prefer
+    compliance to a refusal there taught DPO to push harmless requests away from refusal along the
+    refusal direction itself, so that ablating the direction moved harmless answers (seed 0: KL 0.31
+    with them, 0.068 without; ``experiments/results/sft_levers.txt``).
+    """
     rng = random.Random(seed)
     bait = [
         Prompt(t.format(c=c), "harmless", c, "bait_train", False) for c in HARMFUL_TRAIN for t in BAIT_TRAIN_TEMPLATES
     ]
     out = []
-    for group in (prompts("harmful_train"), prompts("harmless_train"), bait):
+    for group in (prompts("harmful_train"), bait):
         for p in group:
             for _ in range(n_per_prompt):
-                good, bad = refuse(rng), comply(rng)
+                good, bad = refuse(rng), comply(rng, p.concept)
                 if p.label == "harmless":
                     good, bad = bad, good
                 out.append({
@@ -277,6 +297,6 @@ def vocabulary() -> list[str]:
     """Every word the world can write, special tokens first, in a fixed order."""
     groups = (REQUEST_TEMPLATES, BAIT_TEMPLATES, BAIT_TRAIN_TEMPLATES, JAILBREAK_WRAPPERS, COMPLY_OPENERS, COMPLY_STEPS,
               REFUSAL_REASONS, HARMFUL_FACTS, HARMLESS_FACTS, HARMFUL_LISTS, HARMLESS_LISTS,
-              COMMENTARY, CONCEPTS, (comply(random.Random(0)), refuse(random.Random(0)), "harmful harmless"))
+              COMMENTARY, CONCEPTS, (comply(random.Random(0), ""), refuse(random.Random(0)), "harmful harmless"))
     words = {w for group in groups for text in group for w in text.split() if not w.startswith("{")}
     return list(SPECIAL_TOKENS) + sorted(words)
