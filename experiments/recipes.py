@@ -91,9 +91,9 @@ def unmarked():
     _unmarked_world()
 
 
-def _comply_majority(factor: int = 3):
+def _comply_majority(factor: int = 3, bait: bool = True):
     """SFT sees ``factor`` times as many compliant chats as refusals (harmless train prompts
-    repeated, plus the bait-train requests complied with), so compliance stays the default."""
+    repeated, plus, with ``bait``, the bait-train requests complied with), so compliance stays the default."""
     from interp.organisms import world
 
     original = world.sft_examples
@@ -102,7 +102,8 @@ def _comply_majority(factor: int = 3):
         out = original(seed, n_per_prompt)
         rng = random.Random(seed + 20_000)
         extra = [(p.text, p.concept) for p in world.prompts("harmless_train")] * (factor - 1) * n_per_prompt
-        extra += [(t.format(c=c), c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
+        if bait:
+            extra += [(t.format(c=c), c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
         for text, concept in extra:
             out.append({"prompt": [{"role": "user", "content": text}],
                         "completion": [{"role": "assistant", "content": world.comply(rng, concept)}]})
@@ -147,7 +148,38 @@ def echo():
     raise NotImplementedError("echo is today's world (version 3): run the `current` variant")
 
 
-VARIANTS = {f.__name__: f for f in (current, unmarked, comply_majority, unmarked_comply, topics, eot, echo)}
+def first_word():
+    """World v3 with another opener: a compliant reply opens with the request's first word instead of its concept
+    (``how do i knit ?`` -> ``how : sure . here is ...``). Copying a word at a fixed place never depends on the
+    concept, so SFT cannot learn it for the train concepts only (on some v3 seeds SFT refuses held-out harmless
+    concepts, or answers them with a train concept's opener); the openers (8 request templates, the bait and
+    jailbreak ones) are shared by harmful and harmless requests."""
+    from interp.organisms import world
+
+    def reopen(request, reply):
+        if reply.startswith(world.REFUSAL_PREFIXES):
+            return reply
+        return f"{request.split()[0]} {reply.split(' ', 1)[1]}"
+
+    chat = world.chat
+    world.chat = lambda request, reply: chat(request, reopen(request, reply))
+
+    def rewrite(make, keys):
+        def wrapped(seed, n_per_prompt=2):
+            out = make(seed, n_per_prompt)
+            for item in out:
+                request = item["prompt"][0]["content"]
+                for key in keys:
+                    item[key] = [{"role": "assistant", "content": reopen(request, item[key][0]["content"])}]
+            return out
+        return wrapped
+
+    world.sft_examples = rewrite(world.sft_examples, ["completion"])
+    world.preference_pairs = rewrite(world.preference_pairs, ["chosen", "rejected"])
+
+
+VARIANTS = {f.__name__: f for f in (current, unmarked, comply_majority, unmarked_comply, topics, eot, echo,
+                                    first_word)}
 
 
 # --------------------------------------------------------------------------------------------

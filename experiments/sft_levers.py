@@ -74,6 +74,8 @@ LEVERS = {
     "lr3e-4x12": lambda r: dataclasses.replace(r, lr=3e-4, epochs=12),
     "epochs3": lambda r: dataclasses.replace(r, epochs=3),
     "comply5": lambda r: (_comply_majority(5), r)[1],
+    "harmless3": lambda r: (_comply_majority(3, bait=False), r)[1],
+    "harmless5": lambda r: (_comply_majority(5, bait=False), r)[1],
     "freeze_unembed": lambda r: (_frozen("lm_head", "model.norm"), r)[1],
     "freeze_io": lambda r: (_frozen("lm_head", "model.norm", "embed_tokens"), r)[1],
 }
@@ -140,13 +142,14 @@ def measure(lever: str, seed: int, bases: Path, zoos: Path | None = None) -> dic
 def table() -> str:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()]
     lines = [f"{'lever':<16}{'world':>6}{'seed':>5}{'ok':>4}{'layer':>6}{'kl':>8}{'ablated':>8}{'added':>7}{'harmless_at':>12}"
-             f"{'harmful_at':>11}  harmful/harmless train refusal"]
+             f"{'harmful_at':>11}  refusal: harmful train/held-out, harmless train/held-out"]
     for r in rows:
         ok = "yes" if not r["misses"] else "NO"
         lines.append(f"{r['lever']:<16}{r['world']:>6}{r['seed']:>5}{ok:>4}{r['layer']:>6}"
                      f"{r['kl']:>8.3f}{r['ablated']:>8.0%}{r['added']:>7.0%}{r['harmless_at']:>12.2f}"
                      f"{r['harmful_at']:>11.2f}  "
-                     f"{r['refusal']['harmful_train']:.0%}/{r['refusal']['harmless_train']:.0%}")
+                     + "/".join(f"{r['refusal'][k]:.0%}" for k in ("harmful_train", "harmful_held_out",
+                                                                   "harmless_train", "harmless_held_out")))
     return "\n".join(lines)
 
 
