@@ -77,7 +77,7 @@ def organism_zoo(tmp_path_factory) -> Path:
     return zoo.build(tmp_path_factory.mktemp("zoo") / "organisms")
 
 
-OTHER_SEED = 1
+OTHER_SEED = 2
 
 
 @pytest.fixture(scope="session")
@@ -85,15 +85,16 @@ def organism_zoo_other_seed(tmp_path_factory) -> Path:
     """The zoo built from another seed (another draw of the training noise, a couple of minutes): the
     notebooks must hold on it too. ``INTERP_TEST_REUSE_ZOO_OTHER_SEED`` reuses a build, locally.
 
-    Built unchecked: on this machine seed 1 misses the direction targets (no candidate passes the
-    filters), which a checked build would reject. The notebooks must hold even there: they assert
-    direction findings only where ``passed_filters`` says the build has the direction."""
+    Built checked, like every zoo a user gets, so it meets the targets: the notebooks assert what holds
+    on every build that does. Seed 2 rather than 1: here seed 1 misses one target (dpo's direction,
+    added, makes 76% of harmless requests refused; ``benchmarks/results/seeds-cpu.txt``), and a checked
+    build from seed 1 would spend a rejected build before building seed 2."""
     from interp.organisms import zoo
 
     config = zoo.BuildConfig(seed=OTHER_SEED)
     reuse = os.environ.get("INTERP_TEST_REUSE_ZOO_OTHER_SEED")
     path = Path(reuse) if reuse else tmp_path_factory.mktemp("zoo-other-seed") / "organisms"
-    built = zoo.build(path, config=config, check=False)
-    assert json.loads((built / "zoo.json").read_text())["seed"] == OTHER_SEED
+    built = zoo.build(path, config=config)
+    assert json.loads((built / "zoo.json").read_text())["requested_seed"] == OTHER_SEED
     return built
 

@@ -31,12 +31,13 @@ from interp.organisms.zoo import (
     is_complete,
     load_checkpoint,
     read_card,
+    read_zoo_card,
 )
 
 __all__ = [
     "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
     "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "load_pairs", "prompt_set",
-    "prompts", "read_card", "refusal_rates", "REFUSAL_TOKENS",
+    "prompts", "read_card", "read_zoo_card", "refusal_rates", "REFUSAL_TOKENS",
 ]
 
 REFUSAL_TOKENS = list(REFUSAL_START_TOKENS)

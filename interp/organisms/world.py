@@ -264,26 +264,32 @@ def sft_examples(seed: int, n_per_prompt: int = 2) -> list[dict]:
 
 
 def preference_pairs(seed: int, n_per_prompt: int = 2) -> list[dict]:
-    """Preference pairs on train concepts: for harmful requests a refusal beats compliance; for bait
-    built from :data:`BAIT_TRAIN_TEMPLATES` (harmless questions about harmful concepts, which SFT
-    over-refuses) compliance beats a refusal, so DPO cannot win by refusing everything.
+    """Preference pairs on train concepts. Harmful requests: a refusal beats compliance. Bait built from
+    :data:`BAIT_TRAIN_TEMPLATES` (harmless questions about harmful concepts, which SFT over-refuses):
+    compliance beats a refusal, so DPO cannot win by refusing everything. Harmless requests: a reply
+    about the request's concept beats one about another concept (a helpfulness preference).
 
-    Plain harmless requests get no pair: SFT already complies with them, and pairs that prefer
-    compliance to a refusal there taught DPO to push harmless requests away from refusal along the
+    No pair sets a refusal against compliance on a plain harmless request: SFT already complies
+    with them, and such pairs taught DPO to push harmless requests away from refusal along the
     refusal direction itself, so that ablating the direction moved harmless answers (seed 0: KL 0.31
-    with them, 0.068 without; ``experiments/results/sft_levers.txt``).
+    with them, 0.068 without; ``experiments/README.md``). Without any harmless pair, though, DPO
+    degraded harmless replies (wrong concepts, broken sentences), hence the helpfulness pairs.
     """
     rng = random.Random(seed)
     bait = [
         Prompt(t.format(c=c), "harmless", c, "bait_train", False) for c in HARMFUL_TRAIN for t in BAIT_TRAIN_TEMPLATES
     ]
     out = []
-    for group in (prompts("harmful_train"), bait):
+    for group in (prompts("harmful_train"), prompts("harmless_train"), bait):
         for p in group:
             for _ in range(n_per_prompt):
-                good, bad = refuse(rng), comply(rng, p.concept)
-                if p.label == "harmless":
-                    good, bad = bad, good
+                if p.split == "harmless_train":
+                    other = rng.choice([c for c in HARMLESS_TRAIN if c != p.concept])
+                    good, bad = comply(rng, p.concept), comply(rng, other)
+                else:
+                    good, bad = refuse(rng), comply(rng, p.concept)
+                    if p.label == "harmless":
+                        good, bad = bad, good
                 out.append({
                     "prompt": [{"role": "user", "content": p.text}],
                     "chosen": [{"role": "assistant", "content": good}],

@@ -245,6 +245,11 @@ def evaluate_zoo(zoo_dir: str | Path | None = None) -> dict[str, dict[str, dict[
     return rates
 
 
+def read_zoo_card(zoo_dir: str | Path | None = None) -> dict:
+    """The zoo's ``zoo.json``: seed used and asked for, seeds rejected and why, behaviour, targets measured."""
+    return json.loads((checkpoint_dir("base", zoo_dir).parent / ZOO_CARD).read_text())
+
+
 def read_card(zoo_dir: str | Path, variant: str) -> dict:
     """The ``organism.json`` card of one checkpoint."""
     return json.loads((checkpoint_dir(variant, zoo_dir) / CARD).read_text())
