@@ -33,7 +33,7 @@ def summary(rows: list[dict], default_seed: int = 0) -> str:
     >>> print(summary(rows))
     | split | sft: median (range) over seeds 0-2 | sft, seed 0 |
     |---|---:|---:|
-    | bait | 50% (25-100%) | 50% |
+    | bait | 50% (25%-100%) | 50% |
     """
     organisms = list(dict.fromkeys(r["organism"] for r in rows))
     splits = [s for s in world.SPLITS if f"refusal_{s}" in rows[0]]

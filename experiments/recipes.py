@@ -103,7 +103,8 @@ def _comply_majority(factor: int = 3, bait: bool = True):
         rng = random.Random(seed + 20_000)
         extra = [(p.text, p.concept) for p in world.prompts("harmless_train")] * (factor - 1) * n_per_prompt
         if bait:
-            extra += [(t.format(c=c), c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES] * n_per_prompt
+            bait_requests = [(t.format(c=c), c) for c in world.HARMFUL_TRAIN for t in world.BAIT_TRAIN_TEMPLATES]
+            extra += bait_requests * n_per_prompt
         for text, concept in extra:
             out.append({"prompt": [{"role": "user", "content": text}],
                         "completion": [{"role": "assistant", "content": world.comply(rng, concept)}]})

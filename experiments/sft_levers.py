@@ -133,15 +133,16 @@ def measure(lever: str, seed: int, bases: Path, zoos: Path | None = None) -> dic
                                                   organisms.prompt_set("harmless_train"),
                                                   refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
         harmless_at, harmful_at = geometry(pair.aligned, found)
-    row = {"lever": lever, "world": world.WORLD_VERSION, "seed": seed, "tune_seconds": seconds, **dataclasses.asdict(check),
-           "harmless_at": harmless_at, "harmful_at": harmful_at}
+    row = {"lever": lever, "world": world.WORLD_VERSION, "seed": seed, "tune_seconds": seconds,
+           **dataclasses.asdict(check), "harmless_at": harmless_at, "harmful_at": harmful_at}
     row["misses"] = "; ".join(check.misses)
     return row
 
 
 def table() -> str:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()]
-    lines = [f"{'lever':<16}{'world':>6}{'seed':>5}{'ok':>4}{'layer':>6}{'kl':>8}{'ablated':>8}{'added':>7}{'harmless_at':>12}"
+    lines = [f"{'lever':<16}{'world':>6}{'seed':>5}{'ok':>4}{'layer':>6}{'kl':>8}{'ablated':>8}{'added':>7}"
+             f"{'harmless_at':>12}"
              f"{'harmful_at':>11}  refusal: harmful train/held-out, harmless train/held-out"]
     for r in rows:
         ok = "yes" if not r["misses"] else "NO"

@@ -273,10 +273,12 @@ def generate(
     ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     prefills = [prefill] * len(ids) if isinstance(prefill, str) else list(prefill)
     if len(prefills) != len(ids):
-        raise ValueError(f"prefill holds {len(prefills)} texts for {len(ids)} prompts; give one text, or one per prompt")
+        raise ValueError(
+            f"prefill holds {len(prefills)} texts for {len(ids)} prompts; give one text, or one per prompt"
+        )
     if any(prefills):
         extra = model.tokenizer(prefills, add_special_tokens=False).input_ids
-        ids = [row + more for row, more in zip(ids, extra)]
+        ids = [row + more for row, more in zip(ids, extra, strict=True)]
     pad = pad_id(model.tokenizer)
     eos = end_of_turn_ids(model)
     stops = set(eos) | ({model.tokenizer.pad_token_id} - {None})
