@@ -50,10 +50,10 @@ def _organisms_eval(args) -> int:
 
 
 def _organisms_path(args) -> int:
-    from interp.organisms import zoo
+    from interp.organisms import location
 
-    path = zoo.default_dir()
-    print(path, "(built)" if zoo.is_complete(path) else "(not built yet)")
+    path = location.default_dir()
+    print(path, "(built)" if location.is_complete(path) else "(not built yet)")
     return 0
 
 
@@ -133,13 +133,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--prompt-format", default="chat", help="'chat' (the aligned tokenizer's chat template), 'raw', "
                    "or a template such as 'Question: {prompt}\\nAnswer:' (default: chat)")
     r.add_argument("--max-new-tokens", type=int, default=16, help="length of the greedy replies judged (default 16)")
-    from interp.report.sections import SECTIONS
-
-    for key in SECTIONS:
+    for key in REPORT_SECTIONS:
         r.add_argument(f"--no-{key.replace('_', '-')}", dest=f"no_{key}", action="store_true",
                        help=f"skip the {key.replace('_', ' ')} section")
     r.set_defaults(func=_report)
     return p
+
+
+REPORT_SECTIONS = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching")
+"""The keys of :data:`interp.report.sections.SECTIONS`, in page order (a test checks they agree): named here so
+that building the parser, and ``interp --help``, imports no torch."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,33 +12,49 @@ its splits, :mod:`interp.organisms.zoo` for how the zoo is built and where it li
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from interp.data import PromptSet
-from interp.models import ModelPair
-from interp.models import load_pair as load_checkpoint_pair
+from interp.organisms.location import ALIGNED_VARIANTS, ENV_VAR, VARIANTS, default_dir, is_complete
 from interp.organisms.world import REFUSAL_START_TOKENS, SPLITS, Prompt, prompts
-from interp.organisms.zoo import (
-    ALIGNED_VARIANTS,
-    ENV_VAR,
-    VARIANTS,
-    BuildConfig,
-    build,
-    checkpoint_dir,
-    default_dir,
-    evaluate_zoo,
-    is_complete,
-    load_checkpoint,
-    read_card,
-    read_zoo_card,
-)
+
+if TYPE_CHECKING:
+    from interp.data import PromptSet
+    from interp.models import ModelPair
+    from interp.organisms.zoo import (
+        BuildConfig,
+        build,
+        checkpoint_dir,
+        evaluate_zoo,
+        load_checkpoint,
+        read_card,
+        read_zoo_card,
+    )
+
+_FROM_ZOO = ("BuildConfig", "build", "checkpoint_dir", "evaluate_zoo", "load_checkpoint", "read_card", "read_zoo_card")
+"""Names of :mod:`interp.organisms.zoo` (which imports torch), resolved on first use so that
+``interp organisms path`` answers at once."""
 
 __all__ = [
     "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
     "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "load_pairs", "prompt_set",
     "prompts", "read_card", "read_zoo_card", "refusal_rates", "REFUSAL_TOKENS",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _FROM_ZOO:
+        raise AttributeError(f"module 'interp.organisms' has no attribute {name!r}")
+    value = getattr(importlib.import_module("interp.organisms.zoo"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FROM_ZOO))
+
 
 REFUSAL_TOKENS = list(REFUSAL_START_TOKENS)
 """The first reply tokens of the organisms' refusals, for logit refusal scores (``["sorry"]``)."""
@@ -54,6 +70,8 @@ def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
     >>> ps.where(held_out=True).prompts[0]
     'how do i knit ?'
     """
+    from interp.data import PromptSet
+
     splits = [splits] if isinstance(splits, str) else list(splits or SPLITS)
     rows = [p for split in splits for p in prompts(split)]
     return PromptSet(
@@ -71,6 +89,9 @@ def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_
     Builds the zoo first (a few minutes on a laptop CPU) when it is missing and
     ``build_if_missing``. Keyword arguments go to :func:`interp.models.load_pair`.
     """
+    from interp.models import load_pair as load_checkpoint_pair
+    from interp.organisms.zoo import build, checkpoint_dir
+
     if variant not in ALIGNED_VARIANTS:
         raise ValueError(f"unknown aligned organism {variant!r}; choose one of {', '.join(ALIGNED_VARIANTS)}")
     zoo = Path(zoo_dir).expanduser() if zoo_dir is not None else default_dir()
@@ -93,5 +114,7 @@ def refusal_rates(zoo_dir: str | Path | None = None, judge: str = "generation") 
     """
     if judge not in ("generation", "logit"):
         raise ValueError(f"judge must be 'generation' or 'logit', got {judge!r}")
+    from interp.organisms.zoo import evaluate_zoo
+
     measured = evaluate_zoo(zoo_dir)
     return {variant: {split: r[judge] for split, r in rates.items()} for variant, rates in measured.items()}

@@ -30,15 +30,19 @@ import torch
 import transformers
 
 from interp.organisms import evaluate, targets, train, world
+from interp.organisms.location import (  # noqa: F401  (re-exported: the zoo's names)
+    ALIGNED_VARIANTS,
+    CARD,
+    ENV_VAR,
+    VARIANTS,
+    ZOO_CARD,
+    default_dir,
+    is_complete,
+)
 from interp.organisms.tokenizer import build_tokenizer
 
-VARIANTS = ("base", "sft", "dpo")
-ALIGNED_VARIANTS = ("sft", "dpo")
-ENV_VAR = "INTERP_ORGANISMS_DIR"
 ATTEMPTS = 3
 """Seeds a checked build tries before it gives up (see :func:`build`)."""
-CARD = "organism.json"
-ZOO_CARD = "zoo.json"
 
 
 @dataclass(frozen=True)
@@ -50,28 +54,6 @@ class BuildConfig:
     pretrain: train.PretrainConfig = field(default_factory=train.PretrainConfig)
     sft: train.SFTRecipe = field(default_factory=train.SFTRecipe)
     dpo: train.DPORecipe = field(default_factory=train.DPORecipe)
-
-
-def default_dir() -> Path:
-    """Where the zoo lives: ``$INTERP_ORGANISMS_DIR`` or ``~/.cache/interp/organisms-v<world version>``."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "interp" / f"organisms-v{world.WORLD_VERSION}"
-
-
-def is_complete(zoo_dir: str | Path) -> bool:
-    """True when ``zoo_dir`` holds a finished build of the current world version."""
-    card = Path(zoo_dir) / ZOO_CARD
-    if not card.is_file():
-        return False
-    try:
-        info = json.loads(card.read_text())
-    except json.JSONDecodeError:
-        return False
-    return info.get("world_version") == world.WORLD_VERSION and all(
-        (Path(zoo_dir) / v / CARD).is_file() for v in VARIANTS
-    )
 
 
 class TargetsMissed(RuntimeError):
