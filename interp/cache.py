@@ -77,11 +77,17 @@ class Activations(Mapping):
 
 def check_positions(positions: Positions, lengths: Sequence[int]) -> None:
     """Raise before any forward pass if a position does not exist in the shortest prompt."""
-    if positions == "all":
+    if isinstance(positions, str) and positions == "all":
         return
-    wanted = [positions] if isinstance(positions, int) else list(positions)
-    if not wanted or not all(isinstance(p, int) for p in wanted):
+    if isinstance(positions, int) and not isinstance(positions, bool):
+        wanted = [positions]
+    elif isinstance(positions, Sequence) and not isinstance(positions, str):
+        wanted = list(positions)
+    else:
+        wanted = []
+    if not wanted or not all(isinstance(p, int) and not isinstance(p, bool) for p in wanted):
         raise ValueError(f"positions must be an int, a list of ints or 'all', got {positions!r}")
+    _check_some(lengths)
     shortest = min(lengths)
     bad = [p for p in wanted if not -shortest <= p < shortest]
     if bad:
@@ -105,6 +111,8 @@ def _last_block(hook_names: Sequence[str], n_layers: int) -> int | None:
 
 
 def check_hook_names(model, hook_names: Sequence[str]) -> None:
+    if not hook_names:
+        raise ValueError(f"hook_names is empty: name at least one hook, e.g. {list(model.hook_dict)[:2]}")
     unknown = [name for name in hook_names if name not in model.hook_dict]
     if unknown:
         raise ValueError(f"unknown hook names {unknown}; e.g. {list(model.hook_dict)[:4]} (see model.hook_dict)")
@@ -283,9 +291,15 @@ def collect_activations(
     activations are streamed to ``.npy`` files there (written atomically; nothing is left
     behind if collection fails) and returned memory-mapped. See the module docstring for shapes.
     """
+    _check_some(prompts)
     ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     return collect_from_tokens(model, ids, hook_names, positions=positions, batch_size=batch_size,
                                padding_side=padding_side, out_dir=out_dir, progress=progress)
+
+
+def _check_some(prompts) -> None:
+    if len(prompts) == 0:
+        raise ValueError("no prompts: give at least one prompt to collect activations for")
 
 
 def collect_pair_activations(
@@ -300,6 +314,7 @@ def collect_pair_activations(
 
     The prompts are formatted with the pair's policy and tokenized once for both models.
     """
+    _check_some(prompts)
     ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
     return {
         name: collect_from_tokens(model, ids, hook_names, desc=f"collect {name}",
