@@ -1,7 +1,7 @@
 """How fast the command answers when it only prints help, against a bare Python start in the same run.
 
-The issue's aim: ``interp --help`` in about a second on a 2-core CPU. ``interp organisms path`` is
-timed too (it still loads the organisms package, torch included).
+The issue's aim: ``interp --help`` in about a second on a 2-core CPU; ``interp report --help`` and
+``interp organisms path`` are timed too (none of the three loads torch: ``tests/test_startup.py``).
 
     python benchmarks/startup.py [--repeat 5]
 """

@@ -87,7 +87,8 @@ def check_positions(positions: Positions, lengths: Sequence[int]) -> None:
         wanted = []
     if not wanted or not all(isinstance(p, int) and not isinstance(p, bool) for p in wanted):
         raise ValueError(f"positions must be an int, a list of ints or 'all', got {positions!r}")
-    _check_some(lengths)
+    if not lengths:
+        raise ValueError("no prompts: give at least one prompt to collect activations for")
     shortest = min(lengths)
     bad = [p for p in wanted if not -shortest <= p < shortest]
     if bad:
@@ -291,15 +292,9 @@ def collect_activations(
     activations are streamed to ``.npy`` files there (written atomically; nothing is left
     behind if collection fails) and returned memory-mapped. See the module docstring for shapes.
     """
-    _check_some(prompts)
     ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
     return collect_from_tokens(model, ids, hook_names, positions=positions, batch_size=batch_size,
                                padding_side=padding_side, out_dir=out_dir, progress=progress)
-
-
-def _check_some(prompts) -> None:
-    if len(prompts) == 0:
-        raise ValueError("no prompts: give at least one prompt to collect activations for")
 
 
 def collect_pair_activations(
@@ -314,7 +309,6 @@ def collect_pair_activations(
 
     The prompts are formatted with the pair's policy and tokenized once for both models.
     """
-    _check_some(prompts)
     ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
     return {
         name: collect_from_tokens(model, ids, hook_names, desc=f"collect {name}",

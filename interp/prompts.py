@@ -83,6 +83,8 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[s
 def tokenize(tokenizer, prompts, prompt_format: str = "chat") -> list[list[int]]:
     """Format user requests under ``prompt_format`` and tokenize them, unpadded, once."""
     requests = getattr(prompts, "prompts", prompts)  # a PromptSet, or plain requests
+    if len(requests) == 0:
+        raise ValueError("no prompts: give at least one prompt")
     texts = format_prompts(tokenizer, requests, prompt_format)
     return tokenizer(texts, add_special_tokens=adds_special_tokens(prompt_format)).input_ids
 

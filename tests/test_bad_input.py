@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interp import load_pair
+from interp import interventions, load_pair
 from interp.cache import collect_activations, collect_pair_activations
 
 HOOK = "blocks.0.hook_resid_post"
@@ -28,6 +28,8 @@ def test_no_prompts_is_refused(model, make_checkpoint):
     path = make_checkpoint("llama", seed=3)
     with pytest.raises(ValueError, match="no prompts"):
         collect_pair_activations(load_pair(path, path, device="cpu"), [], HOOK, progress=False)
+    with pytest.raises(ValueError, match="no prompts"):  # checked where every path tokenizes prompts
+        interventions.generate(model, [])
 
 
 def test_no_hook_names_is_refused(model):

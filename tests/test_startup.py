@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,9 +15,9 @@ HEAVY = ("torch", "transformers", "transformer_lens")
 
 
 def _heavy_modules_after(code: str) -> list[str]:
-    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    return eval(out.strip().splitlines()[-1])  # a printed list of names
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("code", [
