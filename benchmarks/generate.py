@@ -52,7 +52,7 @@ def main() -> None:
 
     if args.model == "smollm2":
         path = realmodels.smollm2()
-        pair = load_pair(path, path, device="cpu")
+        pair = load_pair(path, path, device="cpu", allow_identical=True)
         prompts = [REAL_PROMPTS[i % len(REAL_PROMPTS)] for i in range(args.n)]
     else:
         pair = organisms.load_pair(args.model, device="cpu")

@@ -18,18 +18,26 @@ if TYPE_CHECKING:
     from interp import organisms
     from interp.cache import Activations, collect_activations, collect_pair_activations
     from interp.data import PromptSet
-    from interp.models import CheckpointNotFoundError, IncompatiblePairError, ModelPair, load_pair
+    from interp.models import (
+        CheckpointNotFoundError,
+        IdenticalCheckpointsError,
+        IncompatiblePairError,
+        ModelPair,
+        load_model,
+        load_pair,
+    )
 
 _EXPORTS = {
     "Activations": "interp.cache", "collect_activations": "interp.cache", "collect_pair_activations": "interp.cache",
     "PromptSet": "interp.data", "CheckpointNotFoundError": "interp.models", "IncompatiblePairError": "interp.models",
-    "ModelPair": "interp.models", "load_pair": "interp.models", "organisms": None,
+    "IdenticalCheckpointsError": "interp.models", "ModelPair": "interp.models", "load_model": "interp.models",
+    "load_pair": "interp.models", "organisms": None,
 }
 """Each top-level name and the module it comes from (``None``: a subpackage), imported on first use, so that
 ``import interp`` (and ``interp --help``) does not pay for torch, transformers and TransformerLens."""
 __all__ = [
-    "Activations", "CheckpointNotFoundError", "IncompatiblePairError", "ModelPair", "PromptSet", "collect_activations",
-    "collect_pair_activations", "load_pair", "organisms",
+    "Activations", "CheckpointNotFoundError", "IdenticalCheckpointsError", "IncompatiblePairError", "ModelPair",
+    "PromptSet", "collect_activations", "collect_pair_activations", "load_model", "load_pair", "organisms",
 ]
 __version__ = "0.1.0"
 

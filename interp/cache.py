@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from interp.data import PromptSet
 from interp.models import ModelPair
-from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
+from interp.prompts import pad_batch, pad_id, tokenize, tokenize_for
 
 Positions = int | Sequence[int] | Literal["all"]
 MASK_KEY = "attention_mask"
@@ -292,7 +292,7 @@ def collect_activations(
     activations are streamed to ``.npy`` files there (written atomically; nothing is left
     behind if collection fails) and returned memory-mapped. See the module docstring for shapes.
     """
-    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    ids = tokenize_for(model, prompts, prompt_format)
     return collect_from_tokens(model, ids, hook_names, positions=positions, batch_size=batch_size,
                                padding_side=padding_side, out_dir=out_dir, progress=progress)
 
@@ -309,7 +309,7 @@ def collect_pair_activations(
 
     The prompts are formatted with the pair's policy and tokenized once for both models.
     """
-    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
+    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.cfg.n_ctx)
     return {
         name: collect_from_tokens(model, ids, hook_names, desc=f"collect {name}",
                                   out_dir=None if out_dir is None else Path(out_dir) / name, **kwargs)

@@ -7,6 +7,7 @@
     interp organisms prompts --out FILE [--splits ...]         the world's prompts as a JSONL file for a report
     interp figures [--notebooks DIR] [--figures DIR]           build the zoo if missing, run every notebook
     interp report BASE ALIGNED --prompts FILE --out report.html [--refusal-prefix TEXT ...] [--no-SECTION ...]
+                                                                    [--device D] [--allow-identical] ...
                                                                audit a checkpoint pair: one HTML page + JSON
 """
 
@@ -75,7 +76,8 @@ def _report(args) -> int:
 
     skip = [key for key in report.SECTIONS if getattr(args, f"no_{key}")]
     report.run(args.base, args.aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
-               device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens)
+               device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
+               allow_identical=args.allow_identical)
     return 0
 
 
@@ -133,6 +135,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--prompt-format", default="chat", help="'chat' (the aligned tokenizer's chat template), 'raw', "
                    "or a template such as 'Question: {prompt}\\nAnswer:' (default: chat)")
     r.add_argument("--max-new-tokens", type=int, default=16, help="length of the greedy replies judged (default 16)")
+    r.add_argument("--allow-identical", action="store_true", help="audit even when BASE and ALIGNED hold the same "
+                   "weights (a null control: every difference is zero); otherwise that is an error")
     for key in REPORT_SECTIONS:
         r.add_argument(f"--no-{key.replace('_', '-')}", dest=f"no_{key}", action="store_true",
                        help=f"skip the {key.replace('_', ' ')} section")

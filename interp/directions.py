@@ -40,7 +40,7 @@ from interp.checks import check_layer, check_vector
 from interp.data import PromptSet
 from interp.interventions import AblateDirection, AddVector
 from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
-from interp.prompts import format_prompts, prompt_format_of, tokenize
+from interp.prompts import format_prompts, prompt_format_of, tokenize_for
 from interp.provenance import Provenance, model_name
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _means(model, harmful, harmless, positions, batch_size) -> tuple[Tensor, Ten
     diff = mean_harmful - mean_harmless
     scale = (mean_harmful.norm(dim=-1) + mean_harmless.norm(dim=-1)) / 2
     informative = diff.norm(dim=-1) > MIN_RELATIVE_NORM * scale.clamp(min=1e-12)
-    ids = tokenize(model.tokenizer, harmful + harmless, prompt_format_of(model))
+    ids = tokenize_for(model, harmful + harmless)
     for p, pos in enumerate(positions):
         if len({row[pos] for row in ids}) == 1:
             informative[p, 0] = False

@@ -31,17 +31,29 @@ from torch import Tensor
 from interp.checks import check_layer, check_layers, check_vector
 from interp.data import PromptSet
 from interp.kv_cache import generation_cache
-from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
+from interp.prompts import check_lengths, pad_batch, pad_id, tokenize_for
 
 Hook = tuple[str, Callable]
 RESIDUAL_WRITERS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
 """Where directional ablation edits: the stream entering each block and what each sublayer writes."""
 
 
-def _index(positions: int | Sequence[int] | None):
+def _index(positions: int | Sequence[int] | None, what: str):
+    """An indexer along ``pos`` for ``positions``, and a check that they exist in an input of a given length."""
     if positions is None:
-        return slice(None)
-    return [positions] if isinstance(positions, int) else list(positions)
+        return slice(None), lambda length: None
+    wanted = [positions] if isinstance(positions, int) else \
+        list(positions) if isinstance(positions, Sequence) and not isinstance(positions, str) else []
+    if not wanted or not all(isinstance(p, int) and not isinstance(p, bool) for p in wanted):
+        raise ValueError(f"{what}: positions must be None, an int or a list of ints, got {positions!r}")
+
+    def check(length: int) -> None:
+        bad = [p for p in wanted if not -length <= p < length]
+        if bad:
+            raise ValueError(f"{what}: positions {bad} do not exist in this input of {length} positions "
+                             f"(positions index the padded input along pos; -1 is the last)")
+
+    return wanted, check
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,9 +74,10 @@ class AblateDirection:
         layers = range(model.cfg.n_layers) if self.layers is None else self.layers
         check_layers(model, layers)
         unit = self.direction / self.direction.norm()
-        index = _index(self.positions)
+        index, check_positions = _index(self.positions, type(self).__name__)
 
         def ablate(x: Tensor, hook) -> Tensor:
+            check_positions(x.shape[1])
             r = unit.to(x.device, x.dtype)
             out = x.clone()
             part = out[:, index]
@@ -87,9 +100,10 @@ class AddVector:
     def hooks(self, model) -> list[Hook]:
         check_vector(model, self.vector, "the vector to add")
         check_layer(model, self.layer)
-        index = _index(self.positions)
+        index, check_positions = _index(self.positions, type(self).__name__)
 
         def add(x: Tensor, hook) -> Tensor:
+            check_positions(x.shape[1])
             out = x.clone()
             out[:, index] = out[:, index] + self.scale * self.vector.to(x.device, x.dtype)
             return out
@@ -115,9 +129,10 @@ class PatchFromCache:
         if self.hook_name not in self.cache:
             raise ValueError(f"the cache has no activation for {self.hook_name!r}")
         source = self.cache[self.hook_name]
-        index = _index(self.positions)
+        index, check_positions = _index(self.positions, type(self).__name__)
 
         def patch(x: Tensor, hook) -> Tensor:
+            check_positions(x.shape[1])
             if source.shape != x.shape:
                 raise ValueError(
                     f"cached {self.hook_name} has shape {list(source.shape)}, the run has {list(x.shape)}"
@@ -161,9 +176,10 @@ class AblateComponent:
             raise ValueError(f"component must be 'head' or 'mlp', got {self.component!r}")
         if self.mode == "mean" and (self.mean is None or list(self.mean.shape) != [width]):
             raise ValueError(f"mean ablation of a {self.component} needs mean of shape [{width}]")
-        index = _index(self.positions)
+        index, check_positions = _index(self.positions, type(self).__name__)
 
         def ablate(x: Tensor, hook) -> Tensor:
+            check_positions(x.shape[1])
             out = x.clone()
             value = 0.0 if self.mode == "zero" else self.mean.to(x.device, x.dtype)
             out[(slice(None), index, *where)] = value
@@ -270,7 +286,7 @@ def generate(
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    ids = tokenize_for(model, prompts, prompt_format)
     prefills = [prefill] * len(ids) if isinstance(prefill, str) else list(prefill)
     if len(prefills) != len(ids):
         raise ValueError(
@@ -279,6 +295,8 @@ def generate(
     if any(prefills):
         extra = model.tokenizer(prefills, add_special_tokens=False).input_ids
         ids = [row + more for row, more in zip(ids, extra, strict=True)]
+    check_lengths(ids, model.cfg.n_ctx, reserve=max_new_tokens,
+                  why=f"{'their prefill and ' if any(prefills) else ''}max_new_tokens={max_new_tokens} after them")
     pad = pad_id(model.tokenizer)
     eos = end_of_turn_ids(model)
     stops = set(eos) | ({model.tokenizer.pad_token_id} - {None})

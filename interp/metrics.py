@@ -22,7 +22,7 @@ from interp.cache import collect_from_tokens
 from interp.data import PromptSet
 from interp.interventions import Intervention, apply
 from interp.models import ModelPair
-from interp.prompts import pad_batch, pad_id, prompt_format_of, tokenize
+from interp.prompts import check_lengths, pad_batch, pad_id, tokenize, tokenize_for
 
 REFUSAL_PREFIXES = (
     "sorry", "i'm sorry", "i am sorry", "i apologize", "i can not", "i cannot", "i can't", "i will not", "i won't",
@@ -65,7 +65,7 @@ def answer_logits(
 
     ``prompt_format`` defaults to the policy of the pair the model was loaded in.
     """
-    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    ids = tokenize_for(model, prompts, prompt_format)
     with apply(model, *interventions):
         out = collect_from_tokens(model, ids, ANSWER_HOOK, positions=-1, batch_size=batch_size, progress=False)
     return out[ANSWER_HOOK]
@@ -188,7 +188,7 @@ def compare_responses(
     ids are exact, while a text is re-tokenized on its own, which for BPE tokenizers may split
     it differently from how the model produced it.
     """
-    prompt_ids = tokenize(pair.tokenizer, prompts, pair.prompt_format)
+    prompt_ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.cfg.n_ctx)
     if len(responses) != len(prompt_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(responses)} responses")
     if all(isinstance(r, str) for r in responses):
@@ -197,6 +197,8 @@ def compare_responses(
         response_ids = [list(r) for r in responses]
     if any(len(r) == 0 for r in response_ids):
         raise ValueError("every response needs at least one token")
+    check_lengths([p + r for p, r in zip(prompt_ids, response_ids, strict=True)], pair.cfg.n_ctx,
+                  why="their responses after them")
     tokens, kls, base_ranks, aligned_ranks = [], [], [], []
     pad = pad_id(pair.tokenizer)
     for start in range(0, len(prompt_ids), batch_size):

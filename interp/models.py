@@ -25,8 +25,9 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
 
 from interp import gguf
+from interp.checkpoint_files import check_weight_files, same_weights
 from interp.interventions import generate
-from interp.prompts import adds_special_tokens, check_prompt_format, format_prompts, set_prompt_format
+from interp.prompts import check_prompt_format, format_prompts, pad_batch, pad_id, set_prompt_format, tokenize
 
 MODEL_AXIS = ("base", "aligned")
 PROBE_TEXTS = (
@@ -43,6 +44,10 @@ class IncompatiblePairError(ValueError):
 
 class CheckpointNotFoundError(FileNotFoundError):
     """A checkpoint name or directory could not be resolved."""
+
+
+class IdenticalCheckpointsError(ValueError):
+    """Base and aligned are the same weights: every difference between them would be zero."""
 
 
 @dataclass(eq=False)
@@ -102,9 +107,9 @@ class ModelPair:
         Returns ``input_ids`` and ``attention_mask``, each ``[batch, pos]``, padded on
         ``padding_side`` (left by default, so the last position is every prompt's last token).
         """
-        texts = self.format(prompts)
-        return self.tokenizer(texts, return_tensors="pt", padding=True, padding_side=padding_side,
-                              add_special_tokens=adds_special_tokens(self.prompt_format))
+        ids = tokenize(self.tokenizer, prompts, self.prompt_format, n_ctx=self.cfg.n_ctx)
+        input_ids, attention_mask = pad_batch(ids, pad_id(self.tokenizer), padding_side)
+        return BatchEncoding({"input_ids": input_ids, "attention_mask": attention_mask})
 
     def generate(
         self, prompts: str | Sequence[str], *, max_new_tokens: int = 16, batch_size: int = 32
@@ -158,14 +163,22 @@ def materialize_checkpoint(resolved: str) -> str:
     return str(gguf.materialize(resolved)) if gguf.is_gguf(resolved) else resolved
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
+    local = Path(name).is_dir()
+    if local and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise CheckpointNotFoundError(
+            f"checkpoint directory {name!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save it beside "
+            "the weights with tokenizer.save_pretrained(dir)"
+        )
     try:
         return AutoConfig.from_pretrained(name), AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
-        raise CheckpointNotFoundError(
-            f"could not load the config and tokenizer of {name!r}: {e}\n"
-            "A hub name needs network access (or the Hugging Face cache); a local checkpoint needs a path."
-        ) from e
+        where = ("" if local else
+                 "\nA hub name needs network access (or the Hugging Face cache); a local checkpoint needs a path.")
+        raise CheckpointNotFoundError(f"could not load the config and tokenizer of {name!r}: {e}{where}") from e
 
 
 def _shape(config: PretrainedConfig) -> dict[str, object]:
@@ -223,6 +236,26 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> str:
+    """``device`` (default :func:`default_device`) if torch can use it here, else a ``ValueError`` saying why."""
+    if device is None:
+        return default_device()
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps', ...") from None
+    if kind.type in ("cpu", "meta"):
+        return device
+    backend = torch.backends.mps if kind.type == "mps" else getattr(torch, kind.type, None)
+    if backend is None or not backend.is_available():
+        raise ValueError(f"device {device!r} is not available here (this torch, {torch.__version__}, cannot use "
+                         f"{kind.type}); use {default_device()!r}")
+    count = getattr(backend, "device_count", lambda: 1)()
+    if kind.index is not None and kind.index >= count:
+        raise ValueError(f"device {device!r} does not exist: this machine has {count} {kind.type} device(s)")
+    return device
+
+
 def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype):
     """One checkpoint as a TransformerBridge in eval mode."""
     from transformer_lens.model_bridge import TransformerBridge
@@ -231,23 +264,107 @@ def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtyp
     return bridge.eval()
 
 
+@dataclass(frozen=True)
+class CheckedPair:
+    """What :func:`check_checkpoints` found: the names to load, the shared tokenizer, the context length."""
+
+    base: str
+    aligned: str
+    tokenizer: PreTrainedTokenizerBase
+    n_ctx: int | None
+
+
+def context_length(config: PretrainedConfig) -> int | None:
+    """How many positions a checkpoint reads (``max_position_embeddings``, ``n_positions`` or ``n_ctx``)."""
+    text = config.get_text_config()
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        if isinstance(getattr(text, key, None), int):
+            return getattr(text, key)
+    return None
+
+
+def local_files(name: str) -> Path | None:
+    """Where a checkpoint's files are on this machine: its own path, or a hub name's snapshot in the
+    Hugging Face cache; None for a hub checkpoint not downloaded yet."""
+    if Path(name).exists():
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except (OSError, ValueError):
+        return None
+
+
+def _prepare(checkpoint: str | os.PathLike) -> tuple[str, PretrainedConfig, PreTrainedTokenizerBase]:
+    """One checkpoint, checked from its files: the name to load, its config and its tokenizer."""
+    name = materialize_checkpoint(resolve_checkpoint(checkpoint))
+    files = local_files(name)
+    if files is not None:
+        check_weight_files(files)
+    config, tokenizer = _load_config_and_tokenizer(name)
+    return name, config, tokenizer
+
+
+def check_not_identical(base: str, aligned: str, base_label: str, aligned_label: str) -> None:
+    """Raise :class:`IdenticalCheckpointsError` when the two checkpoints hold the same weights (byte
+    for byte; hub checkpoints not in the cache yet are compared by name)."""
+    base_files, aligned_files = local_files(base), local_files(aligned)
+    same = same_weights(base_files, aligned_files) if base_files and aligned_files else base == aligned
+    if same:
+        raise IdenticalCheckpointsError(
+            f"base {base_label!r} and aligned {aligned_label!r} hold the same weights, so every difference between "
+            "them is zero: give two different checkpoints, or pass allow_identical=True (--allow-identical) to "
+            "compare a checkpoint with itself on purpose (a null control)"
+        )
+
+
 def check_checkpoints(
-    base: str | os.PathLike, aligned: str | os.PathLike, prompt_format: str = "chat"
-) -> tuple[str, str, PreTrainedTokenizerBase]:
+    base: str | os.PathLike, aligned: str | os.PathLike, prompt_format: str = "chat", *,
+    allow_identical: bool = False,
+) -> CheckedPair:
     """Everything :func:`load_pair` checks before loading weights: both checkpoints exist, their
+    weight files are whole, they are not the same weights (unless ``allow_identical``), their
     configs and tokenizers agree, the prompt format suits the tokenizer.
 
-    Reads configs and tokenizers only, so it fails fast; the exception is a GGUF file met for the
-    first time, which is dequantized into a cached directory first (seconds for small models).
-    Returns the resolved names and the aligned checkpoint's tokenizer.
+    Reads configs, tokenizers and file headers only, so it fails fast; the exceptions are a GGUF
+    file met for the first time, which is dequantized into a cached directory first (seconds for
+    small models), and two checkpoints whose weights agree in every sampled chunk, which are then
+    compared whole.
     """
-    base_name, aligned_name = resolve_checkpoint(base), resolve_checkpoint(aligned)
-    base_name, aligned_name = materialize_checkpoint(base_name), materialize_checkpoint(aligned_name)
-    base_config, base_tok = _load_config_and_tokenizer(base_name)
-    aligned_config, aligned_tok = _load_config_and_tokenizer(aligned_name)
+    base_name, base_config, base_tok = _prepare(base)
+    aligned_name, aligned_config, aligned_tok = _prepare(aligned)
     check_compatible(base_config, aligned_config, base_tok, aligned_tok)
     check_prompt_format(prompt_format, aligned_tok)
-    return base_name, aligned_name, aligned_tok
+    if not allow_identical:
+        check_not_identical(base_name, aligned_name, os.fspath(base), os.fspath(aligned))
+    return CheckedPair(base_name, aligned_name, aligned_tok, context_length(aligned_config))
+
+
+def _load(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype | None,
+          prompt_format: str):
+    bridge = load_bridge(name, tokenizer, device, dtype or torch.float32)
+    set_prompt_format(bridge, prompt_format)
+    return bridge
+
+
+def load_model(
+    checkpoint: str | os.PathLike, *, device: str | None = None, dtype: torch.dtype | None = None,
+    prompt_format: str = "chat",
+):
+    """One checkpoint (hub name, local directory or GGUF file) as a TransformerBridge in eval mode, checked as
+    :func:`load_pair` checks each of its two, and reading prompts under ``prompt_format``.
+
+    >>> model = load_model(aligned_dir)
+    >>> model.cfg.n_layers
+    2
+    """
+    device = check_device(device)
+    name, _, tokenizer = _prepare(checkpoint)
+    check_prompt_format(prompt_format, tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
+    return _load(name, tokenizer, device, dtype, prompt_format)
 
 
 def load_pair(
@@ -257,33 +374,36 @@ def load_pair(
     device: str | None = None,
     dtype: torch.dtype | None = None,
     prompt_format: str = "chat",
+    allow_identical: bool = False,
 ) -> ModelPair:
     """Load two checkpoints (hub names, local directories or GGUF files) as a checked :class:`ModelPair`.
 
     Both models use the aligned checkpoint's tokenizer (after checking that the base's
     tokenizes identically). ``device`` defaults to CUDA when available, ``dtype`` to float32.
+    Two checkpoints holding the same weights are an :class:`IdenticalCheckpointsError` unless
+    ``allow_identical`` (a null control); for one model, see :func:`load_model`.
 
     >>> pair = load_pair(base_dir, aligned_dir)
     >>> pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids).shape
     torch.Size([1, 8, 190])
     """
-    base_name, aligned_name, aligned_tok = check_checkpoints(base, aligned, prompt_format)
-    if aligned_tok.pad_token is None:
-        aligned_tok.pad_token = aligned_tok.eos_token  # the usual choice for tokenizers without one
-
-    device = device or default_device()
+    device = check_device(device)
+    checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
+    tokenizer = checked.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
     dtype = dtype or torch.float32
-    base_bridge = load_bridge(base_name, aligned_tok, device, dtype)
-    aligned_bridge = load_bridge(aligned_name, aligned_tok, device, dtype)
+    base_bridge = _load(checked.base, tokenizer, device, dtype, prompt_format)
+    aligned_bridge = _load(checked.aligned, tokenizer, device, dtype, prompt_format)
     check_hooks(base_bridge, aligned_bridge)
     return ModelPair(
         base=base_bridge,
         aligned=aligned_bridge,
-        tokenizer=aligned_tok,
+        tokenizer=tokenizer,
         base_name=str(base),
         aligned_name=str(aligned),
         prompt_format=prompt_format,
         metadata={"device": device, "dtype": str(dtype),
-                  "quantization": {"base": gguf.quantization_note(base_name),
-                                   "aligned": gguf.quantization_note(aligned_name)}},
+                  "quantization": {"base": gguf.quantization_note(checked.base),
+                                   "aligned": gguf.quantization_note(checked.aligned)}},
     )

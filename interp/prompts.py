@@ -21,6 +21,8 @@ batch on either side with its attention mask (:func:`pad_batch`).
 
 from __future__ import annotations
 
+import re
+import string
 import weakref
 from collections.abc import Sequence
 
@@ -39,10 +41,22 @@ def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) 
                 "prompt_format='chat' needs a chat template, but the aligned checkpoint's tokenizer has none; "
                 "use prompt_format='raw' or a template string such as 'Question: {prompt}\\nAnswer:'"
             )
-    elif prompt_format != "raw" and "{prompt}" not in prompt_format:
+        return
+    if prompt_format == "raw":
+        return
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(prompt_format) if field is not None}
+    except ValueError as e:  # a lone "{" or "}"
+        raise ValueError(f"prompt_format {prompt_format!r} is not a valid template ({e}); "
+                         "write a literal brace as {{ or }}") from None
+    if "prompt" not in fields:
         raise ValueError(
             f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got {prompt_format!r}"
         )
+    if fields != {"prompt"}:
+        others = ", ".join(f"{{{f}}}" for f in sorted(fields - {"prompt"}))
+        raise ValueError(f"prompt_format {prompt_format!r} has fields other than {{prompt}}: {others}; "
+                         "write a literal brace as {{ or }}")
 
 
 def adds_special_tokens(prompt_format: str) -> bool:
@@ -80,13 +94,70 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[s
     return [prompt_format.format(prompt=p) for p in prompts]
 
 
-def tokenize(tokenizer, prompts, prompt_format: str = "chat") -> list[list[int]]:
-    """Format user requests under ``prompt_format`` and tokenize them, unpadded, once."""
-    requests = getattr(prompts, "prompts", prompts)  # a PromptSet, or plain requests
+def special_token_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Strings the tokenizer reads as one special or added token wherever they appear in text."""
+    return sorted({t for t in [*tokenizer.all_special_tokens, *tokenizer.added_tokens_encoder] if t}, key=len,
+                  reverse=True)
+
+
+def check_requests(tokenizer: PreTrainedTokenizerBase, requests: Sequence[str], prompt_format: str) -> None:
+    """At least one request, none empty, and (unless ``"raw"``, which is the model's input verbatim) none holding
+    a special token's text, which the tokenizer would read as the real token (``<|assistant|>`` would start a turn)."""
     if len(requests) == 0:
         raise ValueError("no prompts: give at least one prompt")
+    empty = [i for i, r in enumerate(requests) if not (isinstance(r, str) and r.strip())]
+    if empty:
+        raise ValueError(f"prompts {empty[:5]} are empty or not text ({len(empty)} of {len(requests)}): "
+                         "give every prompt some text")
+    if prompt_format == "raw":
+        return
+    specials = special_token_strings(tokenizer)
+    if not specials:
+        return
+    pattern = re.compile("|".join(map(re.escape, specials)))
+    found = [(i, m.group()) for i, r in enumerate(requests) if (m := pattern.search(r))]
+    if found:
+        i, token = found[0]
+        raise ValueError(
+            f"{len(found)} of {len(requests)} prompts hold the text of a special token, e.g. prompt {i} holds "
+            f"{token!r}: the tokenizer would read it as the real token, not as text the user typed. Remove it, or "
+            "use prompt_format='raw' and give the model's whole input, special tokens included"
+        )
+
+
+def check_lengths(ids: Sequence[Sequence[int]], n_ctx: int | None, reserve: int = 0, why: str = "") -> None:
+    """Every tokenized prompt, plus ``reserve`` positions (tokens still to be generated), fits in ``n_ctx``."""
+    if n_ctx is None:
+        return
+    too_long = [i for i, row in enumerate(ids) if len(row) + reserve > n_ctx]
+    if too_long:
+        longest = max(too_long, key=lambda i: len(ids[i]))
+        room = f" with {why}" if why else ""
+        raise ValueError(
+            f"{len(too_long)} of {len(ids)} prompts do not fit in the model's context of {n_ctx} tokens{room}: "
+            f"prompt {longest} has {len(ids[longest])} tokens (formatted). Shorten or drop them"
+            + (", or ask for fewer new tokens" if reserve else "")
+        )
+
+
+def tokenize(tokenizer, prompts, prompt_format: str = "chat", *, n_ctx: int | None = None) -> list[list[int]]:
+    """Format user requests under ``prompt_format`` and tokenize them, unpadded, once.
+
+    Raises before tokenizing if the requests are bad (:func:`check_requests`), and after, if
+    ``n_ctx`` is given and a prompt does not fit in it (:func:`check_lengths`).
+    """
+    requests = getattr(prompts, "prompts", prompts)  # a PromptSet, or plain requests
+    requests = [requests] if isinstance(requests, str) else list(requests)
+    check_requests(tokenizer, requests, prompt_format)
     texts = format_prompts(tokenizer, requests, prompt_format)
-    return tokenizer(texts, add_special_tokens=adds_special_tokens(prompt_format)).input_ids
+    ids = tokenizer(texts, add_special_tokens=adds_special_tokens(prompt_format)).input_ids
+    check_lengths(ids, n_ctx)
+    return ids
+
+
+def tokenize_for(model, prompts, prompt_format: str | None = None) -> list[list[int]]:
+    """:func:`tokenize` for one model: its tokenizer, its pair's policy (unless given), its context length."""
+    return tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format), n_ctx=model.cfg.n_ctx)
 
 
 def pad_batch(

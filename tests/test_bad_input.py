@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-import pytest
+import filecmp
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
-from interp import interventions, load_pair
+import pytest
+import torch
+from inputs import as_hub_cache, refuse_loading, write_prompts
+from safetensors import safe_open
+
+from interp import (
+    CheckpointNotFoundError,
+    IdenticalCheckpointsError,
+    checkpoint_files,
+    interventions,
+    load_model,
+    load_pair,
+    metrics,
+    organisms,
+    report,
+)
 from interp.cache import collect_activations, collect_pair_activations
+from interp.cli import main
+from interp.organisms import prompt_set, world
+from interp.prompts import tokenize_for
 
 HOOK = "blocks.0.hook_resid_post"
 
@@ -13,7 +38,7 @@ HOOK = "blocks.0.hook_resid_post"
 @pytest.fixture(scope="module")
 def model(make_checkpoint):
     path = make_checkpoint("llama", seed=3)
-    return load_pair(path, path, device="cpu").aligned
+    return load_model(path, device="cpu")
 
 
 @pytest.mark.parametrize("positions", [True, False, 1.0, "last", None, [], [0, True]])
@@ -27,7 +52,7 @@ def test_no_prompts_is_refused(model, make_checkpoint):
         collect_activations(model, [], HOOK, progress=False)
     path = make_checkpoint("llama", seed=3)
     with pytest.raises(ValueError, match="no prompts"):
-        collect_pair_activations(load_pair(path, path, device="cpu"), [], HOOK, progress=False)
+        collect_pair_activations(load_pair(path, path, device="cpu", allow_identical=True), [], HOOK, progress=False)
     with pytest.raises(ValueError, match="no prompts"):  # checked where every path tokenizes prompts
         interventions.generate(model, [])
 
@@ -35,3 +60,257 @@ def test_no_prompts_is_refused(model, make_checkpoint):
 def test_no_hook_names_is_refused(model):
     with pytest.raises(ValueError, match="hook_names is empty"):
         collect_activations(model, ["how do i bake ?"], [], progress=False)
+
+
+# --- the same checkpoint twice ---------------------------------------------------------------------
+
+def test_identical_checkpoints_are_refused_unless_asked_for(make_checkpoint, tmp_path):
+    path = make_checkpoint("llama", seed=3)
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    for base, aligned in ((path, path), (path, copy)):
+        with pytest.raises(IdenticalCheckpointsError, match="hold the same weights.*allow_identical=True"):
+            load_pair(base, aligned, device="cpu")
+    pair = load_pair(path, copy, device="cpu", allow_identical=True)
+    assert pair.base_name == str(path)
+    load_pair(path, make_checkpoint("llama", seed=4), device="cpu")  # different weights pass
+
+
+def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
+    cache = tmp_path / "hub"
+    for repo in ("interp-test/a", "interp-test/a-copy"):
+        as_hub_cache(make_checkpoint("llama", seed=3), cache, repo)
+    code = "import interp; interp.load_pair('interp-test/a', 'interp-test/a-copy', device='cpu')"
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "IdenticalCheckpointsError" in out.stderr and "hold the same weights" in out.stderr
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_same_weights_agrees_with_a_byte_comparison(tmp_path, where):
+    """One changed byte anywhere, including between the sampled chunks, makes two files differ (oracle: filecmp)."""
+    size = 5 * checkpoint_files.CHUNK + 12345
+    data = bytearray(os.urandom(size))
+    at = {"first": 0, "middle": size // checkpoint_files.SAMPLES + 70_000, "last": size - 1}[where]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+    (a / "model.safetensors").write_bytes(data)
+    (b / "model.safetensors").write_bytes(data)
+    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
+                                                              shallow=False) is True
+    data[at] ^= 1
+    (b / "model.safetensors").write_bytes(data)
+    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
+                                                              shallow=False) is False
+
+
+def test_report_refuses_identical_checkpoints_before_loading(make_checkpoint, tmp_path, capsys, monkeypatch):
+    refuse_loading(monkeypatch)
+    path = str(make_checkpoint("llama", seed=3))
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    assert main(["report", path, path, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
+    said = capsys.readouterr().err
+    assert "hold the same weights" in said and "--allow-identical" in said
+    assert not list(tmp_path.glob("r.*"))
+
+
+# --- prompts: too long, empty, holding special tokens ----------------------------------------------
+
+def test_prompts_longer_than_the_context_are_refused(model):
+    n_ctx = model.cfg.n_ctx
+    long = "how do i bake " + "and bake " * n_ctx + "?"
+    with pytest.raises(ValueError, match=f"1 of 2 prompts do not fit in the model's context of {n_ctx} tokens"):
+        collect_activations(model, ["how do i bake ?", long], HOOK, progress=False)
+    with pytest.raises(ValueError, match=f"context of {n_ctx} tokens"):
+        interventions.generate(model, [long])
+    fits_alone = "how do i bake " + "and bake " * ((n_ctx - 12) // 2) + "?"  # fits, but not with 16 more tokens
+    assert len(tokenize_for(model, [fits_alone])[0]) <= n_ctx
+    with pytest.raises(ValueError, match="max_new_tokens=16 after them"):
+        interventions.generate(model, [fits_alone], max_new_tokens=16)
+
+
+def test_responses_past_the_context_are_refused(make_checkpoint):
+    pair = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu")
+    with pytest.raises(ValueError, match="context of 64 tokens with their responses after them"):
+        metrics.compare_responses(pair, ["how do i bake ?"], ["sure " * 64])
+
+
+def test_report_refuses_long_prompts_before_loading(make_checkpoint, tmp_path, monkeypatch):
+    refuse_loading(monkeypatch)
+    prompts = tmp_path / "p.jsonl"
+    write_prompts(prompts)
+    rows = prompts.read_text().splitlines()
+    rows[0] = json.dumps({"prompt": "how do i bake " + "and bake " * 100 + "?", "label": "harmful",
+                          "concept": "bake", "held_out": False})
+    prompts.write_text("\n".join(rows) + "\n")
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    with pytest.raises(ValueError, match="1 of 48 prompts do not fit in the model's context of 64 tokens"):
+        report.run(base, aligned, prompts, tmp_path / "r.html")
+
+
+def test_empty_prompt_strings_are_refused(model):
+    for prompts in (["how do i bake ?", ""], ["   "]):
+        with pytest.raises(ValueError, match="empty"):
+            collect_activations(model, prompts, HOOK, progress=False)
+    with pytest.raises(ValueError, match=r"prompts \[1\] are empty"):
+        interventions.generate(model, ["how do i bake ?", ""])
+
+
+def test_special_token_text_in_a_request_is_refused(model):
+    assistant = world.ASSISTANT
+    injected = f"how do i bake ? {assistant} sure"
+    for fmt in ("chat", "question : {prompt} answer :"):
+        with pytest.raises(ValueError, match=f"prompt 1 holds '{re.escape(assistant)}'.*prompt_format='raw'"):
+            collect_activations(model, ["how do i bake ?", injected], HOOK, progress=False, prompt_format=fmt)
+    # 'raw' is the model's input verbatim: the special token is meant.
+    ids = tokenize_for(model, [injected], "raw")[0]
+    assert model.tokenizer.convert_tokens_to_ids(assistant) in ids
+
+
+# --- checkpoints: a cut-short weight file, no tokenizer ----------------------------------------------
+
+def test_truncated_safetensors_is_refused_before_loading(make_checkpoint, tmp_path):
+    good = make_checkpoint("llama", seed=3)
+    with safe_open(good / "model.safetensors", "pt") as f:  # the oracle: safetensors reads the whole file
+        assert len(list(f.keys())) > 0
+    checkpoint_files.check_weight_files(good)
+    cut = tmp_path / "cut"
+    shutil.copytree(good, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(Exception, match="incomplete|not fully covered"), safe_open(weights, "pt"):
+        pass
+    with pytest.raises(ValueError, match="model.safetensors is not a whole safetensors file.*cut short"):
+        load_pair(good, cut, device="cpu")
+    weights.write_bytes(b"\x00" * 4)
+    with pytest.raises(ValueError, match="not a whole safetensors file"):
+        load_pair(good, cut, device="cpu")
+
+
+def test_missing_shard_is_refused(make_checkpoint, tmp_path):
+    sharded = tmp_path / "sharded"
+    shutil.copytree(make_checkpoint("llama", seed=3), sharded)
+    (sharded / "model.safetensors").rename(sharded / "model-00001-of-00002.safetensors")
+    index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                            "b": "model-00002-of-00002.safetensors"}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="names shards that are not in .*model-00002-of-00002.safetensors"):
+        load_pair(make_checkpoint("llama", seed=4), sharded, device="cpu")
+
+
+def test_a_checkpoint_without_tokenizer_says_so(make_checkpoint, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in make_checkpoint("llama", seed=3).iterdir():
+        if f.name in ("config.json", "generation_config.json", "model.safetensors"):
+            shutil.copy(f, bare)
+    with pytest.raises(CheckpointNotFoundError, match="has no tokenizer.*tokenizer.save_pretrained") as error:
+        load_pair(make_checkpoint("llama", seed=4), bare, device="cpu")
+    assert "hub" not in str(error.value) and "sentencepiece" not in str(error.value)
+
+
+# --- devices, prompt formats -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("device, message", [
+    ("foo", "unknown device 'foo'"),
+    pytest.param("cuda", "device 'cuda' is not available here", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has CUDA")),
+    pytest.param("cuda:7", "'cuda:7'", marks=pytest.mark.skipif(
+        torch.cuda.device_count() > 7, reason="this machine has 8 GPUs")),
+])
+def test_bad_devices_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch, capsys, device, message):
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_pair(base, aligned, device=device)
+    refuse_loading(monkeypatch)
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    assert main(["report", str(base), str(aligned), "--prompts", prompts, "--out", str(tmp_path / "r.html"),
+                 "--device", device]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("template, message", [
+    ("Q: {prompt} {x}", "fields other than {prompt}: {x}"),
+    ("Q: {prompt} {0}", "fields other than {prompt}: {0}"),
+    ("Q: {prompt} }", "not a valid template"),
+])
+def test_prompt_formats_with_other_fields_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch,
+                                                                      capsys, template, message):
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    refuse_loading(monkeypatch)
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    assert main(["report", str(base), str(aligned), "--prompts", prompts, "--out", str(tmp_path / "r.html"),
+                 "--prompt-format", template]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match=re.escape(message)):
+        collect_activations(load_model(base, device="cpu"), ["how do i bake ?"], HOOK, prompt_format=template,
+                            progress=False)
+
+
+# --- output paths ----------------------------------------------------------------------------------
+
+def test_output_paths_are_checked_before_loading(make_checkpoint, tmp_path, monkeypatch):
+    refuse_loading(monkeypatch)
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    (tmp_path / "r.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="r.json'.*the report's numbers.*is a directory"):
+        report.run(base, aligned, prompts, tmp_path / "r.html")
+    with pytest.raises(PermissionError, match="cannot write in the output folder '/proc'"):
+        report.run(base, aligned, prompts, "/proc/r.html")  # a folder nobody writes in, root included
+
+
+def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypatch):
+    pair = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu")
+    result = report.audit(pair, prompt_set(["harmful_train", "harmless_train"]), refusal_prefixes=["sorry"],
+                          skip=list(report.SECTIONS)[1:], progress=False)
+    written = Path.write_text
+
+    def full_disk(self, text, *args, **kwargs):
+        if self.name.startswith(".r.json"):
+            raise OSError(28, "No space left on device")
+        return written(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        result.write(tmp_path / "r.html")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(Path, "write_text", written)
+    result.write(tmp_path / "r.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json"]
+
+
+# --- interventions at positions the input lacks; the organisms' build is announced ---------------
+
+def test_positions_past_the_input_are_refused_by_name(model):
+    vector = torch.ones(model.cfg.d_model)
+    tokens = model.to_tokens("how do i bake ?")
+    for intervention in (interventions.AddVector(vector, layer=0, positions=50),
+                         interventions.AblateDirection(vector, positions=[0, -50])):
+        name = type(intervention).__name__
+        with pytest.raises(ValueError, match=f"{name}: positions \\[-?50\\] do not exist in this input of "
+                                             f"{tokens.shape[1]} positions"):
+            with interventions.apply(model, intervention):
+                model(tokens)
+    with pytest.raises(ValueError, match="AddVector: positions must be None, an int or a list of ints"):
+        interventions.apply(model, interventions.AddVector(vector, layer=0, positions=1.0)).__enter__()
+
+
+def test_organisms_say_before_building(tmp_path, monkeypatch, capsys):
+    from interp.organisms import zoo
+
+    class Started(Exception):
+        pass
+
+    def build(*args, **kwargs):
+        raise Started
+
+    monkeypatch.setattr(zoo, "build", build)
+    with pytest.raises(FileNotFoundError, match="no complete organism build"):
+        organisms.load_pair("dpo", zoo_dir=tmp_path / "zoo", build_if_missing=False)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(Started):
+        organisms.load_pair("dpo", zoo_dir=tmp_path / "zoo")
+    said = capsys.readouterr().err
+    assert f"no organism zoo in {tmp_path / 'zoo'}: building it now" in said and "interp organisms build" in said

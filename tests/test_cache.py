@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp import load_pair, organisms
+from interp import load_model, load_pair, organisms
 from interp.cache import collect_activations, collect_pair_activations, load_activations
 
 # Mixed lengths: 5 to 21 tokens once chat-formatted.
@@ -24,7 +24,7 @@ HOOKS = ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z", "blocks.1.hook_mlp_
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def model(request, make_checkpoint):
     path = make_checkpoint(request.param, seed=3)
-    return load_pair(path, path, device="cpu").aligned
+    return load_model(path, device="cpu")
 
 
 def _one_by_one(model, positions):

@@ -33,7 +33,7 @@ def pair(arch, make_checkpoint):
 @pytest.fixture(scope="module")
 def same(arch, make_checkpoint):
     path = make_checkpoint(arch, seed=0)
-    return load_pair(path, path, device="cpu")
+    return load_pair(path, path, device="cpu", allow_identical=True)
 
 
 def test_a_checkpoint_compared_with_itself_has_not_changed(same):
@@ -113,7 +113,7 @@ def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
 
 def test_logit_lens_in_bfloat16(make_checkpoint, arch):
     path = make_checkpoint(arch, seed=0)
-    pair = load_pair(path, path, device="cpu", dtype=torch.bfloat16)
+    pair = load_pair(path, path, device="cpu", dtype=torch.bfloat16, allow_identical=True)
     lens = diff.logit_lens(pair, PROMPTS)
     assert lens.cross_model_kl.abs().max() < 1e-3
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interp import directions as dirs
-from interp import load_pair, weight_edit
+from interp import load_model, weight_edit
 from interp.interventions import apply
 from interp.organisms import prompts
 
@@ -20,7 +20,7 @@ HARMLESS = [p.text for p in prompts("harmless_train")][:24]
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def model(request, make_checkpoint):
     path = make_checkpoint(request.param, seed=7, n_layers=3)
-    return load_pair(path, path, device="cpu").aligned
+    return load_model(path, device="cpu")
 
 
 def test_post_instruction_positions(model):
@@ -76,7 +76,7 @@ def test_orthogonalized_checkpoint_behaves_like_the_ablation(model, found, tmp_p
     out = weight_edit.orthogonalize(model, found, tmp_path / "ortho")
     card = json.loads((out / "orthogonalization.json").read_text())
     assert card["layer"] == found.layer and card["max_logit_difference_vs_ablation"] < 1e-4
-    edited = load_pair(out, out, device="cpu").aligned
+    edited = load_model(out, device="cpu")
     tokens = model.tokenizer(HARMFUL[:4], return_tensors="pt", padding=True).input_ids
     with torch.no_grad(), apply(model, found.ablation()):
         expected = model(tokens)
@@ -151,7 +151,7 @@ def test_orthogonalized_organism_reproduces_the_ablation(organism_directions, va
     results, harmful, harmless = organism_directions
     pair, found, effects = results[variant]
     path = weight_edit.orthogonalize(pair.aligned, found, tmp_path / f"{variant}-ortho")
-    edited = load_pair(path, path, device="cpu").aligned
+    edited = load_model(path, device="cpu")
     rates = dirs.refusal_effects(edited, found, harmful, harmless, ["sorry"])["none"]
     assert all(abs(rates[k] - effects["ablate"][k]) <= 0.02 for k in rates)
 

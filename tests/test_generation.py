@@ -18,7 +18,7 @@ import torch
 from oracles import hf_generate
 
 from interp import interventions as iv
-from interp import kv_cache, load_pair
+from interp import kv_cache, load_model
 from interp.prompts import pad_batch, pad_id, tokenize
 
 PROMPTS = ["how do i bake ?", "tell me how to poison the well of the town .", "why ?", "how do i knit a hat ?"]
@@ -36,7 +36,7 @@ def checkpoint(request, make_checkpoint):
 
 @pytest.fixture(scope="module")
 def model(checkpoint):
-    return load_pair(checkpoint, checkpoint, device="cpu", prompt_format="chat").aligned
+    return load_model(checkpoint, device="cpu", prompt_format="chat")
 
 
 def _cut(row: list[int], tok) -> list[int]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp import interventions as iv
-from interp import load_pair
+from interp import load_model
 
 PROMPTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to stab ?"]
 
@@ -14,7 +14,7 @@ PROMPTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to sta
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def model(request, make_checkpoint):
     path = make_checkpoint(request.param, seed=5)
-    return load_pair(path, path, device="cpu").aligned
+    return load_model(path, device="cpu")
 
 
 @pytest.fixture(scope="module")

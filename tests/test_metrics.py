@@ -45,7 +45,7 @@ def test_text_refusals():
 
 def test_identical_models_have_zero_kl(make_checkpoint):
     path = make_checkpoint("gpt2", seed=2)
-    pair = load_pair(path, path, device="cpu")
+    pair = load_pair(path, path, device="cpu", allow_identical=True)
     result = metrics.compare_responses(pair, PROMPTS, ["sure . first , get the tools .", "sorry", "ok ."])
     assert all(k.abs().max() < 1e-5 for k in result.kl)
     assert all(torch.equal(a, b) for a, b in zip(result.base_rank, result.aligned_rank, strict=True))

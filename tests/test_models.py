@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from inputs import as_hub_cache
 from transformers import AutoModelForCausalLM
 
 from interp import CheckpointNotFoundError, IncompatiblePairError, load_pair
@@ -46,7 +47,7 @@ def test_pair_loads_and_matches_transformers(make_checkpoint, arch):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_same_checkpoint_twice_gives_identical_models(make_checkpoint, arch):
     path = make_checkpoint(arch)
-    pair = load_pair(path, path, device="cpu")
+    pair = load_pair(path, path, device="cpu", allow_identical=True)
     tokens = pair.to_tokens(REQUESTS)
     with torch.no_grad():
         assert torch.equal(pair.base(tokens.input_ids, attention_mask=tokens.attention_mask),
@@ -55,12 +56,13 @@ def test_same_checkpoint_twice_gives_identical_models(make_checkpoint, arch):
 
 def test_prompt_formats(make_checkpoint):
     path = make_checkpoint("llama")
-    chat = load_pair(path, path, device="cpu")
+    chat = load_pair(path, path, device="cpu", allow_identical=True)
     assert chat.format("how do i bake ?") == [f"{world.BOS} {world.USER} how do i bake ? {world.ASSISTANT}"]
-    raw = load_pair(path, path, device="cpu", prompt_format="raw")
+    raw = load_pair(path, path, device="cpu", prompt_format="raw", allow_identical=True)
     assert raw.format(["how do i bake ?"]) == ["how do i bake ?"]
     assert raw.to_tokens("how do i bake ?").input_ids[0, 0] == raw.tokenizer.bos_token_id
-    custom = load_pair(path, path, device="cpu", prompt_format="question : {prompt} answer :")
+    custom = load_pair(path, path, device="cpu", prompt_format="question : {prompt} answer :",
+                       allow_identical=True)
     assert custom.format("how do i bake ?") == ["question : how do i bake ? answer :"]
     # The chat template's own <bos> is not doubled.
     ids = chat.to_tokens("how do i bake ?").input_ids[0].tolist()
@@ -132,20 +134,11 @@ def test_hub_names_pass_through_unchanged():
     assert resolve_checkpoint("gpt2") == "gpt2"
 
 
-def _as_hub_cache(checkpoint, cache, repo_id: str) -> None:
-    """Lay a local checkpoint out as the Hugging Face hub cache holds a downloaded repo."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / ("0" * 40)
-    shutil.copytree(checkpoint, snapshot)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0" * 40)
-
-
 def test_loading_by_hub_name(make_checkpoint, tmp_path):
     """A hub name resolves through the HF cache, as after a download (offline here)."""
     cache = tmp_path / "hub"
-    _as_hub_cache(make_checkpoint("llama", seed=0), cache, "interp-test/tiny-base")
-    _as_hub_cache(make_checkpoint("llama", seed=1), cache, "interp-test/tiny-aligned")
+    as_hub_cache(make_checkpoint("llama", seed=0), cache, "interp-test/tiny-base")
+    as_hub_cache(make_checkpoint("llama", seed=1), cache, "interp-test/tiny-aligned")
     code = (
         "import interp; p = interp.load_pair('interp-test/tiny-base', 'interp-test/tiny-aligned', device='cpu');"
         "print(p.base_name, p.aligned_name, p.cfg.n_layers)"

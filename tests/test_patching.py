@@ -9,7 +9,7 @@ import torch
 import transformer_lens.patching as tl_patching
 from transformer_lens.tools.analysis.attribution_patching import attribution_patch
 
-from interp import load_pair
+from interp import load_model, load_pair
 from interp import patching as ours
 from interp.patching import engine
 from interp.patching.engine import Runner
@@ -21,7 +21,7 @@ ATOL = 1e-4
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def model(request, make_checkpoint):
     path = make_checkpoint(request.param, seed=3, n_layers=2)
-    return load_pair(path, path, device="cpu").aligned
+    return load_model(path, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +125,9 @@ def test_cross_model_patching_equals_transformer_lens_with_the_other_models_cach
 
 
 def test_cross_model_patching_refuses_different_shapes(make_checkpoint, tokens):
-    narrow = load_pair(make_checkpoint("llama", n_layers=2), make_checkpoint("llama", n_layers=2), device="cpu").base
+    narrow = load_model(make_checkpoint("llama", n_layers=2), device="cpu")
     wide_path = make_checkpoint("llama", n_layers=2, d_model=48)
-    wide = load_pair(wide_path, wide_path, device="cpu").base
+    wide = load_model(wide_path, device="cpu")
     with pytest.raises(ValueError, match="d_model is 48 in the source and 32 in the target"):
         ours.patch_across(wide, narrow, tokens[1], logit_diff, progress=False)
 

@@ -87,7 +87,7 @@ def test_bad_labels_fail_clearly():
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def twin_pair(request, make_checkpoint):
     path = make_checkpoint(request.param, seed=2)
-    return load_pair(path, path, device="cpu")
+    return load_pair(path, path, device="cpu", allow_identical=True)
 
 
 def test_probe_pair_on_identical_models(twin_pair):

@@ -9,24 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from inputs import refuse_loading, write_prompts
 
 from interp import diff, directions, interventions, metrics, patching, report
 from interp.cli import main
 from interp.data import PromptSet
 from interp.models import IncompatiblePairError, load_pair
-from interp.organisms import world
 from interp.probes import probe_pair
 from interp.report.inputs import fitting_prompts, probe_split
-
-
-def write_prompts(path, n_train: int = 16, n_held: int = 8) -> str:
-    """A prompt file from the organism world: ``n_train`` fitting and ``n_held`` held-out prompts per label."""
-    rows = [{"prompt": p.text, "label": p.label, "concept": p.concept, "held_out": p.held_out}
-            for split, n in (("harmful_train", n_train), ("harmless_train", n_train),
-                             ("harmful_held_out", n_held), ("harmless_held_out", n_held))
-            for p in world.prompts(split)[:n]]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def assert_same(got, expected, atol=1e-5):
@@ -41,10 +31,7 @@ def assert_same(got, expected, atol=1e-5):
 @pytest.fixture
 def no_loading(monkeypatch):
     """Any attempt to load a model fails the test: errors must come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the bad input was reported")
-
-    monkeypatch.setattr(report, "load_pair", refuse)
+    refuse_loading(monkeypatch)
 
 
 # --- bad input: clear errors before any model is loaded --------------------------------------------
@@ -86,7 +73,7 @@ def test_bad_output_path_pair_or_section_fail_before_loading(tmp_path, make_chec
     assert main(["report", gpt2, llama, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
     assert not (tmp_path / "r.html").exists()
     with pytest.raises(ValueError, match="does not know"):  # the organisms' words are lower case: 'Sorry' is <unk>
-        report.run(gpt2, gpt2, prompts, tmp_path / "r.html", refusal_prefixes=["Sorry"])
+        report.run(gpt2, str(make_checkpoint("gpt2", seed=1)), prompts, tmp_path / "r.html", refusal_prefixes=["Sorry"])
     with pytest.raises(FileNotFoundError, match="GGUF file"):
         report.run(str(tmp_path / "missing.gguf"), gpt2, prompts, tmp_path / "r.html")
     not_gguf = tmp_path / "fake.gguf"

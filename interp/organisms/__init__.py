@@ -13,6 +13,7 @@ its splits, :mod:`interp.organisms.zoo` for how the zoo is built and where it li
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,8 +87,9 @@ def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
 def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_if_missing: bool = True, **kw):
     """The organism pair ``base`` vs ``variant`` (``"sft"`` or ``"dpo"``) as a :class:`~interp.models.ModelPair`.
 
-    Builds the zoo first (a few minutes on a laptop CPU) when it is missing and
-    ``build_if_missing``. Keyword arguments go to :func:`interp.models.load_pair`.
+    Builds the zoo first when it is missing and ``build_if_missing``, saying so on stderr before
+    it starts (a few minutes on a laptop CPU); without ``build_if_missing`` a missing zoo is a
+    ``FileNotFoundError``. Keyword arguments go to :func:`interp.models.load_pair`.
     """
     from interp.models import load_pair as load_checkpoint_pair
     from interp.organisms.zoo import build, checkpoint_dir
@@ -96,7 +98,9 @@ def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_
         raise ValueError(f"unknown aligned organism {variant!r}; choose one of {', '.join(ALIGNED_VARIANTS)}")
     zoo = Path(zoo_dir).expanduser() if zoo_dir is not None else default_dir()
     if not is_complete(zoo) and build_if_missing:
-        print(f"interp: no organism zoo in {zoo}; building it now (a few minutes, once).")
+        print(f"interp: no organism zoo in {zoo}: building it now, once (a few minutes on a CPU, longer if a seed "
+              "misses the organisms' targets and the next is tried). `interp organisms build` does this ahead of "
+              "time; build_if_missing=False refuses instead.", file=sys.stderr, flush=True)
         build(zoo)
     return load_checkpoint_pair(checkpoint_dir("base", zoo), checkpoint_dir(variant, zoo), **kw)
 

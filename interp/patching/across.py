@@ -24,7 +24,7 @@ from torch import Tensor
 from interp.data import PromptSet
 from interp.metrics import refusal_score, token_ids
 from interp.patching.exact import SITES, check_tokens, sweep
-from interp.prompts import prompt_format_of, tokenize
+from interp.prompts import tokenize_for
 
 SHAPE_FIELDS = ("n_layers", "d_model", "n_heads", "d_head", "n_key_value_heads")
 
@@ -37,7 +37,7 @@ def prompt_tokens(
     Patching swaps activations position by position, so the prompts it compares must line up
     without padding. ``prompt_format`` defaults to the policy of the pair the model was loaded in.
     """
-    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    ids = tokenize_for(model, prompts, prompt_format)
     if not ids:
         raise ValueError("no prompts given")
     lengths = Counter(len(row) for row in ids)
@@ -51,7 +51,7 @@ def common_length_tokens(
     model, prompts: PromptSet | Sequence[str], limit: int | None = None, prompt_format: str | None = None,
 ) -> Int[Tensor, "batch pos"]:
     """The prompts of the most common token length (the first ``limit`` of them), as ``[batch, pos]``."""
-    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format))
+    ids = tokenize_for(model, prompts, prompt_format)
     if not ids:
         raise ValueError("no prompts given")
     length = Counter(len(row) for row in ids).most_common(1)[0][0]
@@ -67,9 +67,8 @@ def equal_length_pairs(
     """
     if len(clean) != len(corrupted):
         raise ValueError(f"{len(clean)} clean prompts but {len(corrupted)} corrupted ones: they are paired in order")
-    prompt_format = prompt_format_of(model, prompt_format)
-    pairs = [(a, b) for a, b in zip(tokenize(model.tokenizer, clean, prompt_format),
-                                    tokenize(model.tokenizer, corrupted, prompt_format), strict=True)
+    pairs = [(a, b) for a, b in zip(tokenize_for(model, clean, prompt_format),
+                                    tokenize_for(model, corrupted, prompt_format), strict=True)
              if len(a) == len(b)]
     if not pairs:
         raise ValueError("no clean/corrupted pair tokenizes to equal lengths")

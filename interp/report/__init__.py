@@ -34,9 +34,10 @@ import torch
 from interp import metrics
 from interp.data import PromptSet
 from interp.markers import RefusalMarkers
-from interp.models import ModelPair, check_checkpoints, load_pair
+from interp.models import ModelPair, check_checkpoints, check_device, load_pair
+from interp.prompts import check_lengths, tokenize
 from interp.report import render
-from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, read_prompts
+from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, json_path, read_prompts
 from interp.report.sections import SECTIONS, Audit, Section
 
 __all__ = ["SECTIONS", "Audit", "Report", "Section", "audit", "refusal_markers", "run"]
@@ -70,16 +71,23 @@ class Report:
         return render.page(f"Alignment audit: {self.meta['aligned']} vs {self.meta['base']}", self.meta, self.sections)
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
-        """Write ``out`` (HTML) and the JSON beside it (same name, ``.json``); each appears whole or not at all."""
+        """Write ``out`` (HTML) and the JSON beside it (same name, ``.json``).
+
+        Both are written to temporary files first and renamed into place only when both are
+        whole, so a failed write leaves neither a half page nor a stray temporary file.
+        """
         out = check_out_path(out)
-        written = []
-        for path, text in ((out, self.html()), (out.with_suffix(".json"),
-                                                 json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n")):
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-            written.append(path)
-        return written[0], written[1]
+        texts = {out: self.html(), json_path(out): json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n"}
+        temporary = {path: path.with_name(f".{path.name}.tmp-{os.getpid()}") for path in texts}
+        try:
+            for path, text in texts.items():
+                temporary[path].write_text(text, encoding="utf-8")
+            for path, tmp in temporary.items():
+                tmp.replace(path)
+        finally:
+            for tmp in temporary.values():
+                tmp.unlink(missing_ok=True)
+        return out, json_path(out)
 
 
 def refusal_markers(
@@ -149,18 +157,29 @@ def audit(
 def run(
     base: str, aligned: str, prompts_path: str | Path, out: str | Path, *,
     refusal_prefixes: Sequence[str] | None = None, skip: Sequence[str] = (), device: str | None = None,
-    prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True,
+    prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True, allow_identical: bool = False,
 ) -> Report:
-    """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON."""
+    """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON.
+
+    Every input is checked before any weights load: sections, prompt file, output paths, device,
+    both checkpoints (:func:`~interp.models.check_checkpoints`, which refuses two checkpoints with
+    the same weights unless ``allow_identical``), and that every prompt and its reply fit in the
+    models' context.
+    """
     check_sections(skip)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     prompts = read_prompts(prompts_path)
     out = check_out_path(out)
-    _, _, tokenizer = check_checkpoints(base, aligned, prompt_format)
+    device = check_device(device)
+    checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
+    ids = tokenize(checked.tokenizer, prompts, prompt_format, n_ctx=checked.n_ctx)
+    check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     if refusal_prefixes:  # unknown tokens are an error before any weights load
-        RefusalMarkers.from_prefixes(tokenizer, refusal_prefixes, prompt_format)
+        RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
-    pair = load_pair(base, aligned, device=device, prompt_format=prompt_format)
+    pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
                    progress=progress, source=str(prompts_path))

@@ -6,6 +6,7 @@ not after minutes of loading; :func:`interp.models.check_checkpoints` does the s
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -75,14 +76,26 @@ def probe_split(prompts: PromptSet) -> tuple[Tensor, Tensor]:
 
 
 def check_out_path(out: str | Path) -> Path:
-    """The report's HTML path: its folder must exist; the JSON goes beside it."""
+    """The report's HTML path: its folder must exist and be writable, and neither the page nor the JSON
+    beside it (same name, ``.json``) may be a directory."""
     out = Path(out).expanduser()
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report is an HTML page: give an output path ending in .html, not {str(out)!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the output folder {str(out.parent)!r} does not exist; create it first")
-    if out.is_dir():
-        raise IsADirectoryError(f"{str(out)!r} is a directory; give a file name ending in .html")
+    for path, what in ((out, "the report page"), (json_path(out), "the report's numbers (the JSON beside the page)")):
+        if path.is_dir():
+            raise IsADirectoryError(f"{str(path)!r}, where {what} would go, is a directory; choose another --out")
+    try:
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as e:
+        raise PermissionError(f"cannot write in the output folder {str(out.parent)!r} ({e.strerror}); "
+                              "choose another --out") from None
     return out
+
+
+def json_path(out: Path) -> Path:
+    """Where the JSON of a report whose page is ``out`` goes."""
+    return out.with_suffix(".json")
 
 

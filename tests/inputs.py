@@ -1,0 +1,36 @@
+"""Inputs the tests share: prompt files, a hub cache laid out on disk, a guard against loading models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from interp import report
+from interp.organisms import world
+
+
+def write_prompts(path, n_train: int = 16, n_held: int = 8) -> str:
+    """A prompt file from the organism world: ``n_train`` fitting and ``n_held`` held-out prompts per label."""
+    rows = [{"prompt": p.text, "label": p.label, "concept": p.concept, "held_out": p.held_out}
+            for split, n in (("harmful_train", n_train), ("harmless_train", n_train),
+                             ("harmful_held_out", n_held), ("harmless_held_out", n_held))
+            for p in world.prompts(split)[:n]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def as_hub_cache(checkpoint, cache, repo_id: str) -> None:
+    """Lay a local checkpoint out as the Hugging Face hub cache holds a downloaded repo."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(checkpoint, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+def refuse_loading(monkeypatch) -> None:
+    """Make any attempt by the report to load a model fail the test: errors must come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(report, "load_pair", refuse)
