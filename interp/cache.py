@@ -42,6 +42,7 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.checks import as_positions
 from interp.data import PromptSet
 from interp.models import ModelPair
 from interp.prompts import pad_batch, pad_id, tokenize, tokenize_for
@@ -75,24 +76,20 @@ class Activations(Mapping):
         return len(self.tensors)
 
 
-def check_positions(positions: Positions, lengths: Sequence[int]) -> None:
-    """Raise before any forward pass if a position does not exist in the shortest prompt."""
+def check_positions(positions: Positions, lengths: Sequence[int]) -> Positions:
+    """``positions`` as plain ints (or ``"all"``); raises before any forward pass if one is not a position or does
+    not exist in the shortest prompt."""
     if isinstance(positions, str) and positions == "all":
-        return
-    if isinstance(positions, int) and not isinstance(positions, bool):
-        wanted = [positions]
-    elif isinstance(positions, Sequence) and not isinstance(positions, str):
-        wanted = list(positions)
-    else:
-        wanted = []
-    if not wanted or not all(isinstance(p, int) and not isinstance(p, bool) for p in wanted):
-        raise ValueError(f"positions must be an int, a list of ints or 'all', got {positions!r}")
+        return positions
+    positions = as_positions(positions, "an int, a list of ints or 'all'")
+    wanted = [positions] if isinstance(positions, int) else positions
     if not lengths:
         raise ValueError("no prompts: give at least one prompt to collect activations for")
     shortest = min(lengths)
     bad = [p for p in wanted if not -shortest <= p < shortest]
     if bad:
         raise ValueError(f"positions {bad} do not exist in the shortest prompt ({shortest} tokens)")
+    return positions
 
 
 def _position_index(mask: Tensor, positions: Sequence[int]) -> Int[Tensor, "batch n_pos"]:
@@ -135,7 +132,7 @@ def collect_from_tokens(
     """:func:`collect_activations` on already-tokenized prompts (lists of token ids)."""
     hook_names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
     check_hook_names(model, hook_names)
-    check_positions(positions, [len(row) for row in ids])
+    positions = check_positions(positions, [len(row) for row in ids])
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pad = pad_id(model.tokenizer)
@@ -309,7 +306,7 @@ def collect_pair_activations(
 
     The prompts are formatted with the pair's policy and tokenized once for both models.
     """
-    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.cfg.n_ctx)
+    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
     return {
         name: collect_from_tokens(model, ids, hook_names, desc=f"collect {name}",
                                   out_dir=None if out_dir is None else Path(out_dir) / name, **kwargs)

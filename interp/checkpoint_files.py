@@ -1,10 +1,12 @@
 """What a checkpoint's files say before any weights load: are they whole, and are two checkpoints the same.
 
-A truncated or damaged ``.safetensors`` file (an interrupted download or copy) is found from
-its header alone: the header lists every tensor's byte range, and the file must hold exactly
-that many bytes. Two checkpoints are *the same* when they hold the same weight files, byte for
-byte; a comparison of sampled chunks tells almost every pair of different checkpoints apart
-without reading them whole, and only a pair that passes it is compared in full.
+A truncated or damaged ``.safetensors`` file (an interrupted copy) is found from its header
+alone: the header lists every tensor's byte range, and the file must hold exactly that many
+bytes. Two checkpoints hold *the same weights* when the weight files transformers loads
+(``model*.safetensors``, else ``pytorch_model*.bin``; or the ``.gguf`` file) are the same, byte
+for byte; a comparison of sampled chunks of every file tells almost every pair of different
+checkpoints apart without reading them whole, and only a pair that passes it is compared in
+full. Configs are not compared here (:func:`interp.models.check_not_identical` does).
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -22,17 +24,23 @@ import os
 import struct
 from pathlib import Path
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")
+"""The weight files transformers loads from a checkpoint directory, in order of preference."""
 CHUNK = 1 << 20
 SAMPLES = 64
 
 
 def weight_files(checkpoint: str | os.PathLike) -> list[Path]:
-    """The weight files of a checkpoint directory (top level), or the file itself (a ``.gguf``)."""
+    """The weight files of a checkpoint directory (the first of :data:`WEIGHT_PATTERNS` that matches), or the
+    file itself (a ``.gguf``)."""
     path = Path(checkpoint)
     if path.is_file():
         return [path]
-    return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    for pattern in WEIGHT_PATTERNS:
+        found = sorted(p for p in path.glob(pattern) if p.is_file())
+        if found:
+            return found
+    return []
 
 
 def _damaged(file: Path, why: str) -> ValueError:
@@ -45,9 +53,9 @@ def check_safetensors(file: Path) -> None:
     size = file.stat().st_size
     with file.open("rb") as f:
         head = f.read(8)
-        if len(head) < 8 or size < 8 + struct.unpack("<Q", head)[0]:
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else size
+        if size < 8 + length:
             raise _damaged(file, f"it holds {size} bytes, too few for the header it announces")
-        (length,) = struct.unpack("<Q", head)
         try:
             header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -76,35 +84,38 @@ def check_weight_files(checkpoint: str | os.PathLike) -> None:
         check_safetensors(file)
 
 
-def _chunks_equal(a, b, offset: int, size: int) -> bool:
-    a.seek(offset)
-    b.seek(offset)
-    return a.read(size) == b.read(size)
-
-
-def files_equal(first: Path, second: Path) -> bool:
-    """Whether two files hold the same bytes: sizes, then :data:`SAMPLES` chunks spread over the
-    files (different weights almost always differ there), then, only if all agree, every byte."""
-    size = first.stat().st_size
-    if second.stat().st_size != size:
-        return False
+def _equal_at(first: Path, second: Path, offsets, size: int) -> bool:
+    """Whether two files hold the same ``size`` bytes at each of ``offsets``."""
     with first.open("rb") as a, second.open("rb") as b:
-        offsets = {size * i // SAMPLES for i in range(SAMPLES)}
-        if not all(_chunks_equal(a, b, offset, 1 << 16) for offset in sorted(offsets)):
-            return False
-        return all(_chunks_equal(a, b, offset, CHUNK) for offset in range(0, size, CHUNK))
+        for offset in offsets:
+            a.seek(offset)
+            b.seek(offset)
+            if a.read(size) != b.read(size):
+                return False
+    return True
 
 
 def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
-    """Whether two local checkpoints (directories or GGUF files) hold the same weight files, byte for byte.
-
-    Two checkpoints without weight files are not called the same.
+    """Whether two local checkpoints, both directories or both GGUF files, hold the same weight files, byte
+    for byte: names and sizes, then :data:`SAMPLES` chunks of every file (different weights almost always
+    differ there), then, only if all of those agree, every byte. Checkpoints without weight files are not
+    called the same.
     """
     a, b = Path(first), Path(second)
-    if a.exists() and b.exists() and os.path.samefile(a, b):
+    if a.is_dir() != b.is_dir():
+        return False
+    if os.path.samefile(a, b):
         return True
     files_a, files_b = weight_files(a), weight_files(b)
-    if not files_a or (a.is_dir() and [f.name for f in files_a] != [f.name for f in files_b]) or \
-            len(files_a) != len(files_b):
+    if not files_a or len(files_a) != len(files_b):
         return False
-    return all(files_equal(x, y) for x, y in zip(files_a, files_b, strict=True))
+    pairs = list(zip(files_a, files_b, strict=True))
+    if a.is_dir() and any(x.name != y.name for x, y in pairs):
+        return False
+    sizes = [x.stat().st_size for x, _ in pairs]
+    if any(y.stat().st_size != size for (_, y), size in zip(pairs, sizes, strict=True)):
+        return False
+    samples = [sorted({size * i // SAMPLES for i in range(SAMPLES)}) for size in sizes]
+    if not all(_equal_at(x, y, offsets, 1 << 16) for (x, y), offsets in zip(pairs, samples, strict=True)):
+        return False
+    return all(_equal_at(x, y, range(0, size, CHUNK), CHUNK) for (x, y), size in zip(pairs, sizes, strict=True))

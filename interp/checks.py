@@ -15,6 +15,7 @@ ValueError: the direction is the zero vector
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 import torch
@@ -40,3 +41,25 @@ def check_vector(model, vector: Tensor, what: str, *, nonzero: bool = False) -> 
         raise ValueError(f"{what} has non-finite entries")
     if nonzero and vector.norm() == 0:
         raise ValueError(f"{what} is the zero vector")
+
+
+def _position(value) -> int:
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError("a bool is not a position")
+    return operator.index(value)  # an int, a numpy integer or a 0-d integer tensor
+
+
+def as_positions(positions, expected: str) -> int | list[int]:
+    """``positions`` (an int, or a non-empty sequence of ints; numpy and torch integers too, bools not) as an int
+    or a list of ints, or a ``ValueError`` saying ``expected`` (what the caller accepts) and what it got."""
+    try:
+        return _position(positions)
+    except TypeError:
+        pass
+    try:
+        wanted = [] if isinstance(positions, str) else [_position(p) for p in positions]
+    except TypeError:
+        wanted = []
+    if not wanted:
+        raise ValueError(f"positions must be {expected}, got {positions!r}")
+    return wanted

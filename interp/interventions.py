@@ -28,10 +28,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.checks import check_layer, check_layers, check_vector
+from interp.checks import as_positions, check_layer, check_layers, check_vector
 from interp.data import PromptSet
 from interp.kv_cache import generation_cache
-from interp.prompts import check_lengths, pad_batch, pad_id, tokenize_for
+from interp.prompts import check_lengths, check_no_special_text, pad_batch, pad_id, prompt_format_of, tokenize_for
 
 Hook = tuple[str, Callable]
 RESIDUAL_WRITERS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
@@ -42,10 +42,11 @@ def _index(positions: int | Sequence[int] | None, what: str):
     """An indexer along ``pos`` for ``positions``, and a check that they exist in an input of a given length."""
     if positions is None:
         return slice(None), lambda length: None
-    wanted = [positions] if isinstance(positions, int) else \
-        list(positions) if isinstance(positions, Sequence) and not isinstance(positions, str) else []
-    if not wanted or not all(isinstance(p, int) and not isinstance(p, bool) for p in wanted):
-        raise ValueError(f"{what}: positions must be None, an int or a list of ints, got {positions!r}")
+    try:
+        wanted = as_positions(positions, "None, an int or a list of ints")
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+    wanted = [wanted] if isinstance(wanted, int) else wanted
 
     def check(length: int) -> None:
         bad = [p for p in wanted if not -length <= p < length]
@@ -74,10 +75,10 @@ class AblateDirection:
         layers = range(model.cfg.n_layers) if self.layers is None else self.layers
         check_layers(model, layers)
         unit = self.direction / self.direction.norm()
-        index, check_positions = _index(self.positions, type(self).__name__)
+        index, check_input = _index(self.positions, type(self).__name__)
 
         def ablate(x: Tensor, hook) -> Tensor:
-            check_positions(x.shape[1])
+            check_input(x.shape[1])
             r = unit.to(x.device, x.dtype)
             out = x.clone()
             part = out[:, index]
@@ -100,10 +101,10 @@ class AddVector:
     def hooks(self, model) -> list[Hook]:
         check_vector(model, self.vector, "the vector to add")
         check_layer(model, self.layer)
-        index, check_positions = _index(self.positions, type(self).__name__)
+        index, check_input = _index(self.positions, type(self).__name__)
 
         def add(x: Tensor, hook) -> Tensor:
-            check_positions(x.shape[1])
+            check_input(x.shape[1])
             out = x.clone()
             out[:, index] = out[:, index] + self.scale * self.vector.to(x.device, x.dtype)
             return out
@@ -129,10 +130,10 @@ class PatchFromCache:
         if self.hook_name not in self.cache:
             raise ValueError(f"the cache has no activation for {self.hook_name!r}")
         source = self.cache[self.hook_name]
-        index, check_positions = _index(self.positions, type(self).__name__)
+        index, check_input = _index(self.positions, type(self).__name__)
 
         def patch(x: Tensor, hook) -> Tensor:
-            check_positions(x.shape[1])
+            check_input(x.shape[1])
             if source.shape != x.shape:
                 raise ValueError(
                     f"cached {self.hook_name} has shape {list(source.shape)}, the run has {list(x.shape)}"
@@ -176,10 +177,10 @@ class AblateComponent:
             raise ValueError(f"component must be 'head' or 'mlp', got {self.component!r}")
         if self.mode == "mean" and (self.mean is None or list(self.mean.shape) != [width]):
             raise ValueError(f"mean ablation of a {self.component} needs mean of shape [{width}]")
-        index, check_positions = _index(self.positions, type(self).__name__)
+        index, check_input = _index(self.positions, type(self).__name__)
 
         def ablate(x: Tensor, hook) -> Tensor:
-            check_positions(x.shape[1])
+            check_input(x.shape[1])
             out = x.clone()
             value = 0.0 if self.mode == "zero" else self.mean.to(x.device, x.dtype)
             out[(slice(None), index, *where)] = value
@@ -293,6 +294,8 @@ def generate(
             f"prefill holds {len(prefills)} texts for {len(ids)} prompts; give one text, or one per prompt"
         )
     if any(prefills):
+        if prompt_format_of(model, prompt_format) != "raw":
+            check_no_special_text(model.tokenizer, prefills, "prefills")
         extra = model.tokenizer(prefills, add_special_tokens=False).input_ids
         ids = [row + more for row, more in zip(ids, extra, strict=True)]
     check_lengths(ids, model.cfg.n_ctx, reserve=max_new_tokens,

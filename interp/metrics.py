@@ -188,7 +188,7 @@ def compare_responses(
     ids are exact, while a text is re-tokenized on its own, which for BPE tokenizers may split
     it differently from how the model produced it.
     """
-    prompt_ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.cfg.n_ctx)
+    prompt_ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
     if len(responses) != len(prompt_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(responses)} responses")
     if all(isinstance(r, str) for r in responses):
@@ -197,7 +197,7 @@ def compare_responses(
         response_ids = [list(r) for r in responses]
     if any(len(r) == 0 for r in response_ids):
         raise ValueError("every response needs at least one token")
-    check_lengths([p + r for p, r in zip(prompt_ids, response_ids, strict=True)], pair.cfg.n_ctx,
+    check_lengths([p + r for p, r in zip(prompt_ids, response_ids, strict=True)], pair.n_ctx,
                   why="their responses after them")
     tokens, kls, base_ranks, aligned_ranks = [], [], [], []
     pad = pad_id(pair.tokenizer)

@@ -93,6 +93,11 @@ class ModelPair:
         """The (shared) TransformerLens config; shapes are the same for both models."""
         return self.base.cfg
 
+    @property
+    def n_ctx(self) -> int:
+        """How many positions both models read (the shorter context, should they differ)."""
+        return min(self.base.cfg.n_ctx, self.aligned.cfg.n_ctx)
+
     def format(self, prompts: str | Sequence[str]) -> list[str]:
         """Render user requests as the text both models read, under the pair's policy.
 
@@ -107,7 +112,7 @@ class ModelPair:
         Returns ``input_ids`` and ``attention_mask``, each ``[batch, pos]``, padded on
         ``padding_side`` (left by default, so the last position is every prompt's last token).
         """
-        ids = tokenize(self.tokenizer, prompts, self.prompt_format, n_ctx=self.cfg.n_ctx)
+        ids = tokenize(self.tokenizer, prompts, self.prompt_format, n_ctx=self.n_ctx)
         input_ids, attention_mask = pad_batch(ids, pad_id(self.tokenizer), padding_side)
         return BatchEncoding({"input_ids": input_ids, "attention_mask": attention_mask})
 
@@ -163,12 +168,14 @@ def materialize_checkpoint(resolved: str) -> str:
     return str(gguf.materialize(resolved)) if gguf.is_gguf(resolved) else resolved
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model", "*.tiktoken")
+"""Files one of which a saved tokenizer has (patterns)."""
 
 
 def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedTokenizerBase]:
     local = Path(name).is_dir()
-    if local and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+    if local and not any(any(Path(name).glob(pattern)) for pattern in TOKENIZER_FILES):
         raise CheckpointNotFoundError(
             f"checkpoint directory {name!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save it beside "
             "the weights with tokenizer.save_pretrained(dir)"
@@ -296,21 +303,37 @@ def local_files(name: str) -> Path | None:
         return None
 
 
-def _prepare(checkpoint: str | os.PathLike) -> tuple[str, PretrainedConfig, PreTrainedTokenizerBase]:
-    """One checkpoint, checked from its files: the name to load, its config and its tokenizer."""
+@dataclass(frozen=True)
+class _Checkpoint:
+    name: str  # what transformers loads: a hub name or a directory
+    config: PretrainedConfig
+    tokenizer: PreTrainedTokenizerBase
+
+
+def _prepare(checkpoint: str | os.PathLike) -> _Checkpoint:
+    """One checkpoint, checked from its files: the name to load, its config and its tokenizer. A local
+    checkpoint's weight files must be whole (a hub download is left to the hub client, which resumes it)."""
     name = materialize_checkpoint(resolve_checkpoint(checkpoint))
-    files = local_files(name)
-    if files is not None:
-        check_weight_files(files)
+    if Path(name).exists():
+        check_weight_files(name)
     config, tokenizer = _load_config_and_tokenizer(name)
-    return name, config, tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
+    return _Checkpoint(name, config, tokenizer)
 
 
-def check_not_identical(base: str, aligned: str, base_label: str, aligned_label: str) -> None:
-    """Raise :class:`IdenticalCheckpointsError` when the two checkpoints hold the same weights (byte
-    for byte; hub checkpoints not in the cache yet are compared by name)."""
-    base_files, aligned_files = local_files(base), local_files(aligned)
-    same = same_weights(base_files, aligned_files) if base_files and aligned_files else base == aligned
+VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version")
+
+
+def check_not_identical(base: _Checkpoint, aligned: _Checkpoint, base_label: str, aligned_label: str) -> None:
+    """Raise :class:`IdenticalCheckpointsError` when the two checkpoints are the same model: the same
+    config (but for where it was saved from) and the same weights, byte for byte (hub checkpoints not
+    downloaded yet: the same name)."""
+    configs = [{k: v for k, v in c.config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS} for c in (base, aligned)]
+    if configs[0] != configs[1]:
+        return
+    base_files, aligned_files = local_files(base.name), local_files(aligned.name)
+    same = same_weights(base_files, aligned_files) if base_files and aligned_files else base.name == aligned.name
     if same:
         raise IdenticalCheckpointsError(
             f"base {base_label!r} and aligned {aligned_label!r} hold the same weights, so every difference between "
@@ -324,21 +347,21 @@ def check_checkpoints(
     allow_identical: bool = False,
 ) -> CheckedPair:
     """Everything :func:`load_pair` checks before loading weights: both checkpoints exist, their
-    weight files are whole, they are not the same weights (unless ``allow_identical``), their
+    weight files are whole, they are not the same model (unless ``allow_identical``), their
     configs and tokenizers agree, the prompt format suits the tokenizer.
 
     Reads configs, tokenizers and file headers only, so it fails fast; the exceptions are a GGUF
     file met for the first time, which is dequantized into a cached directory first (seconds for
     small models), and two checkpoints whose weights agree in every sampled chunk, which are then
-    compared whole.
+    compared whole. ``n_ctx`` is the shorter of the two context lengths.
     """
-    base_name, base_config, base_tok = _prepare(base)
-    aligned_name, aligned_config, aligned_tok = _prepare(aligned)
-    check_compatible(base_config, aligned_config, base_tok, aligned_tok)
-    check_prompt_format(prompt_format, aligned_tok)
+    first, second = _prepare(base), _prepare(aligned)
+    check_compatible(first.config, second.config, first.tokenizer, second.tokenizer)
+    check_prompt_format(prompt_format, second.tokenizer)
     if not allow_identical:
-        check_not_identical(base_name, aligned_name, os.fspath(base), os.fspath(aligned))
-    return CheckedPair(base_name, aligned_name, aligned_tok, context_length(aligned_config))
+        check_not_identical(first, second, os.fspath(base), os.fspath(aligned))
+    lengths = [n for n in (context_length(first.config), context_length(second.config)) if n is not None]
+    return CheckedPair(first.name, second.name, second.tokenizer, min(lengths, default=None))
 
 
 def _load(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype | None,
@@ -360,11 +383,9 @@ def load_model(
     2
     """
     device = check_device(device)
-    name, _, tokenizer = _prepare(checkpoint)
-    check_prompt_format(prompt_format, tokenizer)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
-    return _load(name, tokenizer, device, dtype, prompt_format)
+    checkpoint = _prepare(checkpoint)
+    check_prompt_format(prompt_format, checkpoint.tokenizer)
+    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format)
 
 
 def load_pair(
@@ -390,8 +411,6 @@ def load_pair(
     device = check_device(device)
     checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
     tokenizer = checked.tokenizer
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
     dtype = dtype or torch.float32
     base_bridge = _load(checked.base, tokenizer, device, dtype, prompt_format)
     aligned_bridge = _load(checked.aligned, tokenizer, device, dtype, prompt_format)

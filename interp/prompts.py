@@ -45,18 +45,23 @@ def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) 
     if prompt_format == "raw":
         return
     try:
-        fields = {field for _, field, _, _ in string.Formatter().parse(prompt_format) if field is not None}
+        fields = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(prompt_format)
+                  if field is not None]
     except ValueError as e:  # a lone "{" or "}"
         raise ValueError(f"prompt_format {prompt_format!r} is not a valid template ({e}); "
                          "write a literal brace as {{ or }}") from None
-    if "prompt" not in fields:
+    if not fields:
         raise ValueError(
             f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got {prompt_format!r}"
         )
-    if fields != {"prompt"}:
-        others = ", ".join(f"{{{f}}}" for f in sorted(fields - {"prompt"}))
-        raise ValueError(f"prompt_format {prompt_format!r} has fields other than {{prompt}}: {others}; "
-                         "write a literal brace as {{ or }}")
+    others = [_field_text(*f) for f in fields if f != ("prompt", "", None)]
+    if others:
+        raise ValueError(f"prompt_format {prompt_format!r} has fields other than {{prompt}}: {', '.join(others)}; "
+                         "write {prompt} plainly, and a literal brace as {{ or }}")
+
+
+def _field_text(field: str, spec: str, conversion: str | None) -> str:
+    return "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
 
 
 def adds_special_tokens(prompt_format: str) -> bool:
@@ -95,9 +100,10 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[s
 
 
 def special_token_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """Strings the tokenizer reads as one special or added token wherever they appear in text."""
-    return sorted({t for t in [*tokenizer.all_special_tokens, *tokenizer.added_tokens_encoder] if t}, key=len,
-                  reverse=True)
+    """Strings the tokenizer reads as one *special* token wherever they appear in text (added tokens that are not
+    special, such as runs of spaces some tokenizers add, are ordinary text)."""
+    added = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+    return sorted({t for t in [*tokenizer.all_special_tokens, *added] if t}, key=len, reverse=True)
 
 
 def check_requests(tokenizer: PreTrainedTokenizerBase, requests: Sequence[str], prompt_format: str) -> None:
@@ -109,19 +115,23 @@ def check_requests(tokenizer: PreTrainedTokenizerBase, requests: Sequence[str], 
     if empty:
         raise ValueError(f"prompts {empty[:5]} are empty or not text ({len(empty)} of {len(requests)}): "
                          "give every prompt some text")
-    if prompt_format == "raw":
-        return
+    if prompt_format != "raw":
+        check_no_special_text(tokenizer, requests, "prompts")
+
+
+def check_no_special_text(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], what: str) -> None:
+    """No text holds a special token's text, which the tokenizer would read as the real token."""
     specials = special_token_strings(tokenizer)
     if not specials:
         return
     pattern = re.compile("|".join(map(re.escape, specials)))
-    found = [(i, m.group()) for i, r in enumerate(requests) if (m := pattern.search(r))]
+    found = [(i, m.group()) for i, text in enumerate(texts) if (m := pattern.search(text))]
     if found:
         i, token = found[0]
         raise ValueError(
-            f"{len(found)} of {len(requests)} prompts hold the text of a special token, e.g. prompt {i} holds "
-            f"{token!r}: the tokenizer would read it as the real token, not as text the user typed. Remove it, or "
-            "use prompt_format='raw' and give the model's whole input, special tokens included"
+            f"{len(found)} of {len(texts)} {what} hold the text of a special token, e.g. {what.rstrip('s')} {i} "
+            f"holds {token!r}: the tokenizer would read it as the real token, not as text the user typed. Remove "
+            "it, or use prompt_format='raw' and give the model's whole input, special tokens included"
         )
 
 

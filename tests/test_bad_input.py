@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from inputs import as_hub_cache, refuse_loading, write_prompts
@@ -30,6 +31,7 @@ from interp import (
 from interp.cache import collect_activations, collect_pair_activations
 from interp.cli import main
 from interp.organisms import prompt_set, world
+from interp.organisms.tokenizer import build_tokenizer
 from interp.prompts import tokenize_for
 
 HOOK = "blocks.0.hook_resid_post"
@@ -74,6 +76,9 @@ def test_identical_checkpoints_are_refused_unless_asked_for(make_checkpoint, tmp
     pair = load_pair(path, copy, device="cpu", allow_identical=True)
     assert pair.base_name == str(path)
     load_pair(path, make_checkpoint("llama", seed=4), device="cpu")  # different weights pass
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    load_pair(path, copy, device="cpu")  # the same weights under another config: another model
 
 
 def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
@@ -103,6 +108,7 @@ def test_same_weights_agrees_with_a_byte_comparison(tmp_path, where):
     (b / "model.safetensors").write_bytes(data)
     assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
                                                               shallow=False) is False
+    assert not checkpoint_files.same_weights(a, a / "model.safetensors")  # a directory and a file are not compared
 
 
 def test_report_refuses_identical_checkpoints_before_loading(make_checkpoint, tmp_path, capsys, monkeypatch):
@@ -117,7 +123,7 @@ def test_report_refuses_identical_checkpoints_before_loading(make_checkpoint, tm
 
 # --- prompts: too long, empty, holding special tokens ----------------------------------------------
 
-def test_prompts_longer_than_the_context_are_refused(model):
+def test_prompts_longer_than_the_context_are_refused(model, make_checkpoint):
     n_ctx = model.cfg.n_ctx
     long = "how do i bake " + "and bake " * n_ctx + "?"
     with pytest.raises(ValueError, match=f"1 of 2 prompts do not fit in the model's context of {n_ctx} tokens"):
@@ -128,6 +134,9 @@ def test_prompts_longer_than_the_context_are_refused(model):
     assert len(tokenize_for(model, [fits_alone])[0]) <= n_ctx
     with pytest.raises(ValueError, match="max_new_tokens=16 after them"):
         interventions.generate(model, [fits_alone], max_new_tokens=16)
+    pair = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu")
+    with pytest.raises(ValueError, match=f"context of {n_ctx} tokens"):
+        pair.to_tokens([long])
 
 
 def test_responses_past_the_context_are_refused(make_checkpoint):
@@ -157,12 +166,21 @@ def test_empty_prompt_strings_are_refused(model):
         interventions.generate(model, ["how do i bake ?", ""])
 
 
+def test_added_tokens_that_are_not_special_are_ordinary_text(make_checkpoint):
+    tokenizer = build_tokenizer()
+    tokenizer.add_tokens(["  "])  # a run of spaces, as some tokenizers add: not a special token
+    model = load_model(make_checkpoint("llama", seed=5, tokenizer=tokenizer), device="cpu")
+    assert len(tokenize_for(model, ["how do i  bake ?"])[0]) > 0
+
+
 def test_special_token_text_in_a_request_is_refused(model):
     assistant = world.ASSISTANT
     injected = f"how do i bake ? {assistant} sure"
     for fmt in ("chat", "question : {prompt} answer :"):
         with pytest.raises(ValueError, match=f"prompt 1 holds '{re.escape(assistant)}'.*prompt_format='raw'"):
             collect_activations(model, ["how do i bake ?", injected], HOOK, progress=False, prompt_format=fmt)
+    with pytest.raises(ValueError, match=f"prefill 0 holds '{re.escape(assistant)}'"):
+        interventions.generate(model, ["how do i bake ?"], prefill=f"sure {assistant}")
     # 'raw' is the model's input verbatim: the special token is meant.
     ids = tokenize_for(model, [injected], "raw")[0]
     assert model.tokenizer.convert_tokens_to_ids(assistant) in ids
@@ -216,10 +234,12 @@ def test_a_checkpoint_without_tokenizer_says_so(make_checkpoint, tmp_path):
     ("foo", "unknown device 'foo'"),
     pytest.param("cuda", "device 'cuda' is not available here", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="this machine has CUDA")),
-    pytest.param("cuda:7", "'cuda:7'", marks=pytest.mark.skipif(
-        torch.cuda.device_count() > 7, reason="this machine has 8 GPUs")),
+    ("cuda:7", "device 'cuda:7' does not exist: this machine has 1 cuda device(s)"),
 ])
 def test_bad_devices_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch, capsys, device, message):
+    if device == "cuda:7":  # as on a machine with one GPU
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
     with pytest.raises(ValueError, match=re.escape(message)):
         load_pair(base, aligned, device=device)
@@ -257,8 +277,14 @@ def test_output_paths_are_checked_before_loading(make_checkpoint, tmp_path, monk
     (tmp_path / "r.json").mkdir()
     with pytest.raises(IsADirectoryError, match="r.json'.*the report's numbers.*is a directory"):
         report.run(base, aligned, prompts, tmp_path / "r.html")
-    with pytest.raises(PermissionError, match="cannot write in the output folder '/proc'"):
-        report.run(base, aligned, prompts, "/proc/r.html")  # a folder nobody writes in, root included
+    if os.path.isdir("/proc"):  # Linux: a folder nobody writes in, root included
+        with pytest.raises(PermissionError, match="cannot write in the output folder '/proc'"):
+            report.run(base, aligned, prompts, "/proc/r.html")
+    if os.geteuid() != 0:  # root writes in read-only folders
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        with pytest.raises(PermissionError, match="cannot write in the output folder"):
+            report.run(base, aligned, prompts, locked / "r.html")
 
 
 def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypatch):
@@ -286,8 +312,11 @@ def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeyp
 def test_positions_past_the_input_are_refused_by_name(model):
     vector = torch.ones(model.cfg.d_model)
     tokens = model.to_tokens("how do i bake ?")
+    _, cache = model.run_with_cache(tokens)
     for intervention in (interventions.AddVector(vector, layer=0, positions=50),
-                         interventions.AblateDirection(vector, positions=[0, -50])):
+                         interventions.AblateDirection(vector, positions=[0, -50]),
+                         interventions.PatchFromCache(HOOK, cache, positions=50),
+                         interventions.AblateComponent(0, "head", head=1, positions=50)):
         name = type(intervention).__name__
         with pytest.raises(ValueError, match=f"{name}: positions \\[-?50\\] do not exist in this input of "
                                              f"{tokens.shape[1]} positions"):
@@ -295,6 +324,16 @@ def test_positions_past_the_input_are_refused_by_name(model):
                 model(tokens)
     with pytest.raises(ValueError, match="AddVector: positions must be None, an int or a list of ints"):
         interventions.apply(model, interventions.AddVector(vector, layer=0, positions=1.0)).__enter__()
+
+
+def test_numpy_and_torch_integers_are_positions(model):
+    """Positions computed with numpy or torch (an argmax) are ints like any other."""
+    plain = collect_activations(model, ["how do i bake ?"], HOOK, positions=[0, -1], progress=False)[HOOK]
+    for positions in ([np.int64(0), torch.tensor(-1)], np.array([0, -1])):
+        got = collect_activations(model, ["how do i bake ?"], HOOK, positions=positions, progress=False)
+        assert torch.equal(got[HOOK], plain) and got.positions == [0, -1]
+    with interventions.apply(model, interventions.AddVector(torch.ones(model.cfg.d_model), 0, positions=np.int64(1))):
+        model(model.to_tokens("how do i bake ?"))
 
 
 def test_organisms_say_before_building(tmp_path, monkeypatch, capsys):
