@@ -214,7 +214,8 @@ def run(variant: str, seed: int, out: Path) -> list[dict]:
     for row in rows[1:]:
         pair = organisms.load_pair(row["organism"], zoo_dir=zoo_dir, device="cpu", build_if_missing=False)
         found = directions.find_refusal_direction(pair.aligned, harmful, harmless,
-                                                  refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
+                                                  refusal_tokens=organisms.REFUSAL_TOKENS, progress=False,
+                                                  exhaustive=True)
         row["harmless_at"], row["harmful_at"] = geometry(pair.aligned, found)
     return rows
 

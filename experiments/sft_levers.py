@@ -131,7 +131,8 @@ def measure(lever: str, seed: int, bases: Path, zoos: Path | None = None) -> dic
         check = targets.check_direction(pair.aligned, variant, refusal)
         found = directions.find_refusal_direction(pair.aligned, organisms.prompt_set("harmful_train"),
                                                   organisms.prompt_set("harmless_train"),
-                                                  refusal_tokens=organisms.REFUSAL_TOKENS, progress=False)
+                                                  refusal_tokens=organisms.REFUSAL_TOKENS, progress=False,
+                                                  exhaustive=True)
         harmless_at, harmful_at = geometry(pair.aligned, found)
     row = {"lever": lever, "world": world.WORLD_VERSION, "seed": seed, "tune_seconds": seconds,
            **dataclasses.asdict(check), "harmless_at": harmless_at, "harmful_at": harmful_at}

@@ -31,7 +31,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,6 +109,30 @@ def _last_block(hook_names: Sequence[str], n_layers: int) -> int | None:
     return max(int(m.group(1)) for m in layers)
 
 
+class _Done(Exception):
+    """Raised after the last block a collection needs, to skip the rest of the forward pass."""
+
+
+@contextmanager
+def _stop_after(model, layer: int | None) -> Iterator[None]:
+    """Inside the block, a forward pass of ``model`` ends once block ``layer`` has run (no later block, final norm
+    or unembedding); ``None``: it runs whole."""
+    if layer is None:
+        yield
+        return
+
+    def done(module, args, output):
+        raise _Done
+
+    handle = model.blocks[layer].register_forward_hook(done)
+    try:
+        yield
+    except _Done:
+        pass
+    finally:
+        handle.remove()
+
+
 def check_hook_names(model, hook_names: Sequence[str]) -> None:
     if not hook_names:
         raise ValueError(f"hook_names is empty: name at least one hook, e.g. {list(model.hook_dict)[:2]}")
@@ -138,7 +163,6 @@ def collect_from_tokens(
     pad = pad_id(model.tokenizer)
     n, max_len = len(ids), max(len(row) for row in ids)
     last = _last_block(hook_names, model.cfg.n_layers)
-    stop = last + 1 if last is not None and last + 1 < model.cfg.n_layers else None
     order = sorted(range(n), key=lambda i: -len(ids[i]))  # long prompts first: similar lengths per batch
     store = _Store(out_dir)
     device = model.cfg.device
@@ -148,8 +172,8 @@ def collect_from_tokens(
             input_ids, mask = pad_batch([ids[i] for i in rows], pad, padding_side)
             grabbed: dict[str, Tensor] = {}
             hooks = [(name, _grabber(name, grabbed, mask, positions, max_len)) for name in hook_names]
-            with model.hooks(fwd_hooks=hooks):
-                model(input_ids.to(device), attention_mask=mask.to(device), stop_at_layer=stop)
+            with model.hooks(fwd_hooks=hooks), _stop_after(model, last):
+                model(input_ids.to(device), attention_mask=mask.to(device))
             for name in hook_names:
                 store.put(name, rows, grabbed[name], n)
             if positions == "all":

@@ -51,6 +51,12 @@ KL_THRESHOLD = 0.1
 MAX_LAYER_FRACTION = 0.8
 MIN_RELATIVE_NORM = 1e-3
 """A candidate shorter than this fraction of the activations' norm at its site carries no information."""
+RANK_PROMPTS = 4
+"""Harmful validation prompts the default search estimates every candidate's bypass score on, to rank them."""
+RANK_MARGIN = 1.0
+"""The default search stops once the next candidate's estimate is this far (log-odds) above the best passing score."""
+MAX_SCORED = 16
+"""The default search scores at most this many candidates exactly."""
 
 
 def post_instruction_positions(tokenizer, prompt_format: str = "chat") -> list[int]:
@@ -225,32 +231,60 @@ def score_candidates(
     information (``informative`` False; by default, zero norm) are listed but not run (their
     scores are NaN). The column ``why`` names the filters a candidate fails.
     """
-    import pandas as pd
+    scorer = _Scorer(model, harmful_val, harmless_val, refusal_tokens, batch_size)
+    sites = _eligible(model, candidates, positions, max_layer_fraction, informative)
+    scores = {site: scorer(candidates[site], site[1], positions[site[0]])
+              for site in tqdm(sites, desc="score candidates", disable=not progress)}
+    return _table(model, candidates, positions, scores, max_layer_fraction, kl_threshold, informative)
 
+
+def _eligible(model, candidates, positions, max_layer_fraction, informative) -> list[tuple[int, int]]:
+    """The ``(position index, layer)`` of every candidate below the layer limit that carries information."""
     if candidates.shape[0] != len(positions) or candidates.shape[1:] != (model.cfg.n_layers, model.cfg.d_model):
         raise ValueError(f"candidates must be [{len(positions)}, {model.cfg.n_layers}, {model.cfg.d_model}], "
                          f"got {list(candidates.shape)}")
-    ids = token_ids(model.tokenizer, refusal_tokens)
-    reference = answer_logits(model, harmless_val, batch_size=batch_size)
+    keep = candidates.norm(dim=-1) > 0 if informative is None else informative
+    max_layer = max_layer_fraction * model.cfg.n_layers
+    return [(p, layer) for p in range(len(positions)) for layer in range(model.cfg.n_layers)
+            if layer < max_layer and bool(keep[p, layer])]
+
+
+class _Scorer:
+    """Scores one candidate exactly: three batched passes over the validation prompts."""
+
+    def __init__(self, model, harmful_val, harmless_val, refusal_tokens, batch_size):
+        self.model, self.harmful, self.harmless, self.batch_size = model, harmful_val, harmless_val, batch_size
+        self.ids = token_ids(model.tokenizer, refusal_tokens)
+        self.reference = answer_logits(model, harmless_val, batch_size=batch_size)
+
+    def __call__(self, vector: Tensor, layer: int, position: int) -> dict[str, float]:
+        candidate = RefusalDirection(layer, position, vector)
+        ablated = answer_logits(self.model, self.harmful, candidate.ablation(), batch_size=self.batch_size)
+        added = answer_logits(self.model, self.harmless, candidate.addition(), batch_size=self.batch_size)
+        kept = answer_logits(self.model, self.harmless, candidate.ablation(), batch_size=self.batch_size)
+        bypass, induce = refusal_score(ablated, self.ids), refusal_score(added, self.ids)
+        return {"bypass_score": bypass.mean().item(), "induce_score": induce.mean().item(),
+                "kl": _kl(self.reference, kept), "bypass_refusal": (bypass > 0).float().mean().item(),
+                "induce_refusal": (induce > 0).float().mean().item()}
+
+
+def _table(model, candidates, positions, scores, max_layer_fraction, kl_threshold, informative, estimates=None):
+    """Every candidate as a row: its scores (NaN where not scored), estimates and rank when given, the filters."""
+    import pandas as pd
+
     max_layer = max_layer_fraction * model.cfg.n_layers
     rows = []
-    sites = [(p, pos, layer) for p, pos in enumerate(positions) for layer in range(model.cfg.n_layers)]
-    for p, pos, layer in tqdm(sites, desc="score candidates", disable=not progress):
-        vector = candidates[p, layer]
-        row = {"position": pos, "layer": layer, "norm": vector.norm().item(), "bypass_score": float("nan"),
-               "induce_score": float("nan"), "kl": float("nan"), "bypass_refusal": float("nan"),
-               "induce_refusal": float("nan")}
-        row["informative"] = bool(informative[p, layer]) if informative is not None else row["norm"] > 0
-        if layer < max_layer and row["informative"]:
-            candidate = RefusalDirection(layer, pos, vector)
-            ablated = answer_logits(model, harmful_val, candidate.ablation(), batch_size=batch_size)
-            added = answer_logits(model, harmless_val, candidate.addition(), batch_size=batch_size)
-            kept = answer_logits(model, harmless_val, candidate.ablation(), batch_size=batch_size)
-            bypass, induce = refusal_score(ablated, ids), refusal_score(added, ids)
-            row.update(bypass_score=bypass.mean().item(), induce_score=induce.mean().item(), kl=_kl(reference, kept),
-                       bypass_refusal=(bypass > 0).float().mean().item(),
-                       induce_refusal=(induce > 0).float().mean().item())
-        rows.append(row)
+    for p, pos in enumerate(positions):
+        for layer in range(model.cfg.n_layers):
+            norm = candidates[p, layer].norm().item()
+            row = {"position": pos, "layer": layer, "norm": norm, "bypass_score": float("nan"),
+                   "induce_score": float("nan"), "kl": float("nan"), "bypass_refusal": float("nan"),
+                   "induce_refusal": float("nan"),
+                   "informative": bool(informative[p, layer]) if informative is not None else norm > 0}
+            row.update(scores.get((p, layer), {}))
+            if estimates is not None:
+                row.update({name: float(values[p, layer]) for name, values in estimates.items()})
+            rows.append(row)
     table = pd.DataFrame(rows)
     table["passed"] = (table.induce_score > 0) & (table.kl < kl_threshold) & (table.layer < max_layer)
     table["why"] = [_failures(row, max_layer, kl_threshold) for row in table.itertuples()]
@@ -263,12 +297,52 @@ def _failures(row, max_layer: float, kl_threshold: float) -> str:
         return f"layer >= {max_layer:g} (not scored)"
     if not row.informative:
         return "carries no information (norm ~0, or one token everywhere at layer 0; not scored)"
+    if row.bypass_score != row.bypass_score:  # NaN: left out by the first-order ranking
+        return (f"not scored: ranked {int(row.rank)} by its bypass score on a few prompts, "
+                f"{row.bypass_estimate:.2f} (exhaustive=True scores every candidate)")
     failed = []
     if not row.induce_score > 0:
         failed.append(f"adding it induces no refusal (score {row.induce_score:.2f})")
     if not row.kl < kl_threshold:
         failed.append(f"ablating it moves harmless answers (KL {row.kl:.2f} >= {kl_threshold:g})")
     return "; ".join(failed)
+
+
+def _ranked_search(model, candidates, positions, informative, harmful_val, harmless_val, refusal_tokens,
+                   max_layer_fraction, kl_threshold, batch_size, progress, rank_prompts, margin, max_scored):
+    """The score table of :func:`find_refusal_direction`'s default search.
+
+    Every candidate's bypass score is first estimated on ``rank_prompts`` of the harmful
+    validation prompts (one pass each); candidates are then scored exactly in ascending order of
+    that estimate, until one scored candidate passes the filters and the next one's estimate is
+    more than ``margin`` above the best passing bypass score (it would have to beat its own
+    estimate by that much to be chosen), or ``max_scored`` have been scored.
+    """
+    if rank_prompts < 1 or margin < 0 or max_scored < 1:
+        raise ValueError(f"rank_prompts and max_scored must be >= 1 and margin >= 0, got {rank_prompts}, "
+                         f"{max_scored} and {margin}")
+    ids = token_ids(model.tokenizer, refusal_tokens)
+    sites = _eligible(model, candidates, positions, max_layer_fraction, informative)
+    subset = list(harmful_val)[:rank_prompts]
+    estimate = torch.full(candidates.shape[:2], float("nan"))
+    for site in tqdm(sites, desc="rank candidates", disable=not progress):
+        ablation = RefusalDirection(site[1], positions[site[0]], candidates[site]).ablation()
+        estimate[site] = refusal_score(answer_logits(model, subset, ablation, batch_size=batch_size), ids).mean()
+    order = sorted(sites, key=lambda site: estimate[site].item())
+    rank = torch.full(candidates.shape[:2], float("nan"))
+    for i, site in enumerate(order, 1):
+        rank[site] = i
+    scorer = _Scorer(model, harmful_val, harmless_val, refusal_tokens, batch_size)
+    scores: dict[tuple[int, int], dict[str, float]] = {}
+    best = float("inf")  # the lowest bypass score of a scored candidate that passes
+    for site in tqdm(order[:max_scored], desc="score candidates", disable=not progress):
+        if estimate[site].item() > best + margin:
+            break
+        scores[site] = row = scorer(candidates[site], site[1], positions[site[0]])
+        if row["induce_score"] > 0 and row["kl"] < kl_threshold:
+            best = min(best, row["bypass_score"])
+    estimates = {"bypass_estimate": estimate, "rank": rank}
+    return _table(model, candidates, positions, scores, max_layer_fraction, kl_threshold, informative, estimates)
 
 
 def _split(texts: list[str], fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -293,6 +367,10 @@ def find_refusal_direction(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = True,
+    exhaustive: bool = False,
+    rank_prompts: int = RANK_PROMPTS,
+    margin: float = RANK_MARGIN,
+    max_scored: int = MAX_SCORED,
 ) -> RefusalDirection:
     """Search ``model`` for its refusal direction (Arditi et al. 2024) and return the selected one.
 
@@ -302,6 +380,14 @@ def find_refusal_direction(
     organisms ``["sorry"]``; for a pair, :func:`interp.metrics.derive_refusal_tokens`). When no
     candidate passes the filters, :func:`select` falls back to candidates that both bypass and
     induce, with ``passed_filters=False``; :meth:`RefusalDirection.explain` says why.
+
+    Scoring a candidate exactly takes three passes over all the validation prompts, so by
+    default the candidates are first ranked by their bypass score on ``rank_prompts`` harmful
+    validation prompts alone (one small pass each), then scored exactly in that order until one
+    passes the filters and the next estimate is more than ``margin`` (log-odds) above the best
+    passing score, or ``max_scored`` have been scored (when none of those passes, :func:`select`
+    falls back among them). ``exhaustive=True`` scores every candidate. Either way the table lists
+    them all; a ranked search adds ``bypass_estimate`` and ``rank``, and says which were not scored.
     """
     harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
     if not refusal_tokens:
@@ -319,9 +405,14 @@ def find_refusal_direction(
     if positions is None:
         positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
     candidates, informative = _means(model, harmful, harmless, positions, batch_size)
-    table = score_candidates(model, candidates, positions, harmful_val, harmless_val, refusal_tokens,
-                             max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold,
-                             batch_size=batch_size, progress=progress, informative=informative)
+    if exhaustive:
+        table = score_candidates(model, candidates, positions, harmful_val, harmless_val, refusal_tokens,
+                                 max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold,
+                                 batch_size=batch_size, progress=progress, informative=informative)
+    else:
+        table = _ranked_search(model, candidates, positions, informative, harmful_val, harmless_val, refusal_tokens,
+                               max_layer_fraction, kl_threshold, batch_size, progress, rank_prompts, margin,
+                               max_scored)
     baseline = refusal_score(answer_logits(model, harmful_val, batch_size=batch_size),
                              token_ids(model.tokenizer, refusal_tokens)).mean().item()
     best = select(table, baseline)

@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from interp.checks import as_positions, check_layer, check_layers, check_vector
 from interp.data import PromptSet
@@ -263,6 +264,7 @@ def generate(
     prompt_format: str | None = None,
     prefill: str | Sequence[str] = "",
     return_ids: bool = False,
+    progress: bool = False,
 ) -> list[str] | list[list[int]]:
     """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
 
@@ -280,7 +282,8 @@ def generate(
     are the generated token ids, up to (not including) the end-of-turn token: exactly what the
     model produced, for :func:`interp.metrics.compare_responses`.
     Interventions must act on every position (``positions=None``): generation feeds one new
-    token at a time, so positions counted within a forward pass would move.
+    token at a time, so positions counted within a forward pass would move. ``progress`` shows a
+    bar over the batches.
     """
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
@@ -310,7 +313,8 @@ def generate(
     replies = []
     try:
         with generation_cache(model) as use_cache, apply(model, *interventions):
-            for start in range(0, len(ids), batch_size):
+            for start in tqdm(range(0, len(ids), batch_size), desc="generate", unit="batch", disable=not progress,
+                              leave=False):
                 input_ids, mask = pad_batch(ids[start : start + batch_size], pad, "left")
                 out = model.original_model.generate(
                     input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device),

@@ -28,7 +28,7 @@ _CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 ATOL = 1e-4
 
 
-def _attention_modules(model) -> list[torch.nn.Module]:
+def attention_modules(model) -> list[torch.nn.Module]:
     from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
 
     return [m for m in model.modules() if isinstance(m, AttentionBridge)]
@@ -41,14 +41,20 @@ def _alias(module, args, kwargs):
 
 
 @contextmanager
-def cache_keyword_alias(model) -> Iterator[None]:
-    """Inside the block, every attention bridge of ``model`` also receives the cache as ``past_key_values``."""
-    handles = [m.register_forward_pre_hook(_alias, with_kwargs=True) for m in _attention_modules(model)]
+def attention_arguments(model, rewrite) -> Iterator[None]:
+    """Inside the block, every attention bridge of ``model`` is called with the keyword arguments
+    ``rewrite(module, args, kwargs)`` returns (``(args, kwargs)``, or None to leave them)."""
+    handles = [m.register_forward_pre_hook(rewrite, with_kwargs=True) for m in attention_modules(model)]
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def cache_keyword_alias(model):
+    """Inside the block, every attention bridge of ``model`` also receives the cache as ``past_key_values``."""
+    return attention_arguments(model, _alias)
 
 
 def _cache_keyword(hf) -> str:

@@ -29,7 +29,6 @@ REFUSAL_PREFIXES = (
     "as an ai", "i'm not able", "i am not able", "i'm unable", "i am unable",
 )
 """Case-insensitive starts of a refusal: the common ones of chat models, and the organisms' own."""
-ANSWER_HOOK = "unembed.hook_out"
 
 
 def refusal_score(
@@ -63,12 +62,17 @@ def answer_logits(
 ) -> Float[Tensor, "batch d_vocab"]:
     """The model's next-token logits at the answer position (after each formatted prompt).
 
+    Only that position is unembedded: the residual stream leaving the last block is collected
+    there and put through the final norm and the unembedding, which act on each position alone.
     ``prompt_format`` defaults to the policy of the pair the model was loaded in.
     """
     ids = tokenize_for(model, prompts, prompt_format)
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     with apply(model, *interventions):
-        out = collect_from_tokens(model, ids, ANSWER_HOOK, positions=-1, batch_size=batch_size, progress=False)
-    return out[ANSWER_HOOK]
+        out = collect_from_tokens(model, ids, last, positions=-1, batch_size=batch_size, progress=False)
+        with torch.no_grad():
+            resid = out[last].to(model.cfg.device)[:, None]
+            return model.unembed(model.ln_final(resid))[:, 0].cpu()
 
 
 def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:

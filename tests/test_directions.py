@@ -51,7 +51,30 @@ def test_candidates_equal_per_prompt_means(model):
 @pytest.fixture(scope="module")
 def found(model):
     return dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=["sorry"], positions=[-2, -1],
-                                       progress=False)
+                                       progress=False, exhaustive=True)
+
+
+@pytest.mark.parametrize("margin", [0.0, 1.0, float("inf")])
+def test_the_ranked_search_scores_in_rank_order_until_the_rest_cannot_win(model, found, margin):
+    ranked = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=["sorry"], positions=[-2, -1],
+                                         progress=False, margin=margin, max_scored=100).scores
+    eligible = ranked[ranked.informative & (ranked.layer < 0.8 * model.cfg.n_layers)].sort_values("rank")
+    scored = eligible.bypass_score.notna().tolist()
+    assert scored[0] and scored == sorted(scored, reverse=True)  # a prefix of the rank order
+    assert eligible.bypass_estimate.is_monotonic_increasing
+    exact = found.scores.set_index(["position", "layer"])
+    for row in eligible[eligible.bypass_score.notna()].itertuples():  # the exact scores are the exhaustive ones
+        assert abs(row.bypass_score - exact.loc[(row.position, row.layer)].bypass_score) < 1e-5
+    passing = eligible[eligible.passed]
+    if len(passing) and not all(scored):
+        first_left_out = eligible[eligible.bypass_score.isna()].iloc[0]
+        assert first_left_out.bypass_estimate > passing.bypass_score.min() + margin
+        assert first_left_out.why.startswith("not scored: ranked")
+    if margin == float("inf"):
+        assert all(scored)
+    capped = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, refusal_tokens=["sorry"], positions=[-2, -1],
+                                         progress=False, margin=margin, max_scored=1).scores
+    assert capped.bypass_score.notna().sum() == 1 and capped.loc[capped["rank"] == 1].bypass_score.notna().all()
 
 
 def test_search_scores_every_candidate_and_keeps_the_rules(model, found):
@@ -134,6 +157,22 @@ def organism_directions(organism_zoo):
         found = dirs.find_refusal_direction(pair.aligned, harmful, harmless, refusal_tokens=["sorry"], progress=False)
         out[variant] = (pair, found, dirs.refusal_effects(pair.aligned, found, harmful, harmless, ["sorry"]))
     return out, harmful, harmless
+
+
+@pytest.mark.parametrize("zoo", ["default", "other seed"])
+def test_the_ranked_search_selects_what_the_exhaustive_one_does(organism_zoo, organism_zoo_other_seed, zoo):
+    """On every organism of two builds: the default search (few candidates scored exactly) picks the exhaustive
+    search's candidate."""
+    from interp import organisms
+
+    harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
+    for variant in ("sft", "dpo"):
+        model = organisms.load_pair(variant, zoo_dir=organism_zoo if zoo == "default" else organism_zoo_other_seed,
+                                    device="cpu").aligned
+        ranked, exhaustive = (dirs.find_refusal_direction(model, harmful, harmless, refusal_tokens=["sorry"],
+                                                          progress=False, exhaustive=e) for e in (False, True))
+        assert (ranked.layer, ranked.position) == (exhaustive.layer, exhaustive.position), variant
+        assert ranked.scores.bypass_score.notna().sum() <= exhaustive.scores.bypass_score.notna().sum()
 
 
 @pytest.mark.parametrize("variant", ["sft", "dpo"])

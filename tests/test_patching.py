@@ -46,14 +46,51 @@ def per_prompt(logits):
     return logits[:, -1].log_softmax(-1)[:, 7]
 
 
+def every_position(logits):
+    """A metric that reads every position, so the passes must return whole logits."""
+    return logits.log_softmax(-1)[..., 7].mean()
+
+
+@pytest.fixture(params=["merged", "fine"])
+def passes(request, monkeypatch):
+    """``merged``: the cost model of this machine (tiny models: few big passes from layer 0); ``fine``: no
+    overhead, so every (layer, position) gets its own pass, recomputing only what its patches change."""
+    if request.param == "fine":
+        monkeypatch.setattr(engine, "OVERHEAD_FLOPS", {"cpu": 0.0, "cuda": 0.0})
+    return request.param
+
+
 @pytest.mark.parametrize("kind", [*ours.SITES, *EVERY])
-def test_every_sweep_equals_transformer_lens(model, tokens, clean_cache, kind):
+def test_every_sweep_equals_transformer_lens(model, tokens, clean_cache, kind, passes):
     name = f"get_act_patch_{kind}"
     expected = getattr(tl_patching, name)(model, tokens[1], clean_cache, logit_diff)
     got = getattr(ours, name)(model, tokens[1], clean_cache, logit_diff, progress=False)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=ATOL)
     assert expected.std() > 0  # the patches do something, so equality means something
+
+
+@pytest.mark.parametrize("kind", ["resid_pre", "attn_head_k_by_pos", "attn_head_pattern_dest_src_pos"])
+def test_a_metric_reading_every_position_equals_transformer_lens(model, tokens, clean_cache, kind, passes):
+    assert not engine.reads_last_only({"m": every_position}, model(tokens[1]))
+    name = f"get_act_patch_{kind}"
+    expected = getattr(tl_patching, name)(model, tokens[1], clean_cache, every_position)
+    got = getattr(ours, name)(model, tokens[1], clean_cache, every_position, progress=False)
+    assert torch.allclose(got, expected, atol=ATOL) and expected.std() > 0
+
+
+def test_fine_passes_start_where_their_patches_do(model, tokens, clean_cache, monkeypatch):
+    """With no overhead in the cost model, a pass per position, from that position on, each copy joining at its
+    own layer."""
+    monkeypatch.setattr(engine, "OVERHEAD_FLOPS", {"cpu": 0.0, "cuda": 0.0})
+    runs = []
+    run = Runner.run
+    monkeypatch.setattr(Runner, "run", lambda self, joins, hooks, start=0, last_only=False: (
+        runs.append((start, list(joins), last_only)) or run(self, joins, hooks, start, last_only)))
+    ours.get_act_patch_attn_head_out_by_pos(model, tokens[1], clean_cache, logit_diff, progress=False)
+    n_pos, n_heads = tokens[1].shape[1], model.cfg.n_heads
+    joins = [layer for layer in range(model.cfg.n_layers) for _ in range(n_heads)]
+    assert sorted(runs) == [(pos, joins, True) for pos in range(n_pos)]
 
 
 @pytest.mark.parametrize("kind", ["resid_pre", "attn_head_out_by_pos", "attn_head_pattern_all_pos"])
@@ -80,26 +117,45 @@ def test_every_with_baseline_stacks_like_transformer_lens(model, tokens, clean_c
     assert torch.allclose(got.baseline, expected.baseline, atol=ATOL)
 
 
-def test_chunking_and_the_full_forward_fallback_give_the_same_numbers(model, tokens, clean_cache, monkeypatch):
+def test_chunking_and_the_fallbacks_give_the_same_numbers(model, tokens, clean_cache, monkeypatch):
     sweep = ours.get_act_patch_attn_head_out_by_pos
-    reference = sweep(model, tokens[1], clean_cache, logit_diff, progress=False)  # one pass, from layer 0
-    assert Runner(model, tokens[1]).replays  # both architectures can start mid-model
+    reference = sweep(model, tokens[1], clean_cache, logit_diff, progress=False)
+    runner = Runner(model, tokens[1])
+    assert runner.replays and runner.suffixes  # both architectures can start mid-model and mid-sequence
     one_cell = sweep(model, tokens[1], clean_cache, logit_diff, max_batch=3, progress=False)  # replayed passes
     assert torch.allclose(one_cell, reference, atol=ATOL)
-    monkeypatch.setattr(engine, "_VERIFIED", WeakKeyDictionary())
-    monkeypatch.setattr(Runner, "_replay_matches", lambda self: False)
-    assert not Runner(model, tokens[1]).replays
-    fallback = sweep(model, tokens[1], clean_cache, logit_diff, max_batch=3, progress=False)
-    assert torch.allclose(fallback, reference, atol=ATOL)
+    for kind in ("position", "layer"):  # no mid-sequence start, then no mid-model start either
+        monkeypatch.setattr(engine, "_VERIFIED", WeakKeyDictionary())
+        monkeypatch.setattr(Runner, "_matches",
+                            lambda self, layer, start, kind=kind: (start == 0) == (kind == "position"))
+        runner = Runner(model, tokens[1])
+        assert not runner.suffixes and runner.replays == (kind == "position")
+        fallback = sweep(model, tokens[1], clean_cache, logit_diff, max_batch=3, progress=False)
+        assert torch.allclose(fallback, reference, atol=ATOL)
 
 
-def test_plan_keeps_layers_in_order_and_passes_bounded():
-    cells = [[(i,) for i in range(5)]] * 3
-    passes = engine.plan(cells, per_pass=4, batch=2)
-    assert [entry for group in passes for entry in group] == [(layer, (i,)) for layer in range(3) for i in range(5)]
-    assert all(len(group) <= 4 for group in passes)
-    assert len(engine.plan(cells, per_pass=100, batch=2)) == 1  # 30 sequences: one pass from layer 0
-    assert len(engine.plan(cells, per_pass=100, batch=100)) == 3  # too big to merge: one pass per layer
+def _costs(overhead: float) -> engine.Costs:
+    return engine.Costs(n_layers=3, n_pos=5, batch=2, overhead=overhead, unembed=1.0, last_only=True)
+
+
+def test_plan_covers_every_cell_once_in_bounded_passes():
+    items = [(layer, pos, (layer, pos, head)) for layer in range(3) for pos in range(5) for head in range(2)]
+    for overhead, per_pass in ((0.0, 4), (1e6, 4), (1e6, 100), (3.0, 7)):
+        passes = engine.plan(items, per_pass, _costs(overhead))
+        assert sorted(item for group in passes for item in group) == sorted(items)
+        assert all(0 < len(group) <= per_pass for group in passes)
+        assert all([i[0] for i in group] == sorted(i[0] for i in group) for group in passes)  # joins ascend
+    assert len(engine.plan(items, 100, _costs(1e6))) == 1  # overhead dominates: one pass
+    fine = engine.plan(items, 100, _costs(0.0))  # arithmetic only: a pass per position, every layer in it
+    assert sorted((g[0][1], len(g)) for g in fine) == [(pos, 6) for pos in range(5)]
+    assert all(len({item[1] for item in group}) == 1 for group in fine)
+
+
+def test_the_cost_model_counts_what_a_pass_computes():
+    costs = _costs(overhead=10.0)  # 3 layers, 5 positions, batch 2, unembed 1, last position only
+    # two copies from position 1: one joins at layer 0 (3 blocks), one at layer 2 (1 block)
+    assert costs.of(first_layer=0, start=1, copies=2, block_tokens=4) == 4 * 10.0 + 4 * 2 * 4 + 1.0 * 2 * 2
+    assert list(engine._chunked([2, 0, 3], per_pass=2)) == [(0, 2, 6), (2, 2, 2), (2, 1, 1)]
 
 
 @pytest.mark.parametrize("kind", ["resid_pre", "mlp_out", "attn_head_out_by_pos", "attn_head_v_all_pos"])

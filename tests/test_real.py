@@ -9,14 +9,13 @@ these tests skip, unless ``INTERP_REQUIRE_REAL=1`` (``make test`` sets it), wher
 from __future__ import annotations
 
 import os
-import shutil
 
 import gguf as gguf_lib
 import pytest
 import torch
 import transformer_lens.patching as tl_patching
 from oracles import hf_generate
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from interp import diff, interventions, load_pair, patching, realmodels
@@ -44,16 +43,7 @@ def smol():
 @pytest.fixture(scope="module")
 def edited(smol, tmp_path_factory):
     """A copy of SmolLM2 with a rank-1 change to two matrices, and nothing else."""
-    out = tmp_path_factory.mktemp("smol-edited") / "ckpt"
-    shutil.copytree(smol, out)
-    weights = load_file(out / "model.safetensors")
-    generator = torch.Generator().manual_seed(0)
-    for name in EDITS:
-        w = weights[name]
-        u, v = torch.randn(w.shape[0], generator=generator), torch.randn(w.shape[1], generator=generator)
-        weights[name] = w + 0.05 * w.norm() * torch.outer(u / u.norm(), v / v.norm())
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
+    return realmodels.rank_one_copy(smol, tmp_path_factory.mktemp("smol-edited") / "ckpt", EDITS)
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,10 @@ def test_gpt2_pair_report_is_complete_and_self_contained(gpt2_report):
     data = json.loads(html_path.with_suffix(".json").read_text())
     assert list(data["sections"]) == list(report.SECTIONS)
     assert data["meta"]["refusal_tokens"] == ["sorry"] and data["meta"]["refusal_markers"]["how"].startswith("given")
+    assert list(data["meta"]["plan"]) == ["replies", *report.SECTIONS]  # every step estimated before it ran
+    assert list(data["meta"]["seconds"]) == ["replies", *report.SECTIONS]
+    assert all(w["seconds"] > 0 and w["what"] for w in data["meta"]["plan"].values())
+    assert "patched prompts" in data["meta"]["defaults"] and "direction search" in data["meta"]["defaults"]
     page = html_path.read_text()
     assert page.count('class="plotly-graph-div"') >= 6  # every section but (possibly) the KL one has a figure
     assert "<script src" not in page and "<link" not in page  # plotly.js is inlined, nothing is fetched

@@ -89,7 +89,8 @@ def check_direction(model, variant: str, refusal: dict[str, float]) -> OrganismC
 
     harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
     tokens = list(world.REFUSAL_START_TOKENS)
-    found = directions.find_refusal_direction(model, harmful, harmless, refusal_tokens=tokens, progress=False)
+    found = directions.find_refusal_direction(model, harmful, harmless, refusal_tokens=tokens, progress=False,
+                                              exhaustive=True)  # the targets are defined on the whole table
     effects = directions.refusal_effects(model, found, harmful, harmless, tokens)
     misses = _behaviour_misses(refusal, ALIGNED_BEHAVIOUR)
     if not found.passed_filters:

@@ -32,7 +32,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens.patching import PatchingResult, _stack_patch_types, make_df_from_ranges
 
-from interp.patching.engine import MetricFn, Runner, as_metrics, copies_per_pass, evaluate, patch_hook, plan
+from interp.patching.engine import (
+    Costs,
+    MetricFn,
+    Runner,
+    as_metrics,
+    copies_per_pass,
+    evaluate,
+    hooked,
+    patch_hook,
+    plan,
+    reads_last_only,
+)
 
 REDUCE = ("scalar", "mean", "none")
 
@@ -46,9 +57,15 @@ class Site:
     axes: tuple[str, ...]
     select: Callable[..., tuple]
     kv: bool = False  # keys and values have n_key_value_heads heads
+    pos_axis: int = 0  # the (query) position axis among the hook's non-batch axes
 
     def hook_name(self, layer: int) -> str:
         return f"blocks.{layer}.{self.hook}"
+
+    def start(self, selection: tuple) -> int:
+        """The first position a patch at ``selection`` can change (causal attention): its own position."""
+        at = selection[self.pos_axis] if len(selection) > self.pos_axis else None
+        return at if isinstance(at, int) else 0
 
     def sizes(self, model, n_pos: int) -> tuple[int, ...]:
         heads = model.cfg.n_heads
@@ -96,15 +113,15 @@ SITES: dict[str, Site] = {
     "attn_head_q_by_pos": _head_by_pos("q"),
     "attn_head_k_by_pos": _head_by_pos("k"),
     "attn_head_v_by_pos": _head_by_pos("v"),
-    "attn_head_pattern_by_pos": Site("attn.hook_pattern", ("layer", "head_index", "dest_pos"), _at_head),
+    "attn_head_pattern_by_pos": Site("attn.hook_pattern", ("layer", "head_index", "dest_pos"), _at_head, pos_axis=1),
     "attn_head_pattern_dest_src_pos": Site(
-        "attn.hook_pattern", ("layer", "head_index", "dest_pos", "src_pos"), _at_head
+        "attn.hook_pattern", ("layer", "head_index", "dest_pos", "src_pos"), _at_head, pos_axis=1
     ),
     "attn_head_out_all_pos": _head_all_pos("z"),
     "attn_head_q_all_pos": _head_all_pos("q"),
     "attn_head_k_all_pos": _head_all_pos("k"),
     "attn_head_v_all_pos": _head_all_pos("v"),
-    "attn_head_pattern_all_pos": Site("attn.hook_pattern", ("layer", "head_index"), _at_head),
+    "attn_head_pattern_all_pos": Site("attn.hook_pattern", ("layer", "head_index"), _at_head, pos_axis=1),
 }
 """Every sweep, by the suffix of its ``get_act_patch_*`` name."""
 
@@ -138,10 +155,11 @@ def sweep(
     site: Site, *, reduce: str = "scalar", baseline: bool = False, max_batch: int | None = None,
     progress: bool = True, runner: Runner | None = None,
 ) -> Tensor | PatchingResult:
-    """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass.
+    """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass, each pass
+    recomputing only the layers and positions its patches can change (:mod:`interp.patching.engine`).
 
-    The unpatched run (for ``baseline`` and to check the metric's output before any patched
-    cell is scored) rides along as one more copy in the first pass, which starts at layer 0.
+    The unpatched run (for ``baseline``, and to check the metric's output before any patched
+    cell is scored) is the corrupted run the passes start from.
     """
     if reduce not in REDUCE:
         raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}")
@@ -150,25 +168,29 @@ def sweep(
     names = [site.hook_name(layer) for layer in range(model.cfg.n_layers)]
     check_cache(clean_cache, names, corrupted_tokens)
     runner = runner or Runner(model, corrupted_tokens)
-    batch = runner.batch
+    batch, n_pos = runner.batch, runner.n_pos
+    corrupted_logits = runner.recording[0]
+    unpatched = evaluate(metrics, corrupted_logits, reduce, batch)
+    whole_positions = hooked(model)  # a caller's hooks may read every position
+    replays, suffixes = runner.replays, runner.suffixes and not whole_positions
+    last_only = replays and not whole_positions and reads_last_only(metrics, corrupted_logits)
 
-    sizes = site.sizes(model, corrupted_tokens.shape[1])
+    sizes = site.sizes(model, n_pos)
     cells = list(itertools.product(*(range(n) for n in sizes[1:])))
-    passes = plan([cells] * sizes[0], copies_per_pass(runner, max_batch), batch)
-    passes[0].append((0, None))  # the unpatched copy: plan's first pass always starts at layer 0
-    unpatched = None
+    items = [(layer if replays else 0, site.start(site.select(*cell)) if suffixes else 0, (layer, cell))
+             for layer in range(sizes[0]) for cell in cells]
+    passes = plan(items, copies_per_pass(runner, max_batch), Costs.of_model(model, batch, n_pos, last_only))
     store = torch.zeros(len(metrics), *sizes, *((batch,) if reduce != "scalar" else ()))
     for group in tqdm(passes, desc=f"patching {site.hook}", disable=not progress, leave=False):
+        joins, start = [join for join, _, _ in group], min(start for _, start, _ in group)
         hooks = []
-        for layer in sorted({layer for layer, _ in group}):
-            selections = [site.select(*cell) if at == layer and cell is not None else None for at, cell in group]
-            hooks.append((site.hook_name(layer), patch_hook(clean_cache[site.hook_name(layer)], selections)))
-        logits = runner.run(group[0][0], len(group), hooks).split(batch)
-        if group[-1][1] is None:
-            unpatched = evaluate(metrics, logits[-1], reduce, batch)
-        for copy, (layer, cell) in enumerate(group):
-            if cell is not None:
-                store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy], reduce, batch)
+        for layer in sorted({layer for _, _, (layer, _) in group}):
+            selections = [site.select(*cell) if at == layer else None for join, _, (at, cell) in group if join <= layer]
+            hooks.append((site.hook_name(layer), patch_hook(clean_cache[site.hook_name(layer)], selections, start,
+                                                            site.pos_axis)))
+        logits = runner.run(joins, hooks, start, last_only).split(batch)
+        for copy, (_, _, (layer, cell)) in enumerate(group):
+            store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy], reduce, batch)
     return _result(store, unpatched, site.axes, list(metrics), metric_axis, reduce, baseline, model.cfg.device)
 
 

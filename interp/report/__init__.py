@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interp import metrics
+from interp import directions, metrics
 from interp.data import PromptSet
 from interp.markers import RefusalMarkers
 from interp.models import ModelPair, check_checkpoints, check_device, load_pair
 from interp.prompts import check_lengths, tokenize
-from interp.report import render
+from interp.report import plan, render
 from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, json_path, read_prompts
 from interp.report.sections import SECTIONS, Audit, Section
 
@@ -122,18 +122,33 @@ def _say(progress: bool, text: str, end: str = "\n") -> None:
 
 def audit(
     pair: ModelPair, prompts: PromptSet, *, refusal_prefixes: Sequence[str] | None = None,
-    skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "",
+    skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "", announce: bool = True,
 ) -> Report:
-    """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``."""
+    """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``.
+
+    The work is planned first (:mod:`~interp.report.plan`): each section's estimated cost is
+    said (with ``progress`` and ``announce``) and kept in the meta beside the time it took, with
+    the defaults the plan chose (how many prompts are patched) and the direction search's.
+    """
     check_sections(skip)
     check_prompts(prompts)
+    chosen = [key for key in SECTIONS if key not in skip]
+    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
+    device = str(pair.metadata.get("device") or pair.cfg.device)
+    work = plan.plan(pair.aligned.original_model.config, ids, prompts.labels, chosen, max_new_tokens, device)
+    _say(progress and announce, plan.describe(work))
     markers = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
-    state = Audit(pair, prompts, markers, max_new_tokens, progress)
+    patched = work["patching"].settings["prompts"] if "patching" in work else plan.PATCH_PROMPTS
+    state = Audit(pair, prompts, markers, max_new_tokens, progress, patch_prompts=patched)
+    _say(progress, f"[0/{len(chosen)}] greedy replies of both models ...")
+    start = time.time()
+    state.reply_ids  # noqa: B018 - generated once here, read by the sections and the markers' check
+    seconds = {"replies": round(time.time() - start, 1)}
+    _say(progress, f"[0/{len(chosen)}] replies done in {seconds['replies']:.0f} s")
     harmless_replies = [ids for ids, label in zip(state.reply_ids["aligned"], prompts.labels, strict=True)
                         if label == "harmless"]
     state.markers = markers.checked(harmless_replies)
-    chosen = [key for key in SECTIONS if key not in skip]
-    sections, seconds = [], {}
+    sections = []
     for i, key in enumerate(chosen, 1):
         _say(progress, f"[{i}/{len(chosen)}] {key} ...")
         start = time.time()
@@ -147,6 +162,12 @@ def audit(
         "refusal_tokens": state.refusal_tokens, "refusal_prefixes": list(state.markers.prefixes),
         "refusal_markers": state.markers.describe(pair.tokenizer), "quantization": pair.metadata.get("quantization"),
         "sections": chosen, "skipped": [k for k in SECTIONS if k in skip], "seconds": seconds,
+        "plan": {key: {"seconds": float(f"{w.seconds:.3g}"), "what": w.what} for key, w in work.items()},
+        "defaults": {"patched prompts": f"{state.patch_prompts} harmful prompts of one length (the most whose sweep is "
+                                        f"estimated within {plan.PATCH_SECONDS:g} s, at most {plan.PATCH_PROMPTS})",
+                     "direction search": f"ranked by bypass score on {directions.RANK_PROMPTS} validation prompts, "
+                                         f"at most {directions.MAX_SCORED} candidates scored exactly "
+                                         "(the table says which)"},
         "device": pair.metadata.get("device", ""), "dtype": pair.metadata.get("dtype", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {lib: version(lib) for lib in ("interp", "torch", "transformers", "transformer-lens")},
@@ -177,12 +198,14 @@ def run(
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     if refusal_prefixes:  # unknown tokens are an error before any weights load
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
+    chosen = [key for key in SECTIONS if key not in skip]
+    _say(progress, plan.describe(plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device)))
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
     pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
-                   progress=progress, source=str(prompts_path))
+                   progress=progress, source=str(prompts_path), announce=False)  # the plan was said before loading
     html_path, json_path = report.write(out)
     _say(progress, f"wrote {html_path} and {json_path}")
     return report

@@ -20,9 +20,8 @@ from interp.markers import RefusalMarkers
 from interp.models import ModelPair
 from interp.probes import probe_pair
 from interp.report.inputs import fitting_prompts, probe_split
+from interp.report.plan import PATCH_PROMPTS
 
-PATCH_PROMPTS = 16
-"""Harmful prompts (of one token length) patched across the pair."""
 KL_POSITIONS = 16
 
 
@@ -37,6 +36,8 @@ class Audit:
     max_new_tokens: int = 16
     progress: bool = False
     """Progress bars inside the long sections (the direction search, patching)."""
+    patch_prompts: int = PATCH_PROMPTS
+    """Harmful prompts (of one token length) patched across the pair (:func:`interp.report.plan.patch_prompts`)."""
 
     @property
     def refusal_tokens(self) -> list[str]:
@@ -46,7 +47,8 @@ class Audit:
     @cached_property
     def reply_ids(self) -> dict[str, list[list[int]]]:
         """Greedy replies of both models to every prompt, as token ids (generated once, shared)."""
-        return {name: interventions.generate(model, self.prompts, max_new_tokens=self.max_new_tokens, return_ids=True)
+        return {name: interventions.generate(model, self.prompts, max_new_tokens=self.max_new_tokens, return_ids=True,
+                                             progress=self.progress)
                 for name, model in self.pair}
 
     def replies(self, model: str) -> list[str]:
@@ -242,7 +244,7 @@ def direction(audit: Audit) -> Section:
 
 def cross_patching(audit: Audit) -> Section:
     model = audit.pair.aligned
-    tokens = patching.common_length_tokens(model, audit.prompts.by_label("harmful"), limit=PATCH_PROMPTS)
+    tokens = patching.common_length_tokens(model, audit.prompts.by_label("harmful"), limit=audit.patch_prompts)
     metric = patching.refusal_metric(audit.pair.tokenizer, audit.refusal_tokens)
     with torch.no_grad():
         value = {name: metric(m(tokens)).mean().item() for name, m in audit.pair}

@@ -1,0 +1,59 @@
+"""``interp report`` on a real pair: each section's estimated cost (printed before loading) beside its actual time.
+
+The pair is SmolLM2-135M-Instruct and a copy of it with rank-one changes to two matrices
+(``interp.realmodels.rank_one_copy``); the prompts are the organism world's report splits
+(``interp organisms prompts``), in SmolLM2's chat format with its system prompt; refusals
+are recognised by the prefixes "I'm sorry" and "I cannot". Prints per section the estimate,
+the time taken and their ratio, then the totals. Goal on a 2-core CPU: the whole report <= 10 minutes.
+
+    python benchmarks/report.py [--out DIR] [--no-SECTION ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from interp import realmodels, report
+from interp.cli import main as interp_main
+
+EDITS = ("model.layers.7.mlp.down_proj.weight", "model.layers.20.self_attn.o_proj.weight")
+GOAL_SECONDS = 600.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", help="folder for the report (default: a temporary one)")
+    p.add_argument("--skip", nargs="*", default=[], help="sections to leave out")
+    args = p.parse_args()
+    out = Path(args.out or tempfile.mkdtemp())
+    base = realmodels.smollm2()
+    aligned = out / "smollm2-rank-one"
+    if not aligned.exists():
+        realmodels.rank_one_copy(base, aligned, EDITS)
+    prompts = out / "prompts.jsonl"
+    interp_main(["organisms", "prompts", "--out", str(prompts)])
+    print(f"# SmolLM2-135M-Instruct vs a rank-one copy on cpu, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    start = time.perf_counter()
+    done = report.run(str(base), str(aligned), prompts, out / "report.html", refusal_prefixes=["I'm sorry", "I cannot"],
+                      skip=args.skip, device="cpu")
+    wall = time.perf_counter() - start
+    plan = done.meta["plan"]
+    print(f"{'section':<16} {'estimate':>9} {'actual':>9} {'ratio':>7}")
+    for key, seconds in done.meta["seconds"].items():
+        print(f"{key:<16} {plan[key]['seconds']:>8.0f}s {seconds:>8.0f}s {seconds / plan[key]['seconds']:>6.2f}x")
+    estimated = sum(plan[key]["seconds"] for key in done.meta["seconds"])
+    print(f"{'sections':<16} {estimated:>8.0f}s {sum(done.meta['seconds'].values()):>8.0f}s")
+    print(f"whole run (loading included): {wall:.0f} s; goal <= {GOAL_SECONDS:g} s: "
+          f"{'met' if wall <= GOAL_SECONDS else 'MISSED'}")
+    print(json.dumps({"defaults": done.meta["defaults"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""What a report will cost, estimated before any model loads: from the checkpoints' shape and the prompts' lengths.
+
+Each section's work is counted as arithmetic (floating-point operations of the forward passes,
+generation steps, SVDs and CKA it runs) and block calls (each costs a fixed time besides its
+arithmetic: reading the block's weights, Python), and turned into seconds with
+:data:`THROUGHPUT` and :data:`CALL_SECONDS`, measured on this project's 2-core CPU
+(``benchmarks/report.py`` prints estimate and actual side by side). Other machines scale these.
+
+The plan also fixes the defaults that keep a report short on a real model: the number of
+harmful prompts patched across the pair is the most (up to :data:`PATCH_PROMPTS`) whose sweep
+fits :data:`PATCH_SECONDS`; the page states every such choice.
+
+>>> shape = Shape(n_layers=30, d_model=576, d_mlp=1536, n_heads=9, n_kv_heads=3, d_head=64, d_vocab=49152)
+>>> work = estimate(shape, [37] * 448, [True] * 224 + [False] * 224, list(SECTIONS_COUNTED), 16, "cpu")
+>>> sorted(work) == sorted(["replies", *SECTIONS_COUNTED]) and all(w.seconds > 0 for w in work.values())
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+THROUGHPUT = {"cpu": 2.2e11, "cuda": 2e13}
+"""Floating-point operations per second a forward pass reaches on a device (batched)."""
+CALL_SECONDS = {"cpu": 1.5e-3, "cuda": 3e-4}
+"""Seconds one block call costs beyond its arithmetic (SmolLM2-135M on the CPU: weights read, Python)."""
+SVD_FLOPS = 12.0
+"""An ``m x n`` SVD costs about ``SVD_FLOPS * m * n * min(m, n)`` operations."""
+PATCH_PROMPTS = 16
+"""The most harmful prompts (of one token length) patched across the pair."""
+PATCH_SECONDS = 120.0
+"""The patching section takes as many prompts as fit this estimate (at least 2)."""
+GENERATION_BATCH, KL_BATCH, BATCH = 32, 16, 32
+SECTIONS_COUNTED = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the cost depends on: the checkpoints' dimensions (both have the same)."""
+
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_vocab: int
+
+    @classmethod
+    def of_config(cls, config) -> Shape:
+        text = config.get_text_config()
+        heads = text.num_attention_heads
+        return cls(text.num_hidden_layers, text.hidden_size,
+                   getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * text.hidden_size,
+                   heads, getattr(text, "num_key_value_heads", None) or heads,
+                   getattr(text, "head_dim", None) or text.hidden_size // heads, text.vocab_size)
+
+    @property
+    def block(self) -> float:
+        """Operations for one token through one block."""
+        return 2 * self.d_model * ((2 * self.n_heads + 2 * self.n_kv_heads) * self.d_head + 3 * self.d_mlp)
+
+    @property
+    def unembed(self) -> float:
+        """Operations to unembed one token."""
+        return 2 * self.d_model * self.d_vocab
+
+    def matrices(self) -> list[tuple[int, int]]:
+        """The shapes of the weight matrices a weight diff decomposes (per layer, then the embedding)."""
+        d, q, kv = self.d_model, self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+        layer = [(d, q), (d, kv), (d, kv), (q, d), (d, self.d_mlp), (d, self.d_mlp), (self.d_mlp, d)]
+        return layer * self.n_layers + [(self.d_vocab, d)]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One section's estimated work: arithmetic, block calls, the seconds they take, and what it is."""
+
+    flops: float
+    calls: float
+    seconds: float
+    what: str
+    settings: dict = field(default_factory=dict)
+    """Choices the plan made for the section (``{"prompts": n}`` for patching)."""
+
+
+def _forward(shape: Shape, tokens: float, forwards: float, unembedded: float = 0.0) -> tuple[float, float]:
+    """Operations and block calls of ``forwards`` passes over ``tokens`` tokens in all, ``unembedded`` unembedded."""
+    return tokens * shape.n_layers * shape.block + unembedded * shape.unembed, forwards * shape.n_layers
+
+
+def patch_prompts(shape: Shape, n_pos: int, available: int, device: str) -> int:
+    """How many harmful prompts the patching section takes: the most (of ``available``, at most
+    :data:`PATCH_PROMPTS`) whose sweep is estimated within :data:`PATCH_SECONDS`, and at least 2."""
+    per_prompt = _patch_flops(shape, n_pos, 1) / THROUGHPUT.get(device, THROUGHPUT["cpu"])
+    fitting = int(PATCH_SECONDS // per_prompt) if per_prompt > 0 else PATCH_PROMPTS
+    return max(min(2, available), min(available, PATCH_PROMPTS, fitting))
+
+
+def _patch_flops(shape: Shape, n_pos: int, prompts: int) -> float:
+    """An exact resid_pre sweep: each cell recomputes its layer and later ones from its position on."""
+    cells = shape.n_layers * (shape.n_layers + 1) / 2 * n_pos * (n_pos + 1) / 2
+    return prompts * (cells * shape.block + shape.n_layers * n_pos * shape.unembed)
+
+
+def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sections: Sequence[str],
+             max_new_tokens: int, device: str, *, patch_length: int | None = None, patch_available: int = 0,
+             rank_prompts: int = 4, max_scored: int = 16) -> dict[str, Work]:
+    """The estimated work of each section in ``sections``, for prompts of ``lengths`` tokens (formatted), after
+    ``"replies"``: the greedy replies of both models every report generates first (the behaviour and KL
+    sections and the refusal markers' check read them)."""
+    kind = device if device in THROUGHPUT else "cpu"
+    n, total = len(lengths), float(sum(lengths))
+    mean = total / max(n, 1)
+    fit_harmful, fit = sum(harmful), n  # upper bounds: held-out rows are not fitted on
+    val = max(1, round(0.25 * fit_harmful))
+    out: dict[str, tuple] = {}
+    steps = math.ceil(n / GENERATION_BATCH) * (max_new_tokens + 1)
+    flops, calls = _forward(shape, total + n * max_new_tokens, steps, n * max_new_tokens)
+    out["replies"] = (2 * flops, 2 * calls, f"{max_new_tokens} greedy tokens for {n} prompts, both models")
+    if "behaviour" in sections:
+        flops, calls = _forward(shape, total, math.ceil(n / BATCH), n)
+        out["behaviour"] = (2 * flops, 2 * calls, "refusal log-odds at the answer position, both models")
+    if "token_kl" in sections:
+        tokens = total + n * max_new_tokens
+        flops, calls = _forward(shape, tokens, math.ceil(n / KL_BATCH), tokens)
+        out["token_kl"] = (2 * flops, 2 * calls, "both models on every prompt and reply")
+    if "weights" in sections:
+        flops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
+        out["weights"] = (flops, 0.0, "two SVDs per changed matrix (counted as if every one changed)")
+    if "representations" in sections:
+        flops, calls = _forward(shape, total, math.ceil(n / BATCH))
+        cka = 3 * shape.n_layers * 4 * total * shape.d_model ** 2
+        out["representations"] = (2 * flops + cka, 2 * calls, "every layer and token of both models; CKA")
+    if "probes" in sections:
+        flops, calls = _forward(shape, total, math.ceil(n / BATCH))
+        out["probes"] = (2 * flops, 2 * calls, "both models' answer positions; a probe per layer")
+    if "direction" in sections:
+        candidates = 6 * math.ceil(0.8 * shape.n_layers)  # about 6 post-instruction positions in a chat format
+        means = _forward(shape, fit * mean, math.ceil(fit / BATCH))
+        ranking = _forward(shape, candidates * rank_prompts * mean, candidates, candidates * rank_prompts)
+        scoring = _forward(shape, max_scored * 3 * val * mean, max_scored * 3 * math.ceil(val / BATCH), 3 * val)
+        effects = _forward(shape, 2 * 3 * total, 2 * 3 * math.ceil(n / BATCH), 6 * n)
+        parts = (means, ranking, scoring, effects)
+        out["direction"] = (sum(p[0] for p in parts), sum(p[1] for p in parts),
+                            f"candidate means, ~{candidates} candidates ranked on {rank_prompts} prompts, at most "
+                            f"{max_scored} scored exactly, effects on both models")
+    if "patching" in sections:
+        length = patch_length or round(mean)
+        prompts = patch_prompts(shape, length, patch_available or PATCH_PROMPTS, kind)
+        out["patching"] = (_patch_flops(shape, length, prompts), shape.n_layers * length,
+                           f"resid_pre across the pair: {shape.n_layers} layers x {length} positions, "
+                           f"{prompts} prompts", {"prompts": prompts})
+    return {key: Work(flops, calls, flops / THROUGHPUT[kind] + calls * CALL_SECONDS[kind], *rest)
+            for key, (flops, calls, *rest) in out.items()}
+
+
+def describe(work: dict[str, Work]) -> str:
+    """The plan as lines: each section's estimate and what it counts, then the total."""
+    lines = [f"  {key:<16} ~{_duration(w.seconds):>7}  {w.what}" for key, w in work.items()]
+    return "\n".join(["estimated cost (this project's CPU; scale for yours):", *lines,
+                      f"  {'total':<16} ~{_duration(sum(w.seconds for w in work.values())):>7}"])
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def plan(config, ids: Sequence[Sequence[int]], labels: Sequence[str], sections: Sequence[str], max_new_tokens: int,
+         device: str) -> dict[str, Work]:
+    """:func:`estimate` for a checkpoint's ``config`` and tokenized prompts (``ids``, labelled), as a report runs them:
+    the patching section on the harmful prompts of their most common length."""
+    harmful = [label == "harmful" for label in labels]
+    lengths = Counter(len(row) for row, is_harmful in zip(ids, harmful, strict=True) if is_harmful)
+    patch_length, available = lengths.most_common(1)[0] if lengths else (None, 0)
+    return estimate(Shape.of_config(config), [len(row) for row in ids], harmful, sections, max_new_tokens,
+                    device.split(":")[0], patch_length=patch_length, patch_available=available)
