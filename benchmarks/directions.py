@@ -4,7 +4,7 @@ On SmolLM2-135M-Instruct (chat format, its system prompt included), with the org
 train prompts as the report uses them (harmful and harmless, a quarter of each held back for
 validation) and "I" as the refusal's first token: times ``find_refusal_direction`` with its
 defaults (every candidate's bypass score estimated on a few validation prompts, then scored
-exactly in that order until the rest cannot win) and, with ``--exhaustive``, scoring every
+exactly in that order, a heuristic stop) and, with ``--exhaustive``, scoring every
 candidate, and prints both times, their ratio, how many candidates each scored exactly, and
 whether they select the same candidate. Goal on a 2-core CPU: the default search <= 120 s.
 

@@ -109,8 +109,9 @@ def _last_block(hook_names: Sequence[str], n_layers: int) -> int | None:
     return max(int(m.group(1)) for m in layers)
 
 
-class _Done(Exception):
-    """Raised after the last block a collection needs, to skip the rest of the forward pass."""
+class _Done(BaseException):
+    """Raised after the last block a collection needs, to skip the rest of the forward pass (a BaseException,
+    so that no ``except Exception`` on the way swallows it)."""
 
 
 @contextmanager

@@ -297,8 +297,9 @@ def _failures(row, max_layer: float, kl_threshold: float) -> str:
         return f"layer >= {max_layer:g} (not scored)"
     if not row.informative:
         return "carries no information (norm ~0, or one token everywhere at layer 0; not scored)"
-    if row.bypass_score != row.bypass_score:  # NaN: left out by the first-order ranking
-        return (f"not scored: ranked {int(row.rank)} by its bypass score on a few prompts, "
+    rank = getattr(row, "rank", float("nan"))
+    if row.bypass_score != row.bypass_score and rank == rank:  # NaN: left out by the ranked search
+        return (f"not scored: ranked {int(rank)} by its bypass score on a few prompts, "
                 f"{row.bypass_estimate:.2f} (exhaustive=True scores every candidate)")
     failed = []
     if not row.induce_score > 0:

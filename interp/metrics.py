@@ -71,8 +71,8 @@ def answer_logits(
     with apply(model, *interventions):
         out = collect_from_tokens(model, ids, last, positions=-1, batch_size=batch_size, progress=False)
         with torch.no_grad():
-            resid = out[last].to(model.cfg.device)[:, None]
-            return model.unembed(model.ln_final(resid))[:, 0].cpu()
+            return torch.cat([model.unembed(model.ln_final(resid.to(model.cfg.device)[:, None]))[:, 0].cpu()
+                              for resid in out[last].split(batch_size)])
 
 
 def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:

@@ -172,7 +172,7 @@ def test_the_ranked_search_selects_what_the_exhaustive_one_does(organism_zoo, or
         ranked, exhaustive = (dirs.find_refusal_direction(model, harmful, harmless, refusal_tokens=["sorry"],
                                                           progress=False, exhaustive=e) for e in (False, True))
         assert (ranked.layer, ranked.position) == (exhaustive.layer, exhaustive.position), variant
-        assert ranked.scores.bypass_score.notna().sum() <= exhaustive.scores.bypass_score.notna().sum()
+        assert ranked.scores.bypass_score.notna().sum() < exhaustive.scores.bypass_score.notna().sum()
 
 
 @pytest.mark.parametrize("variant", ["sft", "dpo"])

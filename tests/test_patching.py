@@ -9,7 +9,7 @@ import torch
 import transformer_lens.patching as tl_patching
 from transformer_lens.tools.analysis.attribution_patching import attribution_patch
 
-from interp import load_model, load_pair
+from interp import flops, load_model, load_pair
 from interp import patching as ours
 from interp.patching import engine
 from interp.patching.engine import Runner
@@ -18,9 +18,10 @@ EVERY = ("block_every", "attn_head_all_pos_every", "attn_head_by_pos_every")
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2"])
+@pytest.fixture(scope="module", params=["llama", "llama-gqa", "gpt2"])
 def model(request, make_checkpoint):
-    path = make_checkpoint(request.param, seed=3, n_layers=2)
+    arch, _, gqa = request.param.partition("-")
+    path = make_checkpoint(arch, seed=3, n_layers=2, **({"n_kv_heads": 2} if gqa else {}))
     return load_model(path, device="cpu")
 
 
@@ -56,7 +57,7 @@ def passes(request, monkeypatch):
     """``merged``: the cost model of this machine (tiny models: few big passes from layer 0); ``fine``: no
     overhead, so every (layer, position) gets its own pass, recomputing only what its patches change."""
     if request.param == "fine":
-        monkeypatch.setattr(engine, "OVERHEAD_FLOPS", {"cpu": 0.0, "cuda": 0.0})
+        monkeypatch.setattr(flops, "CALL_SECONDS", {"cpu": 0.0, "cuda": 0.0})
     return request.param
 
 
@@ -79,10 +80,45 @@ def test_a_metric_reading_every_position_equals_transformer_lens(model, tokens, 
     assert torch.allclose(got, expected, atol=ATOL) and expected.std() > 0
 
 
+def test_a_metric_blind_to_nan_is_not_taken_for_one_reading_the_last_position_only(model, tokens, clean_cache):
+    """A comparison at an earlier position is False for NaN: the random-logits probe still catches it."""
+    def earlier(logits):
+        return (logits[:, -2, 7] > logits[:, -2, 9]).float().mean()
+
+    logits = model(tokens[1])
+    assert not engine.reads_last_only({"m": earlier}, logits)
+    assert engine.reads_last_only({"m": logit_diff}, logits)
+    expected = tl_patching.get_act_patch_resid_pre(model, tokens[1], clean_cache, earlier)
+    assert torch.allclose(ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, earlier, progress=False),
+                          expected)
+    whole = ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff, progress=False, last_only=False)
+    assert torch.allclose(whole, tl_patching.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff),
+                          atol=ATOL)
+
+
+def test_a_sweep_under_the_callers_hooks_leaves_later_sweeps_their_shortcuts(make_checkpoint, tokens, monkeypatch):
+    """Hooks that need whole positions turn the shortcuts off for that sweep only."""
+    monkeypatch.setattr(engine, "_VERIFIED", WeakKeyDictionary())
+    model = load_model(make_checkpoint("llama", seed=4, n_layers=2), device="cpu")
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens[0])
+    n_pos = tokens[1].shape[1]
+
+    def whole_positions(x, hook):
+        assert x.shape[1] == n_pos, "this hook needs every position"
+        return x
+
+    with model.hooks(fwd_hooks=[("ln_final.hook_scale", whole_positions)]):
+        hooked = ours.get_act_patch_resid_pre(model, tokens[1], cache, logit_diff, progress=False)
+    assert Runner(model, tokens[1]).suffixes  # not remembered as failing
+    unhooked = ours.get_act_patch_resid_pre(model, tokens[1], cache, logit_diff, progress=False)
+    assert torch.allclose(hooked, unhooked, atol=ATOL)
+
+
 def test_fine_passes_start_where_their_patches_do(model, tokens, clean_cache, monkeypatch):
     """With no overhead in the cost model, a pass per position, from that position on, each copy joining at its
     own layer."""
-    monkeypatch.setattr(engine, "OVERHEAD_FLOPS", {"cpu": 0.0, "cuda": 0.0})
+    monkeypatch.setattr(flops, "CALL_SECONDS", {"cpu": 0.0, "cuda": 0.0})
     runs = []
     run = Runner.run
     monkeypatch.setattr(Runner, "run", lambda self, joins, hooks, start=0, last_only=False: (

@@ -34,16 +34,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformers.cache_utils import Cache
 
+from interp import flops
 from interp.kv_cache import attention_arguments
 
 Hook = tuple[str, Callable]
 REPLAY_ATOL = 1e-4
 LOGITS_BUDGET_BYTES = 512 * 2**20
 """Default bound on the logits of one batched pass (the largest tensor a pass makes)."""
-OVERHEAD_FLOPS = {"cpu": 4e8, "cuda": 4e9}
-"""What one block call costs beyond its arithmetic, in floating-point operations of arithmetic the same time
-buys (measured: about 1.7 ms per block of SmolLM2-135M on a 2-core CPU, where a token costs 0.03 ms): the
-cost model :func:`plan` merges passes by."""
 _VERIFIED: WeakKeyDictionary = WeakKeyDictionary()  # model -> {(batch, pos, kind): replay matches the forward}
 
 
@@ -146,8 +143,14 @@ class Runner:
             names = [f"blocks.{layer}.hook_resid_pre" for layer in range(self.n_layers)]
             keys_values = _KeyValueRecorder()
             try:
-                with torch.no_grad(), _key_value_cache(self.model, keys_values):
-                    logits, cache = self.model.run_with_cache(self.tokens, names_filter=names)
+                with torch.no_grad():
+                    try:
+                        with _key_value_cache(self.model, keys_values):
+                            logits, cache = self.model.run_with_cache(self.tokens, names_filter=names)
+                    except Exception:  # attention that cannot take this cache: no mid-sequence starts
+                        keys_values.layers.clear()
+                        calls.clear()
+                        logits, cache = self.model.run_with_cache(self.tokens, names_filter=names)
             finally:
                 for handle in handles:
                     handle.remove()
@@ -160,14 +163,19 @@ class Runner:
         return self._recording
 
     def _verified(self, kind: str, check: Callable[[], bool]) -> bool:
+        """``check()``, remembered per model and input shape (not while a caller's hooks are on the model:
+        they may fail on a replay that would otherwise hold)."""
         verified = _VERIFIED.setdefault(self.model, {})
         key = (self.batch, self.n_pos, kind)
-        if key not in verified:
-            try:
-                verified[key] = len(self.recording[2]) == self.n_layers and check()
-            except Exception:  # an architecture whose blocks cannot be called on their own
-                verified[key] = False
-        return verified[key]
+        if key in verified:
+            return verified[key]
+        try:
+            holds = len(self.recording[2]) == self.n_layers and check()
+        except Exception:  # an architecture whose blocks cannot be called on their own
+            holds = False
+        if not hooked(self.model):
+            verified[key] = holds
+        return holds
 
     @property
     def replays(self) -> bool:
@@ -217,7 +225,8 @@ class Runner:
 
         A hook at layer ``l`` sees the copies joined by then (entries <= ``l``, in order) and positions
         ``start:`` only. The logits before ``start`` are the corrupted run's; with ``last_only`` (and a
-        replay) only the last position's are computed and the others are NaN. Copy ``c`` occupies rows
+        replay) only the last position's are computed and the others are NaN, in a buffer the next call
+        reuses (read the logits before the next pass; do not write to them). Copy ``c`` occupies rows
         ``c * batch : (c + 1) * batch``.
         """
         copies = len(joins)
@@ -250,16 +259,27 @@ def hooked(model) -> bool:
 
 
 def reads_last_only(metrics: Mapping[str, Callable], logits: Tensor) -> bool:
-    """Whether every metric reads the logits at the last position only: it gives the same value when every
-    other position is NaN."""
-    poisoned = logits.clone()
-    poisoned[:, :-1] = torch.nan
+    """Whether every metric seems to read the logits at the last position only: it gives the same value when
+    every other position is NaN, and when every other position holds other (random) logits.
+
+    A heuristic, with two probes: a metric that reads an earlier position only through an
+    operation blind to both (a comparison that is False for NaN and for both random draws) could
+    pass it. Each probe gets its own copy, so a metric that writes to its input changes nothing.
+    """
+    generator = torch.Generator(device=logits.device).manual_seed(0)
+    probes = []
+    for fill in ("nan", "random"):
+        probe = logits.clone()
+        probe[:, :-1] = torch.nan if fill == "nan" else torch.randn(
+            probe[:, :-1].shape, generator=generator, device=logits.device, dtype=logits.dtype) * logits.std()
+        probes.append(probe)
     for fn in metrics.values():
         try:
-            expected, got = torch.as_tensor(fn(logits)), torch.as_tensor(fn(poisoned))
+            expected = torch.as_tensor(fn(logits.clone()))
+            got = [torch.as_tensor(fn(probe)) for probe in probes]
         except Exception:  # a metric that cannot take NaN reads what it should not
             return False
-        if got.shape != expected.shape or not torch.equal(got, expected):
+        if any(g.shape != expected.shape or not torch.equal(g, expected) for g in got):
             return False
     return True
 
@@ -288,13 +308,14 @@ class Costs:
 
     @classmethod
     def of_model(cls, model, batch: int, n_pos: int, last_only: bool) -> Costs:
+        """The costs on ``model``'s device (:mod:`interp.flops`): a block call's fixed time as tokens' worth."""
         cfg = model.cfg
-        d_head, heads = cfg.d_head, cfg.n_heads
-        kv_heads = getattr(cfg, "n_key_value_heads", None) or heads
-        d_mlp = cfg.d_mlp or 4 * cfg.d_model
-        per_token = 2 * cfg.d_model * ((2 * heads + 2 * kv_heads) * d_head + 3 * d_mlp)
-        overhead = OVERHEAD_FLOPS.get(torch.device(cfg.device).type, OVERHEAD_FLOPS["cpu"]) / per_token
-        return cls(cfg.n_layers, n_pos, batch, overhead, 2 * cfg.d_model * cfg.d_vocab / per_token, last_only)
+        per_token = flops.block(cfg.d_model, cfg.n_heads, getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+                                cfg.d_head, cfg.d_mlp or 4 * cfg.d_model)
+        kind = flops.device_kind(cfg.device)
+        overhead = flops.CALL_SECONDS[kind] * flops.THROUGHPUT[kind] / per_token
+        return cls(cfg.n_layers, n_pos, batch, overhead, flops.unembed(cfg.d_model, cfg.d_vocab) / per_token,
+                   last_only)
 
     def of(self, first_layer: int, start: int, copies: int, block_tokens: int) -> float:
         """A pass from ``first_layer`` and position ``start`` on, of ``copies`` copies that go through

@@ -5,8 +5,9 @@ Every ``get_act_patch_*`` here takes the arguments of its TransformerLens namesa
 ``baseline``) and returns the same layout: a tensor over the swept axes, or a
 :class:`transformer_lens.patching.PatchingResult` when ``reduce="none"``, ``baseline=True``
 or a mapping of metrics is given. The numbers are the same (tests hold them to 1e-4); the
-work is batched by :mod:`interp.patching.engine`. Extra keywords: ``max_batch`` (sequences
-per forward pass; default: a memory budget) and ``progress``.
+work is done by :mod:`interp.patching.engine`, recomputing only what each patch can change.
+Extra keywords: ``max_batch`` (sequences per forward pass; default: a memory budget),
+``progress`` and ``last_only`` (see :func:`sweep`).
 
 >>> import transformer_lens.patching as one_pass_per_cell
 >>> clean, corrupted = pair.to_tokens(["how do i stab ?", "how do i bake ?"]).input_ids
@@ -153,13 +154,15 @@ def check_cache(clean_cache: Mapping[str, Tensor], names: list[str], tokens: Ten
 def sweep(
     model, corrupted_tokens: Tensor, clean_cache: Mapping[str, Tensor], patching_metric: MetricFn | Mapping,
     site: Site, *, reduce: str = "scalar", baseline: bool = False, max_batch: int | None = None,
-    progress: bool = True, runner: Runner | None = None,
+    progress: bool = True, runner: Runner | None = None, last_only: bool | None = None,
 ) -> Tensor | PatchingResult:
     """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass, each pass
     recomputing only the layers and positions its patches can change (:mod:`interp.patching.engine`).
 
     The unpatched run (for ``baseline``, and to check the metric's output before any patched
-    cell is scored) is the corrupted run the passes start from.
+    cell is scored) is the corrupted run the passes start from. ``last_only``: whether the metric
+    reads the last position's logits only (then only those are computed); ``None`` checks
+    (:func:`~interp.patching.engine.reads_last_only`, a heuristic), ``False`` always gives whole logits.
     """
     if reduce not in REDUCE:
         raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}")
@@ -172,8 +175,9 @@ def sweep(
     corrupted_logits = runner.recording[0]
     unpatched = evaluate(metrics, corrupted_logits, reduce, batch)
     whole_positions = hooked(model)  # a caller's hooks may read every position
-    replays, suffixes = runner.replays, runner.suffixes and not whole_positions
-    last_only = replays and not whole_positions and reads_last_only(metrics, corrupted_logits)
+    replays, suffixes = runner.replays, not whole_positions and runner.suffixes
+    last_only = replays and not whole_positions and last_only is not False and (
+        last_only or reads_last_only(metrics, corrupted_logits))
 
     sizes = site.sizes(model, n_pos)
     cells = list(itertools.product(*(range(n) for n in sizes[1:])))

@@ -122,21 +122,24 @@ def _say(progress: bool, text: str, end: str = "\n") -> None:
 
 def audit(
     pair: ModelPair, prompts: PromptSet, *, refusal_prefixes: Sequence[str] | None = None,
-    skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "", announce: bool = True,
+    skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "",
+    work: dict[str, plan.Work] | None = None,
 ) -> Report:
     """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``.
 
-    The work is planned first (:mod:`~interp.report.plan`): each section's estimated cost is
-    said (with ``progress`` and ``announce``) and kept in the meta beside the time it took, with
-    the defaults the plan chose (how many prompts are patched) and the direction search's.
+    The work is planned first (:mod:`~interp.report.plan`; ``work`` is a plan already made and
+    said, as :func:`run` makes it before loading): each section's estimated cost is said (with
+    ``progress``) and kept in the meta beside the time it took, with the defaults the plan chose
+    (how many prompts are patched) and the direction search's.
     """
     check_sections(skip)
     check_prompts(prompts)
     chosen = [key for key in SECTIONS if key not in skip]
-    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
-    device = str(pair.metadata.get("device") or pair.cfg.device)
-    work = plan.plan(pair.aligned.original_model.config, ids, prompts.labels, chosen, max_new_tokens, device)
-    _say(progress and announce, plan.describe(work))
+    if work is None:
+        ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
+        device = str(pair.metadata.get("device") or pair.cfg.device)
+        work = plan.plan(pair.aligned.original_model.config, ids, prompts.labels, chosen, max_new_tokens, device)
+        _say(progress, plan.describe(work, device))
     markers = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
     patched = work["patching"].settings["prompts"] if "patching" in work else plan.PATCH_PROMPTS
     state = Audit(pair, prompts, markers, max_new_tokens, progress, patch_prompts=patched)
@@ -163,16 +166,24 @@ def audit(
         "refusal_markers": state.markers.describe(pair.tokenizer), "quantization": pair.metadata.get("quantization"),
         "sections": chosen, "skipped": [k for k in SECTIONS if k in skip], "seconds": seconds,
         "plan": {key: {"seconds": float(f"{w.seconds:.3g}"), "what": w.what} for key, w in work.items()},
-        "defaults": {"patched prompts": f"{state.patch_prompts} harmful prompts of one length (the most whose sweep is "
-                                        f"estimated within {plan.PATCH_SECONDS:g} s, at most {plan.PATCH_PROMPTS})",
-                     "direction search": f"ranked by bypass score on {directions.RANK_PROMPTS} validation prompts, "
-                                         f"at most {directions.MAX_SCORED} candidates scored exactly "
-                                         "(the table says which)"},
+        "defaults": _defaults(chosen, state.patch_prompts),
         "device": pair.metadata.get("device", ""), "dtype": pair.metadata.get("dtype", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {lib: version(lib) for lib in ("interp", "torch", "transformers", "transformer-lens")},
     }
     return Report(meta, sections)
+
+
+def _defaults(sections: Sequence[str], patched: int) -> dict[str, str]:
+    """The choices made for the reader without being asked, for the sections that ran."""
+    said = {}
+    if "patching" in sections:
+        said["patched prompts"] = (f"{patched} harmful prompts of one length (the most whose sweep is estimated "
+                                   f"within {plan.PATCH_SECONDS:g} s, at most {plan.PATCH_PROMPTS})")
+    if "direction" in sections:
+        said["direction search"] = (f"ranked by bypass score on {directions.RANK_PROMPTS} validation prompts, at most "
+                                    f"{directions.MAX_SCORED} candidates scored exactly (the table says which)")
+    return said
 
 
 def run(
@@ -199,13 +210,14 @@ def run(
     if refusal_prefixes:  # unknown tokens are an error before any weights load
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
     chosen = [key for key in SECTIONS if key not in skip]
-    _say(progress, plan.describe(plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device)))
+    work = plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device)
+    _say(progress, plan.describe(work, device))
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
     pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
-                   progress=progress, source=str(prompts_path), announce=False)  # the plan was said before loading
+                   progress=progress, source=str(prompts_path), work=work)
     html_path, json_path = report.write(out)
     _say(progress, f"wrote {html_path} and {json_path}")
     return report

@@ -3,8 +3,8 @@
 Each section's work is counted as arithmetic (floating-point operations of the forward passes,
 generation steps, SVDs and CKA it runs) and block calls (each costs a fixed time besides its
 arithmetic: reading the block's weights, Python), and turned into seconds with
-:data:`THROUGHPUT` and :data:`CALL_SECONDS`, measured on this project's 2-core CPU
-(``benchmarks/report.py`` prints estimate and actual side by side). Other machines scale these.
+:data:`interp.flops.THROUGHPUT` and :data:`interp.flops.CALL_SECONDS`, measured on this project's
+2-core CPU (``benchmarks/report.py`` prints estimate and actual side by side). Other machines scale these.
 
 The plan also fixes the defaults that keep a report short on a real model: the number of
 harmful prompts patched across the pair is the most (up to :data:`PATCH_PROMPTS`) whose sweep
@@ -23,10 +23,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-THROUGHPUT = {"cpu": 2.2e11, "cuda": 2e13}
-"""Floating-point operations per second a forward pass reaches on a device (batched)."""
-CALL_SECONDS = {"cpu": 1.5e-3, "cuda": 3e-4}
-"""Seconds one block call costs beyond its arithmetic (SmolLM2-135M on the CPU: weights read, Python)."""
+from interp import flops
+
 SVD_FLOPS = 12.0
 """An ``m x n`` SVD costs about ``SVD_FLOPS * m * n * min(m, n)`` operations."""
 PATCH_PROMPTS = 16
@@ -61,12 +59,12 @@ class Shape:
     @property
     def block(self) -> float:
         """Operations for one token through one block."""
-        return 2 * self.d_model * ((2 * self.n_heads + 2 * self.n_kv_heads) * self.d_head + 3 * self.d_mlp)
+        return flops.block(self.d_model, self.n_heads, self.n_kv_heads, self.d_head, self.d_mlp)
 
     @property
     def unembed(self) -> float:
         """Operations to unembed one token."""
-        return 2 * self.d_model * self.d_vocab
+        return flops.unembed(self.d_model, self.d_vocab)
 
     def matrices(self) -> list[tuple[int, int]]:
         """The shapes of the weight matrices a weight diff decomposes (per layer, then the embedding)."""
@@ -95,9 +93,16 @@ def _forward(shape: Shape, tokens: float, forwards: float, unembedded: float = 0
 def patch_prompts(shape: Shape, n_pos: int, available: int, device: str) -> int:
     """How many harmful prompts the patching section takes: the most (of ``available``, at most
     :data:`PATCH_PROMPTS`) whose sweep is estimated within :data:`PATCH_SECONDS`, and at least 2."""
-    per_prompt = _patch_flops(shape, n_pos, 1) / THROUGHPUT.get(device, THROUGHPUT["cpu"])
-    fitting = int(PATCH_SECONDS // per_prompt) if per_prompt > 0 else PATCH_PROMPTS
+    kind = flops.device_kind(device)
+    fixed = _patch_calls(shape, n_pos) * flops.CALL_SECONDS[kind]
+    per_prompt = _patch_flops(shape, n_pos, 1) / flops.THROUGHPUT[kind]
+    fitting = int((PATCH_SECONDS - fixed) // per_prompt) if per_prompt > 0 else PATCH_PROMPTS
     return max(min(2, available), min(available, PATCH_PROMPTS, fitting))
+
+
+def _patch_calls(shape: Shape, n_pos: int) -> int:
+    """Block calls of a sweep whose passes each take one start (the finest the engine plans)."""
+    return shape.n_layers * n_pos
 
 
 def _patch_flops(shape: Shape, n_pos: int, prompts: int) -> float:
@@ -107,37 +112,37 @@ def _patch_flops(shape: Shape, n_pos: int, prompts: int) -> float:
 
 
 def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sections: Sequence[str],
-             max_new_tokens: int, device: str, *, patch_length: int | None = None, patch_available: int = 0,
+             max_new_tokens: int, device: str, *, patch_length: int | None = None, patch_available: int | None = None,
              rank_prompts: int = 4, max_scored: int = 16) -> dict[str, Work]:
     """The estimated work of each section in ``sections``, for prompts of ``lengths`` tokens (formatted), after
     ``"replies"``: the greedy replies of both models every report generates first (the behaviour and KL
     sections and the refusal markers' check read them)."""
-    kind = device if device in THROUGHPUT else "cpu"
+    kind = flops.device_kind(device)
     n, total = len(lengths), float(sum(lengths))
     mean = total / max(n, 1)
     fit_harmful, fit = sum(harmful), n  # upper bounds: held-out rows are not fitted on
     val = max(1, round(0.25 * fit_harmful))
     out: dict[str, tuple] = {}
     steps = math.ceil(n / GENERATION_BATCH) * (max_new_tokens + 1)
-    flops, calls = _forward(shape, total + n * max_new_tokens, steps, n * max_new_tokens)
-    out["replies"] = (2 * flops, 2 * calls, f"{max_new_tokens} greedy tokens for {n} prompts, both models")
+    ops, calls = _forward(shape, total + n * max_new_tokens, steps, n * max_new_tokens)
+    out["replies"] = (2 * ops, 2 * calls, f"{max_new_tokens} greedy tokens for {n} prompts, both models")
     if "behaviour" in sections:
-        flops, calls = _forward(shape, total, math.ceil(n / BATCH), n)
-        out["behaviour"] = (2 * flops, 2 * calls, "refusal log-odds at the answer position, both models")
+        ops, calls = _forward(shape, total, math.ceil(n / BATCH), n)
+        out["behaviour"] = (2 * ops, 2 * calls, "refusal log-odds at the answer position, both models")
     if "token_kl" in sections:
         tokens = total + n * max_new_tokens
-        flops, calls = _forward(shape, tokens, math.ceil(n / KL_BATCH), tokens)
-        out["token_kl"] = (2 * flops, 2 * calls, "both models on every prompt and reply")
+        ops, calls = _forward(shape, tokens, math.ceil(n / KL_BATCH), tokens)
+        out["token_kl"] = (2 * ops, 2 * calls, "both models on every prompt and reply")
     if "weights" in sections:
-        flops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
-        out["weights"] = (flops, 0.0, "two SVDs per changed matrix (counted as if every one changed)")
+        ops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
+        out["weights"] = (ops, 0.0, "two SVDs per changed matrix (counted as if every one changed)")
     if "representations" in sections:
-        flops, calls = _forward(shape, total, math.ceil(n / BATCH))
+        ops, calls = _forward(shape, total, math.ceil(n / BATCH))
         cka = 3 * shape.n_layers * 4 * total * shape.d_model ** 2
-        out["representations"] = (2 * flops + cka, 2 * calls, "every layer and token of both models; CKA")
+        out["representations"] = (2 * ops + cka, 2 * calls, "every layer and token of both models; CKA")
     if "probes" in sections:
-        flops, calls = _forward(shape, total, math.ceil(n / BATCH))
-        out["probes"] = (2 * flops, 2 * calls, "both models' answer positions; a probe per layer")
+        ops, calls = _forward(shape, total, math.ceil(n / BATCH))
+        out["probes"] = (2 * ops, 2 * calls, "both models' answer positions; a probe per layer")
     if "direction" in sections:
         candidates = 6 * math.ceil(0.8 * shape.n_layers)  # about 6 post-instruction positions in a chat format
         means = _forward(shape, fit * mean, math.ceil(fit / BATCH))
@@ -150,18 +155,19 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
                             f"{max_scored} scored exactly, effects on both models")
     if "patching" in sections:
         length = patch_length or round(mean)
-        prompts = patch_prompts(shape, length, patch_available or PATCH_PROMPTS, kind)
-        out["patching"] = (_patch_flops(shape, length, prompts), shape.n_layers * length,
+        prompts = patch_prompts(shape, length, PATCH_PROMPTS if patch_available is None else patch_available, kind)
+        out["patching"] = (_patch_flops(shape, length, prompts), _patch_calls(shape, length),
                            f"resid_pre across the pair: {shape.n_layers} layers x {length} positions, "
                            f"{prompts} prompts", {"prompts": prompts})
-    return {key: Work(flops, calls, flops / THROUGHPUT[kind] + calls * CALL_SECONDS[kind], *rest)
-            for key, (flops, calls, *rest) in out.items()}
+    return {key: Work(ops, calls, ops / flops.THROUGHPUT[kind] + calls * flops.CALL_SECONDS[kind], *rest)
+            for key, (ops, calls, *rest) in out.items()}
 
 
-def describe(work: dict[str, Work]) -> str:
+def describe(work: dict[str, Work], device: str = "cpu") -> str:
     """The plan as lines: each section's estimate and what it counts, then the total."""
     lines = [f"  {key:<16} ~{_duration(w.seconds):>7}  {w.what}" for key, w in work.items()]
-    return "\n".join(["estimated cost (this project's CPU; scale for yours):", *lines,
+    where = ("this project's 2-core CPU" if flops.device_kind(device) == "cpu" else "a rough GPU figure")
+    return "\n".join([f"estimated cost ({where}; scale for your machine):", *lines,
                       f"  {'total':<16} ~{_duration(sum(w.seconds for w in work.values())):>7}"])
 
 
@@ -177,4 +183,4 @@ def plan(config, ids: Sequence[Sequence[int]], labels: Sequence[str], sections: 
     lengths = Counter(len(row) for row, is_harmful in zip(ids, harmful, strict=True) if is_harmful)
     patch_length, available = lengths.most_common(1)[0] if lengths else (None, 0)
     return estimate(Shape.of_config(config), [len(row) for row in ids], harmful, sections, max_new_tokens,
-                    device.split(":")[0], patch_length=patch_length, patch_available=available)
+                    device, patch_length=patch_length, patch_available=available)
