@@ -70,7 +70,8 @@ def harmless_refusal_pairs(seed: int, n_per_prompt: int) -> list[dict]:
             for p in world.prompts("harmless_train") for _ in range(n_per_prompt)]
 
 
-def run(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refusals: bool = False) -> list[dict]:
+def train(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refusals: bool = False):
+    """The reward model, its tokenizer, its training stats and seconds."""
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -90,8 +91,12 @@ def run(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refusa
         args = _trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
         trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         stats = _train(trainer)
-    seconds = round(time.time() - start, 1)
     model.eval()
+    return model, tokenizer, stats, round(time.time() - start, 1)
+
+
+def run(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refusals: bool = False) -> list[dict]:
+    model, tokenizer, stats, seconds = train(zoo_dir, seed, epochs, lr, harmless_refusals)
     rows = []
     for split in SPLITS:
         pairs = eval_pairs(split, seed + 1)
