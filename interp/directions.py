@@ -249,6 +249,11 @@ def _eligible(model, candidates, positions, max_layer_fraction, informative) -> 
             if layer < max_layer and bool(keep[p, layer])]
 
 
+def _passes(induce_score, kl, kl_threshold: float):
+    """The filters a scored candidate must pass besides the layer limit (floats, or table columns)."""
+    return (induce_score > 0) & (kl < kl_threshold)
+
+
 class _Scorer:
     """Scores one candidate exactly: three batched passes over the validation prompts."""
 
@@ -257,12 +262,16 @@ class _Scorer:
         self.ids = token_ids(model.tokenizer, refusal_tokens)
         self.reference = answer_logits(model, harmless_val, batch_size=batch_size)
 
+    def bypass(self, candidate: RefusalDirection, prompts: Sequence[str]) -> Tensor:
+        """Refusal scores on ``prompts`` with the candidate ablated."""
+        return refusal_score(answer_logits(self.model, prompts, candidate.ablation(), batch_size=self.batch_size),
+                             self.ids)
+
     def __call__(self, vector: Tensor, layer: int, position: int) -> dict[str, float]:
         candidate = RefusalDirection(layer, position, vector)
-        ablated = answer_logits(self.model, self.harmful, candidate.ablation(), batch_size=self.batch_size)
         added = answer_logits(self.model, self.harmless, candidate.addition(), batch_size=self.batch_size)
         kept = answer_logits(self.model, self.harmless, candidate.ablation(), batch_size=self.batch_size)
-        bypass, induce = refusal_score(ablated, self.ids), refusal_score(added, self.ids)
+        bypass, induce = self.bypass(candidate, self.harmful), refusal_score(added, self.ids)
         return {"bypass_score": bypass.mean().item(), "induce_score": induce.mean().item(),
                 "kl": _kl(self.reference, kept), "bypass_refusal": (bypass > 0).float().mean().item(),
                 "induce_refusal": (induce > 0).float().mean().item()}
@@ -286,7 +295,7 @@ def _table(model, candidates, positions, scores, max_layer_fraction, kl_threshol
                 row.update({name: float(values[p, layer]) for name, values in estimates.items()})
             rows.append(row)
     table = pd.DataFrame(rows)
-    table["passed"] = (table.induce_score > 0) & (table.kl < kl_threshold) & (table.layer < max_layer)
+    table["passed"] = _passes(table.induce_score, table.kl, kl_threshold) & (table.layer < max_layer)
     table["why"] = [_failures(row, max_layer, kl_threshold) for row in table.itertuples()]
     return table
 
@@ -322,25 +331,23 @@ def _ranked_search(model, candidates, positions, informative, harmful_val, harml
     if rank_prompts < 1 or margin < 0 or max_scored < 1:
         raise ValueError(f"rank_prompts and max_scored must be >= 1 and margin >= 0, got {rank_prompts}, "
                          f"{max_scored} and {margin}")
-    ids = token_ids(model.tokenizer, refusal_tokens)
+    scorer = _Scorer(model, harmful_val, harmless_val, refusal_tokens, batch_size)
     sites = _eligible(model, candidates, positions, max_layer_fraction, informative)
     subset = list(harmful_val)[:rank_prompts]
     estimate = torch.full(candidates.shape[:2], float("nan"))
     for site in tqdm(sites, desc="rank candidates", disable=not progress):
-        ablation = RefusalDirection(site[1], positions[site[0]], candidates[site]).ablation()
-        estimate[site] = refusal_score(answer_logits(model, subset, ablation, batch_size=batch_size), ids).mean()
+        estimate[site] = scorer.bypass(RefusalDirection(site[1], positions[site[0]], candidates[site]), subset).mean()
     order = sorted(sites, key=lambda site: estimate[site].item())
     rank = torch.full(candidates.shape[:2], float("nan"))
     for i, site in enumerate(order, 1):
         rank[site] = i
-    scorer = _Scorer(model, harmful_val, harmless_val, refusal_tokens, batch_size)
     scores: dict[tuple[int, int], dict[str, float]] = {}
     best = float("inf")  # the lowest bypass score of a scored candidate that passes
     for site in tqdm(order[:max_scored], desc="score candidates", disable=not progress):
         if estimate[site].item() > best + margin:
             break
         scores[site] = row = scorer(candidates[site], site[1], positions[site[0]])
-        if row["induce_score"] > 0 and row["kl"] < kl_threshold:
+        if _passes(row["induce_score"], row["kl"], kl_threshold):
             best = min(best, row["bypass_score"])
     estimates = {"bypass_estimate": estimate, "rank": rank}
     return _table(model, candidates, positions, scores, max_layer_fraction, kl_threshold, informative, estimates)

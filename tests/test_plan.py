@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from interp import report
 from interp.report import plan
 
 SMOLLM2 = plan.Shape(n_layers=30, d_model=576, d_mlp=1536, n_heads=9, n_kv_heads=3, d_head=64, d_vocab=49152)
@@ -29,7 +30,7 @@ def test_more_prompts_fit_the_patching_budget_on_a_smaller_model():
 
 
 def test_the_estimate_grows_with_the_work():
-    sections = list(plan.SECTIONS_COUNTED)
+    sections = list(report.SECTIONS)
     small = plan.estimate(SMOLLM2, [20] * 64, [True] * 32 + [False] * 32, sections, 16, "cpu")
     large = plan.estimate(SMOLLM2, [40] * 128, [True] * 64 + [False] * 64, sections, 16, "cpu")
     for key in ("behaviour", "token_kl", "representations", "probes", "direction", "patching"):

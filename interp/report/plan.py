@@ -10,9 +10,10 @@ The plan also fixes the defaults that keep a report short on a real model: the n
 harmful prompts patched across the pair is the most (up to :data:`PATCH_PROMPTS`) whose sweep
 fits :data:`PATCH_SECONDS`; the page states every such choice.
 
+>>> from interp.report import SECTIONS
 >>> shape = Shape(n_layers=30, d_model=576, d_mlp=1536, n_heads=9, n_kv_heads=3, d_head=64, d_vocab=49152)
->>> work = estimate(shape, [37] * 448, [True] * 224 + [False] * 224, list(SECTIONS_COUNTED), 16, "cpu")
->>> sorted(work) == sorted(["replies", *SECTIONS_COUNTED]) and all(w.seconds > 0 for w in work.values())
+>>> work = estimate(shape, [37] * 448, [True] * 224 + [False] * 224, list(SECTIONS), 16, "cpu")
+>>> list(work) == ["replies", *SECTIONS] and all(w.seconds > 0 for w in work.values())
 True
 """
 
@@ -23,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from interp import flops
+from interp import directions, flops
 
 SVD_FLOPS = 12.0
 """An ``m x n`` SVD costs about ``SVD_FLOPS * m * n * min(m, n)`` operations."""
@@ -32,7 +33,6 @@ PATCH_PROMPTS = 16
 PATCH_SECONDS = 120.0
 """The patching section takes as many prompts as fit this estimate (at least 2)."""
 GENERATION_BATCH, KL_BATCH, BATCH = 32, 16, 32
-SECTIONS_COUNTED = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _patch_flops(shape: Shape, n_pos: int, prompts: int) -> float:
 
 def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sections: Sequence[str],
              max_new_tokens: int, device: str, *, patch_length: int | None = None, patch_available: int | None = None,
-             rank_prompts: int = 4, max_scored: int = 16) -> dict[str, Work]:
+             rank_prompts: int = directions.RANK_PROMPTS, max_scored: int = directions.MAX_SCORED) -> dict[str, Work]:
     """The estimated work of each section in ``sections``, for prompts of ``lengths`` tokens (formatted), after
     ``"replies"``: the greedy replies of both models every report generates first (the behaviour and KL
     sections and the refusal markers' check read them)."""
