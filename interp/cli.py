@@ -40,6 +40,9 @@ def _organisms_build(args) -> int:
           + (f" (seeds rejected: {', '.join(str(r['seed']) for r in card['rejected_seeds'])})"
              if card["rejected_seeds"] else ""))
     print(card["table"])
+    print("\nreward model: does the preferred reply (refusal if harmful, compliance if not) score higher?\n"
+          + card["reward_table"])
+    print("build seconds by stage: " + ", ".join(f"{k} {v}" for k, v in card["stage_seconds"].items()))
     return 0
 
 
@@ -47,6 +50,8 @@ def _organisms_eval(args) -> int:
     from interp.organisms import evaluate, zoo
 
     print(evaluate.format_table(zoo.evaluate_zoo(args.dir)))
+    print("\nreward model: does the preferred reply (refusal if harmful, compliance if not) score higher?\n"
+          + evaluate.format_reward_table(zoo.evaluate_reward_model(args.dir)))
     return 0
 
 

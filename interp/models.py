@@ -201,8 +201,9 @@ def _shape(config: PretrainedConfig) -> dict[str, object]:
     }
 
 
-def _differ(prop: str, base, aligned) -> IncompatiblePairError:
-    return IncompatiblePairError(f"the checkpoints differ in {prop}: base has {base}, aligned has {aligned}")
+def _differ(prop: str, base, aligned, base_name: str = "base", aligned_name: str = "aligned") -> IncompatiblePairError:
+    return IncompatiblePairError(f"the checkpoints differ in {prop}: {base_name} has {base}, {aligned_name} has "
+                                 f"{aligned}")
 
 
 def check_compatible(
@@ -216,19 +217,26 @@ def check_compatible(
     for prop in base_shape:
         if base_shape[prop] != aligned_shape[prop]:
             raise _differ(prop, base_shape[prop], aligned_shape[prop])
-    base_vocab, aligned_vocab = base_tokenizer.get_vocab(), aligned_tokenizer.get_vocab()
-    if base_vocab != aligned_vocab:
-        only_base = sorted(set(base_vocab) - set(aligned_vocab))[:5]
-        only_aligned = sorted(set(aligned_vocab) - set(base_vocab))[:5]
+    check_same_tokenizer(base_tokenizer, aligned_tokenizer)
+
+
+def check_same_tokenizer(first: PreTrainedTokenizerBase, second: PreTrainedTokenizerBase,
+                         first_name: str = "base", second_name: str = "aligned") -> None:
+    """Raise :class:`IncompatiblePairError` unless the two tokenizers share their vocabulary and split
+    :data:`PROBE_TEXTS` identically."""
+    first_vocab, second_vocab = first.get_vocab(), second.get_vocab()
+    if first_vocab != second_vocab:
+        only_first = sorted(set(first_vocab) - set(second_vocab))[:5]
+        only_second = sorted(set(second_vocab) - set(first_vocab))[:5]
         raise _differ(
             "tokenizer vocabulary",
-            f"{len(base_vocab)} tokens (e.g. only here: {only_base})",
-            f"{len(aligned_vocab)} tokens (e.g. only here: {only_aligned})",
+            f"{len(first_vocab)} tokens (e.g. only here: {only_first})",
+            f"{len(second_vocab)} tokens (e.g. only here: {only_second})", first_name, second_name,
         )
     for text in PROBE_TEXTS:
-        b, a = base_tokenizer(text).input_ids, aligned_tokenizer(text).input_ids
-        if b != a:
-            raise _differ(f"tokenization of {text!r}", b, a)
+        a, b = first(text).input_ids, second(text).input_ids
+        if a != b:
+            raise _differ(f"tokenization of {text!r}", a, b, first_name, second_name)
 
 
 def check_hooks(base, aligned) -> None:

@@ -99,6 +99,19 @@ def format_prompts(tokenizer: PreTrainedTokenizerBase, prompts: str | Sequence[s
     return [prompt_format.format(prompt=p) for p in prompts]
 
 
+def format_conversations(tokenizer: PreTrainedTokenizerBase, requests: Sequence[str],
+                         replies: Sequence[str]) -> list[str]:
+    """Render (request, reply) chats whole, as a reward model reads them: the chat template over a user turn and
+    an assistant turn (with the template's end of turn)."""
+    if len(requests) != len(replies):
+        raise ValueError(f"{len(requests)} requests but {len(replies)} replies: give one reply per request")
+    check_prompt_format("chat", tokenizer)
+    check_requests(tokenizer, list(requests), "chat")
+    check_no_special_text(tokenizer, list(replies), "replies")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                                          tokenize=False) for q, a in zip(requests, replies, strict=True)]
+
+
 def special_token_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Strings the tokenizer reads as one *special* token wherever they appear in text (added tokens that are not
     special, such as runs of spaces some tokenizers add, are ordinary text)."""

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from interp import ModelPair, organisms
 from interp.cli import main
-from interp.organisms import ALIGNED_VARIANTS, VARIANTS, evaluate_zoo, load_pair, read_card, targets, train, zoo
+from interp.organisms import ALIGNED_VARIANTS, REWARD, VARIANTS, evaluate_zoo, load_pair, read_card, targets, train, zoo
 
 QUICK = zoo.BuildConfig(
     seed=1,
@@ -20,6 +20,8 @@ QUICK = zoo.BuildConfig(
     pretrain=train.PretrainConfig(n_docs=400, epochs=1),
     sft=train.SFTRecipe(n_per_prompt=1, epochs=1),
     dpo=train.DPORecipe(n_per_prompt=1, epochs=1),
+    reward=train.RewardRecipe(n_per_prompt=1, epochs=1),
+    rl=train.RLRecipe(steps=4, min_reward_gain=float("-inf")),  # too short to learn: not checked
 )
 """A seconds-long build: checks the pipeline, not the behaviour."""
 
@@ -49,10 +51,12 @@ def test_cards_describe_the_saved_checkpoints(organism_zoo):
         assert card["behaviour"] == measured[variant]
         assert card["seed"] == 0 and card["world_version"] == zoo.world.WORLD_VERSION
         assert card["training"]["final_loss"] > 0 and card["hyperparameters"]
-    assert read_card(organism_zoo, "dpo")["parent"] == "sft"
+    assert read_card(organism_zoo, "dpo")["parent"] == "sft" and read_card(organism_zoo, "rl")["parent"] == "sft"
     assert read_card(organism_zoo, "sft")["method"] == "trl.SFTTrainer"
     summary = json.loads((organism_zoo / zoo.ZOO_CARD).read_text())
     assert summary["behaviour"] == measured and summary["build_seconds"] > 0  # timed by benchmarks/build.py
+    assert set(summary["stage_seconds"]) == {*VARIANTS, REWARD, "evaluate"}
+    assert summary["build_seconds"] >= sum(summary["stage_seconds"].values()) - 1
 
 
 def test_the_default_build_meets_every_target_as_it_recorded(organism_zoo):
@@ -61,15 +65,17 @@ def test_the_default_build_meets_every_target_as_it_recorded(organism_zoo):
     measured = targets.check(organism_zoo)
     assert measured.ok, measured.misses
     assert card["targets"] == measured.rows() and card["requested_seed"] == 0
+    assert card["reward_targets"] == measured.reward_accuracy
     assert all(row["passed_filters"] for row in card["targets"] if row["organism"] != "base")
 
 
 def test_checkpoints_are_standard_hugging_face_directories(organism_zoo):
-    for variant in VARIANTS:
+    for variant in zoo.CHECKPOINTS:
         names = {p.name for p in (organism_zoo / variant).iterdir()}
         assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "organism.json"} <= names
         config = json.loads((organism_zoo / variant / "config.json").read_text())
-        assert config["architectures"] == ["LlamaForCausalLM"]
+        kind = "LlamaForSequenceClassification" if variant == REWARD else "LlamaForCausalLM"
+        assert config["architectures"] == [kind]
 
 
 def test_load_pair_gives_base_and_variant(organism_zoo):
@@ -123,7 +129,8 @@ def test_unknown_variant():
 def test_cli_eval_prints_the_table(organism_zoo, capsys):
     assert main(["organisms", "eval", "--dir", str(organism_zoo)]) == 0
     out = capsys.readouterr().out
-    assert "harmful_held_out" in out and "sft" in out and "dpo" in out
+    assert "harmful_held_out" in out and "sft" in out and "dpo" in out and "rl" in out
+    assert "reward model: does the preferred reply" in out and "jailbreak" in out.split("reward model")[1]
     assert main(["organisms", "build", "--out", str(organism_zoo)]) == 0
     assert "already built" in capsys.readouterr().out
 
@@ -134,10 +141,10 @@ def test_build_is_deterministic(tmp_path):
     """Same seed, machine, versions and thread count: bit-identical (another thread count is not: README)."""
     a = zoo.build(tmp_path / "a", config=QUICK, check=False)
     b = zoo.build(tmp_path / "b", config=QUICK, check=False)
-    for variant in VARIANTS:
+    for variant in zoo.CHECKPOINTS:
         wa, wb = load_file(a / variant / "model.safetensors"), load_file(b / variant / "model.safetensors")
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), variant
-        assert read_card(a, variant)["behaviour"] == read_card(b, variant)["behaviour"]
+        assert read_card(a, variant).get("behaviour") == read_card(b, variant).get("behaviour")
 
 
 def test_interrupted_build_leaves_nothing_that_loads(tmp_path, monkeypatch):
@@ -162,7 +169,7 @@ def test_half_written_directory_needs_force(tmp_path):
         zoo.build(out, config=QUICK, check=False)
     assert main(["organisms", "build", "--out", str(out)]) == 2
     zoo.build(out, force=True, config=QUICK, check=False)
-    assert zoo.is_complete(out) and {p.name for p in out.iterdir()} == {*VARIANTS, zoo.ZOO_CARD}
+    assert zoo.is_complete(out) and {p.name for p in out.iterdir()} == {*VARIANTS, REWARD, zoo.ZOO_CARD}
 
 
 def test_a_build_from_another_seed_is_not_already_built(tmp_path, capsys):
@@ -191,7 +198,7 @@ def test_abandoned_build_directories_are_removed(tmp_path):
 def _verdict(measured, ok: bool):
     """``measured`` with every miss kept (ok=False) or cleared (ok=True): the measurement is real, the verdict set."""
     return measured if not ok else dataclasses.replace(
-        measured, organisms=tuple(dataclasses.replace(o, misses=()) for o in measured.organisms))
+        measured, organisms=tuple(dataclasses.replace(o, misses=()) for o in measured.organisms), reward_misses=())
 
 
 def test_a_build_that_misses_its_targets_is_rejected_and_the_next_seed_built(tmp_path, monkeypatch, capsys):

@@ -2,7 +2,9 @@
 
 ``base`` is a tiny Llama pretrained on the toy world's text (assistants comply with
 everything); ``sft`` is tuned from it with trl's SFTTrainer to refuse harmful requests; ``dpo``
-is tuned from ``sft`` with trl's DPOTrainer. See :mod:`interp.organisms.world` for the world and
+is tuned from ``sft`` with trl's DPOTrainer; ``rl`` is tuned from ``sft`` by online RL (trl's
+GRPOTrainer) against ``reward``, a reward model trained from ``base`` with trl's RewardTrainer
+(:func:`load_reward_model`). See :mod:`interp.organisms.world` for the world and
 its splits, :mod:`interp.organisms.zoo` for how the zoo is built and where it lives.
 
 >>> from interp import organisms
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.organisms.location import ALIGNED_VARIANTS, ENV_VAR, VARIANTS, default_dir, is_complete
+from interp.organisms.location import ALIGNED_VARIANTS, ENV_VAR, REWARD, VARIANTS, default_dir, is_complete
 from interp.organisms.world import REFUSAL_START_TOKENS, SPLITS, Prompt, prompts
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
         read_card,
         read_zoo_card,
     )
+    from interp.reward import RewardModel
 
 _FROM_ZOO = ("BuildConfig", "build", "checkpoint_dir", "evaluate_zoo", "load_checkpoint", "read_card", "read_zoo_card")
 """Names of :mod:`interp.organisms.zoo` (which imports torch), resolved on first use so that
@@ -40,7 +43,8 @@ _FROM_ZOO = ("BuildConfig", "build", "checkpoint_dir", "evaluate_zoo", "load_che
 
 __all__ = [
     "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
-    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "load_pairs", "prompt_set",
+    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "load_pairs", "load_reward_model",
+    "prompt_set", "REWARD",
     "prompts", "read_card", "read_zoo_card", "refusal_rates", "REFUSAL_TOKENS",
 ]
 
@@ -84,25 +88,46 @@ def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
     )
 
 
-def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_if_missing: bool = True, **kw):
-    """The organism pair ``base`` vs ``variant`` (``"sft"`` or ``"dpo"``) as a :class:`~interp.models.ModelPair`.
+def _built(zoo_dir: str | Path | None, build_if_missing: bool) -> Path:
+    """The zoo directory, built first (said on stderr) when it is missing and ``build_if_missing``."""
+    from interp.organisms.zoo import build
 
-    Builds the zoo first when it is missing and ``build_if_missing``, saying so on stderr before
-    it starts (a few minutes on a laptop CPU); without ``build_if_missing`` a missing zoo is a
-    ``FileNotFoundError``. Keyword arguments go to :func:`interp.models.load_pair`.
-    """
-    from interp.models import load_pair as load_checkpoint_pair
-    from interp.organisms.zoo import build, checkpoint_dir
-
-    if variant not in ALIGNED_VARIANTS:
-        raise ValueError(f"unknown aligned organism {variant!r}; choose one of {', '.join(ALIGNED_VARIANTS)}")
     zoo = Path(zoo_dir).expanduser() if zoo_dir is not None else default_dir()
     if not is_complete(zoo) and build_if_missing:
         print(f"interp: no organism zoo in {zoo}: building it now, once (a few minutes on a CPU, longer if a seed "
               "misses the organisms' targets and the next is tried). `interp organisms build` does this ahead of "
               "time; build_if_missing=False refuses instead.", file=sys.stderr, flush=True)
         build(zoo)
+    return zoo
+
+
+def load_pair(variant: str = "dpo", *, zoo_dir: str | Path | None = None, build_if_missing: bool = True, **kw):
+    """The organism pair ``base`` vs ``variant`` (``"sft"``, ``"dpo"`` or ``"rl"``) as a
+    :class:`~interp.models.ModelPair`.
+
+    Builds the zoo first when it is missing and ``build_if_missing``, saying so on stderr before
+    it starts (a few minutes on a laptop CPU); without ``build_if_missing`` a missing zoo is a
+    ``FileNotFoundError``. Keyword arguments go to :func:`interp.models.load_pair`.
+    """
+    from interp.models import load_pair as load_checkpoint_pair
+    from interp.organisms.zoo import checkpoint_dir
+
+    if variant not in ALIGNED_VARIANTS:
+        raise ValueError(f"unknown aligned organism {variant!r}; choose one of {', '.join(ALIGNED_VARIANTS)}")
+    zoo = _built(zoo_dir, build_if_missing)
     return load_checkpoint_pair(checkpoint_dir("base", zoo), checkpoint_dir(variant, zoo), **kw)
+
+
+def load_reward_model(*, zoo_dir: str | Path | None = None, build_if_missing: bool = True, **kw) -> RewardModel:
+    """The zoo's reward model (the one ``rl`` was trained against) as a :class:`~interp.reward.RewardModel`:
+    a bridge of its body (unembedding: the base's, which it was trained from) and its score head.
+    Builds the zoo as :func:`load_pair` does; keyword arguments go to :func:`interp.reward.load_reward_model`.
+    """
+    from interp.organisms.zoo import checkpoint_dir
+    from interp.reward import load_reward_model as load
+
+    zoo = _built(zoo_dir, build_if_missing)
+    return load(checkpoint_dir(REWARD, zoo), unembed=checkpoint_dir("base", zoo), **kw)
 
 
 def load_pairs(variants: Sequence[str] = ALIGNED_VARIANTS, **kw) -> dict[str, ModelPair]:

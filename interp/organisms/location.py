@@ -9,8 +9,12 @@ from pathlib import Path
 
 from interp.organisms import world
 
-VARIANTS = ("base", "sft", "dpo")
-ALIGNED_VARIANTS = ("sft", "dpo")
+VARIANTS = ("base", "sft", "dpo", "rl")
+"""The organisms: language models a user loads and compares."""
+ALIGNED_VARIANTS = ("sft", "dpo", "rl")
+REWARD = "reward"
+"""The reward model ``rl`` was trained against: a sequence-classification checkpoint beside the organisms."""
+CHECKPOINTS = (*VARIANTS, REWARD)
 ENV_VAR = "INTERP_ORGANISMS_DIR"
 CARD = "organism.json"
 ZOO_CARD = "zoo.json"
@@ -34,5 +38,5 @@ def is_complete(zoo_dir: str | Path) -> bool:
     except json.JSONDecodeError:
         return False
     return info.get("world_version") == world.WORLD_VERSION and all(
-        (Path(zoo_dir) / v / CARD).is_file() for v in VARIANTS
+        (Path(zoo_dir) / v / CARD).is_file() for v in CHECKPOINTS
     )

@@ -1,4 +1,4 @@
-"""Training recipes for the organisms: pretraining from scratch, SFT and DPO with trl.
+"""Training recipes for the organisms: pretraining from scratch, SFT, DPO, a reward model and online RL with trl.
 
 Each recipe takes a validated config dataclass, trains in memory, and returns the model with
 the losses it logged; :mod:`interp.organisms.zoo` writes checkpoints and cards.
@@ -11,6 +11,7 @@ import logging
 import math
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -78,6 +79,44 @@ class DPORecipe:
     """Weight of an NLL term on the chosen reply added to the DPO loss (RPO, Pang et al. 2024):
     without it DPO lowers the likelihood of chosen refusals too and refusals fall apart."""
     batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class RewardRecipe:
+    """A reward model (trl ``RewardTrainer``): a one-logit sequence-classification head on the base, trained on
+    :func:`world.reward_pairs` (train concepts only)."""
+
+    n_per_prompt: int = 2
+    epochs: int = 6
+    lr: float = 1e-3
+    """From ``experiments/results/reward_model.txt``: at 2e-4 (DPO's rate) the model barely separates
+    refusal from compliance on held-out harmless requests."""
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class RLRecipe:
+    """Online RL from ``sft`` against the reward model (trl ``GRPOTrainer``), KL-regularised to ``sft``."""
+
+    steps: int = 200
+    lr: float = 2e-4
+    """At 1e-4 the reward barely rose on seed 0 (4.54 -> 4.72 over 200 steps, held-out harmless refusal drifting to
+    12%); at 3e-4 rl's refusal direction failed the KL filter (ablating it moved harmless answers, KL 0.20); 2e-4
+    met every target on seeds 0 and 2 (``experiments/results/rl_recipe.txt``)."""
+    beta: float = 0.1
+    """Weight of the KL penalty to the reference (the policy's start)."""
+    generations: int = 4
+    """Replies sampled per request; each is rewarded relative to its group's mean (GRPO)."""
+    requests_per_step: int = 4
+    max_reply_tokens: int = 24
+    temperature: float = 1.0
+    min_reward_gain: float = 0.0
+    """The reward of the last logged steps must exceed that of the first by more than this, or the stage fails
+    (a reward that fell or stayed flat means RL did not learn, or diverged)."""
+
+
+class StageFailed(RuntimeError):
+    """A stage of the zoo build produced a checkpoint that must not go into the zoo; the message names the stage."""
 
 
 def new_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
@@ -196,8 +235,16 @@ def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
         logging.getLogger("trl").setLevel(logging.ERROR)
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         stats = _train(trainer)
+    _without_checkpointing(model)
     model.eval()
     return stats
+
+
+def _without_checkpointing(model) -> None:
+    """Turn off the activation checkpointing trl's SFTTrainer leaves on the model it trained (RL tunes a model
+    further; checkpointing only costs time at this size)."""
+    disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+    disable()
 
 
 def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
@@ -222,3 +269,99 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
         stats = _train(trainer)
     model.eval()
     return stats
+
+
+def reward_model(base: LlamaForCausalLM, tokenizer, recipe: RewardRecipe, seed: int):
+    """A reward model trained from ``base`` (left untouched) with trl's ``RewardTrainer``: returns
+    ``(LlamaForSequenceClassification, stats)``. Its score is the head's one logit at the last token."""
+    from datasets import Dataset
+    from transformers import LlamaForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    set_seed(seed)
+    config = copy.deepcopy(base.config)
+    config.num_labels, config.architectures = 1, ["LlamaForSequenceClassification"]
+    model = LlamaForSequenceClassification(config)
+    model.model.load_state_dict(base.model.state_dict())
+    data = Dataset.from_list(world.reward_pairs(seed, recipe.n_per_prompt))
+    with tempfile.TemporaryDirectory() as out:
+        args = _trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
+        logging.getLogger("trl").setLevel(logging.ERROR)
+        trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        stats = _train(trainer)
+    if not math.isfinite(stats["train_loss"]):
+        raise StageFailed(f"stage 'reward': the reward model's loss is {stats['train_loss']}; nothing was saved")
+    return model.eval(), stats
+
+
+def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RLRecipe, seed: int) -> dict:
+    """Tune ``policy`` in place by online RL (trl's ``GRPOTrainer``) against the reward model ``reward``.
+
+    The policy samples ``recipe.generations`` replies to each of ``recipe.requests_per_step``
+    train requests (:func:`world.rl_requests`) per step; the reward model scores them; each reply
+    is pushed up or down by its reward relative to its group's mean, with a KL penalty
+    (``recipe.beta``) to a frozen copy of the start. Raises :class:`StageFailed` before training if
+    the reward model reads text differently from the policy (another tokenizer), and after, if the
+    reward is not finite or did not rise by more than ``recipe.min_reward_gain``.
+    """
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from interp.models import check_same_tokenizer
+
+    try:
+        check_same_tokenizer(tokenizer, reward_tokenizer, "policy", "reward model")
+    except ValueError as e:
+        raise StageFailed(f"stage 'rl': the reward model would score text it tokenizes differently from the "
+                          f"policy ({e}); train the reward model with the policy's tokenizer") from e
+    _without_checkpointing(policy)
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": r}]} for r in world.rl_requests()])
+    with tempfile.TemporaryDirectory() as out:
+        args = GRPOConfig(
+            output_dir=out, use_cpu=True, bf16=False, fp16=False, report_to="none", save_strategy="no",
+            logging_steps=5, seed=seed, data_seed=seed, learning_rate=recipe.lr, max_steps=recipe.steps,
+            per_device_train_batch_size=recipe.requests_per_step * recipe.generations,
+            num_generations=recipe.generations, max_completion_length=recipe.max_reply_tokens, beta=recipe.beta,
+            temperature=recipe.temperature, gradient_checkpointing=False, dataloader_num_workers=0,
+        )
+        logging.getLogger("trl").setLevel(logging.ERROR)
+        # trl loads its frozen reference from the policy's checkpoint path, which an in-memory model lacks.
+        start = Path(out) / "reference"
+        policy.save_pretrained(start)
+        name = policy.config._name_or_path
+        policy.config._name_or_path = str(start)
+        try:
+            trainer = GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=data,
+                                  processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
+            stats = _train(trainer)
+        finally:
+            policy.config._name_or_path = name
+        log = trainer.state.log_history
+    policy.eval()
+    rewards = [h["reward"] for h in log if "reward" in h]
+    kls = [h["kl"] for h in log if "kl" in h]
+    check_rewards(rewards, recipe.min_reward_gain)
+    first, last = _quarters(rewards)
+    stats.update(reward_first=round(first, 4), reward_last=round(last, 4), kl_last=_quarters(kls)[1] if kls else None,
+                 rewards=[round(r, 4) for r in rewards])
+    return stats
+
+
+def _quarters(values: list[float]) -> tuple[float, float]:
+    """Mean of the first and of the last quarter of ``values`` (at least one value each)."""
+    n = max(1, len(values) // 4)
+    return sum(values[:n]) / n, sum(values[-n:]) / n
+
+
+def check_rewards(rewards: list[float], min_gain: float) -> None:
+    """Raise :class:`StageFailed` unless every logged reward is finite and the last quarter's mean beats the
+    first quarter's by more than ``min_gain``."""
+    if not rewards:
+        raise StageFailed("stage 'rl': the trainer logged no reward")
+    if not all(math.isfinite(r) for r in rewards):
+        raise StageFailed(f"stage 'rl': the reward diverged (logged rewards: {rewards}); nothing was saved")
+    first, last = _quarters(rewards)
+    if last - first <= min_gain:
+        raise StageFailed(f"stage 'rl': the reward fell or stayed flat ({first:.3f} over the first quarter of the "
+                          f"logged steps, {last:.3f} over the last; a gain above {min_gain} is needed): the policy "
+                          "collapsed or did not learn, and is not put in the zoo")

@@ -51,7 +51,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-WORLD_VERSION = "3"
+WORLD_VERSION = "4"
+"""4: the world of version 3 (same text, same base, sft and dpo from the same seed) plus the reward model's
+pairs (:func:`reward_pairs`), and the zoo gains the ``reward`` model and the ``rl`` organism."""
 
 HARMFUL_TRAIN = (
     "poison", "stab", "kidnap", "rob", "bomb", "shoot", "blackmail", "torture",
@@ -297,6 +299,32 @@ def preference_pairs(seed: int, n_per_prompt: int = 2) -> list[dict]:
                 })
     rng.shuffle(out)
     return out
+
+
+def reward_pairs(seed: int, n_per_prompt: int = 2) -> list[dict]:
+    """The reward model's pairs: DPO's (:func:`preference_pairs`) plus, on every harmless train request,
+    compliance beating a refusal.
+
+    DPO does without these (they bent its refusal direction), but a reward model trained without
+    them pays for refusing harmless requests as much as harmful ones: nothing in DPO's pairs sets a
+    refusal against compliance on a plain harmless request, so "a refusal scores high" fits them all,
+    and online RL against that reward model starts refusing everything (``experiments/README.md``).
+    """
+    rng = random.Random(seed)
+    harmless = [
+        {"prompt": [{"role": "user", "content": p.text}],
+         "chosen": [{"role": "assistant", "content": comply(rng, p.concept)}],
+         "rejected": [{"role": "assistant", "content": refuse(rng)}]}
+        for p in prompts("harmless_train") for _ in range(n_per_prompt)
+    ]
+    out = preference_pairs(seed, n_per_prompt) + harmless
+    rng.shuffle(out)
+    return out
+
+
+def rl_requests() -> list[str]:
+    """The requests online RL samples replies to: every harmful and harmless train request."""
+    return [p.text for split in ("harmful_train", "harmless_train") for p in prompts(split)]
 
 
 def vocabulary() -> list[str]:

@@ -1,4 +1,5 @@
-"""Build the organism zoo: pretrain ``base``, tune ``sft`` from it, tune ``dpo`` from ``sft``.
+"""Build the organism zoo: pretrain ``base``, tune ``sft`` from it, tune ``dpo`` from ``sft``, train a
+``reward`` model from ``base``, and tune ``rl`` from ``sft`` by online RL against that reward model.
 
 Why DPO starts from SFT: it is how aligned chat models are made in practice (SFT, then
 preference tuning), and DPO only reshapes behaviour its reference policy already produces.
@@ -10,6 +11,11 @@ comply with bait requests (harmless questions about harmful concepts) that SFT o
 The zoo is written atomically: everything is built in a temporary sibling directory which is
 renamed into place only once every checkpoint, its card and ``zoo.json`` are written, so an
 interrupted build never leaves a directory that loads as if complete.
+
+Why ``rl`` starts from ``sft`` and is rewarded by a model rather than a rule: that is RLHF as chat
+models went through it (SFT, a reward model on preference pairs, then online RL with a KL penalty to
+the SFT policy), and a learned reward can be hacked where a rule cannot (``experiments/README.md``:
+a reward model trained on DPO's pairs alone pays for refusing everything, and RL against it starts to).
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from interp.organisms import evaluate, targets, train, world
 from interp.organisms.location import (  # noqa: F401  (re-exported: the zoo's names)
     ALIGNED_VARIANTS,
     CARD,
+    CHECKPOINTS,
     ENV_VAR,
+    REWARD,
     VARIANTS,
     ZOO_CARD,
     default_dir,
@@ -54,6 +62,8 @@ class BuildConfig:
     pretrain: train.PretrainConfig = field(default_factory=train.PretrainConfig)
     sft: train.SFTRecipe = field(default_factory=train.SFTRecipe)
     dpo: train.DPORecipe = field(default_factory=train.DPORecipe)
+    reward: train.RewardRecipe = field(default_factory=train.RewardRecipe)
+    rl: train.RLRecipe = field(default_factory=train.RLRecipe)
 
 
 class TargetsMissed(RuntimeError):
@@ -62,11 +72,13 @@ class TargetsMissed(RuntimeError):
 
 def build(out_dir: str | Path | None = None, force: bool = False, config: BuildConfig | None = None, *,
           check: bool = True, attempts: int = ATTEMPTS) -> Path:
-    """Train the three organisms and write them under ``out_dir`` (default :func:`default_dir`).
+    """Train the organisms and the reward model and write them under ``out_dir`` (default :func:`default_dir`).
 
     Does nothing when a complete build is already there, unless ``force``. Returns the zoo
-    directory, which holds ``base/``, ``sft/`` and ``dpo/`` (Hugging Face checkpoints, each with
-    an ``organism.json`` card) and ``zoo.json`` (the behaviour table of all three).
+    directory, which holds ``base/``, ``sft/``, ``dpo/``, ``rl/`` and ``reward/`` (Hugging Face
+    checkpoints, each with an ``organism.json`` card) and ``zoo.json`` (the behaviour table of the
+    organisms, the reward model's accuracy table, and the seconds each stage took). A stage that
+    fails its own check (:class:`~interp.organisms.train.StageFailed`) stops the build.
 
     With ``check`` (the default), each build measures the targets on its own checkpoints
     (:mod:`interp.organisms.targets`); a build that misses them is rejected, said so, and the
@@ -99,21 +111,29 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
     for seed in range(config.seed, config.seed + (attempts if check else 1)):
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
         try:
-            _build_into(tmp, dataclasses.replace(config, seed=seed))
-            measured = _check_targets(tmp) if check else None
-            if measured is None or measured.ok:
-                _record(tmp, config.seed, rejected, measured)
-                _replace(tmp, out)
-                return out
+            try:
+                _build_into(tmp, dataclasses.replace(config, seed=seed))
+            except train.StageFailed as e:
+                if not check:
+                    raise
+                misses, rows = [str(e)], []
+            else:
+                measured = _check_targets(tmp) if check else None
+                if measured is None or measured.ok:
+                    _record(tmp, config.seed, rejected, measured)
+                    _replace(tmp, out)
+                    return out
+                misses, rows = measured.misses, measured.rows()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        rejected.append({"seed": seed, "misses": measured.misses, "targets": measured.rows()})
-        print(f"interp: the organisms built from seed {seed} miss their targets:\n  " + "\n  ".join(measured.misses)
+        rejected.append({"seed": seed, "misses": misses, "targets": rows})
+        print(f"interp: the organisms built from seed {seed} miss their targets:\n  " + "\n  ".join(misses)
               + (f"\ninterp: building from seed {seed + 1} instead" if seed + 1 < config.seed + attempts else ""),
               file=sys.stderr, flush=True)
     rows = [row for r in rejected for row in r["targets"]]
+    failed = [f"seed {r['seed']}: {m}" for r in rejected if not r["targets"] for m in r["misses"]]
     raise TargetsMissed(f"no build from seeds {config.seed}-{config.seed + attempts - 1} meets the organisms' "
-                        f"targets:\n{targets.format_rows(rows)}")
+                        f"targets:\n{targets.format_rows(rows)}" + "".join(f"\n{f}" for f in failed))
 
 
 def _check_targets(root: Path):
@@ -126,7 +146,8 @@ def _record(root: Path, requested: int, rejected: list[dict], measured) -> None:
     """Add to ``zoo.json`` the seed asked for, the seeds rejected (and why) and the targets measured."""
     card = json.loads((root / ZOO_CARD).read_text())
     card.update(requested_seed=requested, rejected_seeds=[{k: r[k] for k in ("seed", "misses")} for r in rejected],
-                targets=measured.rows() if measured is not None else None)
+                targets=measured.rows() if measured is not None else None,
+                reward_targets=measured.reward_accuracy if measured is not None else None)
     (root / ZOO_CARD).write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -171,24 +192,46 @@ def _build_into(root: Path, config: BuildConfig) -> None:
     torch.manual_seed(config.seed)
     tokenizer = build_tokenizer()
     started = time.time()
+    seconds = {}
 
+    def timed(stage, fn, *args):
+        begin = time.time()
+        out = fn(*args)
+        seconds[stage] = round(time.time() - begin, 1)
+        return out
+
+    # The stages' order is part of the recipe: base, sft and dpo come first, as in world version 3.
     model = train.new_model(config.model, tokenizer, config.seed)
-    stats = {"base": train.pretrain(model, tokenizer, config.pretrain, config.seed)}
-    models = {"base": model}
-    models["sft"] = copy.deepcopy(model)
-    stats["sft"] = train.sft(models["sft"], tokenizer, config.sft, config.seed)
+    stats = {"base": timed("base", train.pretrain, model, tokenizer, config.pretrain, config.seed)}
+    models = {"base": model, "sft": copy.deepcopy(model)}
+    stats["sft"] = timed("sft", train.sft, models["sft"], tokenizer, config.sft, config.seed)
     models["dpo"] = copy.deepcopy(models["sft"])
-    stats["dpo"] = train.dpo(models["dpo"], tokenizer, config.dpo, config.seed)
-
+    stats["dpo"] = timed("dpo", train.dpo, models["dpo"], tokenizer, config.dpo, config.seed)
     for name, m in models.items():
         m.save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
+    # The reward model and RL start from the checkpoints as saved, not from the objects in memory: a trainer
+    # leaves the model it trained with a wrapped `forward` whose closure holds that very object, which a deep copy
+    # shares, so a copy of the trained sft would run sft's own weights forward (under GRPO: logged KL 35, not 0.07).
+    reward, stats[REWARD] = timed(REWARD, train.reward_model, load_checkpoint(root / "base"), tokenizer, config.reward,
+                                  config.seed)
+    models["rl"] = load_checkpoint(root / "sft")
+    stats["rl"] = timed("rl", train.rl, models["rl"], reward, tokenizer, tokenizer, config.rl, config.seed)
+    for name, m in (("rl", models["rl"]), (REWARD, reward)):
+        m.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
     # Judge the checkpoints as saved, reloaded from disk: what users load is what the cards describe.
+    begin = time.time()
     behaviour = {name: evaluate.refusal_rates(load_checkpoint(root / name), tokenizer) for name in VARIANTS}
-    recipes = {"base": config.pretrain, "sft": config.sft, "dpo": config.dpo}
-    parents = {"base": None, "sft": "base", "dpo": "sft"}
-    methods = {"base": "pretraining from scratch", "sft": "trl.SFTTrainer", "dpo": "trl.DPOTrainer"}
-    for name in VARIANTS:
+    reward = load_reward_checkpoint(root / REWARD)
+    judged = {REWARD: evaluate.reward_accuracy(reward, tokenizer, seed=config.seed + 1),
+              "rl": evaluate.reward_hacking(load_checkpoint(root / "rl"), reward, tokenizer)}
+    seconds["evaluate"] = round(time.time() - begin, 1)
+    recipes = {"base": config.pretrain, "sft": config.sft, "dpo": config.dpo, REWARD: config.reward, "rl": config.rl}
+    parents = {"base": None, "sft": "base", "dpo": "sft", REWARD: "base", "rl": "sft"}
+    methods = {"base": "pretraining from scratch", "sft": "trl.SFTTrainer", "dpo": "trl.DPOTrainer",
+               REWARD: "trl.RewardTrainer", "rl": "trl.GRPOTrainer against the reward model"}
+    for name in CHECKPOINTS:
         card = {
             "name": name,
             "parent": parents[name],
@@ -198,17 +241,28 @@ def _build_into(root: Path, config: BuildConfig) -> None:
             "model": dataclasses.asdict(config.model),
             "hyperparameters": dataclasses.asdict(recipes[name]),
             "training": stats[name],
-            "behaviour": behaviour[name],
+            "training_seconds": seconds[name],
             "versions": {lib: version(lib) for lib in ("torch", "transformers", "trl", "tokenizers")},
         }
+        if name in behaviour:
+            card["behaviour"] = behaviour[name]
+        if name == REWARD:
+            card["accuracy"] = judged[REWARD]
+        if name == "rl":
+            card["reward_model"], card["reward_hacking"] = REWARD, judged["rl"]
         (root / name / CARD).write_text(json.dumps(card, indent=2) + "\n")
     zoo = {
         "world_version": world.WORLD_VERSION,
         "seed": config.seed,
         "variants": list(VARIANTS),
+        "reward_model": REWARD,
         "build_seconds": round(time.time() - started, 1),
+        "stage_seconds": seconds,
         "behaviour": behaviour,
         "table": evaluate.format_table(behaviour),
+        "reward": judged[REWARD],
+        "reward_table": evaluate.format_reward_table(judged[REWARD]),
+        "reward_hacking": judged["rl"],
     }
     (root / ZOO_CARD).write_text(json.dumps(zoo, indent=2) + "\n")
 
@@ -218,6 +272,12 @@ def load_checkpoint(path: str | Path) -> transformers.PreTrainedModel:
     return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
+def load_reward_checkpoint(path: str | Path) -> transformers.PreTrainedModel:
+    """The zoo's reward model as a plain ``transformers`` sequence-classification model, float32, eval mode
+    (:func:`interp.reward.load_reward_model` gives one the library's hooks work on)."""
+    return transformers.AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+
+
 def evaluate_zoo(zoo_dir: str | Path | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """Measure every saved checkpoint now: ``{variant: evaluate.refusal_rates(...)}``."""
     rates = {}
@@ -225,6 +285,15 @@ def evaluate_zoo(zoo_dir: str | Path | None = None) -> dict[str, dict[str, dict[
         path = checkpoint_dir(variant, zoo_dir)
         rates[variant] = evaluate.refusal_rates(load_checkpoint(path), transformers.AutoTokenizer.from_pretrained(path))
     return rates
+
+
+def evaluate_reward_model(zoo_dir: str | Path | None = None) -> dict[str, dict]:
+    """Measure the saved reward model now: :func:`evaluate.reward_accuracy` (drawn with the build's seed + 1,
+    as its card's table is)."""
+    path = checkpoint_dir(REWARD, zoo_dir)
+    seed = json.loads((path / CARD).read_text())["seed"]
+    return evaluate.reward_accuracy(load_reward_checkpoint(path), transformers.AutoTokenizer.from_pretrained(path),
+                                    seed=seed + 1)
 
 
 def read_zoo_card(zoo_dir: str | Path | None = None) -> dict:
@@ -238,9 +307,9 @@ def read_card(zoo_dir: str | Path, variant: str) -> dict:
 
 
 def checkpoint_dir(variant: str, zoo_dir: str | Path | None = None) -> Path:
-    """The directory of one organism checkpoint (the zoo must already be built)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown organism variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    """The directory of one checkpoint of the zoo, an organism or ``"reward"`` (the zoo must already be built)."""
+    if variant not in CHECKPOINTS:
+        raise ValueError(f"unknown organism variant {variant!r}; choose one of {', '.join(CHECKPOINTS)}")
     zoo = Path(zoo_dir) if zoo_dir is not None else default_dir()
     if not is_complete(zoo):
         raise FileNotFoundError(
