@@ -1,7 +1,8 @@
 """How often does the recipe meet the organisms' targets? Build the zoo from several seeds (unchecked, so
 every seed is measured) and measure the targets of each build (:mod:`interp.organisms.targets`):
-behaviour of base, sft and dpo, and in both aligned organisms a refusal direction that passes
-Arditi et al.'s filters, whose ablation and addition move train refusal as far as the targets ask.
+behaviour of base, sft, dpo and rl, in every aligned organism a refusal direction that passes
+Arditi et al.'s filters, whose ablation and addition move train refusal as far as the targets ask,
+and the reward model's accuracy (one comment line per seed).
 
 One row per seed and organism; a last line counts the seeds whose build meets every target. Builds
 already complete under ``--out`` are reused, so an interrupted sweep picks up where it stopped.
@@ -75,8 +76,11 @@ def main() -> None:
         measured = targets.check(zoo_dir)
         rows += measured.rows()
         met += [seed] if measured.ok else []
-        print(targets.format_rows(measured.rows()).split("\n", 1)[1] if len(rows) > 3 else
-              targets.format_rows(measured.rows()), flush=True)
+        table = targets.format_rows(measured.rows())
+        print(table if len(rows) == len(measured.rows()) else table.split("\n", 1)[1], flush=True)
+        print("#      reward model prefers the right reply: " + ", ".join(
+            f"{split} {share:.0%}" for split, share in measured.reward_accuracy.items())
+              + (f"  MISSES: {'; '.join(measured.reward_misses)}" if measured.reward_misses else ""), flush=True)
         if args.jsonl:
             args.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"# {len(met)} of {len(args.seeds)} seeds meet every target: {met}")

@@ -21,7 +21,7 @@ from torch import Tensor
 from interp.cache import collect_activations, resid_post_hooks, stack_layers
 from interp.data import PromptSet
 from interp.probes import MIN_PER_CLASS, LinearProbes, binary_labels, concept_split, evaluate_probes, fit_probes
-from interp.provenance import Provenance, model_name
+from interp.provenance import Provenance
 
 
 def _check_models(models: Mapping[str, torch.nn.Module]) -> None:
@@ -96,7 +96,7 @@ def probe_transfer(models: Mapping[str, torch.nn.Module], prompts: PromptSet, *,
         tuple(models), method, position, probes, accuracy, area,
         test_groups=tuple(sorted({groups[i] for i in test.nonzero().flatten().tolist()}, key=str)),
         provenance=Provenance.of(list(models.values()), prompts.prompts, method=method, positive=positive,
-                                 position=position, models={k: model_name(m) for k, m in models.items()}),
+                                 position=position, labels=list(models)),
     )
 
 

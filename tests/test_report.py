@@ -184,6 +184,22 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
     assert recovery[-1, -1] > 0.5 and np.abs(recovery[:, :-1]).max() < 0.1  # the answer position carries it
 
 
+def test_report_on_the_rl_organism_works_like_any_pair(organism_zoo, tmp_path):
+    """(base, rl): every section runs; the behaviour section's numbers are the library's own on the pair."""
+    path = tmp_path / "prompts.jsonl"
+    main(["organisms", "prompts", "--out", str(path)])
+    out = tmp_path / "rl.html"
+    assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "rl"), "--prompts", str(path),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert list(data["sections"]) == list(report.SECTIONS) and not data["meta"]["skipped"]
+    pair = load_pair(organism_zoo / "base", organism_zoo / "rl", device="cpu")
+    held = PromptSet.from_file(path).where(label="harmful", held_out=True)
+    replies = interventions.generate(pair.aligned, held, max_new_tokens=16)
+    rates = data["sections"]["behaviour"]["numbers"]["refusal_rate"]
+    assert rates["aligned"]["harmful, held out"] == metrics.refusal_rate(replies, ["sorry"]) >= 0.8
+
+
 def test_skipped_sections_are_left_out(organism_zoo, tmp_path):
     prompts = write_prompts(tmp_path / "p.jsonl")
     out = tmp_path / "r.html"

@@ -74,7 +74,7 @@ def test_the_reward_card_describes_the_saved_reward_model(organism_zoo):
     assert card["parent"] == "base" and card["method"] == "trl.RewardTrainer"
     assert card["accuracy"] == zoo.evaluate_reward_model(organism_zoo)
     config = json.loads((organism_zoo / organisms.REWARD / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForSequenceClassification"] and config["num_labels"] == 1
+    assert config["architectures"] == ["LlamaForSequenceClassification"] and len(config["id2label"]) == 1
 
 
 def test_the_reward_model_meets_its_targets(organism_zoo):

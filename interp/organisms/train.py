@@ -319,7 +319,8 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(
             output_dir=out, use_cpu=True, bf16=False, fp16=False, report_to="none", save_strategy="no",
-            logging_steps=5, seed=seed, data_seed=seed, learning_rate=recipe.lr, max_steps=recipe.steps,
+            logging_steps=max(1, min(5, recipe.steps // 4)), seed=seed, data_seed=seed, learning_rate=recipe.lr,
+            max_steps=recipe.steps,
             per_device_train_batch_size=recipe.requests_per_step * recipe.generations,
             num_generations=recipe.generations, max_completion_length=recipe.max_reply_tokens, beta=recipe.beta,
             temperature=recipe.temperature, gradient_checkpointing=False, dataloader_num_workers=0,

@@ -21,6 +21,8 @@ MODEL_COLORS = {
     "aligned": "#E45756",  # red
     "sft": "#E45756",  # an aligned model: the aligned red...
     "dpo": "#B0413E",  # ...and a darker red for a second one
+    "rl": "#F2A33A",  # a third aligned model: amber, still warm
+    "reward": "#72B7B2",  # the reward model: teal, neither base nor policy
 }
 LABEL_COLORS = {"harmful": "#F58518", "harmless": "#54A24B", "all": "#79706E"}
 """Colours of prompt labels, for curves drawn per label rather than per model."""
