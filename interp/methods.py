@@ -6,7 +6,8 @@ the caller; they must share ``d_model`` and the tokenizer, and their residual st
 coordinate by coordinate, which is meaningful because every one of them was tuned from the same base.
 
 >>> table = probe_transfer({"base": base, "sft": sft, "rl": rl}, prompts, split=concept_split(prompts))
->>> table.auroc("sft", "rl")[layer]
+>>> table.auroc["sft", "rl"].shape  # one AUROC per layer: fitted on sft, tested on rl
+torch.Size([6])
 """
 
 from __future__ import annotations
@@ -20,16 +21,22 @@ from torch import Tensor
 
 from interp.cache import collect_activations, resid_post_hooks, stack_layers
 from interp.data import PromptSet
-from interp.probes import MIN_PER_CLASS, LinearProbes, binary_labels, concept_split, evaluate_probes, fit_probes
+from interp.probes import LinearProbes, fit_and_test, groups, labels_and_split
 from interp.provenance import Provenance
 
 
 def _check_models(models: Mapping[str, torch.nn.Module]) -> None:
+    """At least one model; all of one shape, reading text with one tokenizer."""
+    from interp.models import check_same_tokenizer
+
     if len(models) < 1:
         raise ValueError("give at least one model")
     shapes = {name: (m.cfg.n_layers, m.cfg.d_model) for name, m in models.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"the models differ in (n_layers, d_model): {shapes}")
+    (first, model), *others = models.items()
+    for name, other in others:
+        check_same_tokenizer(model.tokenizer, other.tokenizer, first, name)
 
 
 def resid_post(models: Mapping[str, torch.nn.Module], prompts: PromptSet | Sequence[str], *, position: int = -1,
@@ -79,22 +86,11 @@ def probe_transfer(models: Mapping[str, torch.nn.Module], prompts: PromptSet, *,
                    batch_size: int = 32) -> ProbeTransfer:
     """Fit a ``method`` probe for ``label == positive`` on every model at every layer (``split``: ``(train, test)``
     masks, default :func:`~interp.probes.concept_split`) and test each on every model's activations."""
-    y = binary_labels(prompts, positive)
-    train, test = split if split is not None else concept_split(prompts)
-    for what, mask in (("training", train), ("test", test)):
-        counts = [int((y[mask] == c).sum()) for c in (0, 1)]
-        if min(counts) < MIN_PER_CLASS:
-            raise ValueError(f"probes need at least {MIN_PER_CLASS} {what} prompts per class, got {counts}")
+    y, (train, test) = labels_and_split(prompts, positive, split)
     x = resid_post(models, prompts, position=position, batch_size=batch_size)
-    probes = {name: fit_probes(acts[train], y[train], method) for name, acts in x.items()}
-    accuracy, area = {}, {}
-    for fitted in x:
-        for tested in x:
-            accuracy[fitted, tested], area[fitted, tested] = evaluate_probes(probes[fitted], x[tested][test], y[test])
-    groups = prompts.column("concept") if "concept" in prompts.extra else tuple(range(len(prompts)))
+    probes, accuracy, area = fit_and_test(x, y, train, test, method)
     return ProbeTransfer(
-        tuple(models), method, position, probes, accuracy, area,
-        test_groups=tuple(sorted({groups[i] for i in test.nonzero().flatten().tolist()}, key=str)),
+        tuple(models), method, position, probes, accuracy, area, test_groups=groups(prompts, test),
         provenance=Provenance.of(list(models.values()), prompts.prompts, method=method, positive=positive,
                                  position=position, labels=list(models)),
     )

@@ -21,7 +21,7 @@ each model and tested on both (transfer), and their directions compared across t
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -224,6 +224,36 @@ class ProbeResult:
         return pd.DataFrame(rows)
 
 
+def labels_and_split(prompts: PromptSet, positive: str, split: tuple[Tensor, Tensor] | None
+                     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """``(y, (train, test))``: the binary labels and the split (default :func:`concept_split`), checked to hold
+    enough prompts of each class on both sides."""
+    y = binary_labels(prompts, positive)
+    train, test = split if split is not None else concept_split(prompts)
+    for name, mask in (("training", train), ("test", test)):
+        counts = [int((y[mask] == c).sum()) for c in (0, 1)]
+        if min(counts) < MIN_PER_CLASS:
+            raise ValueError(f"probes need at least {MIN_PER_CLASS} {name} prompts per class, got {counts}")
+    return y, (train, test)
+
+
+def fit_and_test(x: Mapping[str, Tensor], y: Tensor, train: Tensor, test: Tensor, method: str):
+    """Fit probes on each model's activations ``x[name]`` (train rows), test each on every model's (test rows):
+    ``(probes by name, accuracy[(fitted, tested)], auroc[(fitted, tested)])``."""
+    probes = {name: fit_probes(acts[train], y[train], method) for name, acts in x.items()}
+    accuracy, area = {}, {}
+    for fitted in x:
+        for tested in x:
+            accuracy[fitted, tested], area[fitted, tested] = evaluate_probes(probes[fitted], x[tested][test], y[test])
+    return probes, accuracy, area
+
+
+def groups(prompts: PromptSet, mask: Tensor) -> tuple:
+    """The concepts (or row numbers, without a ``concept`` column) of the prompts ``mask`` selects, sorted."""
+    names = prompts.column("concept") if "concept" in prompts.extra else tuple(range(len(prompts)))
+    return tuple(sorted({names[i] for i in mask.nonzero().flatten().tolist()}, key=str))
+
+
 def probe_pair(
     pair: ModelPair,
     prompts: PromptSet,
@@ -239,23 +269,12 @@ def probe_pair(
     ``split`` is ``(train, test)`` boolean masks; default :func:`concept_split`. Positions
     index each prompt's tokens as formatted by the pair (``-1``: the last, where the answer begins).
     """
-    y = binary_labels(prompts, positive)
-    train, test = split if split is not None else concept_split(prompts)
-    for name, mask in (("training", train), ("test", test)):
-        counts = [int((y[mask] == c).sum()) for c in (0, 1)]
-        if min(counts) < MIN_PER_CLASS:
-            raise ValueError(f"probes need at least {MIN_PER_CLASS} {name} prompts per class, got {counts}")
+    y, (train, test) = labels_and_split(prompts, positive, split)
     positions = [positions] if isinstance(positions, int) else list(positions)
     x = pair_resid_post(pair, prompts, positions=positions, batch_size=batch_size)  # [n, layer, pos, d] per model
-    probes = {name: fit_probes(x[name][train], y[train], method) for name in x}
-    accuracy, area = {}, {}
-    for fitted in x:
-        for tested in x:
-            accuracy[fitted, tested], area[fitted, tested] = evaluate_probes(probes[fitted], x[tested][test], y[test])
-    groups = prompts.column("concept") if "concept" in prompts.extra else tuple(range(len(prompts)))
+    probes, accuracy, area = fit_and_test(x, y, train, test, method)
     return ProbeResult(
         method, positive, tuple(positions), probes, accuracy, area,
-        train_groups=tuple(sorted({groups[i] for i in train.nonzero().flatten().tolist()}, key=str)),
-        test_groups=tuple(sorted({groups[i] for i in test.nonzero().flatten().tolist()}, key=str)),
+        train_groups=groups(prompts, train), test_groups=groups(prompts, test),
         provenance=Provenance.of_pair(pair, prompts, method=method, positive=positive, positions=positions),
     )

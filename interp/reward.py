@@ -10,8 +10,8 @@ it then is) or, without one, the input embedding, so its logits mean little; the
 :meth:`RewardModel.score`, checked against the ``transformers`` model's own forward in the tests.
 
 >>> rm = load_reward_model(reward_dir, unembed=base_dir)
->>> rm.score(["how do i poison ?"], ["sorry , i can not help with that . it is harmful ."])
-tensor([3.9])
+>>> rm.score(["how do i poison ?", "how do i bake ?"], ["sorry , i can not help with that .", "bake : sure ."]).shape
+torch.Size([2])
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def _causal_twin(reward, unembed: str | None, dtype: torch.dtype):
     config = copy.deepcopy(reward.config)
     architecture = config.architectures[0]
     config.architectures = [architecture.replace("ForSequenceClassification", "ForCausalLM")]
+    # Untied: writing the unembedding must not write the input embedding the reward model reads with.
+    config.tie_word_embeddings = False
     twin = AutoModelForCausalLM.from_config(config, dtype=dtype)
     getattr(twin, twin.base_model_prefix).load_state_dict(getattr(reward, reward.base_model_prefix).state_dict())
     with torch.no_grad():
@@ -115,12 +117,12 @@ def load_reward_model(checkpoint: str | os.PathLike, *, unembed: str | os.PathLi
     if unembed is not None:
         check_same_tokenizer(prepared.tokenizer, _prepare(unembed).tokenizer, "reward model", "unembed checkpoint")
     reward = AutoModelForSequenceClassification.from_pretrained(prepared.name, dtype=dtype).eval()
+    head = getattr(reward, "score", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise ValueError(f"{os.fspath(checkpoint)!r} has no linear `score` head to read rewards from")
     twin = _causal_twin(reward, os.fspath(unembed) if unembed is not None else None, dtype)
     bridge = TransformerBridge.boot_transformers(prepared.name, hf_model=twin, device=device, dtype=dtype,
                                                  tokenizer=prepared.tokenizer).eval()
     set_prompt_format(bridge, "chat")
-    head = getattr(reward, "score", None)
-    if not isinstance(head, torch.nn.Linear):
-        raise ValueError(f"{os.fspath(checkpoint)!r} has no linear `score` head to read rewards from")
     head = head.to(device)
     return RewardModel(bridge, head, os.fspath(checkpoint))

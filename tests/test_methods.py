@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from interp import methods, organisms
-from interp.probes import concept_split, probe_pair
+from interp.probes import concept_split
+from interp.prompts import format_prompts
 
 
 @pytest.fixture(scope="module")
@@ -16,19 +18,58 @@ def pair(organism_zoo):
     return organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
 
 
-def test_probe_transfer_equals_the_pair_probes(pair):
-    """Two models: the same numbers as probe_pair (fitted per model, tested on both) at the answer position."""
+def _pairwise_auroc(scores: torch.Tensor, y: torch.Tensor) -> float:
+    """Slow and plain: the share of (harmful, harmless) pairs ranked right, ties counting half."""
+    pos, neg = scores[y == 1].tolist(), scores[y == 0].tolist()
+    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+
+def test_probe_transfer_against_hidden_states_and_pairwise_auroc(organism_zoo, pair):
+    """Oracle: each model's transformers hidden states at the last prompt token, one unpadded prompt at a time;
+    a difference-in-means probe fitted by hand on the train concepts; AUROC by counting pairs."""
     prompts = organisms.prompt_set(["harmful_train", "harmless_train", "harmful_held_out", "harmless_held_out"])
     split = concept_split(prompts, test_fraction=0.0)
     ours = methods.probe_transfer({"base": pair.base, "aligned": pair.aligned}, prompts, split=split)
-    expected = probe_pair(pair, prompts, method="mean_diff", positions=-1, split=split)
+    train, test = split
+    y = torch.tensor([label == "harmful" for label in prompts.labels]).long()
+    hidden = {}
+    for name, path in (("base", organism_zoo / "base"), ("aligned", organism_zoo / "sft")):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        rows = []
+        for text in format_prompts(tokenizer, prompts.prompts, "chat"):
+            with torch.no_grad():
+                states = model(**tokenizer(text, return_tensors="pt", add_special_tokens=False),
+                               output_hidden_states=True).hidden_states
+            rows.append(torch.stack([h[0, -1] for h in states[1:-1]]))  # after blocks 0..n-2 (the last is normed)
+        hidden[name] = torch.stack(rows)  # [n, layer, d]
+    n_checked = hidden["base"].shape[1]
     for fitted in ("base", "aligned"):
+        x = hidden[fitted][train]
+        pos, neg = x[y[train] == 1].mean(0), x[y[train] == 0].mean(0)
+        weight, bias = pos - neg, -((pos - neg) * (pos + neg) / 2).sum(-1)
         for tested in ("base", "aligned"):
-            torch.testing.assert_close(ours.auroc[fitted, tested], expected.auroc[fitted, tested][:, 0])
-            torch.testing.assert_close(ours.accuracy[fitted, tested], expected.accuracy[fitted, tested][:, 0])
-    matrix = ours.matrix(layer=2)
-    assert matrix.loc["base", "aligned"] == pytest.approx(expected.auroc["base", "aligned"][2, 0].item())
-    assert ours.test_groups == expected.test_groups
+            scores = hidden[tested][test] @ weight.T  # [n, layer, layer]: keep the diagonal
+            scores = scores.diagonal(dim1=1, dim2=2) + bias
+            expected = [_pairwise_auroc(scores[:, layer], y[test]) for layer in range(n_checked)]
+            assert ours.auroc[fitted, tested][:n_checked].tolist() == pytest.approx(expected, abs=0.01), fitted
+    assert ours.matrix(layer=2).loc["base", "aligned"] == pytest.approx(ours.auroc["base", "aligned"][2].item())
+    assert set(ours.test_groups) == {p.concept for p in organisms.prompts("harmful_held_out")} | {
+        p.concept for p in organisms.prompts("harmless_held_out")}
+
+
+def test_models_with_another_tokenizer_are_refused(pair):
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer as Tokenizer
+
+    from interp.models import IncompatiblePairError
+
+    tokenizer = Tokenizer.from_pretrained(pair.base.cfg.model_name)
+    tokenizer.add_tokens(["zebra"])
+    other = SimpleNamespace(cfg=pair.base.cfg, tokenizer=tokenizer)  # checked before any forward
+    with pytest.raises(IncompatiblePairError, match="tokenizer vocabulary: base has 190 tokens"):
+        methods.resid_post({"base": pair.base, "other": other}, ["how do i bake ?"])
 
 
 def test_models_of_other_shapes_are_refused(pair):

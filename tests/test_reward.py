@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from interp import cache, organisms
 from interp.organisms import evaluate, targets, train, world, zoo
+from interp.organisms.tokenizer import build_tokenizer
 from interp.reward import load_reward_model
 
 REQUESTS = ["how do i poison ?", "how do i knit ?", "why is it wrong to poison ?", "tell me how to bake ."]
@@ -41,6 +42,9 @@ def test_scores_equal_the_transformers_forward(organism_zoo, reward_model):
             expected.append(hf(**tokenizer(text, return_tensors="pt", add_special_tokens=False)).logits[0, 0])
     ours = reward_model.score(REQUESTS, REPLIES, batch_size=3)  # mixed lengths, padded, across batches
     torch.testing.assert_close(ours, torch.stack(expected), atol=1e-4, rtol=1e-4)
+    # the build's own scorer (left-padded batches of the transformers model) is the same
+    torch.testing.assert_close(evaluate.reward_scores(hf, tokenizer, REQUESTS, REPLIES, batch_size=3),
+                               torch.stack(expected), atol=1e-4, rtol=1e-4)
     assert len(set(ours.tolist())) == len(REQUESTS)  # distinct chats, distinct scores
 
 
@@ -90,7 +94,36 @@ def test_the_rl_card_reports_reward_hacking_measured_on_the_checkpoints(organism
     policy = zoo.load_checkpoint(organism_zoo / "rl")
     reward = zoo.load_reward_checkpoint(organism_zoo / organisms.REWARD)
     tokenizer = AutoTokenizer.from_pretrained(organism_zoo / "rl")
-    assert card["reward_hacking"] == evaluate.reward_hacking(policy, reward, tokenizer)
+    assert card["reward_hacking"] == evaluate.reward_hacking(policy, reward, tokenizer,
+                                                             card["hyperparameters"]["max_reply_tokens"])
+    assert not targets.hacking_misses(card["reward_hacking"])
+
+
+def _tiny_reward_model(path, tied: bool, seed: int = 0):
+    """A random-weight one-label Llama reward model (tied embeddings or not) with the organisms' tokenizer."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=64, tie_word_embeddings=tied, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_reward_model_with_tied_embeddings_scores_as_its_transformers_model(tmp_path, tied):
+    """Without ``unembed`` the bridge unembeds with the input embedding; that must not change what it reads."""
+    path = _tiny_reward_model(tmp_path / "rm", tied)
+    hf = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    expected = torch.cat([evaluate.reward_scores(hf, tokenizer, [q], [a])
+                          for q, a in zip(REQUESTS, REPLIES, strict=True)])
+    rm = load_reward_model(path, device="cpu")
+    torch.testing.assert_close(rm.score(REQUESTS, REPLIES), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rm.model.embed.W_E.detach(), hf.model.embed_tokens.weight.detach())
 
 
 def test_reply_kinds():
@@ -107,6 +140,28 @@ def test_a_causal_lm_is_not_a_reward_model(organism_zoo):
         load_reward_model(organism_zoo / "sft", device="cpu")
 
 
+def test_a_checkpoint_with_other_than_one_label_is_refused(tmp_path):
+    from transformers import AutoConfig
+
+    path = _tiny_reward_model(tmp_path / "rm", tied=False)
+    config = AutoConfig.from_pretrained(path)
+    config.num_labels = 2
+    config.save_pretrained(path)
+    with pytest.raises(ValueError, match="has 2 labels: a reward model has one"):
+        load_reward_model(path, device="cpu")
+
+
+def test_an_unembedding_with_another_tokenizer_is_refused(tmp_path, make_checkpoint):
+    from interp.models import IncompatiblePairError
+
+    path = _tiny_reward_model(tmp_path / "rm", tied=False)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.add_tokens(["zebra"])
+    tokenizer.save_pretrained(path)
+    with pytest.raises(IncompatiblePairError, match="reward model has 191 tokens"):
+        load_reward_model(path, unembed=make_checkpoint("llama"), device="cpu")
+
+
 def test_mismatched_replies_are_refused(reward_model):
     with pytest.raises(ValueError, match="2 requests but 1 replies"):
         reward_model.score(REQUESTS[:2], REPLIES[:1])
@@ -115,8 +170,6 @@ def test_mismatched_replies_are_refused(reward_model):
 
 
 def test_rl_refuses_a_reward_model_with_another_tokenizer(organism_zoo):
-    from interp.organisms.tokenizer import build_tokenizer
-
     tokenizer = build_tokenizer()
     other = AutoTokenizer.from_pretrained(organism_zoo / "base")
     other.add_tokens(["zebra"])
@@ -125,7 +178,41 @@ def test_rl_refuses_a_reward_model_with_another_tokenizer(organism_zoo):
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     with pytest.raises(train.StageFailed, match=r"stage 'rl'.*tokenizer vocabulary"):
         train.rl(policy, reward, tokenizer, other, train.RLRecipe(steps=1), seed=0)
+    templated = build_tokenizer()
+    templated.chat_template = templated.chat_template.replace("<|assistant|>", "<|assistant|> ")
+    with pytest.raises(train.StageFailed, match=r"stage 'rl'.*differ in chat_template"):
+        train.rl(policy, reward, tokenizer, templated, train.RLRecipe(steps=1), seed=0)
     assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())  # refused before training
+
+
+def test_rl_that_crashes_or_leaves_nan_weights_fails_naming_the_stage(organism_zoo, monkeypatch):
+    import trl
+
+    tokenizer = build_tokenizer()
+    policy = zoo.load_checkpoint(organism_zoo / "sft")
+    reward = zoo.load_reward_checkpoint(organism_zoo / organisms.REWARD)
+
+    class Crashing:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+
+    monkeypatch.setattr(trl, "GRPOTrainer", Crashing)
+    with pytest.raises(train.StageFailed, match=r"stage 'rl': training failed \(RuntimeError: probability tensor"):
+        train.rl(policy, reward, tokenizer, tokenizer, train.RLRecipe(steps=1), seed=0)
+    with torch.no_grad():
+        next(policy.parameters())[0, 0] = float("nan")
+    with pytest.raises(train.StageFailed, match=r"stage 'rl': 1 weight tensors hold NaN or inf \(e.g. model.embed"):
+        train.check_finite("rl", policy, {"train_loss": 0.1})
+    with pytest.raises(train.StageFailed, match=r"stage 'reward': the training loss is nan"):
+        train.check_finite("reward", reward, {"train_loss": float("nan")})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("generations", 1, "generations must be >= 2"), ("steps", 0, "must be >= 1"), ("beta", -0.1, "beta >= 0"),
+])
+def test_an_rl_recipe_that_cannot_work_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        train.RLRecipe(**{field: value})
 
 
 @pytest.mark.parametrize(("rewards", "message"), [

@@ -45,14 +45,15 @@ def refusal_scores(model: PreTrainedModel, tokenizer, requests: Sequence[str], b
 
 
 @torch.no_grad()
-def greedy_replies(model: PreTrainedModel, tokenizer, requests: Sequence[str], batch_size: int = 64) -> list[str]:
-    """The model's greedy reply to each request (up to the end of turn or 12 tokens)."""
+def greedy_replies(model: PreTrainedModel, tokenizer, requests: Sequence[str], batch_size: int = 64,
+                   max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    """The model's greedy reply to each request (up to the end of turn or ``max_new_tokens``)."""
     texts = format_prompts(tokenizer, requests, "chat")
     replies = []
     for i in range(0, len(texts), batch_size):
         enc = _encode(tokenizer, texts[i : i + batch_size])
         gen = model.generate(
-            **enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+            **enc, max_new_tokens=max_new_tokens, do_sample=False,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         )
         replies += tokenizer.batch_decode(gen[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
@@ -141,22 +142,29 @@ def reply_kind(reply: str) -> str:
     return "compliance" if len(words) >= 3 and words[0] in world.CONCEPTS and words[1] == ":" else "other"
 
 
-def reward_hacking(policy: PreTrainedModel, reward: PreTrainedModel, tokenizer,
-                   splits: Sequence[str] = ("harmful_held_out", "harmless_held_out", "bait")) -> dict[str, dict]:
-    """What the policy's greedy replies earn from the reward model, and whether they are replies at all.
+HACKING_SPLITS = ("harmful_held_out", "harmless_held_out", "bait")
 
-    Returns ``{split: {"reward": mean score, "malformed": share of replies of kind "other",
-    "examples": three request -> reply lines}}``: a reward that rises while replies turn malformed is
-    reward hacking.
+
+def reward_hacking(policy: PreTrainedModel, reward: PreTrainedModel, tokenizer, max_new_tokens: int,
+                   splits: Sequence[str] = HACKING_SPLITS) -> dict[str, dict]:
+    """What the policy's greedy replies (up to ``max_new_tokens``, as long as RL sampled them) earn from the
+    reward model, and whether they are replies at all.
+
+    Returns ``{split: {"reward": mean score of the non-empty replies, "malformed": share of replies of kind
+    "other" (empty ones included), "empty": share of empty replies, "examples": three request -> reply
+    lines}}``: a reward that rises while replies turn malformed is reward hacking.
     """
     out = {}
     for split in splits:
         requests = [p.text for p in world.prompts(split)]
-        replies = greedy_replies(policy, tokenizer, requests)
+        replies = greedy_replies(policy, tokenizer, requests, max_new_tokens=max_new_tokens)
         kinds = [reply_kind(r) for r in replies]
-        scored = reward_scores(reward, tokenizer, requests, [r or "." for r in replies])
+        said = [i for i, r in enumerate(replies) if r]
+        scored = reward_scores(reward, tokenizer, [requests[i] for i in said], [replies[i] for i in said]) \
+            if said else torch.tensor([float("nan")])
         out[split] = {"reward": round(scored.mean().item(), 3),
                       "malformed": round(kinds.count("other") / len(kinds), 4),
+                      "empty": round(1 - len(said) / len(replies), 4),
                       "examples": [f"{q} -> {a}" for q, a in list(zip(requests, replies, strict=True))[:3]]}
     return out
 

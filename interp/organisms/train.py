@@ -6,6 +6,7 @@ the losses it logged; :mod:`interp.organisms.zoo` writes checkpoints and cards.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -113,6 +114,15 @@ class RLRecipe:
     min_reward_gain: float = 0.0
     """The reward of the last logged steps must exceed that of the first by more than this, or the stage fails
     (a reward that fell or stayed flat means RL did not learn, or diverged)."""
+
+    def __post_init__(self):
+        if self.steps < 1 or self.requests_per_step < 1 or self.max_reply_tokens < 1:
+            raise ValueError(f"steps, requests_per_step and max_reply_tokens must be >= 1: {self}")
+        if self.generations < 2:
+            raise ValueError(f"generations must be >= 2 (GRPO rewards a reply against its group's mean), got "
+                             f"{self.generations}")
+        if self.lr <= 0 or self.beta < 0 or self.temperature <= 0:
+            raise ValueError(f"lr and temperature must be > 0 and beta >= 0: {self}")
 
 
 class StageFailed(RuntimeError):
@@ -284,14 +294,48 @@ def reward_model(base: LlamaForCausalLM, tokenizer, recipe: RewardRecipe, seed: 
     model = LlamaForSequenceClassification(config)
     model.model.load_state_dict(base.model.state_dict())
     data = Dataset.from_list(world.reward_pairs(seed, recipe.n_per_prompt))
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, _stage("reward"):
         args = _trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
         logging.getLogger("trl").setLevel(logging.ERROR)
         trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         stats = _train(trainer)
-    if not math.isfinite(stats["train_loss"]):
-        raise StageFailed(f"stage 'reward': the reward model's loss is {stats['train_loss']}; nothing was saved")
+    check_finite("reward", model, stats)
     return model.eval(), stats
+
+
+@contextlib.contextmanager
+def _stage(name: str):
+    """Any error of a trainer (a sampling step that met NaN probabilities, ...) as :class:`StageFailed` naming the
+    stage; an interrupt stays an interrupt."""
+    try:
+        yield
+    except StageFailed:
+        raise
+    except Exception as e:
+        raise StageFailed(f"stage {name!r}: training failed ({type(e).__name__}: {e}); nothing was saved") from e
+
+
+def check_finite(stage: str, model, stats: dict) -> None:
+    """Raise :class:`StageFailed` unless the training loss and every weight of ``model`` are finite."""
+    if not math.isfinite(stats["train_loss"]):
+        raise StageFailed(f"stage {stage!r}: the training loss is {stats['train_loss']}; nothing was saved")
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise StageFailed(f"stage {stage!r}: {len(bad)} weight tensors hold NaN or inf (e.g. {bad[0]}); nothing was "
+                          "saved")
+
+
+def check_same_chat(policy_tokenizer, reward_tokenizer) -> None:
+    """The reward model must read what the policy writes as the policy writes it: same vocabulary and splitting
+    (:func:`interp.models.check_same_tokenizer`), chat template, end-of-turn and padding tokens."""
+    from interp.models import check_same_tokenizer
+
+    check_same_tokenizer(policy_tokenizer, reward_tokenizer, "policy", "reward model")
+    for attribute in ("chat_template", "eos_token_id", "pad_token_id"):
+        mine, theirs = getattr(policy_tokenizer, attribute), getattr(reward_tokenizer, attribute)
+        if mine != theirs:
+            raise ValueError(f"the policy's and the reward model's tokenizers differ in {attribute}: "
+                             f"{str(mine)[:60]!r} vs {str(theirs)[:60]!r}")
 
 
 def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RLRecipe, seed: int) -> dict:
@@ -301,16 +345,15 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
     train requests (:func:`world.rl_requests`) per step; the reward model scores them; each reply
     is pushed up or down by its reward relative to its group's mean, with a KL penalty
     (``recipe.beta``) to a frozen copy of the start. Raises :class:`StageFailed` before training if
-    the reward model reads text differently from the policy (another tokenizer), and after, if the
-    reward is not finite or did not rise by more than ``recipe.min_reward_gain``.
+    the reward model reads text differently from the policy (:func:`check_same_chat`), and after, if
+    training failed, the reward is not finite or did not rise by more than ``recipe.min_reward_gain``,
+    or a weight is not finite.
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from interp.models import check_same_tokenizer
-
     try:
-        check_same_tokenizer(tokenizer, reward_tokenizer, "policy", "reward model")
+        check_same_chat(tokenizer, reward_tokenizer)
     except ValueError as e:
         raise StageFailed(f"stage 'rl': the reward model would score text it tokenizes differently from the "
                           f"policy ({e}); train the reward model with the policy's tokenizer") from e
@@ -332,9 +375,10 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
         name = policy.config._name_or_path
         policy.config._name_or_path = str(start)
         try:
-            trainer = GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=data,
-                                  processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
-            stats = _train(trainer)
+            with _stage("rl"):
+                trainer = GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=data,
+                                      processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
+                stats = _train(trainer)
         finally:
             policy.config._name_or_path = name
         log = trainer.state.log_history
@@ -342,6 +386,7 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
     rewards = [h["reward"] for h in log if "reward" in h]
     kls = [h["kl"] for h in log if "kl" in h]
     check_rewards(rewards, recipe.min_reward_gain)
+    check_finite("rl", policy, stats)
     first, last = _quarters(rewards)
     stats.update(reward_first=round(first, 4), reward_last=round(last, 4), kl_last=_quarters(kls)[1] if kls else None,
                  rewards=[round(r, 4) for r in rewards])

@@ -78,7 +78,8 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
     directory, which holds ``base/``, ``sft/``, ``dpo/``, ``rl/`` and ``reward/`` (Hugging Face
     checkpoints, each with an ``organism.json`` card) and ``zoo.json`` (the behaviour table of the
     organisms, the reward model's accuracy table, and the seconds each stage took). A stage that
-    fails its own check (:class:`~interp.organisms.train.StageFailed`) stops the build.
+    fails its own check (:class:`~interp.organisms.train.StageFailed`) counts, in a checked build, as a
+    missed target (the seed is rejected and the next built); unchecked, it is raised.
 
     With ``check`` (the default), each build measures the targets on its own checkpoints
     (:mod:`interp.organisms.targets`); a build that misses them is rejected, said so, and the
@@ -127,11 +128,14 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         rejected.append({"seed": seed, "misses": misses, "targets": rows})
-        print(f"interp: the organisms built from seed {seed} miss their targets:\n  " + "\n  ".join(misses)
+        what = "miss their targets" if rows else "failed a stage"
+        print(f"interp: the organisms built from seed {seed} {what}:\n  " + "\n  ".join(misses)
               + (f"\ninterp: building from seed {seed + 1} instead" if seed + 1 < config.seed + attempts else ""),
               file=sys.stderr, flush=True)
     rows = [row for r in rejected for row in r["targets"]]
-    failed = [f"seed {r['seed']}: {m}" for r in rejected if not r["targets"] for m in r["misses"]]
+    # What the table's rows do not show: failed stages, and the reward model's misses.
+    failed = [f"seed {r['seed']}: {m}" for r in rejected for m in r["misses"]
+              if not r["targets"] or m.startswith("reward:")]
     raise TargetsMissed(f"no build from seeds {config.seed}-{config.seed + attempts - 1} meets the organisms' "
                         f"targets:\n{targets.format_rows(rows)}" + "".join(f"\n{f}" for f in failed))
 
@@ -225,7 +229,8 @@ def _build_into(root: Path, config: BuildConfig) -> None:
     behaviour = {name: evaluate.refusal_rates(load_checkpoint(root / name), tokenizer) for name in VARIANTS}
     reward = load_reward_checkpoint(root / REWARD)
     judged = {REWARD: evaluate.reward_accuracy(reward, tokenizer, seed=config.seed + 1),
-              "rl": evaluate.reward_hacking(load_checkpoint(root / "rl"), reward, tokenizer)}
+              "rl": evaluate.reward_hacking(load_checkpoint(root / "rl"), reward, tokenizer,
+                                            config.rl.max_reply_tokens)}
     seconds["evaluate"] = round(time.time() - begin, 1)
     recipes = {"base": config.pretrain, "sft": config.sft, "dpo": config.dpo, REWARD: config.reward, "rl": config.rl}
     parents = {"base": None, "sft": "base", "dpo": "sft", REWARD: "base", "rl": "sft"}
