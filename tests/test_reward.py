@@ -99,31 +99,37 @@ def test_the_rl_card_reports_reward_hacking_measured_on_the_checkpoints(organism
     assert not targets.hacking_misses(card["reward_hacking"])
 
 
-def _tiny_reward_model(path, tied: bool, seed: int = 0):
-    """A random-weight one-label Llama reward model (tied embeddings or not) with the organisms' tokenizer."""
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+def _tiny_reward_model(path, arch: str = "llama", seed: int = 0):
+    """A random-weight one-label reward model (``llama``, ``llama-tied`` or ``gpt2``) with the organisms' tokenizer."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=64, tie_word_embeddings=tied, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)
-    LlamaForSequenceClassification(config).save_pretrained(path)
+    if arch.startswith("llama"):
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, max_position_embeddings=64, num_labels=1,
+                             tie_word_embeddings=arch.endswith("tied"), pad_token_id=tokenizer.pad_token_id)
+        model = LlamaForSequenceClassification(config)
+    else:
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=64, num_labels=1,
+                            pad_token_id=tokenizer.pad_token_id)
+        model = GPT2ForSequenceClassification(config)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
-@pytest.mark.parametrize("tied", [False, True])
-def test_a_reward_model_with_tied_embeddings_scores_as_its_transformers_model(tmp_path, tied):
+@pytest.mark.parametrize("arch", ["llama", "llama-tied", "gpt2"])
+def test_a_reward_model_of_any_architecture_scores_as_its_transformers_model(tmp_path, arch):
     """Without ``unembed`` the bridge unembeds with the input embedding; that must not change what it reads."""
-    path = _tiny_reward_model(tmp_path / "rm", tied)
+    path = _tiny_reward_model(tmp_path / "rm", arch)
     hf = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     expected = torch.cat([evaluate.reward_scores(hf, tokenizer, [q], [a])
                           for q, a in zip(REQUESTS, REPLIES, strict=True)])
     rm = load_reward_model(path, device="cpu")
     torch.testing.assert_close(rm.score(REQUESTS, REPLIES), expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(rm.model.embed.W_E.detach(), hf.model.embed_tokens.weight.detach())
+    torch.testing.assert_close(rm.model.embed.W_E.detach(), hf.get_input_embeddings().weight.detach())
 
 
 def test_reply_kinds():
@@ -143,7 +149,7 @@ def test_a_causal_lm_is_not_a_reward_model(organism_zoo):
 def test_a_checkpoint_with_other_than_one_label_is_refused(tmp_path):
     from transformers import AutoConfig
 
-    path = _tiny_reward_model(tmp_path / "rm", tied=False)
+    path = _tiny_reward_model(tmp_path / "rm")
     config = AutoConfig.from_pretrained(path)
     config.num_labels = 2
     config.save_pretrained(path)
@@ -154,7 +160,7 @@ def test_a_checkpoint_with_other_than_one_label_is_refused(tmp_path):
 def test_an_unembedding_with_another_tokenizer_is_refused(tmp_path, make_checkpoint):
     from interp.models import IncompatiblePairError
 
-    path = _tiny_reward_model(tmp_path / "rm", tied=False)
+    path = _tiny_reward_model(tmp_path / "rm")
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.add_tokens(["zebra"])
     tokenizer.save_pretrained(path)
