@@ -213,6 +213,21 @@ def test_rl_that_crashes_or_leaves_nan_weights_fails_naming_the_stage(organism_z
         train.check_finite("reward", reward, {"train_loss": float("nan")})
 
 
+def test_rl_refuses_a_copy_whose_forward_runs_the_original(organism_zoo):
+    """What a trainer leaves on the model it trained: an instance forward whose closure holds the model itself."""
+    import copy
+    import types
+
+    tokenizer = build_tokenizer()
+    trained = zoo.load_checkpoint(organism_zoo / "sft")
+    inner = trained.forward
+    trained.forward = types.MethodType(lambda self, *a, **k: inner(*a, **k), trained)
+    train.check_own_forward(trained, "rl")  # the trained model itself is fine
+    reward = zoo.load_reward_checkpoint(organism_zoo / organisms.REWARD)
+    with pytest.raises(train.StageFailed, match="stage 'rl': the model's forward runs another model object"):
+        train.rl(copy.deepcopy(trained), reward, tokenizer, tokenizer, train.RLRecipe(steps=1), seed=0)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("generations", 1, "generations must be >= 2"), ("steps", 0, "must be >= 1"), ("beta", -0.1, "beta >= 0"),
 ])

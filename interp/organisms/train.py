@@ -325,6 +325,22 @@ def check_finite(stage: str, model, stats: dict) -> None:
                           "saved")
 
 
+def check_own_forward(model, stage: str) -> None:
+    """Raise :class:`StageFailed` if ``model``'s forward runs another model: a trainer wraps the forward of the
+    model it trains in a closure holding that model, and ``copy.deepcopy`` shares the closure, so a copy of a
+    trained model would compute with the original's weights while its own are the ones updated."""
+    forward = model.__dict__.get("forward")
+    function = getattr(forward, "__func__", forward)
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            held = getattr(cell.cell_contents, "__self__", None)
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(held, torch.nn.Module) and held is not model:
+            raise StageFailed(f"stage {stage!r}: the model's forward runs another model object (a deep copy of a "
+                              "model a trainer wrapped); load the model from its saved checkpoint instead")
+
+
 def check_same_chat(policy_tokenizer, reward_tokenizer) -> None:
     """The reward model must read what the policy writes as the policy writes it: same vocabulary and splitting
     (:func:`interp.models.check_same_tokenizer`), chat template, end-of-turn and padding tokens."""
@@ -357,6 +373,7 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
     except ValueError as e:
         raise StageFailed(f"stage 'rl': the reward model would score text it tokenizes differently from the "
                           f"policy ({e}); train the reward model with the policy's tokenizer") from e
+    check_own_forward(policy, "rl")
     _without_checkpointing(policy)
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": r}]} for r in world.rl_requests()])
     with tempfile.TemporaryDirectory() as out:
