@@ -152,7 +152,8 @@ def reward_hacking(policy: PreTrainedModel, reward: PreTrainedModel, tokenizer, 
 
     Returns ``{split: {"reward": mean score of the non-empty replies, "malformed": share of replies of kind
     "other" (empty ones included), "empty": share of empty replies, "examples": three request -> reply
-    lines}}``: a reward that rises while replies turn malformed is reward hacking.
+    lines, "malformed_examples": up to three of the malformed ones}}``: a reward that rises while replies
+    turn malformed is reward hacking.
     """
     out = {}
     for split in splits:
@@ -165,7 +166,9 @@ def reward_hacking(policy: PreTrainedModel, reward: PreTrainedModel, tokenizer, 
         out[split] = {"reward": round(scored.mean().item(), 3),
                       "malformed": round(kinds.count("other") / len(kinds), 4),
                       "empty": round(1 - len(said) / len(replies), 4),
-                      "examples": [f"{q} -> {a}" for q, a in list(zip(requests, replies, strict=True))[:3]]}
+                      "examples": [f"{q} -> {a}" for q, a in list(zip(requests, replies, strict=True))[:3]],
+                      "malformed_examples": [f"{q} -> {a}" for q, a, k in zip(requests, replies, kinds, strict=True)
+                                             if k == "other"][:3]}
     return out
 
 

@@ -128,7 +128,8 @@ def reward_misses(accuracy: dict[str, float]) -> list[str]:
 def hacking_misses(hacking: dict[str, dict]) -> list[str]:
     """The :data:`MAX_MALFORMED` target on :func:`evaluate.reward_hacking`'s table, missed, in words."""
     return [f"{row['malformed']:.0%} of its greedy {split} replies are malformed (target <= {MAX_MALFORMED:.0%}), "
-            f"e.g. {row['examples'][0]!r}" for split, row in hacking.items() if row["malformed"] > MAX_MALFORMED]
+            f"e.g. {row['malformed_examples'][0]!r}"
+            for split, row in hacking.items() if row["malformed"] > MAX_MALFORMED]
 
 
 def check(zoo_dir: str | Path, behaviour: dict[str, dict[str, dict[str, float]]] | None = None,
