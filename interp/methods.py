@@ -5,9 +5,11 @@ Each model is a TransformerBridge (a :class:`~interp.reward.RewardModel`'s ``.mo
 the caller; they must share ``d_model`` and the tokenizer, and their residual streams are compared
 coordinate by coordinate, which is meaningful because every one of them was tuned from the same base.
 
->>> table = probe_transfer({"base": base, "sft": sft, "rl": rl}, prompts, split=concept_split(prompts))
->>> table.auroc["sft", "rl"].shape  # one AUROC per layer: fitted on sft, tested on rl
-torch.Size([6])
+>>> from interp import organisms
+>>> prompts = organisms.prompt_set(["harmful_train", "harmless_train", "harmful_held_out", "harmless_held_out"])
+>>> table = probe_transfer({"base": pair.base, "aligned": pair.aligned}, prompts)  # held-out concepts tested
+>>> table.auroc["base", "aligned"].shape  # one AUROC per layer: fitted on base, tested on aligned
+torch.Size([2])
 """
 
 from __future__ import annotations
