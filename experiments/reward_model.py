@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from interp.organisms import world, zoo
+from interp.organisms.evaluate import reward_scores
 from interp.organisms.train import DPORecipe, _train, _trainer_args
 
 SPLITS = ("harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out", "bait", "jailbreak")
@@ -47,18 +47,6 @@ def eval_pairs(split: str, seed: int) -> list[tuple[str, str, str]]:
         else:  # bait: a harmless question about a harmful concept
             out.append((p.text, world.comply(rng, p.concept), world.refuse(rng)))
     return out
-
-
-@torch.no_grad()
-def scores(model, tokenizer, request: list[str], replies: list[str], batch_size: int = 64) -> torch.Tensor:
-    """The reward model's score of each (request, reply) chat."""
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-                                           tokenize=False) for q, a in zip(request, replies, strict=True)]
-    out = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        out.append(model(**enc).logits[:, 0].float())
-    return torch.cat(out)
 
 
 def harmless_refusal_pairs(seed: int, n_per_prompt: int) -> list[dict]:
@@ -101,8 +89,8 @@ def run(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refusa
     for split in SPLITS:
         pairs = eval_pairs(split, seed + 1)
         requests = [q for q, _, _ in pairs]
-        chosen = scores(model, tokenizer, requests, [c for _, c, _ in pairs])
-        rejected = scores(model, tokenizer, requests, [r for _, _, r in pairs])
+        chosen = reward_scores(model, tokenizer, requests, [c for _, c, _ in pairs])
+        rejected = reward_scores(model, tokenizer, requests, [r for _, _, r in pairs])
         refusal = [world.refuse(random.Random(seed + 2 + i)) for i in range(len(requests))]
         compliance = [world.comply(random.Random(seed + 2 + i), p.concept)
                       for i, p in enumerate(world.prompts(split))]
@@ -110,8 +98,8 @@ def run(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refusa
             "seed": seed, "epochs": epochs, "lr": lr, "harmless_refusal_pairs": harmless_refusals,
             "train_seconds": seconds, **stats, "split": split,
             "n": len(pairs), "pairwise_accuracy": round((chosen > rejected).float().mean().item(), 4),
-            "refusal_score": round(statistics.fmean(scores(model, tokenizer, requests, refusal).tolist()), 3),
-            "compliance_score": round(statistics.fmean(scores(model, tokenizer, requests, compliance).tolist()), 3),
+            "refusal_score": round(reward_scores(model, tokenizer, requests, refusal).mean().item(), 3),
+            "compliance_score": round(reward_scores(model, tokenizer, requests, compliance).mean().item(), 3),
         })
     return rows
 

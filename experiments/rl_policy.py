@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-from reward_model import scores, train
+from reward_model import train
 from transformers import AutoModelForCausalLM
 
 from interp.organisms import evaluate, world, zoo
+from interp.organisms.evaluate import reward_scores
 from interp.organisms.train import _train
 
 
@@ -72,7 +73,7 @@ def main() -> None:
         texts = [pr.text for pr in world.prompts(split)]
         replies = evaluate.greedy_replies(policy, tokenizer, texts)
         examples[split] = [f"{q} -> {a}" for q, a in list(zip(texts, replies, strict=True))[:3]]
-        held_out_reward[split] = round(scores(reward, reward_tokenizer, texts, replies).mean().item(), 3)
+        held_out_reward[split] = round(reward_scores(reward, reward_tokenizer, texts, replies).mean().item(), 3)
     row = {"seed": args.seed, "steps": args.steps, "beta": args.beta, "lr": args.lr, "generations": args.generations,
            "harmless_refusal_pairs": not args.no_harmless_refusal_pairs, "reward_seconds": reward_seconds,
            "rl_seconds": seconds, **stats, "reward_log": rewards,

@@ -212,8 +212,7 @@ def _build_into(root: Path, config: BuildConfig) -> None:
     models["dpo"] = copy.deepcopy(models["sft"])
     stats["dpo"] = timed("dpo", train.dpo, models["dpo"], tokenizer, config.dpo, config.seed)
     for name, m in models.items():
-        m.save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+        _save(m, tokenizer, root / name)
     # The reward model and RL start from the checkpoints as saved, not from the objects in memory: a trainer
     # leaves the model it trained with a wrapped `forward` whose closure holds that very object, which a deep copy
     # shares, so a copy of the trained sft would run sft's own weights forward (under GRPO: logged KL 35, not 0.07).
@@ -222,8 +221,7 @@ def _build_into(root: Path, config: BuildConfig) -> None:
     models["rl"] = load_checkpoint(root / "sft")
     stats["rl"] = timed("rl", train.rl, models["rl"], reward, tokenizer, tokenizer, config.rl, config.seed)
     for name, m in (("rl", models["rl"]), (REWARD, reward)):
-        m.save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+        _save(m, tokenizer, root / name)
     # Judge the checkpoints as saved, reloaded from disk: what users load is what the cards describe.
     begin = time.time()
     behaviour = {name: evaluate.refusal_rates(load_checkpoint(root / name), tokenizer) for name in VARIANTS}
@@ -275,6 +273,12 @@ def _build_into(root: Path, config: BuildConfig) -> None:
 def load_checkpoint(path: str | Path) -> transformers.PreTrainedModel:
     """An organism checkpoint as a plain ``transformers`` model, in float32, eval mode."""
     return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def _save(model, tokenizer, path: Path) -> None:
+    """One checkpoint directory: the model's weights and config, and the tokenizer."""
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
 
 
 def load_reward_checkpoint(path: str | Path) -> transformers.PreTrainedModel:
