@@ -325,13 +325,15 @@ def collect_pair_activations(
     hook_names: str | Sequence[str],
     *,
     out_dir: str | Path | None = None,
+    prompt_format: str | None = None,
     **kwargs,
 ) -> dict[str, Activations]:
     """Both models' activations on the same tokens: ``{"base": {...}, "aligned": {...}}``.
 
-    The prompts are formatted with the pair's policy and tokenized once for both models.
+    The prompts are formatted with ``prompt_format`` (default: the pair's policy) and tokenized once for
+    both models.
     """
-    ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
+    ids = tokenize(pair.tokenizer, prompts, prompt_format or pair.prompt_format, n_ctx=pair.n_ctx)
     return {
         name: collect_from_tokens(model, ids, hook_names, desc=f"collect {name}",
                                   out_dir=None if out_dir is None else Path(out_dir) / name, **kwargs)
