@@ -78,6 +78,10 @@ KINDS = {  # name -> (arguments, keywords) taking an array converter
     "layer_head_grid": lambda a: ((a(LAYER_HEAD),), {"zlabel": "effect"}),
     "projection_2d": lambda a: ((a(POINTS), LABELS, MODELS), {}),
     "token_strip": lambda a: ((TOKENS, a(STRIP)), {"per_row": 2}),
+    "histogram": lambda a: (({"crosscoder": a(STRIP)},), {"value_range": (0, 1), "marks": [0.1, 0.9]}),
+    "scatter": lambda a: (({"causal": a(STRIP)}, {"causal": a(STRIP[::-1].copy())}), {"marks": [0.5]}),
+    "grouped_bars": lambda a: (({"added to the base": {"3": 0.4, "7": 0.1},
+                                 "ablated at the site": {"3": 0.1, "7": 0.0}},), {"ylabel": "share"}),
 }
 CONVERTERS = {"torch": torch.tensor, "numpy": np.asarray, "list": lambda v: np.asarray(v).tolist()}
 
@@ -231,6 +235,10 @@ BAD_INPUTS = [
     ("layer_curves", ({},), {"ylabel": "y"}, "no models"),
     ("layer_curves", (CURVES,), {"ylabel": "y", "band": "sem"}, "band must be one of"),
     ("layer_curves", ({"base": [[1, 2], [3]]},), {"ylabel": "y"}, "rectangular list of numbers"),
+    ("histogram", ({},), {}, "no values"),
+    ("scatter", ({"a": [1, 2]}, {"b": [1, 2]}), {}, "same series"),
+    ("scatter", ({"a": [1, 2]}, {"a": [1]}), {}, "hold 2 and 1 values"),
+    ("grouped_bars", ({},), {}, "no models"),
 ]
 
 

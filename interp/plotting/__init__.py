@@ -13,7 +13,10 @@ Figure kinds (``values`` may be torch tensors, numpy arrays or nested lists):
 - ``layer_head_grid(values)``: ``[layer head]``;
 - ``projection_2d(points, labels, models)``: ``[batch 2]``, colour by model, marker by label;
 - ``token_strip(tokens, values)``: ``[pos]``, one coloured cell per token of a text;
-- ``estimate_scatter(exact, estimate)``: ``estimate[name]`` against ``exact[name]``, one point per cell, y = x drawn.
+- ``estimate_scatter(exact, estimate)``: ``estimate[name]`` against ``exact[name]``, one point per cell, y = x drawn;
+- ``histogram(values, marks=...)``: overlaid histograms of ``values[name]``, dotted lines at ``marks``;
+- ``scatter(x, y, marks=...)``: ``y[name]`` against ``x[name]``, dotted lines at ``x = m`` and ``y = m``;
+- ``grouped_bars(values)``: ``values[series][category]``, one bar per series in each category's group.
 
 Layout: ``theme.py`` (colours, scales, the data preparation each pair shares),
 ``interactive.py`` (plotly), ``static.py`` (matplotlib), ``save.py`` (where figures go).
@@ -21,21 +24,27 @@ Layout: ``theme.py`` (colours, scales, the data preparation each pair shares),
 
 from interp.plotting.interactive import (
     estimate_scatter,
+    grouped_bars,
+    histogram,
     layer_curves,
     layer_head_grid,
     layer_pos_heatmap,
     projection_2d,
     refusal_bars,
+    scatter,
     token_strip,
 )
 from interp.plotting.save import FIGURES_ENV, figures_dir, save_figure
 from interp.plotting.static import (
     estimate_scatter_static,
+    grouped_bars_static,
+    histogram_static,
     layer_curves_static,
     layer_head_grid_static,
     layer_pos_heatmap_static,
     projection_2d_static,
     refusal_bars_static,
+    scatter_static,
     token_strip_static,
 )
 from interp.plotting.theme import FONT, MODEL_COLORS, model_color
@@ -47,6 +56,10 @@ __all__ = [
     "estimate_scatter",
     "estimate_scatter_static",
     "figures_dir",
+    "grouped_bars",
+    "grouped_bars_static",
+    "histogram",
+    "histogram_static",
     "layer_curves",
     "layer_curves_static",
     "layer_head_grid",
@@ -59,6 +72,8 @@ __all__ = [
     "refusal_bars",
     "refusal_bars_static",
     "save_figure",
+    "scatter",
+    "scatter_static",
     "token_strip",
     "token_strip_static",
 ]

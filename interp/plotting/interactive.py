@@ -20,6 +20,7 @@ from interp.plotting.theme import (
     Grid,
     bar_table,
     grid_data,
+    histogram_data,
     layer_curves_data,
     layer_pos_data,
     model_color,
@@ -244,3 +245,58 @@ def estimate_scatter(
         fig.add_trace(go.Scatter(x=s.x, y=s.y, mode="markers", name=html.escape(s.name),
                                  marker={"color": s.color, "symbol": MARKERS[s.marker][0], "size": 7, "opacity": 0.8}))
     return _style(fig, title, xaxis_title=xlabel, yaxis_title=ylabel)
+
+
+def histogram(values: Mapping[str, Array], *, bins: int = 20, value_range: tuple[float, float] | None = None,
+              marks: Sequence[float] = (), title: str = "", xlabel: str = "", ylabel: str = "count"):
+    """Overlaid histograms, one per series ``values[name]`` (flattened), with dotted vertical lines at ``marks``.
+
+    >>> fig = histogram({"crosscoder": [0.1, 0.5, 0.52, 0.95]}, value_range=(0, 1), marks=[0.1, 0.9])
+    >>> [trace.name for trace in fig.data]
+    ['crosscoder']
+    """
+    import plotly.graph_objects as go
+
+    low, high = value_range or (None, None)
+    size = None if value_range is None else (high - low) / bins
+    fig = go.Figure([go.Histogram(x=v, name=html.escape(name), marker_color=color, opacity=0.75,
+                                  xbins=None if size is None else {"start": low, "end": high, "size": size},
+                                  nbinsx=bins) for name, color, v in histogram_data(values)])
+    for mark in marks:
+        fig.add_vline(x=mark, line_dash="dot", line_color="grey", line_width=1)
+    return _style(fig, title, barmode="overlay", xaxis_title=xlabel, yaxis_title=ylabel)
+
+
+def scatter(x: Mapping[str, Array], y: Mapping[str, Array], *, marks: Sequence[float] = (), title: str = "",
+            xlabel: str = "", ylabel: str = ""):
+    """Points ``(x[name], y[name])`` per series, with dotted lines at ``x = m`` and ``y = m`` for each of ``marks``.
+
+    >>> fig = scatter({"causal": [0.1]}, {"causal": [0.2]}, marks=[0.5])
+    >>> [trace.name for trace in fig.data]
+    ['causal']
+    """
+    import plotly.graph_objects as go
+
+    series, _ = scatter_data(x, y)
+    fig = go.Figure([go.Scatter(x=s.x, y=s.y, mode="markers", name=html.escape(s.name),
+                                marker={"color": s.color, "symbol": MARKERS[s.marker][0], "size": 8, "opacity": 0.8})
+                     for s in series])
+    for mark in marks:
+        fig.add_vline(x=mark, line_dash="dot", line_color="grey", line_width=1)
+        fig.add_hline(y=mark, line_dash="dot", line_color="grey", line_width=1)
+    return _style(fig, title, xaxis_title=xlabel, yaxis_title=ylabel)
+
+
+def grouped_bars(values: Mapping[str, Mapping[str, float]], *, title: str = "", xlabel: str = "", ylabel: str = ""):
+    """Bars ``values[series][category]``: one group per category, one bar per series.
+
+    >>> fig = grouped_bars({"added to the base": {"12": 0.4}, "ablated at the site": {"12": 0.1}})
+    >>> [bar.name for bar in fig.data]
+    ['added to the base', 'ablated at the site']
+    """
+    import plotly.graph_objects as go
+
+    series, categories = bar_table(values)
+    fig = go.Figure([go.Bar(name=html.escape(s), x=categories, y=[values[s][c] for c in categories],
+                            marker_color=model_color(s)) for s in series])
+    return _style(fig, title, barmode="group", xaxis_title=xlabel, yaxis_title=ylabel, xaxis_type="category")

@@ -19,6 +19,7 @@ from interp.plotting.theme import (
     Grid,
     bar_table,
     grid_data,
+    histogram_data,
     layer_curves_data,
     layer_pos_data,
     model_color,
@@ -247,6 +248,69 @@ def estimate_scatter_static(
     for s in series:
         ax.scatter(s.x, s.y, s=22, color=s.color, marker=MARKERS[s.marker][1], alpha=0.8, linewidths=0,
                    label=_escape(s.name))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _legend(ax, "")
+    return fig
+
+
+def histogram_static(values: Mapping[str, Array], *, bins: int = 20, value_range: tuple[float, float] | None = None,
+                     marks: Sequence[float] = (), title: str = "", xlabel: str = "", ylabel: str = "count"):
+    """Matplotlib twin of :func:`~interp.plotting.interactive.histogram`.
+
+    >>> fig = histogram_static({"crosscoder": [0.1, 0.5, 0.52, 0.95]}, value_range=(0, 1), marks=[0.1, 0.9])
+    >>> len(fig.axes[0].patches)  # 20 bins
+    20
+    """
+    fig = _figure(6.0, 3.6)
+    ax = fig.subplots()
+    for name, color, v in histogram_data(values):
+        ax.hist(v, bins=bins, range=value_range, color=color, alpha=0.75, label=_escape(name))
+    for mark in marks:
+        ax.axvline(mark, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _legend(ax, "")
+    return fig
+
+
+def scatter_static(x: Mapping[str, Array], y: Mapping[str, Array], *, marks: Sequence[float] = (), title: str = "",
+                   xlabel: str = "", ylabel: str = ""):
+    """Matplotlib twin of :func:`~interp.plotting.interactive.scatter`.
+
+    >>> fig = scatter_static({"causal": [0.1]}, {"causal": [0.2]}, marks=[0.5])
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['causal']
+    """
+    series, _ = scatter_data(x, y)
+    fig = _figure(5.5, 4.0)
+    ax = fig.subplots()
+    for mark in marks:
+        ax.axvline(mark, color="grey", linestyle=":", linewidth=1)
+        ax.axhline(mark, color="grey", linestyle=":", linewidth=1)
+    for s in series:
+        ax.scatter(s.x, s.y, s=26, color=s.color, marker=MARKERS[s.marker][1], alpha=0.8, linewidths=0,
+                   label=_escape(s.name))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    _legend(ax, "")
+    return fig
+
+
+def grouped_bars_static(values: Mapping[str, Mapping[str, float]], *, title: str = "", xlabel: str = "",
+                        ylabel: str = ""):
+    """Matplotlib twin of :func:`~interp.plotting.interactive.grouped_bars`.
+
+    >>> fig = grouped_bars_static({"added to the base": {"12": 0.4}, "ablated at the site": {"12": 0.1}})
+    >>> len(fig.axes[0].patches)
+    2
+    """
+    series, categories = bar_table(values)
+    fig = _figure(max(5.0, 0.5 * len(categories) * len(series) + 2.5), 3.6)
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for i, s in enumerate(series):
+        ax.bar(np.arange(len(categories)) + (i - (len(series) - 1) / 2) * width, [values[s][c] for c in categories],
+               width, color=model_color(s), label=_escape(s))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(categories)), [_escape(c) for c in categories])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     _legend(ax, "")
     return fig

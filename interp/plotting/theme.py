@@ -24,8 +24,11 @@ MODEL_COLORS = {
     "rl": "#F2A33A",  # a third aligned model: amber, still warm
     "reward": "#72B7B2",  # the reward model: teal, neither base nor policy
 }
-LABEL_COLORS = {"harmful": "#F58518", "harmless": "#54A24B", "all": "#79706E"}
-"""Colours of prompt labels, for curves drawn per label rather than per model."""
+LABEL_COLORS = {"harmful": "#F58518", "harmless": "#54A24B", "all": "#79706E",
+                "causal": "#E45756", "other": "#BAB0AC",
+                "added": "#4C78A8", "ablated": "#E45756", "direction": "#F2A33A"}
+"""Colours of prompt labels, for curves drawn per label rather than per model; of latents (causal or other); and of
+the three causal edits of a dictionary latent (added to the base, ablated at its site, its direction ablated)."""
 FONT = "DejaVu Sans, Arial, sans-serif"
 DIVERGING = "RdBu_r"  # the same name in plotly and matplotlib: negative blue, zero white, positive red
 SEQUENTIAL = "viridis"
@@ -279,6 +282,13 @@ class Series:
     marker: int
     x: np.ndarray
     y: np.ndarray
+
+
+def histogram_data(values: Mapping[str, Array]) -> list[tuple[str, str, np.ndarray]]:
+    """``(name, colour, flat values)`` per series."""
+    if not values:
+        raise ValueError("no values to plot")
+    return [(name, model_color(name), to_numpy(v, f"values[{name!r}]", "n").ravel()) for name, v in values.items()]
 
 
 def scatter_data(x: Mapping[str, Array], y: Mapping[str, Array]) -> tuple[list[Series], tuple[float, float]]:
