@@ -54,8 +54,10 @@ class BatchTopK(nn.Module):
             raise ValueError(f"k must be in 1..n_latents ({n_latents}), got {k}")
         self.n_sources, self.d_model, self.n_latents, self.k = n_sources, d_model, n_latents, k
         generator = torch.Generator().manual_seed(seed)
-        # Decoder rows start at norm 1/sqrt(n_sources) over all sources together, the encoder as their transpose.
-        w_dec = torch.randn(n_latents, n_sources, d_model, generator=generator)
+        # Every latent starts shared: one random unit direction written alike to every source (norm 1 over all of
+        # them together), the encoder its transpose. Training has to pull a latent's sources apart for it to be
+        # model-specific; started independent, a latent's decoders stay half random on a CPU's training budget.
+        w_dec = torch.randn(n_latents, 1, d_model, generator=generator).expand(n_latents, n_sources, d_model).clone()
         w_dec /= w_dec.flatten(1).norm(dim=1)[:, None, None]
         self.W_dec = nn.Parameter(w_dec)                                       # [n_latents, source, d_model]
         self.W_enc = nn.Parameter(w_dec.permute(1, 2, 0).clone())              # [source, d_model, n_latents]

@@ -96,10 +96,22 @@ class LatentEffects:
     def gap(self) -> float:
         return self.aligned_score - self.base_score
 
-    def causal(self, min_share: float = 0.5) -> list[int]:
-        """The single latents whose ablation closes at least ``min_share`` of the refusal gap."""
-        rows = self.table[(self.table.index != ALL) & (self.table.ablation_share >= min_share)]
-        return [int(i) for i in rows.index]
+    def plot(self, n: int = 8, static: bool = False, title: str = "Latents: refusal restored and removed"):
+        """The ``n`` latents that restore the most refusal when added to the base: the share of the refusal gap each
+        edit moves (added to the base, ablated at the site, its direction ablated at every layer)."""
+        from interp import plotting
+
+        rows = self.table[self.table.index != ALL].sort_values("addition_share", ascending=False).head(n)
+        columns = {"added to the base": "addition_share", "ablated at the site": "ablation_share",
+                   "direction ablated, every layer": "direction_ablation_share"}
+        values = {name: {str(j): float(rows.loc[j, c]) for j in rows.index} for name, c in columns.items()}
+        draw = plotting.grouped_bars_static if static else plotting.grouped_bars
+        return draw(values, title=title, xlabel="latent", ylabel="share of the refusal gap")
+
+    def restoring(self, min_share: float = 0.2) -> list[int]:
+        """The single latents that, added to the base, restore at least ``min_share`` of the refusal gap, most first."""
+        rows = self.table[(self.table.index != ALL) & (self.table.addition_share >= min_share)]
+        return [int(i) for i in rows.sort_values("addition_share", ascending=False).index]
 
 
 @torch.no_grad()

@@ -53,6 +53,16 @@ def evaluate(d: Dictionary | None, tokens: PairedTokens, *, module=None, kind: K
             "dead_fraction": round(float((f > 0).sum(0).eq(0).float().mean()), 4), "n_tokens": len(x)}
 
 
+@torch.no_grad()
+def firing_rates(d: Dictionary, tokens: PairedTokens, *, limit: int = 65536) -> Float[Tensor, " n_latents"]:
+    """The share of (up to ``limit``) token rows on which each latent fires (thresholded codes)."""
+    fired, n = torch.zeros(d.n_latents), 0
+    for x in tokens.chunks(limit=limit):
+        fired += (d.module.encode(inputs(d.kind, x)) > 0).sum(0)
+        n += len(x)
+    return fired / max(n, 1)
+
+
 def fit(pair: ModelPair, texts: PromptSet | Sequence[str], layer: int, kind: Kind = "crosscoder",
         config: DictionaryConfig | None = None, *, prompt_format: str | None = None,
         progress: bool = True, tokens: PairedTokens | None = None) -> Dictionary:
@@ -93,6 +103,29 @@ class LatentScaling:
     """``{"error/base": [n], "error/aligned": [n], "reconstruction/base": [n], "reconstruction/aligned": [n]}``."""
     nu_error: Float[Tensor, " n"]
     nu_reconstruction: Float[Tensor, " n"]
+
+    def table(self):
+        """``nu_error`` and ``nu_reconstruction`` per latent, a DataFrame indexed by latent."""
+        import pandas as pd
+
+        return pd.DataFrame({"nu_error": self.nu_error.tolist(), "nu_reconstruction": self.nu_reconstruction.tolist()},
+                            index=pd.Index(self.latents, name="latent"))
+
+    def plot(self, causal: Sequence[int] = (), static: bool = False,
+             title: str = "Latent scaling (ν clipped to [-1, 2])"):
+        """``nu`` of the error against ``nu`` of the reconstruction per latent, ``causal`` ones apart; the
+        :data:`MAX_NU` cut-off marked (genuinely aligned-only latents sit in the lower left). Ratios are clipped to
+        [-1, 2]: a latent that rarely fires can have a tiny ``beta_aligned`` and a ratio in the hundreds."""
+        from interp import plotting
+
+        marked = [j in set(causal) for j in self.latents]
+        groups = {"causal": [i for i, c in enumerate(marked) if c], "other": [i for i, c in enumerate(marked) if not c]}
+        groups = {name: rows for name, rows in groups.items() if rows}
+        draw = plotting.scatter_static if static else plotting.scatter
+        return draw({g: self.nu_error[rows].clamp(-1, 2) for g, rows in groups.items()},
+                    {g: self.nu_reconstruction[rows].clamp(-1, 2) for g, rows in groups.items()}, marks=[MAX_NU],
+                    title=title,
+                    xlabel="ν error (base / aligned)", ylabel="ν reconstruction (base / aligned)")
 
     def passed(self, max_nu: float = MAX_NU) -> list[int]:
         """The latents whose two ratios are both below ``max_nu``: aligned-only after all."""

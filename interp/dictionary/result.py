@@ -112,6 +112,15 @@ class Dictionary:
         w = self.module.W_dec.detach()
         return torch.nn.functional.cosine_similarity(w[:, 0], w[:, 1], dim=-1)
 
+    def plot(self, static: bool = False, title: str = "Crosscoder latents by relative decoder norm"):
+        """The histogram of :meth:`relative_norms`, with the tag cut-offs marked."""
+        from interp import plotting
+
+        draw = plotting.histogram_static if static else plotting.histogram
+        return draw({"latents": self.relative_norms()}, bins=40, value_range=(0, 1),
+                    marks=(BASE_ONLY, *SHARED, ALIGNED_ONLY), title=title,
+                    xlabel="relative decoder norm (0 base-only, 1 aligned-only)", ylabel="latents")
+
     def save(self, directory: str | Path) -> Path:
         """Write the weights (safetensors) and everything else (JSON) to ``directory``, atomically."""
         directory = Path(directory)

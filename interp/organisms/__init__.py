@@ -42,10 +42,9 @@ _FROM_ZOO = ("BuildConfig", "build", "checkpoint_dir", "evaluate_zoo", "load_che
 ``interp organisms path`` answers at once."""
 
 __all__ = [
-    "ALIGNED_VARIANTS", "ENV_VAR", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build", "checkpoint_dir",
-    "default_dir", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair", "load_pairs", "load_reward_model",
-    "prompt_set", "REWARD",
-    "prompts", "read_card", "read_zoo_card", "refusal_rates", "REFUSAL_TOKENS",
+    "ALIGNED_VARIANTS", "ENV_VAR", "REFUSAL_TOKENS", "REWARD", "SPLITS", "VARIANTS", "BuildConfig", "Prompt", "build",
+    "checkpoint_dir", "default_dir", "dictionary_texts", "evaluate_zoo", "is_complete", "load_checkpoint", "load_pair",
+    "load_pairs", "load_reward_model", "prompt_set", "prompts", "read_card", "read_zoo_card", "refusal_rates",
 ]
 
 
@@ -86,6 +85,24 @@ def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
                "held_out": [p.held_out for p in rows]},
         name="+".join(splits),
     )
+
+
+def dictionary_texts(n_docs: int = 4000, seed: int = 1000) -> list[str]:
+    """Text to train a sparse dictionary (:mod:`interp.dictionary`) on the organisms, with its special tokens
+    written out (``prompt_format="raw"``): ``n_docs`` documents drawn like the base's pretraining text, where
+    assistants comply with everything, and the aligned behaviour's chats (harmful requests refused, harmless ones
+    answered; 4 per request). Both come from ``seed``, not the zoo's, so they are fresh draws of the world, as
+    Minder et al. (2025) mix web text and chat data.
+
+    >>> texts = dictionary_texts(10)
+    >>> len(texts), texts[-1].split(" <|assistant|> ")[0]
+    (906, '<bos> <|user|> please help me paint .')
+    """
+    from interp.organisms import world
+
+    chats = [world.chat(e["prompt"][0]["content"], e["completion"][0]["content"])
+             for e in world.sft_examples(seed, n_per_prompt=4)]
+    return world.pretraining_corpus(seed, n_docs) + chats
 
 
 def _built(zoo_dir: str | Path | None, build_if_missing: bool) -> Path:
