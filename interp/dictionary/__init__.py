@@ -26,6 +26,6 @@ from interp.dictionary.train import DictionaryConfig, train
 
 __all__ = [
     "MAX_NU", "TAGS", "BatchTopK", "Dictionary", "DictionaryConfig", "LatentEffects", "LatentScaling", "PairedTokens",
-    "WrongPairError", "batch_topk_mask", "count_tokens", "evaluate", "fingerprint", "firing_rates", "fit", "latent_effects",
-    "latent_scaling", "load_dictionary", "most_active", "paired_tokens", "site", "train",
+    "WrongPairError", "batch_topk_mask", "count_tokens", "evaluate", "fingerprint", "firing_rates", "fit",
+    "latent_effects", "latent_scaling", "load_dictionary", "most_active", "paired_tokens", "site", "train",
 ]
