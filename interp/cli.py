@@ -80,9 +80,11 @@ def _report(args) -> int:
     from interp import report
 
     skip = [key for key in report.SECTIONS if getattr(args, f"no_{key}")]
+    if args.dictionary and "dictionary" in skip:
+        raise ValueError("--dictionary and --no-dictionary contradict each other; give one")
     report.run(args.base, args.aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
                device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
-               allow_identical=args.allow_identical)
+               allow_identical=args.allow_identical, dictionary=True if args.dictionary else None)
     return 0
 
 
@@ -145,11 +147,14 @@ def parser() -> argparse.ArgumentParser:
     for key in REPORT_SECTIONS:
         r.add_argument(f"--no-{key.replace('_', '-')}", dest=f"no_{key}", action="store_true",
                        help=f"skip the {key.replace('_', ' ')} section")
+    r.add_argument("--dictionary", action="store_true", help="run the dictionary section (a crosscoder) even when it "
+                   "is estimated to take longer than it runs by default within (the plan says)")
     r.set_defaults(func=_report)
     return p
 
 
-REPORT_SECTIONS = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching")
+REPORT_SECTIONS = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching",
+                   "dictionary")
 """The keys of :data:`interp.report.sections.SECTIONS`, in page order (a test checks they agree): named here so
 that building the parser, and ``interp --help``, imports no torch."""
 

@@ -184,6 +184,52 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
     assert recovery[-1, -1] > 0.5 and np.abs(recovery[:, :-1]).max() < 0.1  # the answer position carries it
 
 
+def test_organism_dictionary_section_is_the_library_numbers(organism_report):
+    """The section's crosscoder, retrained by direct calls with the plan's settings, gives the same fit, tags and
+    causal table (training is seeded, so it is the same dictionary)."""
+    from interp import dictionary
+    from interp.report import plan
+    from interp.report.inputs import fitting_prompts
+
+    data, pair, prompts = organism_report
+    numbers = data["sections"]["dictionary"]["numbers"]
+    layer = plan.dictionary_layer(pair.cfg.n_layers)
+    config = dictionary.DictionaryConfig(**numbers["config"])
+    tokens = dictionary.paired_tokens(pair, prompts, layer, progress=False)
+    d = dictionary.fit(pair, prompts, layer, "crosscoder", config, tokens=tokens, progress=False)
+    assert d.stats == numbers["stats"] and numbers["checked"] == d.leaning_aligned()[:plan.DICTIONARY_CAUSAL]
+    assert_same(numbers["relative_norms"], d.relative_norms(), atol=1e-6)
+    fit = fitting_prompts(prompts)
+    refusal = directions.direction_at(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=layer,
+                                      position=-1).direction
+    effects = dictionary.latent_effects(pair, d, numbers["checked"], prompts.by_label("harmful"), ["sorry"],
+                                        direction=refusal)
+    ours = {row["latent"]: row for row in numbers["effects"]}
+    for latent, row in effects.table.iterrows():
+        assert ours[latent]["addition_share"] == pytest.approx(row.addition_share, abs=1e-4)
+        assert ours[latent]["ablated"] == pytest.approx(row.ablated, abs=1e-4)
+    assert numbers["restoring"] == effects.restoring(0.2) and numbers["restoring"]  # the organisms have one
+
+
+def test_dictionary_section_is_off_above_its_budget_unless_asked(gpt2_report, tmp_path, monkeypatch):
+    from interp.report import plan
+
+    _, base, aligned, prompts = gpt2_report
+    monkeypatch.setattr(plan, "DICTIONARY_SECONDS", 0.0)
+    args = ["report", base, aligned, "--prompts", prompts, "--refusal-prefix", "sorry", "--device", "cpu",
+            "--prompt-format", "raw", "--no-token-kl", "--no-weights", "--no-representations", "--no-probes",
+            "--no-direction", "--no-patching"]
+    assert main([*args, "--out", str(tmp_path / "off.html")]) == 0
+    off = json.loads((tmp_path / "off.json").read_text())
+    assert "dictionary" not in off["sections"] and "dictionary" in off["meta"]["skipped"]
+    assert off["meta"]["defaults"]["dictionary"].startswith("off: estimated")
+    assert "--dictionary runs it" in (tmp_path / "off.html").read_text()
+    assert main([*args, "--out", str(tmp_path / "on.html"), "--dictionary"]) == 0
+    on = json.loads((tmp_path / "on.json").read_text())
+    assert "dictionary" in on["sections"] and "dictionary" not in on["meta"]["defaults"]
+    assert main([*args, "--out", str(tmp_path / "both.html"), "--dictionary", "--no-dictionary"]) == 2
+
+
 def test_report_on_the_rl_organism_works_like_any_pair(organism_zoo, tmp_path):
     """(base, rl): every section runs; the behaviour section's numbers are the library's own on the pair."""
     path = tmp_path / "prompts.jsonl"
@@ -205,9 +251,10 @@ def test_skipped_sections_are_left_out(organism_zoo, tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "dpo"), "--prompts", prompts,
                  "--out", str(out), "--refusal-prefix", "sorry", "--no-behaviour", "--no-token-kl", "--no-weights",
-                 "--no-representations", "--no-probes", "--no-direction"]) == 0
+                 "--no-representations", "--no-probes", "--no-direction", "--no-dictionary"]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
-    assert list(data["sections"]) == ["patching"] and data["meta"]["skipped"] == list(report.SECTIONS)[:-1]
+    assert list(data["sections"]) == ["patching"]
+    assert data["meta"]["skipped"] == [k for k in report.SECTIONS if k != "patching"]
     assert "Cross-model activation patching" in out.read_text() and "Behaviour by label" not in out.read_text()
 
 

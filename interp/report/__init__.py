@@ -115,6 +115,19 @@ def check_sections(skip: Sequence[str]) -> None:
         raise ValueError(f"unknown report sections {unknown}; the sections are {list(SECTIONS)}")
 
 
+def gate_by_size(work: dict[str, plan.Work], skip: Sequence[str], dictionary: bool | None) -> tuple[list[str], str]:
+    """``skip`` with the dictionary section added when it is estimated above :data:`plan.DICTIONARY_SECONDS` and not
+    forced (``dictionary=True``), and the note the page shows about it ('' when nothing changed)."""
+    skip = list(skip)
+    if "dictionary" in work and "dictionary" not in skip and not dictionary:
+        seconds = work["dictionary"].seconds
+        if seconds > plan.DICTIONARY_SECONDS:
+            skip.append("dictionary")
+            return skip, (f"off: estimated {seconds / 60:.0f} min on this machine, above the "
+                          f"{plan.DICTIONARY_SECONDS / 60:.0f} min it runs by default within; --dictionary runs it")
+    return skip, ""
+
+
 def _say(progress: bool, text: str, end: str = "\n") -> None:
     if progress:
         print(text, end=end, file=sys.stderr, flush=True)
@@ -123,23 +136,28 @@ def _say(progress: bool, text: str, end: str = "\n") -> None:
 def audit(
     pair: ModelPair, prompts: PromptSet, *, refusal_prefixes: Sequence[str] | None = None,
     skip: Sequence[str] = (), max_new_tokens: int = 16, progress: bool = True, source: str = "",
-    work: dict[str, plan.Work] | None = None,
+    work: dict[str, plan.Work] | None = None, dictionary: bool | None = None,
 ) -> Report:
     """Run every section of :data:`SECTIONS` not in ``skip`` on ``pair`` and ``prompts``.
 
     The work is planned first (:mod:`~interp.report.plan`; ``work`` is a plan already made and
     said, as :func:`run` makes it before loading): each section's estimated cost is said (with
     ``progress``) and kept in the meta beside the time it took, with the defaults the plan chose
-    (how many prompts are patched) and the direction search's.
+    (how many prompts are patched) and the direction search's. The dictionary section runs only when it is
+    estimated within :data:`plan.DICTIONARY_SECONDS`, unless ``dictionary`` is True (False: never).
     """
     check_sections(skip)
     check_prompts(prompts)
+    if dictionary is False:
+        skip = [*skip, "dictionary"]
     chosen = [key for key in SECTIONS if key not in skip]
     if work is None:
         ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
         device = str(pair.metadata.get("device") or pair.cfg.device)
         work = plan.plan(pair.aligned.original_model.config, ids, prompts.labels, chosen, max_new_tokens, device)
         _say(progress, plan.describe(work, device))
+    skip, too_big = gate_by_size(work, skip, dictionary)
+    chosen = [key for key in chosen if key not in skip]
     markers = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
     patched = work["patching"].settings["prompts"] if "patching" in work else plan.PATCH_PROMPTS
     state = Audit(pair, prompts, markers, max_new_tokens, progress, patch_prompts=patched)
@@ -166,7 +184,7 @@ def audit(
         "refusal_markers": state.markers.describe(pair.tokenizer), "quantization": pair.metadata.get("quantization"),
         "sections": chosen, "skipped": [k for k in SECTIONS if k in skip], "seconds": seconds,
         "plan": {key: {"seconds": float(f"{w.seconds:.3g}"), "what": w.what} for key, w in work.items()},
-        "defaults": _defaults(chosen, state.patch_prompts),
+        "defaults": {**_defaults(chosen, state.patch_prompts), **({"dictionary": too_big} if too_big else {})},
         "device": pair.metadata.get("device", ""), "dtype": pair.metadata.get("dtype", ""),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {lib: version(lib) for lib in ("interp", "torch", "transformers", "transformer-lens")},
@@ -190,6 +208,7 @@ def run(
     base: str, aligned: str, prompts_path: str | Path, out: str | Path, *,
     refusal_prefixes: Sequence[str] | None = None, skip: Sequence[str] = (), device: str | None = None,
     prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True, allow_identical: bool = False,
+    dictionary: bool | None = None,
 ) -> Report:
     """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON.
 
@@ -209,15 +228,18 @@ def run(
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     if refusal_prefixes:  # unknown tokens are an error before any weights load
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
-    chosen = [key for key in SECTIONS if key not in skip]
+    chosen = [key for key in SECTIONS if key not in skip and not (key == "dictionary" and dictionary is False)]
     work = plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device)
     _say(progress, plan.describe(work, device))
+    note = gate_by_size(work, skip, dictionary)[1]
+    if note:
+        _say(progress, f"dictionary section {note}")
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
     pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
-                   progress=progress, source=str(prompts_path), work=work)
+                   progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)
     html_path, json_path = report.write(out)
     _say(progress, f"wrote {html_path} and {json_path}")
     return report
