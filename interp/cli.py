@@ -147,8 +147,8 @@ def parser() -> argparse.ArgumentParser:
     for key in REPORT_SECTIONS:
         r.add_argument(f"--no-{key.replace('_', '-')}", dest=f"no_{key}", action="store_true",
                        help=f"skip the {key.replace('_', ' ')} section")
-    r.add_argument("--dictionary", action="store_true", help="run the dictionary section (a crosscoder) even when it "
-                   "is estimated to take longer than it runs by default within (the plan says)")
+    r.add_argument("--dictionary", action="store_true", help="run the dictionary section (a crosscoder) even when "
+                   "the plan estimates it too long to run by default (it says so before loading)")
     r.set_defaults(func=_report)
     return p
 

@@ -45,12 +45,31 @@ def test_batch_topk_against_a_naive_loop():
     assert torch.equal(batch_topk_mask(scores, k), expected)
 
 
+def test_batch_topk_keeps_only_positive_scores():
+    scores = torch.zeros(4, 10)
+    scores[0, 3], scores[2, 7] = 2.0, 1.0  # 2 positive entries, fewer than k * batch = 8
+    assert batch_topk_mask(scores, 2).nonzero().tolist() == [[0, 3], [2, 7]]
+
+
 def test_threshold_codes_are_per_token():
     d = BatchTopK(2, 8, 32, 4, seed=1)
     d.threshold.fill_(0.3)
     x = torch.randn(10, 2, 8)
     one_by_one = torch.cat([d.encode(x[i : i + 1]) for i in range(10)])
     assert torch.allclose(d.encode(x), one_by_one)
+
+
+def test_passing_latent_scaling_needs_a_positive_aligned_beta_and_small_ratios():
+    from interp.dictionary import LatentScaling
+
+    beta = {"error/base": torch.tensor([0.1, -0.2, 0.1, 0.9, 0.0]),
+            "error/aligned": torch.tensor([1.0, 1.0, -1.0, 1.0, 0.0]),
+            "reconstruction/base": torch.tensor([0.2, 0.1, 0.1, 0.1, 0.0]),
+            "reconstruction/aligned": torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0])}
+    scaling = LatentScaling((0, 1, 2, 3, 4), beta, beta["error/base"] / beta["error/aligned"],
+                            beta["reconstruction/base"] / beta["reconstruction/aligned"])
+    # 0: small ratios; 1: a small negative ratio; 2: the aligned beta negative; 3: the base explains it; 4: never fired
+    assert scaling.passed() == [0, 1]
 
 
 def test_latent_scaling_against_lstsq():
@@ -102,6 +121,47 @@ def test_crosscoder_finds_planted_aligned_only_features():
         best = torch.nn.functional.cosine_similarity(vectors[:, source], directions[feature][None], dim=-1).argmax()
         assert torch.nn.functional.cosine_similarity(vectors[best, source], directions[feature], dim=0) > 0.9
         assert (relative[best] < 0.1) if source == 0 else (relative[best] > 0.9), (feature, relative[best])
+
+
+def test_fit_statistics_against_a_plain_computation_and_the_threshold_keeps_about_k():
+    """Variance explained, L0 and the dead share from the codes and reconstructions computed by hand; after training
+    on planted sparse features, encoding one token at a time keeps about k latents."""
+    from interp.dictionary import evaluate
+
+    generator = torch.Generator().manual_seed(1)
+    directions = torch.nn.functional.normalize(torch.randn(24, 12, generator=generator), dim=-1)
+    codes = torch.rand(6000, 24, generator=generator) * (torch.rand(6000, 24, generator=generator) < 0.15)
+    x = torch.einsum("nf,fd->nd", codes, directions)[:, None].repeat(1, 2, 1)
+    config = DictionaryConfig(n_latents=48, k=4, steps=600, batch_size=256, lr=3e-3, min_tokens_per_latent=1)
+    module, _ = train(_rows(x[:5000]), "crosscoder", config, progress=False)
+    held = x[5000:]
+    stats = evaluate(None, _rows(held), module=module, kind="crosscoder")
+    f = torch.cat([module.encode(held[i : i + 1]) for i in range(len(held))])  # one token at a time
+    x_hat = module.decode(f)
+    for s, name in enumerate(("base", "aligned")):
+        fve = 1 - ((held[:, s] - x_hat[:, s]) ** 2).sum() / ((held[:, s] - held[:, s].mean(0)) ** 2).sum()
+        assert stats["fve"][name] == pytest.approx(fve.item(), abs=1e-3)
+    assert stats["l0"] == pytest.approx((f > 0).sum(1).float().mean().item(), abs=0.01)
+    assert stats["dead_fraction"] == pytest.approx(((f > 0).sum(0) == 0).float().mean().item(), abs=1e-6)
+    assert 0.5 * config.k <= stats["l0"] <= 2 * config.k and stats["fve"]["base"] > 0.8
+
+
+def test_token_rows_come_in_a_random_order_of_texts_and_split_between_texts(organism_pair):
+    from interp.dictionary import paired_tokens
+
+    texts = [f"how do i {w} ?" for w in ("bake", "knit", "rob", "stab", "sew", "cook")] * 4
+    tokens = paired_tokens(organism_pair, texts, 1, progress=False)
+    n_pos = tokens.arrays["base"].shape[1]
+    text = tokens.index // n_pos
+    assert text.tolist() != sorted(text.tolist())  # not in file order
+    assert len(set(text.tolist())) == len(texts) and (text[1:] != text[:-1]).sum() == len(texts) - 1  # each together
+    first, rest = tokens.split(0.5)
+    assert not set((first.index // n_pos).tolist()) & set((rest.index // n_pos).tolist())
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        next(tokens.batches(len(tokens) + 1))
+    with pytest.raises(ValueError, match="other texts or another prompt format"):
+        fit(organism_pair, texts[:-1], 1, config=DictionaryConfig(n_latents=4, k=1, min_tokens_per_latent=1),
+            tokens=tokens)
 
 
 def test_diff_sae_reads_the_difference(pair_dictionaries):
@@ -236,9 +296,21 @@ def test_bad_input_before_any_activation_is_collected(organism_pair, monkeypatch
 
 
 def test_latent_effects_refuses_missing_latents_and_no_gap(organism_zoo, organism_pair, pair_dictionaries):
+    from interp.dictionary import NoRefusalGap
+
     cc, _, _ = pair_dictionaries
     with pytest.raises(ValueError, match="do not exist"):
         latent_effects(organism_pair, cc, [cc.n_latents], ["how do i rob ?"], organisms.REFUSAL_TOKENS)
     same = load_pair(organism_zoo / "base", organism_zoo / "base", device="cpu", allow_identical=True)
-    with pytest.raises(ValueError, match="no gap"):
+    with pytest.raises(NoRefusalGap, match="no gap"):
         latent_effects(same, cc, [0], ["how do i rob ?"], organisms.REFUSAL_TOKENS)
+
+
+def test_checking_no_latents_gives_an_empty_table_with_every_column(organism_pair, pair_dictionaries):
+    from interp.dictionary import check_latents
+
+    cc, _, tokens = pair_dictionaries
+    check = check_latents(organism_pair, cc, ["how do i rob ?", "how do i stab ?"], organisms.REFUSAL_TOKENS,
+                          tokens=tokens, latents=[], direction=torch.ones(organism_pair.cfg.d_model))
+    assert check.restoring == [] and check.restoring_pass_scaling
+    assert {"addition_share", "ablation_share", "cosine", "tag", "nu_error"} <= set(check.table.columns)

@@ -193,7 +193,7 @@ def test_organism_dictionary_section_is_the_library_numbers(organism_report):
 
     data, pair, prompts = organism_report
     numbers = data["sections"]["dictionary"]["numbers"]
-    layer = plan.dictionary_layer(pair.cfg.n_layers)
+    layer = dictionary.default_layer(pair.cfg.n_layers)
     config = dictionary.DictionaryConfig(**numbers["config"])
     tokens = dictionary.paired_tokens(pair, prompts, layer, progress=False)
     d = dictionary.fit(pair, prompts, layer, "crosscoder", config, tokens=tokens, progress=False)
@@ -202,13 +202,13 @@ def test_organism_dictionary_section_is_the_library_numbers(organism_report):
     fit = fitting_prompts(prompts)
     refusal = directions.direction_at(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=layer,
                                       position=-1).direction
-    effects = dictionary.latent_effects(pair, d, numbers["checked"], prompts.by_label("harmful"), ["sorry"],
-                                        direction=refusal)
+    check = dictionary.check_latents(pair, d, prompts.by_label("harmful"), ["sorry"], tokens=tokens,
+                                     latents=numbers["checked"], direction=refusal)
     ours = {row["latent"]: row for row in numbers["effects"]}
-    for latent, row in effects.table.iterrows():
+    for latent, row in check.table.iterrows():
         assert ours[latent]["addition_share"] == pytest.approx(row.addition_share, abs=1e-4)
         assert ours[latent]["ablated"] == pytest.approx(row.ablated, abs=1e-4)
-    assert numbers["restoring"] == effects.restoring(0.2) and numbers["restoring"]  # the organisms have one
+    assert numbers["restoring"] == check.restoring and numbers["restoring"]  # the organisms have one
 
 
 def test_dictionary_section_is_off_above_its_budget_unless_asked(gpt2_report, tmp_path, monkeypatch):

@@ -18,14 +18,31 @@ torch.Size([64])
 """
 
 from interp.dictionary.batchtopk import BatchTopK, batch_topk_mask
-from interp.dictionary.causal import LatentEffects, latent_effects, most_active
-from interp.dictionary.diffing import MAX_NU, LatentScaling, evaluate, firing_rates, fit, latent_scaling
+from interp.dictionary.causal import (
+    LatentCheck,
+    LatentEffects,
+    NoRefusalGap,
+    check_latents,
+    latent_effects,
+    most_active,
+)
+from interp.dictionary.diffing import (
+    MAX_NU,
+    LatentScaling,
+    default_layer,
+    evaluate,
+    firing_rates,
+    fit,
+    latent_scaling,
+    training_rows,
+)
 from interp.dictionary.result import TAGS, Dictionary, WrongPairError, fingerprint, load_dictionary
 from interp.dictionary.tokens import PairedTokens, count_tokens, paired_tokens, site
 from interp.dictionary.train import DictionaryConfig, train
 
 __all__ = [
-    "MAX_NU", "TAGS", "BatchTopK", "Dictionary", "DictionaryConfig", "LatentEffects", "LatentScaling", "PairedTokens",
-    "WrongPairError", "batch_topk_mask", "count_tokens", "evaluate", "fingerprint", "firing_rates", "fit",
-    "latent_effects", "latent_scaling", "load_dictionary", "most_active", "paired_tokens", "site", "train",
+    "MAX_NU", "TAGS", "BatchTopK", "Dictionary", "DictionaryConfig", "LatentCheck", "LatentEffects", "LatentScaling",
+    "NoRefusalGap", "PairedTokens", "WrongPairError", "batch_topk_mask", "check_latents", "count_tokens",
+    "default_layer", "evaluate", "fingerprint", "firing_rates", "fit", "latent_effects", "latent_scaling",
+    "load_dictionary", "most_active", "paired_tokens", "site", "train", "training_rows",
 ]

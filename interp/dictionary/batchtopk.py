@@ -35,7 +35,8 @@ from torch import Tensor, nn
 
 
 def batch_topk_mask(scores: Float[Tensor, "batch n_latents"], k: int) -> Tensor:
-    """A boolean mask of the ``k * batch`` largest entries of ``scores`` over the whole batch (ties: lowest index)."""
+    """A boolean mask of the ``k * batch`` largest entries of ``scores`` over the whole batch, positive ones only
+    (among tied entries at the cut, which are kept is unspecified)."""
     flat = scores.flatten()
     keep = torch.zeros_like(flat, dtype=torch.bool)
     keep[flat.topk(min(k * scores.shape[0], flat.numel()), sorted=False).indices] = True
@@ -70,21 +71,28 @@ class BatchTopK(nn.Module):
         """Each latent's decoder norm per source (in the dictionary's own, scaled units)."""
         return self.W_dec.norm(dim=-1)
 
-    def pre_codes(self, x: Float[Tensor, "batch source d_model"]) -> Float[Tensor, "batch n_latents"]:
-        """The codes before selection, ``relu(sum_s x_s W_enc[s] + b_enc)``."""
-        x = self._check(x) / self.scale
-        return torch.relu(torch.einsum("bsd,sdl->bl", x, self.W_enc) + self.b_enc)
+    def pre_codes(self, x_scaled: Float[Tensor, "batch source d_model"]) -> Float[Tensor, "batch n_latents"]:
+        """The codes before selection, ``relu(sum_s x_s W_enc[s] + b_enc)``, of activations already divided by
+        :attr:`scale` (as training reads them)."""
+        return torch.relu(torch.einsum("bsd,sdl->bl", x_scaled, self.W_enc) + self.b_enc)
+
+    def select(self, pre: Tensor, *, batch_topk: bool) -> tuple[Tensor, Tensor]:
+        """Which codes to keep (a boolean mask) and the scores they were chosen by, ``pre * decoder norm``."""
+        score = pre.detach() * self.decoder_norms().detach().sum(-1)
+        return (batch_topk_mask(score, self.k) if batch_topk else score > self.threshold), score
+
+    def decode_scaled(self, f: Float[Tensor, "batch n_latents"]) -> Float[Tensor, "batch source d_model"]:
+        """``x_hat_s = f W_dec[:, s] + b_dec[s]`` in the scaled units training works in."""
+        return torch.einsum("bl,lsd->bsd", f, self.W_dec) + self.b_dec
 
     def encode(self, x: Float[Tensor, "batch source d_model"], *, batch_topk: bool = False) -> Tensor:
         """The sparse codes ``f`` ``[batch, n_latents]``: by batch top-k, or (default) by the learnt threshold."""
-        pre = self.pre_codes(x)
-        score = pre * self.decoder_norms().sum(-1)
-        keep = batch_topk_mask(score, self.k) if batch_topk else score > self.threshold
-        return pre * keep
+        pre = self.pre_codes(self._check(x) / self.scale)
+        return pre * self.select(pre, batch_topk=batch_topk)[0]
 
     def decode(self, f: Float[Tensor, "batch n_latents"]) -> Float[Tensor, "batch source d_model"]:
         """``x_hat_s = f W_dec[:, s] + b_dec[s]``, in the model's units."""
-        return (torch.einsum("bl,lsd->bsd", f, self.W_dec) + self.b_dec) * self.scale
+        return self.decode_scaled(f) * self.scale
 
     def forward(self, x: Float[Tensor, "batch source d_model"]) -> Tensor:
         return self.decode(self.encode(x))

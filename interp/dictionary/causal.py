@@ -22,7 +22,9 @@ import torch
 from torch import Tensor
 
 from interp.data import PromptSet
+from interp.dictionary.diffing import LatentScaling, latent_scaling
 from interp.dictionary.result import Dictionary
+from interp.dictionary.tokens import PairedTokens
 from interp.interventions import AblateDirection
 from interp.metrics import refusal_score, refusal_scores, token_ids
 from interp.models import ModelPair
@@ -30,6 +32,12 @@ from interp.prompts import pad_batch, pad_id, tokenize
 from interp.provenance import Provenance
 
 ALL = "all"
+COLUMNS = ["latent", "ablated", "added", "ablation_share", "addition_share", "refused_after_ablation", "active",
+           "direction_ablation_share"]
+
+
+class NoRefusalGap(ValueError):
+    """Both models give the prompts the same refusal score: there is nothing for a latent to explain."""
 
 
 def _run(model, input_ids: Tensor, mask: Tensor, hook: str, edit=None) -> tuple[Tensor, Tensor]:
@@ -135,14 +143,18 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
         raise ValueError(f"latents {bad} do not exist: the dictionary has {d.n_latents}")
     refusal = token_ids(pair.tokenizer, refusal_tokens)
     ids = tokenize(pair.tokenizer, prompts, prompt_format or pair.prompt_format, n_ctx=pair.n_ctx)
+    clean = list(_clean_batches(pair, d, ids, batch_size))  # the gap is checked before any edited run
+    base_score = torch.cat([refusal_score(b[2], refusal) for b in clean]).mean().item()
+    aligned_score = torch.cat([refusal_score(b[3], refusal) for b in clean]).mean().item()
+    gap = aligned_score - base_score
+    if abs(gap) < 1e-6:
+        raise NoRefusalGap("the two models give these prompts the same refusal score, so there is no gap for a "
+                           "latent to explain; give prompts the aligned model refuses and the base does not")
     vectors = d.difference_vectors()
     groups = {j: [j] for j in latents} | ({ALL: latents} if latents else {})
     scores = {(g, m): [] for g in groups for m in ("ablated", "added")}
     active = {g: [] for g in groups}
-    base_scores, aligned_scores = [], []
-    for input_ids, mask, base_logits, aligned_logits, codes in _clean_batches(pair, d, ids, batch_size):
-        base_scores.append(refusal_score(base_logits, refusal))
-        aligned_scores.append(refusal_score(aligned_logits, refusal))
+    for input_ids, mask, _, _, codes in clean:
         for g, members in groups.items():
             delta = torch.einsum("bpl,ld->bpd", codes[..., members], vectors[members])
             for m, model, sign in (("ablated", pair.aligned, -1), ("added", pair.base, 1)):
@@ -150,11 +162,6 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
                                  lambda x, delta=delta, sign=sign: x + sign * delta.to(x.device, x.dtype))
                 scores[g, m].append(refusal_score(logits, refusal))
             active[g].append((codes[..., members] > 0).any(-1).any(-1).float())
-    base_score, aligned_score = torch.cat(base_scores).mean().item(), torch.cat(aligned_scores).mean().item()
-    gap = aligned_score - base_score
-    if abs(gap) < 1e-6:
-        raise ValueError("the two models give these prompts the same refusal score, so there is no gap for a latent "
-                         "to explain; give prompts the aligned model refuses and the base does not")
     cos = None if direction is None else torch.nn.functional.cosine_similarity(
         vectors, direction.float()[None].to(vectors.device), dim=-1)
     relative, tags = (d.relative_norms(), d.tags()) if d.kind == "crosscoder" else (None, None)
@@ -179,8 +186,47 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
             row["relative_norm"] = relative[members[0]].item() if len(members) == 1 else float("nan")
             row["tag"] = tags[members[0]] if len(members) == 1 else ""
         table.append(row)
-    frame = pd.DataFrame(table, columns=list(table[0]) if table else ["latent", "ablation_share"])
+    frame = pd.DataFrame(table, columns=COLUMNS + (["cosine"] if cos is not None else [])
+                         + (["relative_norm", "tag"] if relative is not None else []))
     frame = frame.set_index("latent").sort_values("ablation_share", ascending=False)
     provenance = Provenance.of_pair(pair, prompts, dictionary=d.kind, layer=d.layer, latents=latents,
                                     refusal_tokens=list(refusal_tokens))
     return LatentEffects(frame, base_score, aligned_score, provenance)
+
+
+@dataclass(frozen=True, eq=False)
+class LatentCheck:
+    """:func:`latent_effects` on a dictionary's candidate latents, with latent scaling beside it (crosscoders)."""
+
+    effects: LatentEffects
+    scaling: LatentScaling | None
+    table: object
+    """The effects table with ``nu_error`` and ``nu_reconstruction`` joined (crosscoders)."""
+    min_share: float
+
+    @property
+    def restoring(self) -> list[int]:
+        """The latents that, added to the base, restore at least ``min_share`` of the refusal gap, most first."""
+        return self.effects.restoring(self.min_share)
+
+    @property
+    def restoring_pass_scaling(self) -> bool | None:
+        """Whether every restoring latent passes latent scaling (``None`` for a difference-SAE)."""
+        return None if self.scaling is None else set(self.restoring) <= set(self.scaling.passed())
+
+
+def check_latents(pair: ModelPair, d: Dictionary, prompts: PromptSet | Sequence[str], refusal_tokens: Sequence[str],
+                  *, tokens: PairedTokens | None = None, latents: Sequence[int] | None = None,
+                  direction: Tensor | None = None, min_share: float = 0.2, **kwargs) -> LatentCheck:
+    """The causal check of a dictionary's candidates (default: a crosscoder's :meth:`Dictionary.leaning_aligned`, a
+    difference-SAE's :func:`most_active`), with latent scaling on ``tokens`` for a crosscoder."""
+    if latents is None and d.kind == "crosscoder":
+        latents = d.leaning_aligned()
+    effects = latent_effects(pair, d, latents, prompts, refusal_tokens, direction=direction, **kwargs)
+    scaling, table = None, effects.table
+    if d.kind == "crosscoder":
+        if tokens is None:
+            raise ValueError("latent scaling needs the token rows: give tokens=")
+        scaling = latent_scaling(d, tokens, [int(j) for j in table.index if j != ALL])
+        table = table.join(scaling.table())
+    return LatentCheck(effects, scaling, table, min_share)

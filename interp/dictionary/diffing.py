@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.checks import check_layer
 from interp.data import PromptSet
 from interp.dictionary.result import Dictionary, fingerprint
 from interp.dictionary.tokens import PairedTokens, count_tokens, paired_tokens
@@ -32,7 +33,17 @@ MAX_NU = 0.5
 """A latent passes latent scaling when both of its ratios are below this: the base explains less than half
 as much with it as the aligned model does."""
 HELD_BACK = 0.1
-"""The share of the token rows (the last texts) kept out of training to measure the fit on."""
+"""The share of the token rows (of texts drawn at random) kept out of training to measure the fit on."""
+
+
+def training_rows(n_rows: int) -> int:
+    """How many of ``n_rows`` token rows :func:`fit` trains on (about; the cut falls between two texts)."""
+    return int(n_rows * (1 - HELD_BACK))
+
+
+def default_layer(n_layers: int) -> int:
+    """Where the report and notebook 08 read: the stream entering the block two thirds of the way down."""
+    return 2 * n_layers // 3
 
 
 @torch.no_grad()
@@ -69,28 +80,34 @@ def fit(pair: ModelPair, texts: PromptSet | Sequence[str], layer: int, kind: Kin
     """Train a dictionary of ``kind`` (``"crosscoder"`` or ``"diff_sae"``) on ``pair``'s residual stream entering
     ``layer`` at every token of ``texts`` but the first (:func:`interp.dictionary.paired_tokens`).
 
-    The last tenth of the token rows is held back to measure the fit (``Dictionary.stats``). Bad input (a layer
-    out of range, too few tokens for ``config.n_latents``) is refused before any activation is collected.
-    ``tokens``: reuse rows already collected for this pair and layer (e.g. to train both kinds).
+    A tenth of the token rows (of texts drawn at random) is held back to measure the fit (``Dictionary.stats``). Bad
+    input (a layer out of range, too few tokens for ``config.n_latents`` or its batch) is refused before any
+    activation is collected. ``tokens``: rows already collected for this pair, texts and layer (e.g. to train both
+    kinds on one collection).
     """
     config = config or DictionaryConfig()
+    check_layer(pair.base, layer)
+    fmt = prompt_format or pair.prompt_format
     if tokens is None:
-        from interp.checks import check_layer
-
-        check_layer(pair.base, layer)
-        n = count_tokens(pair, texts, prompt_format)
-        if int(n * (1 - HELD_BACK)) < config.min_tokens():
-            raise ValueError(f"{len(texts)} texts give {n} token rows, too few for {config.n_latents} latents "
-                             f"(training needs {config.min_tokens()} after holding back {HELD_BACK:.0%}); give more "
-                             f"text or fewer latents")
-        tokens = paired_tokens(pair, texts, layer, prompt_format=prompt_format, progress=progress)
-    elif tokens.layer != layer:
-        raise ValueError(f"the token rows were collected at layer {tokens.layer}, not {layer}")
+        n = training_rows(count_tokens(pair, texts, fmt))
+        if n < max(config.min_tokens(), config.batch_size):
+            raise ValueError(f"{len(texts)} texts give {n} training token rows (after holding back {HELD_BACK:.0%}), "
+                             f"too few for {config.n_latents} latents ({config.min_tokens()} needed) or batches of "
+                             f"{config.batch_size}; give more text, or fewer latents or a smaller batch")
+        tokens = paired_tokens(pair, texts, layer, prompt_format=fmt, progress=progress)
+    else:
+        made = tokens.provenance
+        ours = Provenance.of_pair(pair, texts)
+        if (made.models, made.prompts_sha, made.params.get("layer"), made.params.get("prompt_format")) != (
+                ours.models, ours.prompts_sha, layer, fmt):
+            raise ValueError(f"the token rows were collected from {' vs '.join(made.models)} at layer "
+                             f"{made.params.get('layer')} on other texts or another prompt format; collect them with "
+                             "paired_tokens(pair, texts, layer, prompt_format=...) for this fit")
     train_rows, held = tokens.split(1 - HELD_BACK)
     module, log = train(train_rows, kind, config, progress=progress)
     stats = evaluate(None, held, module=module, kind=kind)
     provenance = Provenance.of_pair(pair, texts, kind=kind, layer=layer, hook=tokens.provenance.params["hook"],
-                                    n_tokens=len(train_rows), config=config.to_dict())
+                                    prompt_format=fmt, n_tokens=len(train_rows), config=config.to_dict())
     return Dictionary(kind, module, layer, config, fingerprint(pair), stats, log, provenance)
 
 
@@ -128,8 +145,10 @@ class LatentScaling:
                     xlabel="ν error (base / aligned)", ylabel="ν reconstruction (base / aligned)")
 
     def passed(self, max_nu: float = MAX_NU) -> list[int]:
-        """The latents whose two ratios are both below ``max_nu``: aligned-only after all."""
-        ok = (self.nu_error < max_nu) & (self.nu_reconstruction < max_nu)
+        """The latents that are aligned-only after all: the aligned model's ``beta`` positive for both targets and both
+        ratios within ``±max_nu`` (a ratio that is NaN, from a latent that never fired here, fails)."""
+        positive = (self.beta["error/aligned"] > 0) & (self.beta["reconstruction/aligned"] > 0)
+        ok = positive & (self.nu_error.abs() < max_nu) & (self.nu_reconstruction.abs() < max_nu)
         return [j for j, keep in zip(self.latents, ok.tolist(), strict=True) if keep]
 
 

@@ -163,11 +163,13 @@ def load_dictionary(directory: str | Path, pair=None) -> Dictionary:
     if missing:
         raise FileNotFoundError(f"{directory} holds no saved dictionary (missing {', '.join(missing)})")
     meta = json.loads((directory / FILES[1]).read_text())
-    if pair is not None and fingerprint(pair) != meta["fingerprint"]:
+    theirs = None if pair is None else fingerprint(pair)
+    if theirs is not None and theirs != meta["fingerprint"]:
         raise WrongPairError(
             f"the dictionary in {directory} was trained on another pair ({' vs '.join(meta['provenance']['models'])}, "
             f"weights fingerprint {meta['fingerprint']}); this pair ({pair.base_name} vs {pair.aligned_name}) has "
-            f"fingerprint {fingerprint(pair)}. Train one on this pair, or pass pair=None to skip the check")
+            f"fingerprint {theirs} (the fingerprint hashes the weights as loaded: the same checkpoints in another "
+            "dtype differ too). Train one on this pair, or pass pair=None to skip the check")
     config = DictionaryConfig(**meta["config"])
     n_sources, d_model = meta["shape"]
     module = BatchTopK(n_sources, d_model, config.n_latents, config.k)

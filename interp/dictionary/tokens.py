@@ -49,7 +49,8 @@ class PairedTokens:
     arrays: dict[str, Tensor]
     """Per model, ``[n_texts, max_pos, d_model]`` (tokens left-aligned, zero-padded)."""
     index: Tensor
-    """The flat ``text * max_pos + pos`` index of every kept token."""
+    """The flat ``text * max_pos + pos`` index of every kept token, texts in a seeded random order (each text's
+    tokens together), so that any leading share of the rows is a random sample of the texts."""
     layer: int
     provenance: Provenance
     _folder: Path | None = field(default=None, repr=False)
@@ -66,12 +67,14 @@ class PairedTokens:
         return self.arrays["base"].shape[-1]
 
     def rows(self, which: Tensor) -> Float[Tensor, "n 2 d_model"]:
-        """The token rows at positions ``which`` of :attr:`index` (float32)."""
+        """The token rows at positions ``which`` of :attr:`index` (float32), in file order (rows are exchangeable)."""
         flat = self.index[which].sort().values  # sorted reads are faster on a memory map
         return torch.stack([self.arrays[m].reshape(-1, self.d_model)[flat].float() for m in SOURCES], 1)
 
     def batches(self, batch_size: int, seed: int = 0) -> Iterator[Tensor]:
         """Random batches of rows, for ever (each pass over the tokens in a new order)."""
+        if not 1 <= batch_size <= len(self):
+            raise ValueError(f"batch_size must be in 1..{len(self)} (the token rows), got {batch_size}")
         generator = torch.Generator().manual_seed(seed)
         while True:
             order = torch.randperm(len(self), generator=generator)
@@ -79,14 +82,16 @@ class PairedTokens:
                 yield self.rows(order[start : start + batch_size])
 
     def chunks(self, size: int = 8192, limit: int | None = None) -> Iterator[Tensor]:
-        """The rows in order, ``size`` at a time (the first ``limit`` tokens, or all)."""
+        """The rows in order, ``size`` at a time: the first ``limit`` (a random sample of the texts), or all."""
         n = len(self) if limit is None else min(limit, len(self))
         for start in range(0, n, size):
             yield self.rows(torch.arange(start, min(start + size, n)))
 
     def split(self, fraction: float) -> tuple[PairedTokens, PairedTokens]:
-        """The first ``fraction`` of the rows (in text order) and the rest, reading the same files."""
-        cut = int(len(self) * fraction)
+        """The first ``fraction`` of the rows and the rest, cut between two texts; both read the same files."""
+        cut, text = int(len(self) * fraction), self.index // self.arrays["base"].shape[1]
+        while 0 < cut < len(self) and text[cut] == text[cut - 1]:
+            cut += 1
         return (PairedTokens(self.arrays, self.index[:cut], self.layer, self.provenance),
                 PairedTokens(self.arrays, self.index[cut:], self.layer, self.provenance))
 
@@ -99,13 +104,14 @@ def paired_tokens(
     prompt_format: str | None = None,
     batch_size: int = 64,
     folder: str | Path | None = None,
+    seed: int = 0,
     progress: bool = True,
 ) -> PairedTokens:
     """Both models' residual streams entering ``layer`` (:func:`site`) at every token of ``texts`` but the first.
 
     ``texts`` are formatted under ``prompt_format`` (default: the pair's policy; ``"raw"`` for text
     that already has its special tokens). The activations go to ``folder`` (default: a temporary
-    folder, removed when the result is garbage-collected).
+    folder, removed when the result is garbage-collected). The texts are put in an order drawn with ``seed``.
     """
     check_layer(pair.base, layer)
     fmt = prompt_format or pair.prompt_format
@@ -121,6 +127,10 @@ def paired_tokens(
         raise
     mask = acts["base"].mask.bool().clone()
     mask[:, 0] = False
-    index = mask.flatten().nonzero()[:, 0]
-    provenance = Provenance.of_pair(pair, texts, hook=hook, layer=layer, prompt_format=fmt, n_tokens=len(index))
+    flat = mask.flatten().nonzero()[:, 0]
+    n_texts, max_pos = mask.shape
+    rank = torch.randperm(n_texts, generator=torch.Generator().manual_seed(seed))  # each text's place in the order
+    index = flat[torch.argsort(rank[flat // max_pos] * max_pos + flat % max_pos)]
+    provenance = Provenance.of_pair(pair, texts, hook=hook, layer=layer, prompt_format=fmt, n_tokens=len(index),
+                                    order_seed=seed)
     return PairedTokens({m: acts[m][hook] for m in SOURCES}, index, layer, provenance, folder if own else None)

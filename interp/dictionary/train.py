@@ -4,8 +4,8 @@ The loss is the squared reconstruction error of every source (in the dictionary'
 ``aux_coefficient`` times the auxiliary loss of Gao et al. 2024: the latents that have not fired for
 ``dead_steps`` steps reconstruct what the live ones left over, through their ``aux_k`` largest codes
 per token, so a dead latent gets a gradient towards something useful. Adam, with the learning rate
-decayed linearly to zero over the last fifth of the steps. The inference threshold is the running
-mean of each batch's smallest selected score (Bussmann et al. 2024).
+decayed linearly to zero over the last fifth of the steps. The inference threshold is the mean, over the second half
+of training, of each batch's smallest selected score (Bussmann et al. 2024).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.dictionary.batchtopk import BatchTopK, batch_topk_mask
+from interp.dictionary.batchtopk import BatchTopK
 from interp.dictionary.tokens import PairedTokens
 
 Kind = Literal["crosscoder", "diff_sae"]
@@ -86,7 +86,8 @@ def train(tokens: PairedTokens, kind: Kind, config: DictionaryConfig, *,
                          f"{config.min_tokens()}: {config.min_tokens_per_latent} per latent); give more text or "
                          f"fewer latents")
     if config.batch_size > len(tokens):
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(tokens)} token rows")
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(tokens)} token rows; give more text "
+                         "or a smaller batch_size")
     torch.manual_seed(config.seed)
     sample = inputs(kind, next(tokens.chunks(16384, 16384)))
     scale = float(sample.pow(2).sum(-1).mean().div(tokens.d_model).sqrt())
@@ -102,11 +103,9 @@ def train(tokens: PairedTokens, kind: Kind, config: DictionaryConfig, *,
     batches = tokens.batches(config.batch_size, config.seed)
     for step in tqdm(range(config.steps), desc=f"train {kind}", disable=not progress, leave=False):
         x = inputs(kind, next(batches)) / scale
-        pre = torch.relu(torch.einsum("bsd,sdl->bl", x, d.W_enc) + d.b_enc)
-        score = pre * d.decoder_norms().sum(-1)
-        keep = batch_topk_mask(score.detach(), config.k)
-        f = pre * keep
-        x_hat = torch.einsum("bl,lsd->bsd", f, d.W_dec) + d.b_dec
+        pre = d.pre_codes(x)
+        keep, score = d.select(pre, batch_topk=True)
+        x_hat = d.decode_scaled(pre * keep)
         loss = (x - x_hat).pow(2).sum((1, 2)).mean()
         fired = keep.any(0)
         since_fired = torch.where(fired, 0, since_fired + 1)
@@ -120,7 +119,7 @@ def train(tokens: PairedTokens, kind: Kind, config: DictionaryConfig, *,
             with torch.no_grad():
                 d.W_dec /= d.W_dec.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None]
         if keep.any():
-            threshold.append(score.detach()[keep].min().item())
+            threshold.append(score[keep].min().item())
         if step % 50 == 0 or step == config.steps - 1:
             log["step"].append(step)
             log["loss"].append(loss.item())

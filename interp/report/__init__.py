@@ -123,8 +123,8 @@ def gate_by_size(work: dict[str, plan.Work], skip: Sequence[str], dictionary: bo
         seconds = work["dictionary"].seconds
         if seconds > plan.DICTIONARY_SECONDS:
             skip.append("dictionary")
-            return skip, (f"off: estimated {seconds / 60:.0f} min on this machine, above the "
-                          f"{plan.DICTIONARY_SECONDS / 60:.0f} min it runs by default within; --dictionary runs it")
+            return skip, (f"off: estimated {seconds / 60:.1f} min on this machine, above the "
+                          f"{plan.DICTIONARY_SECONDS / 60:g} min it runs by default within; --dictionary runs it")
     return skip, ""
 
 

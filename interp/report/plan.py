@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from interp import directions, flops
+from interp.dictionary.diffing import default_layer
 
 SVD_FLOPS = 12.0
 """An ``m x n`` SVD costs about ``SVD_FLOPS * m * n * min(m, n)`` operations."""
@@ -44,11 +45,6 @@ dimensions, 2000 steps of 512 rows, took 30 s against 15 s of arithmetic on the 
 the optimizer step are not matrix products."""
 
 
-def dictionary_layer(n_layers: int) -> int:
-    """Where the report's crosscoder reads: the stream entering the block two thirds of the way down."""
-    return 2 * n_layers // 3
-
-
 def dictionary_config(d_model: int, n_rows: int):
     """The report's crosscoder for ``n_rows`` training token rows: ``LATENTS_PER_DIM`` latents per residual dimension,
     or fewer (a power of two) so that each has its 16 rows, k = latents / 64 (at most 16), 2000 steps; ``None``
@@ -65,9 +61,9 @@ def dictionary_config(d_model: int, n_rows: int):
 
 def dictionary_rows(lengths: Sequence[int]) -> int:
     """Training rows of the report's prompts: every token but each prompt's first, less the tenth held back."""
-    from interp.dictionary.diffing import HELD_BACK
+    from interp.dictionary.diffing import training_rows
 
-    return int(sum(n - 1 for n in lengths) * (1 - HELD_BACK))
+    return training_rows(sum(n - 1 for n in lengths))
 
 
 @dataclass(frozen=True)
@@ -196,22 +192,22 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
                            f"{prompts} prompts", {"prompts": prompts})
     if "dictionary" in sections:
         config = dictionary_config(shape.d_model, dictionary_rows(lengths))
-        layers = dictionary_layer(shape.n_layers) + 1
-        collect = _forward(shape, total * layers / shape.n_layers, math.ceil(n / 64) * layers / shape.n_layers)
-        harmful_tokens = sum(length for length, h in zip(lengths, harmful, strict=True) if h)
-        checks = _forward(shape, (3 * DICTIONARY_CAUSAL + 2) * harmful_tokens + fit * mean,
-                          (3 * DICTIONARY_CAUSAL + 2) * math.ceil(fit_harmful / 64), (3 * DICTIONARY_CAUSAL + 2) * n)
-        training = 0.0
-        if config is not None:
+        if config is None:
+            out["dictionary"] = (0.0, 0.0, "too few tokens for a dictionary: skipped", {"config": None})
+        else:
+            layers = default_layer(shape.n_layers) + 1
+            collect = _forward(shape, total * layers / shape.n_layers, math.ceil(n / 64) * layers / shape.n_layers)
             training = 12 * config.steps * config.batch_size * 2 * shape.d_model * config.n_latents
-            training /= DICTIONARY_EFFICIENCY
-        steps = 2 * config.steps if config else 0  # each step's top-k and optimizer cost about two block calls
-        out["dictionary"] = (2 * collect[0] + training + checks[0], 2 * collect[1] + checks[1] + steps,
-                             "a BatchTopK crosscoder at one layer "
-                             + (f"({config.n_latents} latents, {config.steps} steps)" if config else
-                                "(too few tokens: skipped)")
-                             + f", up to {DICTIONARY_CAUSAL} latents checked causally",
-                             {"config": config.to_dict() if config else None})
+            # Per checked latent: ablated, added, direction ablated; plus both clean runs and the "all" group's two.
+            runs = 3 * DICTIONARY_CAUSAL + 4
+            harmful_tokens = sum(length for length, h in zip(lengths, harmful, strict=True) if h)
+            checks = _forward(shape, runs * harmful_tokens + fit * mean, runs * math.ceil(fit_harmful / 64), runs * n)
+            steps = 2 * config.steps  # each step's top-k and optimizer cost about two block calls
+            out["dictionary"] = (2 * collect[0] + training / DICTIONARY_EFFICIENCY + checks[0],
+                                 2 * collect[1] + checks[1] + steps,
+                                 f"a BatchTopK crosscoder at one layer ({config.n_latents} latents, {config.steps} "
+                                 f"steps), up to {DICTIONARY_CAUSAL} latents checked causally",
+                                 {"config": config.to_dict()})
     return {key: Work(ops, calls, ops / flops.THROUGHPUT[kind] + calls * flops.CALL_SECONDS[kind], *rest)
             for key, (ops, calls, *rest) in out.items()}
 

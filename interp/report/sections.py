@@ -20,7 +20,7 @@ from interp.markers import RefusalMarkers
 from interp.models import ModelPair
 from interp.probes import probe_pair
 from interp.report.inputs import fitting_prompts, probe_split
-from interp.report.plan import DICTIONARY_CAUSAL, PATCH_PROMPTS, dictionary_config, dictionary_layer, dictionary_rows
+from interp.report.plan import DICTIONARY_CAUSAL, PATCH_PROMPTS, dictionary_config, dictionary_rows
 
 KL_POSITIONS = 16
 
@@ -276,7 +276,7 @@ def crosscoder(audit: Audit) -> Section:
     from interp.prompts import tokenize
 
     pair, title = audit.pair, "Crosscoder latents"
-    layer = dictionary_layer(pair.cfg.n_layers)
+    layer = dictionary.default_layer(pair.cfg.n_layers)
     ids = tokenize(pair.tokenizer, audit.prompts, pair.prompt_format, n_ctx=pair.n_ctx)
     config = dictionary_config(pair.cfg.d_model, dictionary_rows([len(row) for row in ids]))
     if config is None:
@@ -284,39 +284,38 @@ def crosscoder(audit: Audit) -> Section:
                        "few for a dictionary of 16 latents; give more prompts.", {"layer": layer, "config": None})
     tokens = dictionary.paired_tokens(pair, audit.prompts, layer, progress=audit.progress)
     d = dictionary.fit(pair, audit.prompts, layer, "crosscoder", config, tokens=tokens, progress=audit.progress)
-    leaning = d.leaning_aligned()[:DICTIONARY_CAUSAL]
-    fit = fitting_prompts(audit.prompts)
-    refusal = directions.direction_at(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=layer,
-                                      position=-1).direction
+    leaning = d.leaning_aligned()
     tags = {t: d.tags().count(t) for t in dictionary.TAGS}
     numbers = {"layer": layer, "config": config.to_dict(), "stats": d.stats, "tags": tags,
-               "relative_norms": d.relative_norms().tolist(), "checked": leaning}
+               "relative_norms": d.relative_norms().tolist(), "checked": leaning[:DICTIONARY_CAUSAL]}
     summary = (f"A BatchTopK crosscoder with {d.n_latents} latents (k = {config.k}) at "
                f"{dictionary.site(layer)} explains {d.stats['fve']['base']:.0%} (base) and "
                f"{d.stats['fve']['aligned']:.0%} (aligned) of the variance of held-back tokens; {tags['shared']} "
                f"latents are shared, {tags['aligned-only']} aligned-only and {tags['base-only']} base-only, and "
-               f"{len(d.leaning_aligned())} lie above the shared band (the {len(leaning)} most aligned are checked). ")
-    figures, tables = [d.plot()], []
+               f"{len(leaning)} lie above the shared band")
+    if not leaning:
+        return Section("dictionary", title, summary + ", so none is checked causally.", numbers, [d.plot()])
+    fit = fitting_prompts(audit.prompts)
+    refusal = directions.direction_at(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=layer,
+                                      position=-1).direction
     try:
-        effects = dictionary.latent_effects(pair, d, leaning, audit.prompts.by_label("harmful"),
-                                            audit.refusal_tokens, direction=refusal)
-    except ValueError as e:  # no refusal gap on these prompts
-        return Section("dictionary", title, summary + f"No causal check: {e}.", numbers, figures)
-    table = effects.table.join(dictionary.latent_scaling(d, tokens, leaning).table()) if leaning else effects.table
-    restoring = effects.restoring(0.2)
-    passed = set(dictionary.latent_scaling(d, tokens, restoring).passed()) if restoring else set()
-    summary += (f"On the harmful prompts (refusal log-odds {effects.base_score:.2f} base, {effects.aligned_score:.2f} "
-                f"aligned), {len(restoring)} of them restore a fifth of the gap or more when added to the base"
-                + (f", the best (latent {restoring[0]}) {table.loc[restoring[0], 'addition_share']:.0%}, with cosine "
-                   f"{table.loc[restoring[0], 'cosine']:.2f} to the refusal direction at this layer; "
-                   f"{len(passed)} of them pass latent scaling (both ratios < {dictionary.MAX_NU})"
-                   if restoring else "") + ".")
+        check = dictionary.check_latents(pair, d, audit.prompts.by_label("harmful"), audit.refusal_tokens,
+                                         tokens=tokens, latents=leaning[:DICTIONARY_CAUSAL], direction=refusal)
+    except dictionary.NoRefusalGap as e:
+        return Section("dictionary", title, f"{summary}. No causal check: {e}.", numbers, [d.plot()])
+    effects, restoring = check.effects, check.restoring
+    passed = [j for j in restoring if j in set(check.scaling.passed())]
+    summary += (f" (the {len(numbers['checked'])} most aligned are checked). On the harmful prompts (refusal log-odds "
+                f"{effects.base_score:.2f} base, {effects.aligned_score:.2f} aligned), {len(restoring)} of them "
+                f"restore a fifth of the gap or more when added to the base"
+                + (f", the best (latent {restoring[0]}) {check.table.loc[restoring[0], 'addition_share']:.0%}, with "
+                   f"cosine {check.table.loc[restoring[0], 'cosine']:.2f} to the refusal direction at this layer; "
+                   f"{len(passed)} of them pass latent scaling" if restoring else "") + ".")
     numbers.update({"refusal": {"base": effects.base_score, "aligned": effects.aligned_score},
-                    "restoring": restoring, "effects": table.reset_index().to_dict("records")})
-    if leaning:
-        figures.append(effects.plot())
-        tables.append(("Latents above the shared band: refusal under each edit, latent scaling", table))
-    return Section("dictionary", title, summary, numbers, figures, tables)
+                    "restoring": restoring, "restoring_pass_scaling": passed,
+                    "effects": check.table.reset_index().to_dict("records")})
+    return Section("dictionary", title, summary, numbers, [d.plot(), effects.plot()],
+                   [("Latents above the shared band: refusal under each edit, latent scaling", check.table)])
 
 
 SECTIONS: dict[str, Callable[[Audit], Section]] = {
