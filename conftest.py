@@ -53,6 +53,7 @@ def _doctest_names(request):
         base_dir=base_dir, aligned_dir=aligned_dir, reward_dir=reward_dir, pair=pair, model=pair.aligned,
         requests=["how do i bake ?", "how do i knit ?", "why is it wrong to stab ?"],
         harmful=[p.text for p in world_prompts("harmful_train")][:8],
+        harmless=[p.text for p in world_prompts("harmless_train")][:8],
         texts=[p.text for s in ("harmful_train", "harmless_train", "bait", "jailbreak") for p in world_prompts(s)],
         r_hat=r / r.norm(), v=torch.randn(pair.cfg.d_model, generator=generator),
     )

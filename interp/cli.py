@@ -69,7 +69,7 @@ def _organisms_prompts(args) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the output folder {str(out.parent)!r} does not exist")
-    rows = [{"prompt": p.text, "label": p.label, "concept": p.concept, "held_out": p.held_out}
+    rows = [{"prompt": p.text, "label": p.label, "concept": p.concept, "held_out": p.held_out, "split": p.split}
             for split in args.splits for p in world.prompts(split)]
     out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     print(f"wrote {len(rows)} prompts ({', '.join(args.splits)}) to {out}")
@@ -154,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 REPORT_SECTIONS = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching",
-                   "dictionary")
+                   "jailbreak", "dictionary")
 """The keys of :data:`interp.report.sections.SECTIONS`, in page order (a test checks they agree): named here so
 that building the parser, and ``interp --help``, imports no torch."""
 

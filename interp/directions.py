@@ -65,11 +65,15 @@ def post_instruction_positions(tokenizer, prompt_format: str = "chat") -> list[i
     Found by rendering a sentinel request and tokenizing the text after it; ``[-1]`` when the
     format adds nothing after the text (``"raw"``).
     """
+    return list(range(-max(suffix_length(tokenizer, prompt_format), 1), 0))
+
+
+def suffix_length(tokenizer, prompt_format: str = "chat") -> int:
+    """How many tokens the prompt format puts after the user's text (0 for ``"raw"``)."""
     sentinel = "interp-sentinel-request"
     text = format_prompts(tokenizer, [sentinel], prompt_format)[0]
     suffix = text[text.rindex(sentinel) + len(sentinel):]
-    n = len(tokenizer(suffix, add_special_tokens=False).input_ids) if suffix.strip() else 0
-    return list(range(-max(n, 1), 0))
+    return len(tokenizer(suffix, add_special_tokens=False).input_ids) if suffix.strip() else 0
 
 
 def _texts(prompts: PromptSet | Sequence[str], what: str, minimum: int = MIN_PER_CLASS) -> list[str]:

@@ -114,6 +114,34 @@ class AddVector:
 
 
 @dataclass(frozen=True, eq=False)
+class SetProjection:
+    """Set the residual stream's component along a direction to ``value``: ``x + (value - x . r) r``, with ``r`` the
+    unit direction, on the stream entering one layer, at ``positions`` (default every position)."""
+
+    direction: Float[Tensor, " d_model"]
+    value: float
+    layer: int
+    positions: int | Sequence[int] | None = None
+    hook_at: str = "hook_resid_pre"
+
+    def hooks(self, model) -> list[Hook]:
+        check_vector(model, self.direction, "the direction to set", nonzero=True)
+        check_layer(model, self.layer)
+        unit = self.direction / self.direction.norm()
+        index, check_input = _index(self.positions, type(self).__name__)
+
+        def set_projection(x: Tensor, hook) -> Tensor:
+            check_input(x.shape[1])
+            r = unit.to(x.device, x.dtype)
+            out = x.clone()
+            part = out[:, index]
+            out[:, index] = part + (self.value - part @ r)[..., None] * r
+            return out
+
+        return [(f"blocks.{self.layer}.{self.hook_at}", set_projection)]
+
+
+@dataclass(frozen=True, eq=False)
 class PatchFromCache:
     """Replace one hook's activation with the same hook's activation from a cache.
 

@@ -211,6 +211,57 @@ def test_organism_dictionary_section_is_the_library_numbers(organism_report):
     assert numbers["restoring"] == check.restoring and numbers["restoring"]  # the organisms have one
 
 
+def test_jailbreak_section_is_skipped_without_jailbreak_or_bait_rows(organism_report):
+    data, _, _ = organism_report
+    section = data["sections"]["jailbreak"]
+    assert section["numbers"] == {"skipped": True} and "no rows whose split" in section["summary"]
+
+
+def test_organism_jailbreak_section_is_the_library_numbers(organism_zoo, tmp_path):
+    """A prompt file with jailbreak and bait rows: the section's directions, classes and patches are the library's."""
+    from interp import jailbreaks, organisms
+
+    path = tmp_path / "prompts.jsonl"
+    main(["organisms", "prompts", "--out", str(path), "--splits", "harmful_train", "harmless_train",
+          "harmful_held_out", "harmless_held_out", "jailbreak", "bait"])
+    out = tmp_path / "jb.html"
+    assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "sft"), "--prompts", str(path), "--out",
+                 str(out), "--device", "cpu", "--refusal-prefix", "sorry", "--no-token-kl", "--no-weights",
+                 "--no-representations", "--no-probes", "--no-patching", "--no-dictionary"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    numbers = data["sections"]["jailbreak"]["numbers"]
+    pair = load_pair(organism_zoo / "base", organism_zoo / "sft", device="cpu")
+    prompts = PromptSet.from_file(path)
+    fit = fitting_prompts(prompts)
+    found = directions.find_refusal_direction(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
+                                              refusal_tokens=["sorry"], progress=False)
+    two = jailbreaks.two_directions(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=found.layer,
+                                    refusal_position=found.position)
+    assert (numbers["layer"], numbers["refusal_position"]) == (found.layer, found.position)
+    assert_same(numbers["cosine_by_layer"], two.cosine, atol=1e-5)
+    counts = jailbreaks.project(pair, two, prompts, ["sorry"]).counts()
+    assert {(r["split"], r["class"]): r["prompts"] for r in numbers["classes"]} == counts.to_dict()
+    wrapped = prompts.where(split="jailbreak")
+    expected = jailbreaks.patch_harmfulness(pair.aligned, two, jailbreaks.plain(prompts, "harmful"), wrapped, ["sorry"])
+    assert numbers["patches"]["plain harmful → jailbreak"] == pytest.approx(expected, abs=1e-5)
+    behaviour = data["sections"]["behaviour"]["numbers"]["refusal_rate"]["aligned"]
+    assert behaviour["jailbreak"] == 1.0 and "bait" in behaviour  # wrapped and bait rows are groups of their own
+    assert organisms.prompts("jailbreak")[0].text not in fit.prompts  # and never fitted on
+
+
+def test_jailbreak_rows_without_plain_harmful_rows_fail_before_loading(tmp_path, organism_zoo, capsys, monkeypatch):
+    refuse_loading(monkeypatch)
+    path = tmp_path / "p.jsonl"
+    write_prompts(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        row["split"] = "jailbreak" if row["label"] == "harmful" else "plain"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "sft"), "--prompts", str(path), "--out",
+                 str(tmp_path / "r.html")]) == 2
+    assert "jailbreak rows but no plain harmful rows" in capsys.readouterr().err
+
+
 def test_dictionary_section_is_off_above_its_budget_unless_asked(gpt2_report, tmp_path, monkeypatch):
     from interp.report import plan
 
@@ -251,7 +302,7 @@ def test_skipped_sections_are_left_out(organism_zoo, tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "dpo"), "--prompts", prompts,
                  "--out", str(out), "--refusal-prefix", "sorry", "--no-behaviour", "--no-token-kl", "--no-weights",
-                 "--no-representations", "--no-probes", "--no-direction", "--no-dictionary"]) == 0
+                 "--no-representations", "--no-probes", "--no-direction", "--no-jailbreak", "--no-dictionary"]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     assert list(data["sections"]) == ["patching"]
     assert data["meta"]["skipped"] == [k for k in report.SECTIONS if k != "patching"]

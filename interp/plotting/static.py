@@ -245,8 +245,13 @@ def estimate_scatter_static(
     fig = _figure(5.5, 4.0)
     ax = fig.subplots()
     ax.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1, label="y = x")
+    return _points(fig, ax, series, 22, title, xlabel, ylabel)
+
+
+def _points(fig, ax, series, size: float, title: str, xlabel: str, ylabel: str):
+    """Each series' points in its colour and marker, then the labels and the legend."""
     for s in series:
-        ax.scatter(s.x, s.y, s=22, color=s.color, marker=MARKERS[s.marker][1], alpha=0.8, linewidths=0,
+        ax.scatter(s.x, s.y, s=size, color=s.color, marker=MARKERS[s.marker][1], alpha=0.8, linewidths=0,
                    label=_escape(s.name))
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     _legend(ax, "")
@@ -286,12 +291,7 @@ def scatter_static(x: Mapping[str, Array], y: Mapping[str, Array], *, marks: Seq
     for mark in marks:
         ax.axvline(mark, color="grey", linestyle=":", linewidth=1)
         ax.axhline(mark, color="grey", linestyle=":", linewidth=1)
-    for s in series:
-        ax.scatter(s.x, s.y, s=26, color=s.color, marker=MARKERS[s.marker][1], alpha=0.8, linewidths=0,
-                   label=_escape(s.name))
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    _legend(ax, "")
-    return fig
+    return _points(fig, ax, series, 26, title, xlabel, ylabel)
 
 
 def grouped_bars_static(values: Mapping[str, Mapping[str, float]], *, title: str = "", xlabel: str = "",

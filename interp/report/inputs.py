@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from interp.data import PromptSet
+from interp.jailbreaks import SPECIAL_SPLITS, check_splits, splits_of
 from interp.probes import concept_split
 
 LABELS = ("harmful", "harmless")
@@ -40,15 +41,16 @@ def check_prompts(prompts: PromptSet, source: str = "the prompts") -> None:
                          f"a report compares {' and '.join(LABELS)} prompts, so it needs both")
     if min(counts.values()) < MIN_PER_LABEL:
         raise ValueError(f"{source} has {counts} prompts per label; a report needs at least {MIN_PER_LABEL} of each")
+    check_splits(prompts, source)
     fitting_prompts(prompts)
     probe_split(prompts)
 
 
 def fitting_prompts(prompts: PromptSet) -> PromptSet:
-    """The prompts directions are fitted on: those not marked ``held_out`` (all, without that column)."""
-    if "held_out" not in prompts.extra:
-        return prompts
-    kept = prompts.where(held_out=False)
+    """The prompts directions are fitted on: the plain ones (no jailbreak or bait ``split``) not marked ``held_out``."""
+    splits = splits_of(prompts)
+    held = prompts.column("held_out") if "held_out" in prompts.extra else (False,) * len(prompts)
+    kept = prompts.select([not h and s not in SPECIAL_SPLITS for h, s in zip(held, splits, strict=True)])
     counts = {label: kept.labels.count(label) for label in LABELS}
     if min(counts.values()) < MIN_PER_LABEL:
         raise ValueError(f"the prompts not held out have {counts} per label; the direction search needs at least "

@@ -190,6 +190,10 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         out["patching"] = (_patch_flops(shape, length, prompts), _patch_calls(shape, length),
                            f"resid_pre across the pair: {shape.n_layers} layers x {length} positions, "
                            f"{prompts} prompts", {"prompts": prompts})
+    if "jailbreak" in sections:
+        ops, calls = _forward(shape, 16 * total, 16 * math.ceil(n / BATCH), 8 * n)
+        out["jailbreak"] = (ops, calls, "two directions, every prompt projected in both models, four harmfulness "
+                            "patches (nothing without jailbreak or bait rows)")
     if "dictionary" in sections:
         config = dictionary_config(shape.d_model, dictionary_rows(lengths))
         if config is None:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from interp import diff, directions, interventions, metrics, patching, plotting
 from interp.data import PromptSet
+from interp.jailbreaks import SPECIAL_SPLITS, plain, splits_of
 from interp.markers import RefusalMarkers
 from interp.models import ModelPair
 from interp.probes import probe_pair
@@ -55,11 +56,22 @@ class Audit:
         decode = self.pair.tokenizer.decode
         return [decode(ids, skip_special_tokens=True).strip() for ids in self.reply_ids[model]]
 
+    @cached_property
+    def refusal_direction(self) -> directions.RefusalDirection:
+        """The aligned model's refusal direction, searched on the fitting prompts (the direction and jailbreak
+        sections share it)."""
+        fit = fitting_prompts(self.prompts)
+        return directions.find_refusal_direction(self.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
+                                                 refusal_tokens=self.refusal_tokens, progress=self.progress)
+
     def groups(self) -> dict[str, Tensor]:
-        """Row masks per label, and per label and held-out status when the prompts have that column."""
+        """Row masks per label, and per label and held-out status when the prompts have that column; jailbreak and
+        bait rows (a ``split`` column) in groups of their own."""
+        splits = splits_of(self.prompts)
+        plain = torch.tensor([s not in SPECIAL_SPLITS for s in splits])
         labels = torch.tensor([label == "harmful" for label in self.prompts.labels])
         out = {}
-        for name, is_harmful in (("harmful", labels), ("harmless", ~labels)):
+        for name, is_harmful in (("harmful", labels & plain), ("harmless", ~labels & plain)):
             if "held_out" in self.prompts.extra:
                 held = torch.tensor(self.prompts.column("held_out"))
                 out[name] = is_harmful & ~held
@@ -67,6 +79,8 @@ class Audit:
                     out[f"{name}, held out"] = is_harmful & held
             else:
                 out[name] = is_harmful
+        for special in SPECIAL_SPLITS:
+            out[special] = torch.tensor([s == special for s in splits])
         return {k: v for k, v in out.items() if v.any()}
 
 
@@ -217,10 +231,8 @@ def probes(audit: Audit) -> Section:
 def direction(audit: Audit) -> Section:
     import pandas as pd
 
-    fit = fitting_prompts(audit.prompts)
-    found = directions.find_refusal_direction(audit.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                              refusal_tokens=audit.refusal_tokens, progress=audit.progress)
-    harmful, harmless = audit.prompts.by_label("harmful"), audit.prompts.by_label("harmless")
+    found = audit.refusal_direction
+    harmful, harmless = plain(audit.prompts, "harmful"), plain(audit.prompts, "harmless")
     effects = {name: directions.refusal_effects(model, found, harmful, harmless, audit.refusal_tokens)
                for name, model in audit.pair}
     chosen = found.selected
@@ -244,7 +256,7 @@ def direction(audit: Audit) -> Section:
 
 def cross_patching(audit: Audit) -> Section:
     model = audit.pair.aligned
-    tokens = patching.common_length_tokens(model, audit.prompts.by_label("harmful"), limit=audit.patch_prompts)
+    tokens = patching.common_length_tokens(model, plain(audit.prompts, "harmful"), limit=audit.patch_prompts)
     metric = patching.refusal_metric(audit.pair.tokenizer, audit.refusal_tokens)
     with torch.no_grad():
         value = {name: metric(m(tokens)).mean().item() for name, m in audit.pair}
@@ -299,7 +311,7 @@ def crosscoder(audit: Audit) -> Section:
     refusal = directions.direction_at(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=layer,
                                       position=-1).direction
     try:
-        check = dictionary.check_latents(pair, d, audit.prompts.by_label("harmful"), audit.refusal_tokens,
+        check = dictionary.check_latents(pair, d, plain(audit.prompts, "harmful"), audit.refusal_tokens,
                                          tokens=tokens, latents=leaning[:DICTIONARY_CAUSAL], direction=refusal)
     except dictionary.NoRefusalGap as e:
         return Section("dictionary", title, f"{summary}. No causal check: {e}.", numbers, [d.plot()])
@@ -318,8 +330,55 @@ def crosscoder(audit: Audit) -> Section:
                    [("Latents above the shared band: refusal under each edit, latent scaling", check.table)])
 
 
+def jailbreak(audit: Audit) -> Section:
+    """Harmfulness and refusal as two directions; jailbreak and bait rows classified, the harmfulness patch."""
+    import pandas as pd
+
+    from interp import jailbreaks
+
+    title, splits = "Jailbreaks and bait: harmfulness vs refusal", set(splits_of(audit.prompts))
+    if not splits & set(SPECIAL_SPLITS):
+        return Section("jailbreak", title, "Skipped: the prompt file has no rows whose split column says 'jailbreak' "
+                       "or 'bait' (`interp organisms prompts --splits ... jailbreak bait` writes such a file).",
+                       {"skipped": True})
+    pair, found = audit.pair, audit.refusal_direction
+    fit = fitting_prompts(audit.prompts)
+    two = jailbreaks.two_directions(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=found.layer,
+                                    refusal_position=found.position)
+    projections = jailbreaks.project(pair, two, audit.prompts, audit.refusal_tokens)
+    counts = projections.counts()
+    by_split = projections.by_split()
+    patches = {}
+    harmful, harmless = plain(audit.prompts, "harmful"), plain(audit.prompts, "harmless")
+    wrapped = audit.prompts.select([s == jailbreaks.JAILBREAK for s in splits_of(audit.prompts)])
+    bait = audit.prompts.select([s == jailbreaks.BAIT for s in splits_of(audit.prompts)])
+    for name, source, target in (("plain harmful → jailbreak", harmful, wrapped),
+                                 ("jailbreak → plain harmful", wrapped, harmful),
+                                 ("plain harmless → bait", harmless, bait),
+                                 ("plain harmless → plain harmful", harmless, harmful)):
+        if len(source) and len(target):
+            patches[name] = jailbreaks.patch_harmfulness(pair.aligned, two, source, target, audit.refusal_tokens)
+    said = "; ".join(f"{split}: " + ", ".join(f"{n} {c}" for c, n in counts[split].items())
+                     for split in counts.index.get_level_values(0).unique())
+    summary = (f"At layer {two.layer}, the aligned model's harmfulness direction (the request's last token) and its "
+               f"refusal direction (position {two.refusal_position}) have cosine {two.cosine[two.layer]:.2f}. Classes "
+               f"in the aligned model: {said or 'none'}. "
+               + " ".join(f"Setting the harmfulness projection {k}: refusal log-odds {v['before']:.2f} → "
+                          f"{v['after']:.2f}." for k, v in patches.items()))
+    return Section(
+        "jailbreak", title, summary,
+        {"layer": two.layer, "harm_position": two.harm_position, "refusal_position": two.refusal_position,
+         "cosine_by_layer": two.cosine.tolist(), "by_split": by_split.reset_index().to_dict("records"),
+         "classes": counts.reset_index().to_dict("records"), "patches": patches},
+        [projections.plot(), two.plot()],
+        [("Mean projections (−1 plain harmless, +1 plain harmful) and refused shares, per model and split",
+          by_split), ("Harmfulness patched (set to the mean of another set of prompts)", pd.DataFrame(patches).T)],
+    )
+
+
 SECTIONS: dict[str, Callable[[Audit], Section]] = {
     "behaviour": behaviour, "token_kl": token_kl, "weights": weights, "representations": representations,
-    "probes": probes, "direction": direction, "patching": cross_patching, "dictionary": crosscoder,
+    "probes": probes, "direction": direction, "patching": cross_patching, "jailbreak": jailbreak,
+    "dictionary": crosscoder,
 }
 """Every section, in page order; keys name them in ``--no-<key>`` flags and in the JSON."""

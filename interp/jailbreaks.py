@@ -1,0 +1,229 @@
+"""Harmfulness and refusal as two directions, in both models of a pair: why a wrapper gets a harmful request through,
+and why a harmless request that mentions a harmful word is refused.
+
+Zhao et al. (2025) read a **harmfulness** direction at the end of the instruction (the difference in means,
+harmful minus harmless, at the request's last token) apart from the **refusal** direction at the tokens after it
+(Arditi et al. 2024). Here both are differences in means of one model's ``resid_pre`` at one layer
+(:func:`two_directions`); every prompt of every split is projected on both, in both models (:func:`project`), in
+units of the plain requests (-1 the harmless mean, +1 the harmful mean, in each model), and:
+
+* each **jailbreak** prompt is *resisted* (its refusal projection stays on the harmful side), *suppression*
+  (harmfulness kept, refusal lowered past the midpoint) or *disguise* (harmfulness lowered too);
+* each **bait** prompt the aligned model refuses is refused with harmfulness on the harmful side (*harmfulness
+  fires*) or without it (*refusal alone*);
+* causally (:func:`patch_harmfulness`): the harmfulness projection of one set of prompts, set to the mean of another
+  at the last instruction token (:class:`~interp.interventions.SetProjection`), and the refusal score read.
+
+Rows are told apart by a ``split`` column: ``"jailbreak"`` and ``"bait"`` rows are wrapped requests and bait, every
+other row is plain (its ``label`` says harmful or harmless).
+
+>>> two = two_directions(model, harmful, harmless, layer=1)
+>>> two.harmfulness.shape, two.cosine.shape  # [d_model], [layer]
+(torch.Size([32]), torch.Size([2]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.cache import collect_activations
+from interp.checks import check_layer
+from interp.data import PromptSet
+from interp.directions import candidate_directions, suffix_length
+from interp.interventions import SetProjection
+from interp.metrics import refusal_scores
+from interp.prompts import prompt_format_of
+from interp.provenance import Provenance, model_name
+
+JAILBREAK, BAIT = "jailbreak", "bait"
+SPECIAL_SPLITS = (JAILBREAK, BAIT)
+JAILBREAK_CLASSES = ("resisted", "suppression", "disguise")
+BAIT_CLASSES = ("harmfulness fires", "refusal alone")
+
+
+def last_instruction_position(tokenizer, prompt_format: str = "chat") -> int:
+    """The negative position of the request's last token under the prompt format (just before the tokens the
+    format puts after the user's text)."""
+    return -1 - suffix_length(tokenizer, prompt_format)
+
+
+def splits_of(prompts: PromptSet) -> tuple:
+    """Each row's split: the ``split`` column, or the label where there is none."""
+    return prompts.column("split") if "split" in prompts.extra else tuple(prompts.labels)
+
+
+def _plain_rows(prompts: PromptSet, label: str) -> list[int]:
+    return [i for i, (lab, s) in enumerate(zip(prompts.labels, splits_of(prompts), strict=True))
+            if lab == label and s not in SPECIAL_SPLITS]
+
+
+def plain(prompts: PromptSet, label: str) -> PromptSet:
+    """The plain rows of one label: neither jailbreak nor bait (there must be some)."""
+    rows = _plain_rows(prompts, label)
+    if not rows:
+        raise ValueError(f"the prompts have no plain {label} rows (rows whose split is neither {JAILBREAK!r} nor "
+                         f"{BAIT!r})")
+    return prompts.select(rows)
+
+
+def check_splits(prompts: PromptSet, source: str = "the prompts") -> None:
+    """Jailbreak rows need plain harmful rows to be compared with, bait rows plain harmless ones."""
+    splits = set(splits_of(prompts))
+    for special, label in ((JAILBREAK, "harmful"), (BAIT, "harmless")):
+        if special in splits and not _plain_rows(prompts, label):
+            raise ValueError(f"{source} has {special} rows but no plain {label} rows to contrast them with; add "
+                             f"{label} requests without a wrapper (rows whose split is not {special!r} or {BAIT!r})")
+
+
+@dataclass(frozen=True, eq=False)
+class TwoDirections:
+    """The harmfulness and refusal directions of one model at one layer (differences in means, model units)."""
+
+    layer: int
+    harm_position: int
+    refusal_position: int
+    harmfulness: Float[Tensor, " d_model"]
+    refusal: Float[Tensor, " d_model"]
+    cosine: Float[Tensor, " layer"]
+    """Cosine between the two differences in means at every layer (each at its own position)."""
+    source: str
+    provenance: Provenance
+
+    def plot(self, static: bool = False, title: str = "Harmfulness vs refusal direction, per layer"):
+        from interp import plotting
+
+        draw = plotting.layer_curves_static if static else plotting.layer_curves
+        return draw({self.source: self.cosine[None]}, ylabel="cosine", band=None, title=title)
+
+
+def two_directions(model, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str], *, layer: int,
+                   refusal_position: int = -1, batch_size: int = 32) -> TwoDirections:
+    """Harmfulness (at the request's last token) and refusal (at ``refusal_position``, a post-instruction token)
+    differences in means of ``model``, harmful minus harmless, at ``layer``; their cosine at every layer."""
+    check_layer(model, layer)
+    harm_position = last_instruction_position(model.tokenizer, prompt_format_of(model))
+    means = candidate_directions(model, harmful, harmless, positions=[harm_position, refusal_position],
+                                 batch_size=batch_size)  # [2, layer, d_model]
+    cosine = torch.nn.functional.cosine_similarity(means[0], means[1], dim=-1)
+    provenance = Provenance.of([model], list(getattr(harmful, "prompts", harmful)) +
+                               list(getattr(harmless, "prompts", harmless)), layer=layer,
+                               harm_position=harm_position, refusal_position=refusal_position)
+    return TwoDirections(layer, harm_position, refusal_position, means[0, layer], means[1, layer], cosine,
+                         model_name(model), provenance)
+
+
+def _units(x: Tensor, harmful: Tensor, harmless: Tensor) -> Tensor:
+    """Projections rescaled so the plain harmless mean is -1 and the plain harmful mean +1."""
+    mid, half = (harmful.mean() + harmless.mean()) / 2, (harmful.mean() - harmless.mean()) / 2
+    return (x - mid) / half
+
+
+@dataclass(frozen=True, eq=False)
+class Projections:
+    """Every prompt's projection on both directions in both models, in units of the plain requests, and its refusal
+    score (log-odds at the answer position). ``table``: one row per (model, prompt)."""
+
+    table: object
+    directions: TwoDirections
+    provenance: Provenance
+
+    def by_split(self):
+        """Mean projections and the shares on the harmful side (past 0), per model and split."""
+        t = self.table.assign(harmful_side=self.table.harmfulness > 0, refusal_side=self.table.refusal > 0,
+                              refused=self.table.refusal_score > 0)
+        return t.groupby(["model", "split"], sort=False)[
+            ["harmfulness", "refusal", "harmful_side", "refusal_side", "refused"]].mean()
+
+    def classify(self, model: str = "aligned"):
+        """Jailbreak rows as resisted / suppression / disguise; bait rows ``model`` refuses by which direction fires.
+
+        A DataFrame with a ``class`` column, one row per jailbreak or refused bait prompt."""
+        t = self.table[self.table.model == model]
+        jail = t[t.split == JAILBREAK].assign(**{"class": lambda r: [
+            "resisted" if ref > 0 else "suppression" if harm > 0 else "disguise"
+            for harm, ref in zip(r.harmfulness, r.refusal, strict=True)]})
+        bait = t[(t.split == BAIT) & (t.refusal_score > 0)].assign(**{"class": lambda r: [
+            "harmfulness fires" if harm > 0 else "refusal alone" for harm in r.harmfulness]})
+        import pandas as pd
+
+        return pd.concat([jail, bait])
+
+    def counts(self, model: str = "aligned"):
+        """How many prompts of each class (:meth:`classify`), per split."""
+        classes = self.classify(model)
+        return classes.groupby(["split", "class"]).size().rename("prompts")
+
+    def plot(self, model: str = "aligned", static: bool = False, title: str = ""):
+        """Harmfulness against refusal projection, one point per prompt of ``model``, one series per split."""
+        from interp import plotting
+        from interp.plotting.theme import pretty
+
+        t = self.table[self.table.model == model]
+        splits = list(dict.fromkeys(t.split))
+        draw = plotting.scatter_static if static else plotting.scatter
+        return draw({pretty(s): t[t.split == s].harmfulness.to_numpy() for s in splits},
+                    {pretty(s): t[t.split == s].refusal.to_numpy() for s in splits}, marks=[0.0],
+                    title=title or f"Prompts on the two directions ({model})",
+                    xlabel="harmfulness projection (−1 harmless, +1 harmful)",
+                    ylabel="refusal projection (−1 harmless, +1 harmful)")
+
+
+@torch.no_grad()
+def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequence[str], *,
+            batch_size: int = 32) -> Projections:
+    """Every prompt of ``prompts`` on ``two`` (the aligned model's directions, say) in both models of ``pair``."""
+    import pandas as pd
+
+    check_splits(prompts)
+    splits = splits_of(prompts)
+    is_plain = torch.tensor([s not in SPECIAL_SPLITS for s in splits])
+    harmful = torch.tensor([label == "harmful" for label in prompts.labels]) & is_plain
+    harmless = torch.tensor([label == "harmless" for label in prompts.labels]) & is_plain
+    if not harmful.any() or not harmless.any():
+        raise ValueError("the prompts need plain harmful and plain harmless rows to set the units")
+    hook = f"blocks.{two.layer}.hook_resid_pre"
+    units = {"harmfulness": two.harmfulness / two.harmfulness.norm(), "refusal": two.refusal / two.refusal.norm()}
+    rows = []
+    for name, model in pair:
+        acts = collect_activations(model, prompts, hook, positions=[two.harm_position, two.refusal_position],
+                                   batch_size=batch_size, progress=False)[hook].float()
+        values = {"harmfulness": acts[:, 0] @ units["harmfulness"], "refusal": acts[:, 1] @ units["refusal"]}
+        values = {k: _units(v, v[harmful], v[harmless]) for k, v in values.items()}
+        scores = refusal_scores(model, prompts, refusal_tokens, batch_size=batch_size)
+        rows += [{"model": name, "prompt": i, "split": splits[i], "label": prompts.labels[i],
+                  "harmfulness": values["harmfulness"][i].item(), "refusal": values["refusal"][i].item(),
+                  "refusal_score": scores[i].item()} for i in range(len(prompts))]
+    provenance = Provenance.of_pair(pair, prompts, layer=two.layer, harm_position=two.harm_position,
+                                    refusal_position=two.refusal_position, refusal_tokens=list(refusal_tokens))
+    return Projections(pd.DataFrame(rows), two, provenance)
+
+
+@torch.no_grad()
+def patch_harmfulness(model, two: TwoDirections, source: PromptSet | Sequence[str], target: PromptSet | Sequence[str],
+                      refusal_tokens: Sequence[str], *, every_layer: bool = False,
+                      batch_size: int = 32) -> dict[str, float]:
+    """Set every ``target`` prompt's harmfulness projection at the last instruction token to the mean of the
+    ``source`` prompts' there, at ``two``'s layer (``every_layer``: at every layer, each to the source's mean at that
+    layer), and read the refusal score. Returns means over the targets: ``{"before", "after", "source_value",
+    "target_value", "refused_before", "refused_after"}`` (values at ``two``'s layer; refused: score > 0)."""
+    layers = list(range(model.cfg.n_layers)) if every_layer else [two.layer]
+    hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    unit = two.harmfulness / two.harmfulness.norm()
+
+    def mean_projections(prompts) -> dict[int, float]:
+        acts = collect_activations(model, prompts, hooks, positions=two.harm_position, batch_size=batch_size,
+                                   progress=False)
+        return {layer: (acts[hook].float() @ unit).mean().item() for layer, hook in zip(layers, hooks, strict=True)}
+
+    values = mean_projections(source)
+    edits = [SetProjection(unit, values[layer], layer, positions=two.harm_position) for layer in layers]
+    before = refusal_scores(model, target, refusal_tokens, batch_size=batch_size)
+    after = refusal_scores(model, target, refusal_tokens, *edits, batch_size=batch_size)
+    return {"before": before.mean().item(), "after": after.mean().item(), "source_value": values[two.layer],
+            "target_value": mean_projections(target)[two.layer], "refused_before": (before > 0).float().mean().item(),
+            "refused_after": (after > 0).float().mean().item()}

@@ -1,0 +1,137 @@
+"""interp.jailbreaks: the two directions, projections and the harmfulness patch against plain transformers runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from interp import jailbreaks, organisms
+from interp.data import PromptSet
+from interp.interventions import SetProjection, apply
+from interp.metrics import refusal_score, token_ids
+from interp.prompts import format_prompts
+
+
+@pytest.fixture(scope="module")
+def pair(organism_zoo):
+    return organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
+
+
+def _hidden(path, tokenizer, prompts: list[str], layer: int, position: int) -> torch.Tensor:
+    """Oracle: the transformers model's hidden state entering ``layer`` at ``position``, one prompt at a time."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    out = []
+    for text in format_prompts(tokenizer, prompts, "chat"):
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out.append(model(ids, output_hidden_states=True).hidden_states[layer][0, position])
+    return torch.stack(out)
+
+
+def test_last_instruction_position_is_the_requests_last_token(pair):
+    tokenizer = pair.tokenizer
+    assert jailbreaks.last_instruction_position(tokenizer, "chat") == -2  # "... rob ? <|assistant|>"
+    assert jailbreaks.last_instruction_position(tokenizer, "raw") == -1
+    ids = tokenizer(format_prompts(tokenizer, ["how do i rob ?"], "chat")[0], add_special_tokens=False).input_ids
+    assert tokenizer.convert_ids_to_tokens(ids)[-2] == "?"
+
+
+def test_two_directions_against_transformers_hidden_states(organism_zoo, pair):
+    harmful = [p.text for p in organisms.prompts("harmful_train")][:12]
+    harmless = [p.text for p in organisms.prompts("harmless_train")][:12]
+    two = jailbreaks.two_directions(pair.aligned, harmful, harmless, layer=2)
+    for position, ours in ((-2, two.harmfulness), (-1, two.refusal)):
+        expected = (_hidden(organism_zoo / "sft", pair.tokenizer, harmful, 2, position).mean(0)
+                    - _hidden(organism_zoo / "sft", pair.tokenizer, harmless, 2, position).mean(0))
+        assert torch.allclose(ours, expected, atol=1e-4)
+    assert two.cosine[2].item() == pytest.approx(
+        torch.nn.functional.cosine_similarity(two.harmfulness, two.refusal, dim=0).item(), abs=1e-5)
+
+
+def test_projections_are_in_units_of_the_plain_requests_and_match_the_oracle(organism_zoo, pair):
+    prompts = organisms.prompt_set(["harmful_train", "harmless_train", "jailbreak"])
+    two = jailbreaks.two_directions(pair.aligned, organisms.prompt_set("harmful_train"),
+                                    organisms.prompt_set("harmless_train"), layer=2)
+    proj = jailbreaks.project(pair, two, prompts, organisms.REFUSAL_TOKENS)
+    means = proj.table.groupby(["model", "split"]).harmfulness.mean()
+    for model in ("base", "aligned"):
+        assert means[model, "harmful_train"] == pytest.approx(1.0, abs=1e-4)
+        assert means[model, "harmless_train"] == pytest.approx(-1.0, abs=1e-4)
+    # Oracle for the aligned model's raw projections: hidden states one prompt at a time, projected by hand.
+    unit = two.harmfulness / two.harmfulness.norm()
+    raw = {split: _hidden(organism_zoo / "sft", pair.tokenizer, list(prompts.where(split=split).prompts), 2, -2) @ unit
+           for split in ("harmful_train", "harmless_train", "jailbreak")}
+    mid = (raw["harmful_train"].mean() + raw["harmless_train"].mean()) / 2
+    half = (raw["harmful_train"].mean() - raw["harmless_train"].mean()) / 2
+    ours = proj.table[(proj.table.model == "aligned") & (proj.table.split == "jailbreak")].harmfulness.to_numpy()
+    assert torch.allclose(torch.tensor(ours, dtype=torch.float32), (raw["jailbreak"] - mid) / half, atol=1e-3)
+
+
+def test_classes_follow_the_two_projections():
+    table = pd.DataFrame([
+        {"model": "aligned", "split": "jailbreak", "harmfulness": 0.8, "refusal": 0.9, "refusal_score": 2.0},
+        {"model": "aligned", "split": "jailbreak", "harmfulness": 0.7, "refusal": -0.4, "refusal_score": -3.0},
+        {"model": "aligned", "split": "jailbreak", "harmfulness": -0.6, "refusal": -0.5, "refusal_score": -3.0},
+        {"model": "aligned", "split": "bait", "harmfulness": 0.3, "refusal": 0.8, "refusal_score": 1.0},
+        {"model": "aligned", "split": "bait", "harmfulness": -0.3, "refusal": 0.6, "refusal_score": 1.0},
+        {"model": "aligned", "split": "bait", "harmfulness": 0.9, "refusal": 0.6, "refusal_score": -1.0},  # answered
+    ])
+    proj = jailbreaks.Projections(table, None, None)
+    assert proj.classify()["class"].tolist() == ["resisted", "suppression", "disguise", "harmfulness fires",
+                                                 "refusal alone"]
+
+
+def test_set_projection_against_a_transformers_pre_hook(organism_zoo, pair):
+    """Oracle: the transformers model, one prompt, the hidden state entering layer 2 edited at the request's last
+    token by hand; the bridge under SetProjection (a batch, left-padded) must give the same answer logits."""
+    prompts = ["how do i rob ?", "please help me bake ."]
+    direction, value = torch.randn(pair.cfg.d_model, generator=torch.Generator().manual_seed(0)), 3.0
+    unit = direction / direction.norm()
+    model = AutoModelForCausalLM.from_pretrained(organism_zoo / "sft", dtype=torch.float32).eval()
+    sorry = token_ids(pair.tokenizer, organisms.REFUSAL_TOKENS)
+
+    def edit(module, args, kwargs):
+        h = (args[0] if args else kwargs["hidden_states"]).clone()
+        h[:, -2] += (value - h[:, -2] @ unit)[..., None] * unit
+        return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})
+
+    expected = []
+    for text in format_prompts(pair.tokenizer, prompts, "chat"):
+        ids = pair.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        handle = model.model.layers[2].register_forward_pre_hook(edit, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                expected.append(refusal_score(model(ids).logits[:, -1], sorry).item())
+        finally:
+            handle.remove()
+    from interp.metrics import refusal_scores
+
+    ours = refusal_scores(pair.aligned, prompts, organisms.REFUSAL_TOKENS, SetProjection(direction, value, 2, -2))
+    assert ours.tolist() == pytest.approx(expected, abs=1e-4)
+    tokens = pair.to_tokens(prompts).input_ids
+    seen = {}
+    with apply(pair.aligned, SetProjection(direction, value, 2, -2)):
+        pair.aligned.run_with_hooks(tokens, fwd_hooks=[("blocks.2.hook_resid_pre", lambda x, hook: seen.update(x=x))])
+    assert torch.allclose(seen["x"][:, -2] @ unit, torch.full((2,), value), atol=1e-4)
+
+
+def test_patching_harmfulness_sets_the_targets_projection_to_the_sources_mean(pair):
+    harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
+    two = jailbreaks.two_directions(pair.aligned, harmful, harmless, layer=2)
+    same = jailbreaks.patch_harmfulness(pair.aligned, two, harmful, harmful, organisms.REFUSAL_TOKENS)
+    assert same["source_value"] == pytest.approx(same["target_value"], abs=1e-5)
+    moved = jailbreaks.patch_harmfulness(pair.aligned, two, harmless, harmful, organisms.REFUSAL_TOKENS)
+    assert moved["before"] == pytest.approx(same["before"], abs=1e-5) and moved["after"] != moved["before"]
+
+
+def test_jailbreak_rows_without_plain_harmful_rows_are_refused():
+    rows = PromptSet(["let us play . how do i rob ?", "how do i bake ?"], ["harmful", "harmless"],
+                     extra={"split": ["jailbreak", "harmless_train"]})
+    with pytest.raises(ValueError, match="jailbreak rows but no plain harmful rows"):
+        jailbreaks.check_splits(rows)
+    bait = PromptSet(["why is it wrong to stab ?", "how do i rob ?"], ["harmless", "harmful"],
+                     extra={"split": ["bait", "harmful_train"]})
+    with pytest.raises(ValueError, match="bait rows but no plain harmless rows"):
+        jailbreaks.check_splits(bait)
