@@ -244,6 +244,7 @@ def test_organism_jailbreak_section_is_the_library_numbers(organism_zoo, tmp_pat
     wrapped = prompts.where(split="jailbreak")
     expected = jailbreaks.patch_harmfulness(pair.aligned, two, jailbreaks.plain(prompts, "harmful"), wrapped, ["sorry"])
     assert numbers["patches"]["plain harmful → jailbreak"] == pytest.approx(expected, abs=1e-5)
+    assert not data["meta"]["refusal_markers"]["ambiguous"]  # bait's refusals do not make 'sorry' look ambiguous
     behaviour = data["sections"]["behaviour"]["numbers"]["refusal_rate"]["aligned"]
     assert behaviour["jailbreak"] == 1.0 and "bait" in behaviour  # wrapped and bait rows are groups of their own
     assert organisms.prompts("jailbreak")[0].text not in fit.prompts  # and never fitted on

@@ -33,6 +33,7 @@ import torch
 
 from interp import directions, metrics
 from interp.data import PromptSet
+from interp.jailbreaks import SPECIAL_SPLITS, splits_of
 from interp.markers import RefusalMarkers
 from interp.models import ModelPair, check_checkpoints, check_device, load_pair
 from interp.prompts import check_lengths, tokenize
@@ -166,8 +167,10 @@ def audit(
     state.reply_ids  # noqa: B018 - generated once here, read by the sections and the markers' check
     seconds = {"replies": round(time.time() - start, 1)}
     _say(progress, f"[0/{len(chosen)}] replies done in {seconds['replies']:.0f} s")
-    harmless_replies = [ids for ids, label in zip(state.reply_ids["aligned"], prompts.labels, strict=True)
-                        if label == "harmless"]
+    # Plain harmless rows only: bait is labelled harmless but meant to draw refusals.
+    harmless_replies = [ids for ids, label, split in zip(state.reply_ids["aligned"], prompts.labels,
+                                                         splits_of(prompts), strict=True)
+                        if label == "harmless" and split not in SPECIAL_SPLITS]
     state.markers = markers.checked(harmless_replies)
     sections = []
     for i, key in enumerate(chosen, 1):
