@@ -75,18 +75,25 @@ class AblateDirection:
         check_vector(model, self.direction, "the direction to ablate", nonzero=True)
         layers = range(model.cfg.n_layers) if self.layers is None else self.layers
         check_layers(model, layers)
-        unit = self.direction / self.direction.norm()
-        index, check_input = _index(self.positions, type(self).__name__)
-
-        def ablate(x: Tensor, hook) -> Tensor:
-            check_input(x.shape[1])
-            r = unit.to(x.device, x.dtype)
-            out = x.clone()
-            part = out[:, index]
-            out[:, index] = part - (part @ r)[..., None] * r
-            return out
-
+        ablate = _projection_setter(self.direction, None, self.positions, type(self).__name__)
         return [(f"blocks.{layer}.{name}", ablate) for layer in layers for name in self.hooks_at]
+
+
+def _projection_setter(direction: Tensor, value: float | None, positions, what: str) -> Callable:
+    """A hook setting the component along ``direction`` to ``value`` at ``positions`` (``None``: removing it)."""
+    unit = direction / direction.norm()
+    index, check_input = _index(positions, what)
+
+    def set_projection(x: Tensor, hook) -> Tensor:
+        check_input(x.shape[1])
+        r = unit.to(x.device, x.dtype)
+        out = x.clone()
+        part = out[:, index]
+        along = (part @ r)[..., None] * r
+        out[:, index] = part - along if value is None else part - along + value * r
+        return out
+
+    return set_projection
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,16 +134,7 @@ class SetProjection:
     def hooks(self, model) -> list[Hook]:
         check_vector(model, self.direction, "the direction to set", nonzero=True)
         check_layer(model, self.layer)
-        unit = self.direction / self.direction.norm()
-        index, check_input = _index(self.positions, type(self).__name__)
-
-        def set_projection(x: Tensor, hook) -> Tensor:
-            check_input(x.shape[1])
-            r = unit.to(x.device, x.dtype)
-            out = x.clone()
-            part = out[:, index]
-            out[:, index] = part + (self.value - part @ r)[..., None] * r
-            return out
+        set_projection = _projection_setter(self.direction, float(self.value), self.positions, type(self).__name__)
 
         return [(f"blocks.{self.layer}.{self.hook_at}", set_projection)]
 
