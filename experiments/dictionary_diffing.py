@@ -13,12 +13,12 @@ steps) on sft, dpo and rl at layer 4 with training seeds 0 and 1, and on dpo at 
 * what ablating all the checked latents together at the site closes.
 
     python experiments/dictionary_diffing.py ZOO [ZOO ...] > experiments/results/dictionary_diffing.txt
+    python experiments/dictionary_diffing.py --append --only dpo:4:0 ZOO >> experiments/results/dictionary_diffing.txt
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -77,12 +77,12 @@ def line(row: dict) -> str:
             f"{row['checked']} | all ablated {row['all_ablated']:.2f}{extra}")
 
 
-def main(zoos: list[str]) -> None:
+def main(zoos: list[str], runs: list[tuple[str, int, int]], append: bool) -> None:
     torch.set_num_threads(2)
     results = Path(__file__).parent / "results" / "dictionary_diffing.jsonl"
-    with results.open("w") as out:
+    with results.open("a" if append else "w") as out:
         for zoo in zoos:
-            for variant, layer, seed in RUNS:
+            for variant, layer, seed in runs:
                 for row in measure(Path(zoo), variant, layer, seed):
                     out.write(json.dumps(row) + "\n")
                     out.flush()
@@ -90,4 +90,13 @@ def main(zoos: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("zoos", nargs="+")
+    parser.add_argument("--only", action="append", metavar="ORGANISM:LAYER:SEED", help="run only these (repeatable)")
+    parser.add_argument("--append", action="store_true", help="add to the results instead of rewriting them")
+    args = parser.parse_args()
+    chosen = RUNS if not args.only else [(v, int(layer), int(seed)) for v, layer, seed in
+                                         (spec.split(":") for spec in args.only)]
+    main(args.zoos, chosen, args.append)
