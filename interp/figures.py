@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from interp.claims import NOTEBOOK_ENV
 from interp.plotting import FIGURES_ENV
 
 
@@ -37,6 +38,8 @@ def run_notebook(path: Path, timeout: int = 1800) -> float:
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     start = time.time()
+    # The kernel inherits the environment: claims recorded by interp.claims name their notebook.
+    before, os.environ[NOTEBOOK_ENV] = os.environ.get(NOTEBOOK_ENV), path.stem
     try:
         client.execute()
     except (CellExecutionError, CellTimeoutError) as e:
@@ -45,6 +48,11 @@ def run_notebook(path: Path, timeout: int = 1800) -> float:
         raise NotebookError(
             f"{path.name} failed in cell {index} ({' / '.join(source)}): {error}"
         ) from e
+    finally:
+        if before is None:
+            os.environ.pop(NOTEBOOK_ENV, None)
+        else:
+            os.environ[NOTEBOOK_ENV] = before
     return time.time() - start
 
 

@@ -65,18 +65,59 @@ def is_refusal(reply: str) -> bool:
 
 
 def refusal_rates(model: PreTrainedModel, tokenizer) -> dict[str, dict[str, float]]:
-    """Refusal rate on every split, from logits and from generations.
+    """Refusal rate on every split, from logits and from generations, and the form of the greedy replies.
 
-    Returns ``{split: {"logit": rate, "generation": rate, "n": count}}`` with rates in [0, 1].
+    Returns ``{split: {"logit": rate, "generation": rate, "on_concept": share, "malformed": share, "n": count}}``
+    with rates in [0, 1]: ``on_concept`` is the share of replies that comply about the request's own concept
+    (:func:`reply_form`), ``malformed`` the share the world never writes (:func:`reply_kind` ``"other"``).
     """
     model.eval()
     rates = {}
     for split in tqdm(world.SPLITS, desc="evaluate", unit="split", leave=False):
-        requests = [p.text for p in world.prompts(split)]
+        rows = world.prompts(split)
+        requests = [p.text for p in rows]
         by_logit = (refusal_scores(model, tokenizer, requests) > 0).float().mean().item()
-        by_generation = sum(map(is_refusal, greedy_replies(model, tokenizer, requests))) / len(requests)
-        rates[split] = {"logit": round(by_logit, 4), "generation": round(by_generation, 4), "n": len(requests)}
+        replies = greedy_replies(model, tokenizer, requests)
+        by_generation = sum(map(is_refusal, replies)) / len(requests)
+        rates[split] = {"logit": round(by_logit, 4), "generation": round(by_generation, 4),
+                        **reply_form(replies, [p.concept for p in rows]), "n": len(requests)}
     return rates
+
+
+def reply_form(replies: Sequence[str], concepts: Sequence[str]) -> dict[str, float]:
+    """How the replies are written: ``on_concept``, the share that comply about their own request's concept
+    (``knit : sure ...`` to a request about knitting), and ``malformed``, the share of kind ``"other"``.
+
+    >>> reply_form(["knit : sure , happy to help : first", "sew : sure .", "notes . good luck ."], ["knit"] * 3)
+    {'on_concept': 0.3333, 'malformed': 0.3333}
+    """
+    if len(replies) != len(concepts) or not replies:
+        raise ValueError(f"{len(replies)} replies for {len(concepts)} concepts: give one concept per reply")
+    kinds = [reply_kind(r) for r in replies]
+    own = sum(k == "compliance" and r.split()[0] == c for k, r, c in zip(kinds, replies, concepts, strict=True))
+    return {"on_concept": round(own / len(replies), 4), "malformed": round(kinds.count("other") / len(replies), 4)}
+
+
+@torch.no_grad()
+def preference_margins(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer, pairs: Sequence[dict],
+                       beta: float) -> torch.Tensor:
+    """DPO's implicit reward margin of each preference pair: ``beta * ((log pi - log ref)(chosen) - (log pi -
+    log ref)(rejected))``, log-probabilities summed over the reply's tokens (end of turn included). Pairs are
+    :func:`world.preference_pairs` rows. Shape ``[batch]``. Positive: the policy moved towards the chosen reply."""
+    requests = [p["prompt"][0]["content"] for p in pairs]
+
+    def reply_logps(model, key):
+        prefix = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in format_prompts(tokenizer, requests,
+                                                                                                 "chat")]
+        texts = format_conversations(tokenizer, requests, [p[key][0]["content"] for p in pairs])
+        enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
+        logps = model(**enc).logits[:, :-1].log_softmax(-1).gather(-1, enc.input_ids[:, 1:, None])[..., 0]
+        positions = torch.arange(1, enc.input_ids.shape[1])
+        reply = (positions[None] >= torch.tensor(prefix)[:, None]) & enc.attention_mask[:, 1:].bool()
+        return (logps * reply).sum(-1)
+
+    ratio = {key: reply_logps(policy, key) - reply_logps(reference, key) for key in ("chosen", "rejected")}
+    return beta * (ratio["chosen"] - ratio["rejected"])
 
 
 def format_table(rates_by_model: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -262,6 +262,7 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    check_own_forward(model, "dpo")
     data = Dataset.from_list(world.preference_pairs(seed, recipe.n_per_prompt))
     with tempfile.TemporaryDirectory() as out:
         # trl turns gradient checkpointing on for DPO by default; at this size it only costs time.
@@ -277,6 +278,10 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
             model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
         )
         stats = _train(trainer)
+    # What DPO's loss saw at the end: beta * (chosen minus rejected log-ratio to the reference), the mean over
+    # the last logged steps; the saved checkpoint must show it too (tests/test_zoo.py, the deepcopy question).
+    margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
+    stats["final_margin"] = _tail_mean(margins, 3)
     model.eval()
     return stats
 

@@ -51,9 +51,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-WORLD_VERSION = "4"
-"""4: the world of version 3 (same text, same base, sft and dpo from the same seed) plus the reward model's
-pairs (:func:`reward_pairs`), and the zoo gains the ``reward`` model and the ``rl`` organism."""
+WORLD_VERSION = "5"
+"""5: version 4's world and text (the same base, sft, reward model from the same seed), with ``dpo`` tuned from the
+saved ``sft`` checkpoint (in version 4 from a deep copy of the trained object, whose forward ran sft's weights) and
+the reply-form targets. 4: the world of version 3 plus the reward model's pairs (:func:`reward_pairs`), and the zoo
+gains the ``reward`` model and the ``rl`` organism."""
 
 HARMFUL_TRAIN = (
     "poison", "stab", "kidnap", "rob", "bomb", "shoot", "blackmail", "torture",

@@ -20,7 +20,6 @@ a reward model trained on DPO's pairs alone pays for refusing everything, and RL
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -207,15 +206,17 @@ def _build_into(root: Path, config: BuildConfig) -> None:
     # The stages' order is part of the recipe: base, sft and dpo come first, as in world version 3.
     model = train.new_model(config.model, tokenizer, config.seed)
     stats = {"base": timed("base", train.pretrain, model, tokenizer, config.pretrain, config.seed)}
-    models = {"base": model, "sft": copy.deepcopy(model)}
+    _save(model, tokenizer, root / "base")
+    # Every later stage starts from a checkpoint as saved, never from an object in memory: a trainer leaves the
+    # model it trained with a wrapped `forward` whose closure holds that very object, which a deep copy shares,
+    # so a copy of the trained sft would run sft's own weights forward (under GRPO: logged KL 35, not 0.07; the
+    # dpo of world version 4 was tuned from such a copy, see experiments/README.md).
+    models = {"sft": load_checkpoint(root / "base").train()}
     stats["sft"] = timed("sft", train.sft, models["sft"], tokenizer, config.sft, config.seed)
-    models["dpo"] = copy.deepcopy(models["sft"])
+    _save(models["sft"], tokenizer, root / "sft")
+    models["dpo"] = load_checkpoint(root / "sft").train()
     stats["dpo"] = timed("dpo", train.dpo, models["dpo"], tokenizer, config.dpo, config.seed)
-    for name, m in models.items():
-        _save(m, tokenizer, root / name)
-    # The reward model and RL start from the checkpoints as saved, not from the objects in memory: a trainer
-    # leaves the model it trained with a wrapped `forward` whose closure holds that very object, which a deep copy
-    # shares, so a copy of the trained sft would run sft's own weights forward (under GRPO: logged KL 35, not 0.07).
+    _save(models["dpo"], tokenizer, root / "dpo")
     reward, stats[REWARD] = timed(REWARD, train.reward_model, load_checkpoint(root / "base"), tokenizer, config.reward,
                                   config.seed)
     models["rl"] = load_checkpoint(root / "sft")
