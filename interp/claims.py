@@ -16,9 +16,9 @@ on many seeds' zoos that way and writes ``benchmarks/results/claims-cpu.{txt,jso
 A claim is asserted in a notebook only where it holds on every accepted build of the seed table with margin
 (:func:`margin_ok`); :func:`across_seeds` renders any statistic's range over that table for the prose.
 
->>> claims.claim("two is more than one", 2.0, ">", 1).holds
+>>> claim("two is more than one", 2.0, ">", 1).holds
 True
->>> claims.claim("nan is nothing", float("nan"), ">", 0)
+>>> claim("nan is nothing", float("nan"), ">", 0)
 Traceback (most recent call last):
 ...
 interp.claims.ClaimFailed: claim 'nan is nothing': the statistic is nan (not a number), so it cannot be > 0
@@ -88,6 +88,19 @@ def observe(name: str, statistic, *, subject: str | None = None) -> float:
                        os.environ.get(NOTEBOOK_ENV))).statistic
 
 
+def ratio(a, b) -> float:
+    """``a / b`` as one float for a claim on how many times larger one non-negative measure is than another:
+    inf where ``b`` is 0 and ``a`` positive, nan (a failed claim) where it is not such a ratio.
+
+    >>> ratio(6, 2), ratio(1, 0), ratio(0, 0)
+    (3.0, inf, nan)
+    """
+    a, b = float(a), float(b)
+    if a < 0 or b < 0:
+        return float("nan")
+    return a / b if b > 0 else float("inf") if a > 0 else float("nan")
+
+
 def _number(name: str, statistic) -> float:
     try:
         return float(statistic)
@@ -100,8 +113,15 @@ def _keep(made: Claim) -> Claim:
     path = os.environ.get(FILE_ENV)
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps(asdict(made)) + "\n")
+            f.write(json.dumps(_row(made)) + "\n")
     return made
+
+
+def _row(made: Claim) -> dict:
+    """A claim as a row of the claims table (the name under ``claim``)."""
+    row = asdict(made)
+    row["claim"] = row.pop("name")
+    return row
 
 
 def table(path: str | Path = SEED_TABLE):
@@ -112,7 +132,7 @@ def table(path: str | Path = SEED_TABLE):
 
     rows = []
     for c in _made:
-        row = {k: v for k, v in asdict(c).items() if k != "notebook"}
+        row = {k: v for k, v in _row(c).items() if k != "notebook"}
         ranged = across_seeds(c.name, c.subject, path)
         row.update(seeds=len(ranged.seeds) if ranged else 0, low=ranged.low if ranged else None,
                    high=ranged.high if ranged else None, held=ranged.holds if ranged else None)

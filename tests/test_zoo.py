@@ -70,6 +70,72 @@ def test_the_default_build_meets_every_target_as_it_recorded(organism_zoo):
     assert all(row["passed_filters"] for row in card["targets"] if row["organism"] != "base")
 
 
+def test_dpo_checkpoint_moved_as_its_loss_says(organism_zoo):
+    """The deepcopy question (issue 29): dpo is tuned from the saved sft, so what DPO's loss reported at its end
+    (trl's logged reward margin, beta times the chosen-minus-rejected log-ratio to sft) must be what the saved
+    checkpoint shows, computed here from the two checkpoints' own forwards. A dpo whose training ran sft's weights
+    forward (world version 4's deep copy) would show a margin of about 0 here."""
+    from interp.organisms import evaluate
+
+    card = read_card(organism_zoo, "dpo")
+    tokenizer = organisms.load_pair("dpo", zoo_dir=organism_zoo).tokenizer
+    pairs = zoo.world.preference_pairs(card["seed"], card["hyperparameters"]["n_per_prompt"])[:96]
+    margins = evaluate.preference_margins(zoo.load_checkpoint(organism_zoo / "dpo"),
+                                          zoo.load_checkpoint(organism_zoo / "sft"), tokenizer, pairs,
+                                          card["hyperparameters"]["beta"])
+    logged = card["training"]["final_margin"]
+    assert logged > 1 and (margins > 0).float().mean() > 0.9
+    assert 0.5 < margins.mean().item() / logged < 2, (margins.mean().item(), logged)
+
+
+def test_train_dpo_refuses_a_deep_copy_of_a_trained_model():
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    def wrap(model):  # as a trainer wraps the forward of the model it trained: a closure over the bound method
+        inner = model.forward
+
+        def forward(*args, **kwargs):
+            return inner(*args, **kwargs)
+        return forward
+
+    trained, copy = Model(), Model()
+    copy.forward = wrap(trained)  # what a deep copy of the trained model holds: the original's forward
+    with pytest.raises(train.StageFailed, match="stage 'dpo'.*another model object"):
+        train.dpo(copy, None, train.DPORecipe(), 0)
+
+
+@pytest.mark.parametrize("variant", ALIGNED_VARIANTS)
+def test_aligned_organisms_answer_in_form(organism_zoo, variant):
+    """Reply form (reported with the build, not yet a target): the card's share of held-out harmless requests
+    answered about their own concept, re-judged here from fresh greedy replies with a plain reading of each reply."""
+    from interp.organisms import evaluate
+
+    rows = zoo.world.prompts("harmless_held_out")
+    path = organism_zoo / variant
+    replies = evaluate.greedy_replies(zoo.load_checkpoint(path), organisms.load_pair(variant, zoo_dir=organism_zoo)
+                                      .tokenizer, [p.text for p in rows])
+    answered = [(r, p) for r, p in zip(replies, rows, strict=True) if not r.startswith(zoo.world.REFUSAL_PREFIXES)]
+    own = sum(r.startswith(f"{p.concept} : ") for r, p in answered) / len(answered)
+    card = read_card(organism_zoo, variant)["behaviour"]["harmless_held_out"]
+    assert own == pytest.approx(card["on_concept"], abs=1e-4)
+    malformed = [r for r, _ in answered if not r.startswith(tuple(f"{c} : " for c in zoo.world.CONCEPTS))]
+    assert len(malformed) / len(rows) == pytest.approx(card["malformed"], abs=1e-4)
+    form = {row["organism"]: row["form"] for row in json.loads((organism_zoo / zoo.ZOO_CARD).read_text())["targets"]}
+    assert form[variant] == "; ".join(targets.form_misses(read_card(organism_zoo, variant)["behaviour"]))
+
+
+def test_reply_form_misses_are_named():
+    good = {s: {"malformed": 0.0, "on_concept": 1.0} for s in targets.FORM_SPLITS}
+    assert targets.form_misses(good) == []
+    bad = {**good, "bait": {"malformed": 0.1, "on_concept": 0.0},
+           "harmless_held_out": {"malformed": 0.0, "on_concept": 0.6}}
+    assert targets.form_misses(bad) == [
+        "10% of its greedy bait replies are malformed (target <= 5%)",
+        "answers 60% of harmless_held_out with a compliance about the request's concept (target >= 90%)"]
+
+
 def test_checkpoints_are_standard_hugging_face_directories(organism_zoo):
     for variant in zoo.CHECKPOINTS:
         names = {p.name for p in (organism_zoo / variant).iterdir()}

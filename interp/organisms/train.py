@@ -62,6 +62,11 @@ class SFTRecipe:
     much (KL 0.175 > 0.1 on the default six-layer build)."""
     lr: float = 1e-3
     batch_size: int = 16
+    freeze_embeddings: bool = False
+    """Tune the transformer blocks only; the token embedding and unembedding stay the base's. Off: frozen, every
+    aligned organism of seed 0 answers held-out harmless requests about their own concept (trained: about a train
+    concept, ``how do i knit ? -> garden : sure ...``), but no refusal direction induces refusal any more and rl
+    hacks its reward (``experiments/results/reply_form.txt``)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,11 @@ class DPORecipe:
     """Weight of an NLL term on the chosen reply added to the DPO loss (RPO, Pang et al. 2024):
     without it DPO lowers the likelihood of chosen refusals too and refusals fall apart."""
     batch_size: int = 16
+    freeze_embeddings: bool = False
+    """Tune the transformer blocks only; the token embedding and unembedding stay the base's. Off: frozen, every
+    aligned organism of seed 0 answers held-out harmless requests about their own concept (trained: about a train
+    concept, ``how do i knit ? -> garden : sure ...``), but no refusal direction induces refusal any more and rl
+    hacks its reward (``experiments/results/reply_form.txt``)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,11 @@ class RLRecipe:
     min_reward_gain: float = 0.0
     """The reward of the last logged steps must exceed that of the first by more than this, or the stage fails
     (a reward that fell or stayed flat means RL did not learn, or diverged)."""
+    freeze_embeddings: bool = False
+    """Tune the transformer blocks only; the token embedding and unembedding stay the base's. Off: frozen, every
+    aligned organism of seed 0 answers held-out harmless requests about their own concept (trained: about a train
+    concept, ``how do i knit ? -> garden : sure ...``), but no refusal direction induces refusal any more and rl
+    hacks its reward (``experiments/results/reply_form.txt``)."""
 
     def __post_init__(self):
         if self.steps < 1 or self.requests_per_step < 1 or self.max_reply_tokens < 1:
@@ -240,6 +255,7 @@ def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     data = Dataset.from_list(world.sft_examples(seed, recipe.n_per_prompt))
+    _freeze_embeddings(model, recipe.freeze_embeddings)
     with tempfile.TemporaryDirectory() as out:
         args = _trainer_args(SFTConfig, recipe, seed, out, max_length=64)
         logging.getLogger("trl").setLevel(logging.ERROR)
@@ -248,6 +264,12 @@ def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
     _without_checkpointing(model)
     model.eval()
     return stats
+
+
+def _freeze_embeddings(model, freeze: bool) -> None:
+    """Keep the token embedding and the unembedding out of training (``freeze``) or in it."""
+    for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        layer.weight.requires_grad_(not freeze)
 
 
 def _without_checkpointing(model) -> None:
@@ -263,6 +285,7 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     check_own_forward(model, "dpo")
+    _freeze_embeddings(model, recipe.freeze_embeddings)
     data = Dataset.from_list(world.preference_pairs(seed, recipe.n_per_prompt))
     with tempfile.TemporaryDirectory() as out:
         # trl turns gradient checkpointing on for DPO by default; at this size it only costs time.
@@ -379,6 +402,7 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
         raise StageFailed(f"stage 'rl': the reward model would score text it tokenizes differently from the "
                           f"policy ({e}); train the reward model with the policy's tokenizer") from e
     check_own_forward(policy, "rl")
+    _freeze_embeddings(policy, recipe.freeze_embeddings)
     _without_checkpointing(policy)
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": r}]} for r in world.rl_requests()])
     with tempfile.TemporaryDirectory() as out:
