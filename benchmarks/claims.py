@@ -10,11 +10,13 @@ skipped; zoos are kept under ``--zoos`` and reused. About 3 minutes per build an
     python benchmarks/claims.py --seeds 0 2 10 11 12 13 14 15          # build, run, write the table
     python benchmarks/claims.py --seeds 10 11 --build-only             # only the zoos (and failed builds' rows)
     python benchmarks/claims.py --txt-only                             # rewrite the .txt from the .jsonl
+    python benchmarks/claims.py --rejudge       # after moving a threshold: the recorded statistics, judged again
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -25,6 +27,8 @@ import tempfile
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
+
+import nbformat
 
 from interp import claims
 from interp.figures import NotebookError, run_notebook
@@ -51,13 +55,16 @@ def row(seed: int, accepted: bool, **fields) -> dict:
     return {**base, **fields}
 
 
-def run_notebooks(seed: int, zoo_dir: Path, notebooks: list[Path]) -> list[dict]:
-    """Every claim of every notebook on one zoo; a notebook that fails outright is a row of its own."""
+def run_notebooks(seed: int, zoo_dir: Path, notebooks: list[Path], figures: Path | None = None) -> list[dict]:
+    """Every claim of every notebook on one zoo; a notebook that fails outright is a row of its own. The figures go
+    to ``figures`` (kept) or a temporary folder."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         recorded = Path(tmp) / "claims.jsonl"
+        if figures is not None:
+            figures.mkdir(parents=True, exist_ok=True)
         os.environ.update({claims.FILE_ENV: str(recorded), claims.RECORD_ONLY_ENV: "1",
-                           zoo.ENV_VAR: str(zoo_dir), "INTERP_FIGURES_DIR": tmp})
+                           zoo.ENV_VAR: str(zoo_dir), "INTERP_FIGURES_DIR": str(figures or tmp)})
         for path in notebooks:
             print(f"  seed {seed}: {path.name} ...", end=" ", file=sys.stderr, flush=True)
             try:
@@ -70,6 +77,57 @@ def run_notebooks(seed: int, zoo_dir: Path, notebooks: list[Path]) -> list[dict]
                 rows.append(row(seed, True, notebook=path.stem, claim=f"{path.stem} runs", holds=False, error=error))
         rows += [row(seed, True, **r) for r in claims.read_table(recorded)]
     return rows
+
+
+def notebook_claims(path: Path) -> list[dict]:
+    """Every ``claims.claim`` / ``claims.observe`` call in a notebook, read from its source: ``function``, ``name``
+    (a string literal, or an error), ``op``, ``threshold`` (None where it is not a constant expression) and
+    ``precondition``."""
+    out = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "claims"
+                    and node.func.attr in ("claim", "observe")):
+                continue
+            first = node.args[0] if node.args else None
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                raise ValueError(f"{path.name}: a claim's name must be a string literal: {ast.unparse(node)}")
+            op = node.args[2].value if len(node.args) > 3 and isinstance(node.args[2], ast.Constant) else None
+            out.append({"function": node.func.attr, "name": first.value, "op": op,
+                        "threshold": _constant(node.args[3]) if len(node.args) > 3 else None,
+                        "precondition": any(k.arg == "precondition" and isinstance(k.value, ast.Constant)
+                                            and k.value.value for k in node.keywords)})
+    return out
+
+
+def _constant(node: ast.expr) -> float | None:
+    """The value of a constant arithmetic expression (``0.5``, ``1 / 3``), else None."""
+    if all(isinstance(n, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)) for n in ast.walk(node)):
+        return float(eval(compile(ast.Expression(node), "<threshold>", "eval"), {"__builtins__": {}}))
+    return None
+
+
+def rejudge(rows: list[dict], notebooks: list[Path]) -> list[dict]:
+    """The recorded statistics judged again by the notebooks' claims as they are now (kind, op and a constant
+    threshold), so that a threshold moved after the sweep, or a claim turned into an observation, is read from the
+    notebook rather than from the run that recorded it."""
+    now = {(p.stem, c["name"]): c for p in notebooks for c in notebook_claims(p)}
+    out = []
+    for r in rows:
+        c = now.get((r["notebook"], r["claim"]))
+        if c is not None and r["statistic"] is not None:
+            kind = "observed" if c["function"] == "observe" else "precondition" if c["precondition"] else "finding"
+            op = c["op"] if kind != "observed" else None
+            threshold = (c["threshold"] if c["threshold"] is not None else r["threshold"]) if op else None
+            holds = True if op is None else (not math.isnan(r["statistic"]) and claims.OPS[op](r["statistic"],
+                                                                                                threshold))
+            r = {**r, "kind": kind, "op": op, "threshold": threshold, "holds": holds}
+        out.append(r)
+    return out
 
 
 def worst(op: str | None, values: list[float]) -> float:
@@ -141,7 +199,11 @@ def main() -> None:
     p.add_argument("--txt", type=Path, default=RESULTS / "claims-cpu.txt")
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     p.add_argument("--build-only", action="store_true", help="build the zoos; record only failed builds")
+    p.add_argument("--figures", type=Path, help="keep each seed's figures in FIGURES/seed-N")
     p.add_argument("--txt-only", action="store_true", help="rewrite --txt from --jsonl")
+    p.add_argument("--rejudge", action="store_true",
+                   help="judge the recorded statistics again by the notebooks' claims as they are now (after a "
+                        "threshold moved or a claim became an observation), rewriting --jsonl and --txt")
     args = p.parse_args()
     rows = claims.read_table(args.jsonl)
     notebooks = sorted(args.notebooks.glob("*.ipynb"))
@@ -154,12 +216,15 @@ def main() -> None:
             print(f"seed {seed}: building (checked, one attempt) ...", file=sys.stderr, flush=True)
             zoo_dir, new = build(seed, args.zoos)
             if zoo_dir is not None and not args.build_only:
-                new = run_notebooks(seed, zoo_dir, notebooks)
+                new = run_notebooks(seed, zoo_dir, notebooks, args.figures / f"seed-{seed}" if args.figures else None)
             if new:
                 rows += new
                 with args.jsonl.open("a") as f:
                     f.write("".join(json.dumps(r) + "\n" for r in new))
                 args.txt.write_text(format_txt(rows))
+    if args.rejudge:
+        rows = rejudge(rows, notebooks)
+        args.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if rows:
         args.txt.write_text(format_txt(rows))
         print(args.txt.read_text())

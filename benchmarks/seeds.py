@@ -54,6 +54,20 @@ def summary(rows: list[dict], default_seed: int = 0) -> str:
     return "\n".join(lines)
 
 
+def recorded(zoo_dir: Path) -> targets.TargetCheck:
+    """The targets a checked build measured and wrote into its ``zoo.json``."""
+    card = zoo.read_zoo_card(zoo_dir)
+    if not card.get("targets"):
+        raise ValueError(f"{zoo_dir} was built unchecked: its zoo.json holds no targets")
+    fields = set(targets.OrganismCheck.__dataclass_fields__) - {"refusal", "misses"}
+    checks = tuple(targets.OrganismCheck(**{k: v for k, v in row.items() if k in fields},
+                                         refusal={s: row[f"refusal_{s}"] for s in world.SPLITS},
+                                         misses=tuple(m for m in row["misses"].split("; ") if m))
+                   for row in card["targets"])
+    return targets.TargetCheck(card["seed"], checks, card["reward_targets"],
+                               tuple(targets.reward_misses(card["reward_targets"])))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
@@ -61,6 +75,9 @@ def main() -> None:
                    help="one zoo per seed is built (or reused) in OUT/seed-N")
     p.add_argument("--jsonl", type=Path, help="also write the rows here, one JSON object per line")
     p.add_argument("--summary", type=Path, metavar="ROWS", help="print the median/range table of a --jsonl file")
+    p.add_argument("--recorded", action="store_true",
+                   help="read each zoo's targets from the zoo.json its checked build wrote (benchmarks/claims.py's "
+                        "zoos) instead of measuring them again; seeds without a complete zoo are skipped")
     args = p.parse_args()
     if args.summary:
         print(summary([json.loads(line) for line in args.summary.read_text().splitlines()]))
@@ -72,8 +89,13 @@ def main() -> None:
           "# ablated: harmful-train refusal with it ablated; added: harmless-train refusal with it added")
     rows, met = [], []
     for seed in args.seeds:
-        zoo_dir = zoo.build(args.out / f"seed-{seed}", config=zoo.BuildConfig(seed=seed), check=False)
-        measured = targets.check(zoo_dir)
+        if args.recorded:
+            if not zoo.is_complete(args.out / f"seed-{seed}"):
+                continue
+            measured = recorded(args.out / f"seed-{seed}")
+        else:
+            zoo_dir = zoo.build(args.out / f"seed-{seed}", config=zoo.BuildConfig(seed=seed), check=False)
+            measured = targets.check(zoo_dir)
         rows += measured.rows()
         met += [seed] if measured.ok else []
         table = targets.format_rows(measured.rows())

@@ -60,7 +60,10 @@ class SFTRecipe:
     epochs: int = 6
     """Six rather than three: with three, ablating SFT's refusal direction moved harmless answers too
     much (KL 0.175 > 0.1 on the default six-layer build)."""
-    lr: float = 1e-3
+    lr: float = 3e-4
+    """At 1e-3 (world version 4) every aligned organism of seed 0 answered held-out harmless requests about a train
+    concept (``how do i knit ? -> garden : sure ...``, 100% of them); at 3e-4 it answers about the request's own,
+    and seeds 0, 2 and 4 meet every target (``experiments/README.md``)."""
     batch_size: int = 16
     freeze_embeddings: bool = False
     """Tune the transformer blocks only; the token embedding and unembedding stay the base's. Off: frozen, every
@@ -86,10 +89,7 @@ class DPORecipe:
     without it DPO lowers the likelihood of chosen refusals too and refusals fall apart."""
     batch_size: int = 16
     freeze_embeddings: bool = False
-    """Tune the transformer blocks only; the token embedding and unembedding stay the base's. Off: frozen, every
-    aligned organism of seed 0 answers held-out harmless requests about their own concept (trained: about a train
-    concept, ``how do i knit ? -> garden : sure ...``), but no refusal direction induces refusal any more and rl
-    hacks its reward (``experiments/results/reply_form.txt``)."""
+    """As :attr:`SFTRecipe.freeze_embeddings`."""
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,7 @@ class RLRecipe:
     """The reward of the last logged steps must exceed that of the first by more than this, or the stage fails
     (a reward that fell or stayed flat means RL did not learn, or diverged)."""
     freeze_embeddings: bool = False
-    """Tune the transformer blocks only; the token embedding and unembedding stay the base's. Off: frozen, every
-    aligned organism of seed 0 answers held-out harmless requests about their own concept (trained: about a train
-    concept, ``how do i knit ? -> garden : sure ...``), but no refusal direction induces refusal any more and rl
-    hacks its reward (``experiments/results/reply_form.txt``)."""
+    """As :attr:`SFTRecipe.freeze_embeddings`."""
 
     def __post_init__(self):
         if self.steps < 1 or self.requests_per_step < 1 or self.max_reply_tokens < 1:
