@@ -183,7 +183,8 @@ def format_txt(rows: list[dict]) -> str:
         test = f"{line['op']} {line['threshold']:g}" if line["op"] else "-"
         cells = " ".join(f"{line['by_seed'][s]:>7.3g}" if line["by_seed"].get(s) is not None else f"{'-':>7}"
                          for s in accepted)
-        room = "" if line["op"] is None else ("yes" if line.get("margin_ok") else "NO")
+        room = "" if line["op"] is None else "-" if line["kind"] == "precondition" else (
+            "yes" if line.get("margin_ok") else "NO")
         lines.append(f"{line['notebook'] or '':<24.24} {line['claim']:<58.58} {line['subject'] or '':<18.18} "
                      f"{line['kind'] or 'error':<12} {test:>10} {cells} {line.get('worst', float('nan')):>8.3g} "
                      f"{line['held']:>3}/{line['seeds']:<2} {room}")

@@ -105,7 +105,8 @@ def main() -> None:
               + (f"  MISSES: {'; '.join(measured.reward_misses)}" if measured.reward_misses else ""), flush=True)
         if args.jsonl:
             args.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"# {len(met)} of {len(args.seeds)} seeds meet every target: {met}")
+    seen = sorted({row["seed"] for row in rows})
+    print(f"# {len(met)} of {len(seen)} seeds {'read' if args.recorded else 'built'} meet every target: {met}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
     b.add_argument("--seed", type=int, default=0, help="the first seed tried (default 0)")
     b.add_argument("--attempts", type=int,
-                   help="seeds tried (--seed, --seed + 1, ...) until a build meets the organisms' targets (default 3)")
+                   help="seeds tried (--seed, --seed + 1, ...) until a build meets the organisms' targets (default 6)")
     b.set_defaults(func=_organisms_build)
     e = org_sub.add_parser("eval", help="refusal rate of every organism on every split")
     e.add_argument("--dir", help="zoo directory (default: as for build)")

@@ -180,8 +180,11 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
     result = patching.patch_across(pair.aligned, pair.base, tokens, metric, "resid_pre", reduce="mean")
     patched = data["sections"]["patching"]["numbers"]
     assert_same(patched["patched_log_odds"], result, atol=1e-4)
-    recovery = np.array(patched["recovery"])
-    assert recovery[-1, -1] > 0.5 and np.abs(recovery[:, :-1]).max() < 0.1  # the answer position carries it
+    # The recovery the page shows is the patched score's share of the gap, recomputed here from the sweep; where
+    # refusal lives on the organisms is a finding of notebook 06, measured over seeds in the claims table.
+    with torch.no_grad():
+        clean, corrupted = (metric(m(tokens)).mean().item() for m in (pair.aligned, pair.base))
+    assert_same(patched["recovery"], (result.values - corrupted) / (clean - corrupted), atol=1e-3)
 
 
 def test_organism_dictionary_section_is_the_library_numbers(organism_report):
