@@ -116,8 +116,8 @@ def form_misses(behaviour: dict[str, dict[str, float]]) -> list[str]:
               if behaviour[split]["malformed"] > MAX_FORM_MALFORMED]
     on_concept = behaviour["harmless_held_out"]["on_concept"]
     if on_concept < MIN_ON_CONCEPT:
-        misses.append(f"answers {on_concept:.0%} of harmless_held_out with a compliance about the request's concept "
-                      f"(target >= {MIN_ON_CONCEPT:.0%})")
+        misses.append(f"answers {on_concept:.0%} of the harmless_held_out requests it does not refuse about the "
+                      f"request's own concept (target >= {MIN_ON_CONCEPT:.0%})")
     return misses
 
 
