@@ -251,7 +251,8 @@ def test_latent_effects_against_plain_hf_runs(organism_zoo, organism_pair, pair_
         row = ours.table.loc[g]
         assert row.ablated == pytest.approx(mean[g, "sft"], abs=1e-3), g
         assert row.added == pytest.approx(mean[g, "base"], abs=1e-3), g
-    assert abs(ours.table.loc["all"].added - ours.base_score) > 0.01  # the edits did something
+    # the edits did something: moved the score by more than five times the tolerance of the comparisons above
+    assert abs(ours.table.loc["all"].added - ours.base_score) > 5e-3
 
 
 def test_save_load_round_trip_and_the_pair_check(tmp_path, organism_zoo, organism_pair, pair_dictionaries,

@@ -184,7 +184,7 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
     # refusal lives on the organisms is a finding of notebook 06, measured over seeds in the claims table.
     with torch.no_grad():
         clean, corrupted = (metric(m(tokens)).mean().item() for m in (pair.aligned, pair.base))
-    assert_same(patched["recovery"], (result.values - corrupted) / (clean - corrupted), atol=1e-3)
+    assert_same(patched["recovery"], (result - corrupted) / (clean - corrupted), atol=1e-3)
 
 
 def test_organism_dictionary_section_is_the_library_numbers(organism_report):
