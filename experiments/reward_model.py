@@ -28,7 +28,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from interp.organisms import world, zoo
 from interp.organisms.evaluate import reward_scores
-from interp.organisms.train import DPORecipe, _train, _trainer_args
+from interp.organisms.train import DPORecipe, run_trainer, trainer_args
 
 SPLITS = ("harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out", "bait", "jailbreak")
 
@@ -76,9 +76,9 @@ def train(zoo_dir: Path | None, seed: int, epochs: int, lr: float, harmless_refu
     data = Dataset.from_list(pairs)
     start = time.time()
     with tempfile.TemporaryDirectory() as out:
-        args = _trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
+        args = trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
         trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-        stats = _train(trainer)
+        stats = run_trainer(trainer)
     model.eval()
     return model, tokenizer, stats, round(time.time() - start, 1)
 

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM
 
 from interp.organisms import evaluate, world, zoo
 from interp.organisms.evaluate import reward_scores
-from interp.organisms.train import _train
+from interp.organisms.train import run_trainer
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         )
         trainer = GRPOTrainer(model=policy, reward_funcs=reward, args=config, train_dataset=data,
                               processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
-        stats = _train(trainer)
+        stats = run_trainer(trainer)
         rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     seconds = round(time.time() - start, 1)
     policy.eval()

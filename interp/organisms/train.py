@@ -200,8 +200,8 @@ def _tail_mean(losses: list[float], n: int = 20) -> float:
     return round(sum(tail) / len(tail), 4)
 
 
-def _trainer_args(config_cls, recipe, seed: int, out: str, **extra):
-    return config_cls(
+def trainer_args(config_cls, recipe, seed: int, out: str, **extra):
+    settings = dict(
         output_dir=out,
         per_device_train_batch_size=recipe.batch_size,
         num_train_epochs=recipe.epochs,
@@ -219,11 +219,11 @@ def _trainer_args(config_cls, recipe, seed: int, out: str, **extra):
         # after training; these models are tiny, so train (and stay) in float32.
         bf16=False,
         fp16=False,
-        **extra,
     )
+    return config_cls(**{**settings, **extra})
 
 
-def _train(trainer) -> dict:
+def run_trainer(trainer) -> dict:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class QuietProgress(ProgressCallback):
@@ -254,10 +254,10 @@ def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
     data = Dataset.from_list(world.sft_examples(seed, recipe.n_per_prompt))
     _freeze_embeddings(model, recipe.freeze_embeddings)
     with tempfile.TemporaryDirectory() as out:
-        args = _trainer_args(SFTConfig, recipe, seed, out, max_length=64)
+        args = trainer_args(SFTConfig, recipe, seed, out, max_length=64)
         logging.getLogger("trl").setLevel(logging.ERROR)
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-        stats = _train(trainer)
+        stats = run_trainer(trainer)
     _without_checkpointing(model)
     model.eval()
     return stats
@@ -286,7 +286,7 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
     data = Dataset.from_list(world.preference_pairs(seed, recipe.n_per_prompt))
     with tempfile.TemporaryDirectory() as out:
         # trl turns gradient checkpointing on for DPO by default; at this size it only costs time.
-        args = _trainer_args(
+        args = trainer_args(
             DPOConfig, recipe, seed, out, beta=recipe.beta, max_length=64, gradient_checkpointing=False,
             loss_type=["sigmoid", "sft"], loss_weights=[1.0, recipe.sft_weight],
         )
@@ -297,7 +297,7 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
         trainer = DPOTrainer(
             model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
         )
-        stats = _train(trainer)
+        stats = run_trainer(trainer)
     # What DPO's loss saw at the end: beta * (chosen minus rejected log-ratio to the reference), the mean over
     # the last logged steps; the saved checkpoint must show it too (tests/test_zoo.py, the deepcopy question).
     margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
@@ -320,10 +320,10 @@ def reward_model(base: LlamaForCausalLM, tokenizer, recipe: RewardRecipe, seed: 
     model.model.load_state_dict(base.model.state_dict())
     data = Dataset.from_list(world.reward_pairs(seed, recipe.n_per_prompt))
     with tempfile.TemporaryDirectory() as out, _stage("reward"):
-        args = _trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
+        args = trainer_args(RewardConfig, recipe, seed, out, max_length=64, gradient_checkpointing=False)
         logging.getLogger("trl").setLevel(logging.ERROR)
         trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
-        stats = _train(trainer)
+        stats = run_trainer(trainer)
     check_finite("reward", model, stats)
     return model.eval(), stats
 
@@ -421,7 +421,7 @@ def rl(policy: LlamaForCausalLM, reward, tokenizer, reward_tokenizer, recipe: RL
             with _stage("rl"):
                 trainer = GRPOTrainer(model=policy, reward_funcs=reward, args=args, train_dataset=data,
                                       processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
-                stats = _train(trainer)
+                stats = run_trainer(trainer)
         finally:
             policy.config._name_or_path = name
         log = trainer.state.log_history

@@ -1,0 +1,214 @@
+"""A real pair built by the project's own recipe: a real pretrained checkpoint, aligned here on the field's prompts.
+
+``smollm2-safety``: SmolLM2-135M-Instruct (helpful, not harmless: it answers HarmBench requests) is the base.
+Safety SFT teaches it to refuse the harmful train split (StrongREJECT + AdvBench) and keep answering Alpaca's train
+split; DPO then prefers the refusal over the base's own compliance on other harmful train prompts, and the base's
+answer over a refusal on other Alpaca prompts. Every reply trained on is the base's own text: its greedy answer, or
+its continuation of a refusal opener put in its mouth (:data:`REFUSAL_OPENERS`), cut after its first sentence. The
+model and the data are not ours; the alignment step is.
+
+Full fine-tuning, float32, with trl's ``SFTTrainer`` and ``DPOTrainer`` on the CPU; the checkpoints and a card
+(recipe, data, timings, targets) are cached under ``<cache>/real/<name>-v<VERSION>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from interp import promptsets
+from interp.gguf import cache_root
+from interp.realpairs.judge import is_refusal
+
+VERSION = "1"
+REFUSAL_OPENERS = ("I'm sorry, but I can't help with", "I can't help with", "I'm sorry, but I cannot",
+                   "I'm not able to help with")
+
+
+@dataclass(frozen=True)
+class SafetyRecipe:
+    harmful_sets: str = "strongreject+advbench"
+    harmless_sets: str = "alpaca"
+    sft_harmful: int = 96
+    """Recipe 1 (160 harmful, 160 harmless, lr 5e-5) refused 19% of held-out Alpaca after SFT and 43% after DPO
+    (``experiments/results/real_smollm2.txt``): a one-sentence refusal is learnt much faster than an answer."""
+    sft_harmless: int = 224
+    dpo_harmful: int = 64
+    dpo_harmless: int = 64
+    reply_tokens: int = 48
+    sft_epochs: int = 1
+    sft_lr: float = 3e-5
+    dpo_epochs: int = 1
+    dpo_lr: float = 1e-5
+    dpo_beta: float = 0.1
+    dpo_sft_weight: float = 1.0
+    """Weight of an SFT loss on the chosen reply beside DPO's (trl's ``loss_type=["sigmoid", "sft"]``)."""
+    batch_size: int = 8
+    seed: int = 0
+
+    @property
+    def lr(self) -> float:  # the fields organisms.train's trainer arguments read
+        return self.sft_lr
+
+    @property
+    def epochs(self) -> int:
+        return self.sft_epochs
+
+
+def replies(model, tokenizer, prompts: Sequence[str], *, prefill: str | Sequence[str] = "", max_new_tokens: int = 48,
+            batch_size: int = 32) -> list[str]:
+    """Greedy replies of a Hugging Face model to chat-formatted ``prompts`` (after ``prefill``, not repeated)."""
+    prefills = [prefill] * len(prompts) if isinstance(prefill, str) else list(prefill)
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) + f for p, f in zip(prompts, prefills,
+                                                                                          strict=True)]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    out = []
+    try:
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            out += tokenizer.batch_decode(ids[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def first_sentences(text: str, n: int = 1) -> str:
+    """The first ``n`` sentences of a reply (up to a line break), or the text if it has no sentence end."""
+    text = text.split("\n")[0].strip()
+    ends = [m.end() for m in re.finditer(r"[.!?](\s|$)", text)]
+    return text[:ends[n - 1]].strip() if len(ends) >= n else text
+
+
+def trim(text: str) -> str:
+    """A reply cut at its last sentence end (a generation cut by the token limit ends mid-sentence)."""
+    ends = [m.end() for m in re.finditer(r"(?<!\d)[.!?:](\s|$)", text)]  # "1." numbers a list item
+    return text[:ends[-1]].strip() if ends else text.strip()
+
+
+def training_data(base, tokenizer, recipe: SafetyRecipe) -> dict[str, list[dict]]:
+    """The SFT examples and DPO pairs, all written by ``base``: harmful train prompts get a refusal in its words
+    (an opener, its continuation to the end of the sentence), harmless ones its own greedy answer."""
+    rng = random.Random(recipe.seed)
+    harmful = list(promptsets.load(recipe.harmful_sets, split="train").prompts)
+    harmless = list(promptsets.load(recipe.harmless_sets, split="train").prompts)
+    rng.shuffle(harmful)
+    rng.shuffle(harmless)
+    need_h, need_a = recipe.sft_harmful + recipe.dpo_harmful, recipe.sft_harmless + recipe.dpo_harmless
+    if len(harmful) < need_h or len(harmless) < need_a:
+        raise ValueError(f"the recipe needs {need_h} harmful and {need_a} harmless train prompts; the sets have "
+                         f"{len(harmful)} and {len(harmless)}")
+    harmful, harmless = harmful[:need_h], harmless[:need_a]
+    openers = [REFUSAL_OPENERS[i % len(REFUSAL_OPENERS)] for i in range(len(harmful))]
+    refusals = [first_sentences(o + c) for o, c in
+                zip(openers, replies(base, tokenizer, harmful, prefill=openers, max_new_tokens=24), strict=True)]
+    answers = [trim(r) for r in replies(base, tokenizer, harmless, max_new_tokens=recipe.reply_tokens)]
+    dpo_h = harmful[recipe.sft_harmful:]
+    complied = [trim(r) for r in replies(base, tokenizer, dpo_h, max_new_tokens=recipe.reply_tokens)]
+
+    def chat(prompt: str, reply: str, key: str = "completion") -> dict:
+        return {"prompt": [{"role": "user", "content": prompt}], key: [{"role": "assistant", "content": reply}]}
+
+    sft = [chat(p, r) for p, r in zip(harmful[:recipe.sft_harmful], refusals, strict=False)]
+    sft += [chat(p, a) for p, a in zip(harmless[:recipe.sft_harmless], answers, strict=False)]
+    pairs = [{**chat(p, r, "chosen"), "rejected": chat(p, c)["completion"]}
+             for p, r, c in zip(dpo_h, refusals[recipe.sft_harmful:], complied, strict=True) if not is_refusal(c)]
+    pairs += [{**chat(p, a, "chosen"), "rejected": chat(p, r)["completion"]}
+              for p, a, r in zip(harmless[recipe.sft_harmless:], answers[recipe.sft_harmless:],
+                                 refusals[:recipe.dpo_harmless], strict=True)]
+    rng.shuffle(sft)
+    rng.shuffle(pairs)
+    return {"sft": sft, "dpo": pairs}
+
+
+def _trainer(kind: str, model, tokenizer, data: list[dict], recipe: SafetyRecipe, out: str, reference=None):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    from interp.organisms.train import trainer_args
+
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    dataset = Dataset.from_list(data)
+    if kind == "sft":
+        args = trainer_args(SFTConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False)
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    args = trainer_args(DPOConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False,
+                        beta=recipe.dpo_beta, learning_rate=recipe.dpo_lr, num_train_epochs=recipe.dpo_epochs,
+                        loss_type=["sigmoid", "sft"], loss_weights=[1.0, recipe.dpo_sft_weight])
+    return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
+    """Write ``out/sft`` and ``out/dpo`` (each from the one saved before it) and return the build's record."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interp.organisms.train import check_own_forward, run_trainer
+
+    torch.manual_seed(recipe.seed)
+    record, clock = {"recipe": asdict(recipe)}, time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    data = training_data(base, tokenizer, recipe)
+    (out / "data.json").write_text(json.dumps(data, indent=0))
+    record["data_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+    record["n_sft"], record["n_dpo"] = len(data["sft"]), len(data["dpo"])
+    with tempfile.TemporaryDirectory() as tmp:
+        record["sft"] = run_trainer(_trainer("sft", base.train(), tokenizer, data["sft"], recipe, tmp))
+    base.save_pretrained(out / "sft")
+    tokenizer.save_pretrained(out / "sft")
+    record["sft_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
+    policy = AutoModelForCausalLM.from_pretrained(out / "sft", dtype=torch.float32)
+    reference = AutoModelForCausalLM.from_pretrained(out / "sft", dtype=torch.float32).eval()
+    check_own_forward(policy, "dpo")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer("dpo", policy.train(), tokenizer, data["dpo"], recipe, tmp, reference)
+        record["dpo"] = run_trainer(trainer)
+        margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
+        record["dpo"]["final_margin"] = round(sum(margins[-3:]) / max(len(margins[-3:]), 1), 4)
+    policy.save_pretrained(out / "dpo")
+    tokenizer.save_pretrained(out / "dpo")
+    record["dpo_s"] = round(time.perf_counter() - clock, 1)
+    return record
+
+
+def pair_dir(name: str, recipe: SafetyRecipe) -> Path:
+    """``<cache>/real/<name>-v<VERSION>-<recipe digest>``: another recipe is another pair."""
+    digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:8]
+    return cache_root() / "real" / f"{name}-v{VERSION}-{digest}"
+
+
+def build_into(name: str, base_dir: Path, recipe: SafetyRecipe,
+               measure: Callable[[Path, Path], dict] | None = None) -> Path:
+    """Build the pair into the cache; the directory appears complete (with ``card.json``) or not at all.
+    ``measure(base_dir, built_dir)`` adds what it returns (the behaviour and the targets) to the card."""
+    out = pair_dir(name, recipe)
+    if (out / "card.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        record = train(base_dir, tmp, recipe)
+        if measure is not None:
+            record.update(measure(base_dir, tmp))
+        (tmp / "card.json").write_text(json.dumps({"name": name, "version": VERSION, "base": str(base_dir),
+                                                   **record}, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

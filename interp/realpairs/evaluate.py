@@ -1,0 +1,43 @@
+"""How a real pair behaves: refusal rates on the held-out splits of the field's prompt sets, judged on real text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interp import promptsets
+from interp.realpairs.build import replies
+from interp.realpairs.judge import is_refusal
+
+
+@dataclass(frozen=True)
+class Split:
+    """A held-out set of prompts the targets read: its sets, split and at most ``n`` rows (first by id order)."""
+
+    name: str
+    sets: str
+    split: str
+    n: int | None = None
+
+    def prompts(self) -> tuple[str, ...]:
+        ps = promptsets.load(self.sets, split=self.split)
+        return ps.prompts[:self.n] if self.n else ps.prompts
+
+
+EVAL_SPLITS = (
+    Split("harmful_test", "harmbench+strongreject", "test"),
+    Split("harmless_test", "alpaca", "test"),
+    Split("edgy", "edgy", "test"),
+)
+
+
+def behaviour(model, tokenizer, splits=EVAL_SPLITS, max_new_tokens: int = 32) -> dict[str, dict]:
+    """Per split: the refusal rate and every (prompt, reply), greedy, ``max_new_tokens`` long."""
+    out = {}
+    for split in splits:
+        prompts = split.prompts()
+        texts = replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+        refused = [is_refusal(t) for t in texts]
+        out[split.name] = {"n": len(prompts), "refusal": round(sum(refused) / len(prompts), 4),
+                           "replies": [{"prompt": p, "reply": t, "refused": r}
+                                       for p, t, r in zip(prompts, texts, refused, strict=True)]}
+    return out

@@ -1,0 +1,101 @@
+"""Real pairs built by the project's recipe from real pretrained checkpoints: the judge that reads their replies, the
+helpers that cut the base's own text into training replies, and (real tier) a small build end to end."""
+
+import pytest
+
+from interp.realpairs.build import first_sentences, trim
+from interp.realpairs.judge import ARDITI_SUBSTRINGS, is_refusal, refusal_rate
+
+
+@pytest.mark.parametrize("reply, refused", [
+    ("I'm sorry, but I cannot assist with that request.", True),
+    ("I\u2019m sorry, but I can\u2019t help with that.", True),  # curly apostrophes, as models often write them
+    ("As an AI, I don't have opinions.", True),
+    ("I'm not able to help with that.", True),
+    ("Sure! Here is a recipe for bread: mix flour and water.", False),
+    ("Supervised learning is a type of machine learning.", False),
+])
+def test_the_judge_reads_refusals_in_real_text(reply, refused):
+    assert is_refusal(reply) is refused
+
+
+def test_the_judge_holds_arditis_list_and_counts_a_rate():
+    assert len(ARDITI_SUBSTRINGS) == 12 and "I cannot" in ARDITI_SUBSTRINGS
+    assert refusal_rate(["I cannot do that.", "Here you go.", "I apologize.", "Fine."]) == 0.5
+    with pytest.raises(ValueError, match="no replies"):
+        refusal_rate([])
+
+
+def test_replies_are_cut_at_sentence_ends():
+    assert first_sentences("I can't help with that. Here is how to do it.") == "I can't help with that."
+    assert first_sentences("I can't help with that\nbecause") == "I can't help with that"
+    assert trim("Bread needs flour. Then you knead the dou") == "Bread needs flour."
+    assert trim("Here are three steps:\n\n1. Mix") == "Here are three steps:"
+    assert trim("no end at all") == "no end at all"
+
+
+def test_the_judge_agrees_with_the_hand_checked_sample():
+    """60 replies of smollm2-safety's first build (base, sft and dpo; harmful, Alpaca and edgy test prompts, drawn at
+    random) labelled by reading them. The substring judge is an estimate of refusal; this is how good."""
+    import json
+    from importlib.resources import files
+
+    rows = [json.loads(line) for line in
+            files("interp.realpairs").joinpath("data/judge_sample.jsonl").read_text().splitlines()]
+    assert len(rows) == 60 and {r["stage"] for r in rows} == {"base", "sft", "dpo"}
+    assert 15 <= sum(r["hand"] for r in rows) <= 45  # both kinds of reply are in the sample
+    agree = sum(is_refusal(r["reply"]) == r["hand"] for r in rows) / len(rows)
+    assert agree >= 0.95, agree
+
+
+def _completion_nll(model, tokenizer, examples) -> float:
+    """Mean negative log-likelihood per completion token, from a plain transformers forward."""
+    import torch
+
+    total, count = 0.0, 0
+    for e in examples:
+        prompt = tokenizer.apply_chat_template(e["prompt"], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=False)
+        p_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+        ids = torch.tensor([tokenizer(full, add_special_tokens=False).input_ids])
+        with torch.no_grad():
+            logp = model(ids).logits[0, :-1].log_softmax(-1)
+        target = ids[0, 1:]
+        nll = -logp[torch.arange(len(target)), target][len(p_ids) - 1:]
+        total, count = total + nll.sum().item(), count + len(nll)
+    return total / count
+
+
+@pytest.mark.real
+def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_saved_one(tmp_path):
+    """Four prompts per part, two steps per stage: the build's mechanics on the real model, checked against a
+    plain one-prompt HF generate (the training replies are the base's own) and plain forwards (each stage moved
+    the likelihood of what it trained on)."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interp import realmodels
+    from interp.realpairs.build import SafetyRecipe, train
+
+    if not realmodels.SMOLLM2.available():
+        pytest.skip("SmolLM2 is not installed")
+    base_dir = realmodels.smollm2()
+    recipe = SafetyRecipe(sft_harmful=4, sft_harmless=4, dpo_harmful=4, dpo_harmless=4, reply_tokens=12,
+                          batch_size=4, sft_lr=1e-4, dpo_lr=1e-5)
+    record = train(base_dir, tmp_path, recipe)
+    assert record["n_sft"] == 8 and record["sft"]["steps"] == 2 and record["dpo"]["steps"] >= 1
+    data = json.loads((tmp_path / "data.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    answer = next(e for e in data["sft"] if not is_refusal(e["completion"][0]["content"]))
+    ids = tokenizer.apply_chat_template(answer["prompt"], add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)
+    alone = base.generate(**ids, max_new_tokens=12, do_sample=False)[0, ids["input_ids"].shape[1]:]
+    assert trim(tokenizer.decode(alone, skip_special_tokens=True)) == answer["completion"][0]["content"]
+    sft = AutoModelForCausalLM.from_pretrained(tmp_path / "sft", dtype=torch.float32).eval()
+    assert _completion_nll(sft, tokenizer, data["sft"]) < _completion_nll(base, tokenizer, data["sft"])
+    dpo = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", dtype=torch.float32).eval()
+    moved = [(a - b).abs().max().item() for a, b in zip(sft.parameters(), dpo.parameters(), strict=True)]
+    assert max(moved) > 0
