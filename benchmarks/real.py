@@ -56,6 +56,7 @@ def run(name: str, settings: list[str]) -> None:
         row = {"pair": name, "recipe": digest, "changes": changes, "stage": stage,
                **{f"refusal_{s}": m["refusal"] for s, m in measured.items()},
                **{f"n_{s}": m["n"] for s, m in measured.items()},
+               "harmful_by_category": measured["harmful_test"]["by_category"],
                "misses": card["misses"].get(stage),
                "build_s": {k: card[k] for k in ("data_s", "sft_s", "dpo_s", "eval_s")} if stage == "base" else None,
                "train": card.get(stage), "machine": platform.processor() or platform.machine(),

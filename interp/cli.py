@@ -133,7 +133,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("base", help="the base checkpoint: a hub name or a local directory")
     r.add_argument("aligned", help="the aligned checkpoint: a hub name or a local directory")
     r.add_argument("--prompts", required=True, help="JSONL or CSV with prompt, label (harmful/harmless), "
-                   "optional held_out and concept")
+                   "optional held_out and concept; or the field's prompt sets by name, e.g. harmbench+alpaca "
+                   "(their test split; harmbench+alpaca:validation for another; sets: harmbench, strongreject, "
+                   "advbench, alpaca, mtbench, edgy)")
     r.add_argument("--out", required=True, help="the HTML page to write (its folder must exist); JSON goes beside it")
     r.add_argument("--refusal-prefix", action="append", metavar="TEXT",
                    help="how a refusal starts (repeatable); default: derived from how the aligned model answers "

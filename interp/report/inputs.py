@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from interp import promptsets
 from interp.data import PromptSet
 from interp.jailbreaks import SPECIAL_SPLITS, check_splits, splits_of
 from interp.probes import concept_split
@@ -23,13 +24,19 @@ PROBE_TEST_MIN = 8
 
 
 def read_prompts(path: str | Path) -> PromptSet:
-    """The report's prompt file: JSONL or CSV, labels ``harmful`` / ``harmless`` only, enough of each."""
-    prompts = PromptSet.from_file(path)
+    """The report's prompts: a JSONL or CSV file, or the field's sets by name (``harmbench+alpaca``, their test
+    split; ``harmbench+alpaca:validation`` for another, see :mod:`interp.promptsets`) when no such file exists.
+    Labels ``harmful`` / ``harmless`` only, enough of each."""
+    if not Path(path).exists() and promptsets.is_spec(str(path).partition(":")[0]):
+        spec, _, split = str(path).partition(":")
+        prompts, source = promptsets.load(spec, split=split or "test"), f"the prompt sets {str(path)!r}"
+    else:
+        prompts, source = PromptSet.from_file(path), f"prompt file {str(path)!r}"
     unknown = sorted(set(prompts.labels) - set(LABELS))
     if unknown:
-        raise ValueError(f"prompt file {str(path)!r} has labels {unknown}; a report needs only "
+        raise ValueError(f"{source} has labels {unknown}; a report needs only "
                          f"{' and '.join(LABELS)} (rename or drop those rows)")
-    check_prompts(prompts, source=f"prompt file {str(path)!r}")
+    check_prompts(prompts, source=source)
     return prompts
 
 
