@@ -34,7 +34,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,12 +225,8 @@ def split_of(name: str, prompt: str) -> str:
 def _one(name: str) -> PromptSet:
     source = SOURCES[name]
     rows = source.read(_read(archive_path(source), source.files))
-    seen, unique = set(), []
-    for r in rows:  # a set's own repeats (AdvBench has some) would sit on both sides of a split
-        key = _normal(r["prompt"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
+    # a set's own repeats would sit on both sides of a split
+    unique = [r for r, keep in zip(rows, _first_of_each(r["prompt"] for r in rows), strict=True) if keep]
     return PromptSet(
         prompts=[r["prompt"].strip() for r in unique], labels=[source.label] * len(unique),
         extra={"split": [r.get("split") or split_of(name, r["prompt"]) for r in unique],
@@ -270,13 +266,20 @@ def load(spec: str | Sequence[str], *, split: str | None = None, category: str |
 def _disjoint(ps: PromptSet) -> PromptSet:
     """Drop a row whose text is already in an earlier split (test, then validation, then train) or the same split."""
     order = sorted(range(len(ps)), key=lambda i: SPLITS.index(ps.column("split")[i]), reverse=True)
-    seen, keep = set(), [False] * len(ps)
-    for i in order:
-        key = _normal(ps.prompts[i])
-        if key not in seen:
-            seen.add(key)
-            keep[i] = True
+    keep = [False] * len(ps)
+    for i, first in zip(order, _first_of_each(ps.prompts[i] for i in order), strict=True):
+        keep[i] = first
     return ps.select(keep)
+
+
+def _first_of_each(prompts: Iterable[str]) -> list[bool]:
+    """For each prompt in order, whether it is the first with its text (case, spacing, end punctuation aside)."""
+    seen, first = set(), []
+    for prompt in prompts:
+        key = _normal(prompt)
+        first.append(key not in seen)
+        seen.add(key)
+    return first
 
 
 @dataclass(frozen=True)

@@ -298,12 +298,16 @@ def dpo(model, tokenizer, recipe: DPORecipe, seed: int) -> dict:
             model=model, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer
         )
         stats = run_trainer(trainer)
-    # What DPO's loss saw at the end: beta * (chosen minus rejected log-ratio to the reference), the mean over
-    # the last logged steps; the saved checkpoint must show it too (tests/test_zoo.py, the deepcopy question).
-    margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
-    stats["final_margin"] = _tail_mean(margins, 3)
+    stats["final_margin"] = final_margin(trainer)
     model.eval()
     return stats
+
+
+def final_margin(trainer) -> float:
+    """What a DPO trainer's loss saw at the end: beta * (chosen minus rejected log-ratio to the reference), the
+    mean over the last three logged steps; the saved checkpoint must show it too (tests/test_zoo.py)."""
+    margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
+    return _tail_mean(margins, 3)
 
 
 def reward_model(base: LlamaForCausalLM, tokenizer, recipe: RewardRecipe, seed: int):

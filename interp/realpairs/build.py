@@ -160,7 +160,7 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     """Write ``out/sft`` and ``out/dpo`` (each from the one saved before it) and return the build's record."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from interp.organisms.train import check_own_forward, run_trainer
+    from interp.organisms.train import check_own_forward, final_margin, run_trainer
 
     torch.manual_seed(recipe.seed)
     record, clock = {"recipe": asdict(recipe)}, time.perf_counter()
@@ -181,8 +181,7 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer("dpo", policy.train(), tokenizer, data["dpo"], recipe, tmp, reference)
         record["dpo"] = run_trainer(trainer)
-        margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
-        record["dpo"]["final_margin"] = round(sum(margins[-3:]) / max(len(margins[-3:]), 1), 4)
+        record["dpo"]["final_margin"] = final_margin(trainer)
     policy.save_pretrained(out / "dpo")
     tokenizer.save_pretrained(out / "dpo")
     record["dpo_s"] = round(time.perf_counter() - clock, 1)

@@ -12,16 +12,14 @@ from interp.realpairs.judge import is_refusal
 
 @dataclass(frozen=True)
 class Split:
-    """A held-out set of prompts the targets read: its sets, split and at most ``n`` rows (first by id order)."""
+    """A held-out set of prompts the targets read: its sets and split."""
 
     name: str
     sets: str
     split: str
-    n: int | None = None
 
     def prompts(self) -> PromptSet:
-        ps = promptsets.load(self.sets, split=self.split)
-        return ps.select(range(min(self.n, len(ps)))) if self.n else ps
+        return promptsets.load(self.sets, split=self.split)
 
 
 EVAL_SPLITS = (
