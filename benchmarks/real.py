@@ -3,7 +3,7 @@ field's prompt sets, check the targets, and append one row per stage to ``benchm
 (the replies beside it, for reading and hand checks); ``--txt`` renders the table in ``real-cpu.txt``.
 
 A recipe variant is a run with ``--set field=value`` (``--set sft_lr=2e-5``): another recipe is another cached pair,
-and its rows say which fields differ from the default, so the table keeps the recipe's history. A pair and recipe
+and its rows hold the whole recipe (the table shows which fields differ from today's default), so the table keeps the recipe's history. A pair and recipe
 already in the rows is skipped (the run resumes). About 12 minutes per build and 5 per evaluation of its three
 stages on 2 idle cores.
 
@@ -30,6 +30,12 @@ ROWS = RESULTS / "real-cpu.jsonl"
 REPLIES = RESULTS / "real"
 
 
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise SystemExit(f"--set: {value!r} is not a truth value (true, false, 1 or 0)")
+    return value.lower() in ("true", "1")
+
+
 def _recipe(pair: realpairs.RealPair, settings: list[str]) -> tuple[SafetyRecipe, dict]:
     changes = {}
     fields = {f.name: f.type for f in dataclasses.fields(SafetyRecipe)}
@@ -37,7 +43,7 @@ def _recipe(pair: realpairs.RealPair, settings: list[str]) -> tuple[SafetyRecipe
         key, _, value = setting.partition("=")
         if key not in fields:
             raise SystemExit(f"--set {setting}: the recipe has no field {key!r}; its fields are {sorted(fields)}")
-        changes[key] = {"int": int, "float": float, "str": str}[fields[key]](value)
+        changes[key] = {"int": int, "float": float, "str": str, "bool": _bool}[fields[key]](value)
     return dataclasses.replace(pair.recipe, **changes), changes
 
 
@@ -53,7 +59,7 @@ def run(name: str, settings: list[str]) -> None:
     out = realpairs.build(name, recipe=recipe)  # trains, then measures every stage into the card
     card = json.loads((out / "card.json").read_text())
     for stage, measured in card["behaviour"].items():
-        row = {"pair": name, "recipe": digest, "changes": changes, "stage": stage,
+        row = {"pair": name, "recipe": digest, "changes": changes, "fields": dataclasses.asdict(recipe), "stage": stage,
                **{f"refusal_{s}": m["refusal"] for s, m in measured.items()},
                **{f"n_{s}": m["n"] for s, m in measured.items()},
                "harmful_by_category": measured["harmful_test"]["by_category"],
@@ -68,6 +74,12 @@ def run(name: str, settings: list[str]) -> None:
     shutil.copy(out / "behaviour.json", REPLIES / f"{name}-{digest}.json")
 
 
+def _against_default(row: dict) -> dict:
+    """The fields of a row's recipe that differ from today's default (``changes`` is against the default of its day)."""
+    default = dataclasses.asdict(realpairs.PAIRS[row["pair"]].recipe)
+    return {k: v for k, v in row["fields"].items() if default.get(k) != v}
+
+
 def txt() -> str:
     rows = [json.loads(line) for line in ROWS.read_text().splitlines()]
     lines = ["# benchmarks/real.py: real pairs built by the project's recipe; refusal judged by interp.realpairs.judge",
@@ -78,8 +90,7 @@ def txt() -> str:
              "misses / recipe changes"]
     for r in rows:
         build = "" if r["build_s"] is None else "/".join(str(round(v)) for v in r["build_s"].values())
-        note = "; ".join(r["misses"] or []) if r["stage"] != "base" else json.dumps(r["changes"])
-        rates = f"{r['refusal_harmful_test']:8.1%} {r['refusal_harmless_test']:8.1%} {r['refusal_edgy']:6.1%}"
+        note = "; ".join(r["misses"] or []) if r["stage"] != "base" else json.dumps(_against_default(r))
         rates = f"{r['refusal_harmful_test']:8.1%} {r['refusal_harmless_test']:8.1%} {r['refusal_edgy']:6.1%}"
         lines.append(f"{r['pair']:16} {r['recipe']:9} {r['stage']:5} {rates}  {build:16} {note or 'meets targets'}")
     return "\n".join(lines)

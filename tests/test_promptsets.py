@@ -7,16 +7,17 @@ import zipfile
 
 import pytest
 
-from interp import promptsets
+from interp import promptsets, pypi
 from interp.promptsets import SOURCES, load
 
 
 def test_counts_are_the_papers():
     # HarmBench: 200 standard behaviours (41 validation, 159 test); StrongREJECT 313; AdvBench 520 (one repeat
-    # dropped would show here); 578 no-input Alpaca demo instructions; MT-Bench's 80 first turns.
+    # dropped would show here); 578 no-input Alpaca demo instructions and 412 with an input (5 repeats dropped);
+    # MT-Bench's 80 first turns.
     sizes = {name: len(load(name)) for name in SOURCES}
-    assert sizes == {"harmbench": 200, "strongreject": 313, "advbench": 520, "alpaca": 578, "mtbench": 80,
-                     "edgy": 150}
+    assert sizes == {"harmbench": 200, "strongreject": 313, "advbench": 520, "alpaca": 578, "alpaca_input": 407,
+                     "mtbench": 80, "edgy": 150}
     harmbench = load("harmbench")
     assert harmbench.column("split").count("validation") == 41
     assert set(harmbench.column("category")) >= {"chemical_biological", "cybercrime_intrusion", "illegal"}
@@ -91,11 +92,11 @@ def test_the_reader_takes_rows_from_the_archive_and_names_a_missing_file(tmp_pat
     """StrongREJECT's reader on a wheel of two rows; a file the archive lacks is named."""
     _fake_wheel(tmp_path / "x.whl", [{"category": "Violence", "source": "x", "forbidden_prompt": "hit a man"},
                                      {"category": "Violence", "source": "x", "forbidden_prompt": "Hit a man."}])
-    files = promptsets._read(tmp_path / "x.whl", SOURCES["strongreject"].files)
+    files = pypi.read(tmp_path / "x.whl", SOURCES["strongreject"].files)
     rows = SOURCES["strongreject"].read(files)
     assert [r["prompt"] for r in rows] == ["hit a man", "Hit a man."]
     with pytest.raises(ValueError, match="has no"):
-        promptsets._read(tmp_path / "x.whl", ["missing.csv"])
+        pypi.read(tmp_path / "x.whl", ["missing.csv"])
 
 
 def test_the_report_reads_prompt_sets_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):

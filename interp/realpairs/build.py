@@ -57,6 +57,12 @@ class SafetyRecipe:
     dpo_sft_weight: float = 1.0
     """Weight of an SFT loss on the chosen reply beside DPO's (trl's ``loss_type=["sigmoid", "sft"]``)."""
     batch_size: int = 8
+    bf16: bool = False
+    """Train under bfloat16 autocast (float32 weights and optimizer): 2.3x faster steps on this CPU (AVX512-BF16;
+    5.7 s against 2.5 s for a batch of 8x110 tokens). The checkpoints are saved, and evaluated, in float32."""
+    lora_rank: int = 0
+    """0: full fine-tuning. Else LoRA adapters of this rank on every linear layer (peft; alpha twice the rank), merged
+    into the weights before each checkpoint is saved; DPO's reference is then the policy with its adapters off."""
     seed: int = 0
 
     @property
@@ -147,13 +153,30 @@ def _trainer(kind: str, model, tokenizer, data: list[dict], recipe: SafetyRecipe
     dataset = Dataset.from_list(data)
     if kind == "sft":
         args = trainer_args(SFTConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False,
-                            logging_steps=1)
-        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+                            logging_steps=1, bf16=recipe.bf16)
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=_lora(recipe))
     args = trainer_args(DPOConfig, recipe, recipe.seed, out, max_length=192, gradient_checkpointing=False,
                         logging_steps=1, beta=recipe.dpo_beta, learning_rate=recipe.dpo_lr,
                         num_train_epochs=recipe.dpo_epochs, loss_type=["sigmoid", "sft"],
-                        loss_weights=[1.0, recipe.dpo_sft_weight])
-    return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer)
+                        loss_weights=[1.0, recipe.dpo_sft_weight], bf16=recipe.bf16)
+    return DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=_lora(recipe))
+
+
+def _lora(recipe: SafetyRecipe):
+    if not recipe.lora_rank:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=recipe.lora_rank, lora_alpha=2 * recipe.lora_rank, lora_dropout=0.0,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _trained(trainer):
+    """The trainer's model as a plain checkpoint (LoRA adapters merged into the weights)."""
+    model = trainer.model
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
@@ -171,18 +194,20 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     record["data_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
     record["n_sft"], record["n_dpo"] = len(data["sft"]), len(data["dpo"])
     with tempfile.TemporaryDirectory() as tmp:
-        record["sft"] = run_trainer(_trainer("sft", base.train(), tokenizer, data["sft"], recipe, tmp))
-    base.save_pretrained(out / "sft")
+        trainer = _trainer("sft", base.train(), tokenizer, data["sft"], recipe, tmp)
+        record["sft"] = run_trainer(trainer)
+    _trained(trainer).save_pretrained(out / "sft")
     tokenizer.save_pretrained(out / "sft")
     record["sft_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
     policy = AutoModelForCausalLM.from_pretrained(out / "sft", dtype=torch.float32)
-    reference = AutoModelForCausalLM.from_pretrained(out / "sft", dtype=torch.float32).eval()
+    reference = None if recipe.lora_rank else AutoModelForCausalLM.from_pretrained(out / "sft", dtype=torch.float32)
     check_own_forward(policy, "dpo")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer("dpo", policy.train(), tokenizer, data["dpo"], recipe, tmp, reference)
+        trainer = _trainer("dpo", policy.train(), tokenizer, data["dpo"], recipe, tmp,
+                           None if reference is None else reference.eval())
         record["dpo"] = run_trainer(trainer)
         record["dpo"]["final_margin"] = final_margin(trainer)
-    policy.save_pretrained(out / "dpo")
+    _trained(trainer).save_pretrained(out / "dpo")
     tokenizer.save_pretrained(out / "dpo")
     record["dpo_s"] = round(time.perf_counter() - clock, 1)
     return record
