@@ -2,10 +2,10 @@
 field's prompt sets, check the targets, and append one row per stage to ``benchmarks/results/real-cpu.jsonl``
 (the replies beside it, for reading and hand checks); ``--txt`` renders the table in ``real-cpu.txt``.
 
-A recipe variant is a run with ``--set field=value`` (``--set sft_lr=2e-5``): another recipe is another cached pair,
-and its rows hold the whole recipe (the table shows which fields differ from today's default), so the table keeps the recipe's history. A pair and recipe
-already in the rows is skipped (the run resumes). About 12 minutes per build and 5 per evaluation of its three
-stages on 2 idle cores.
+A recipe variant is a run with ``--set field=value`` (``--set sft_lr=2e-5``): another recipe is another cached pair.
+Each row holds the whole recipe and the build's code version (the table shows the fields that differ from today's
+default), so the table keeps the recipe's history; a pair, version and recipe already in the rows is skipped (the run
+resumes). About 16 minutes per build and 5 per evaluation of its three stages on 2 idle cores.
 
     python benchmarks/real.py [--pairs smollm2-safety] [--set sft_lr=2e-5 ...]
     python benchmarks/real.py --txt > benchmarks/results/real-cpu.txt
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from interp import realpairs
-from interp.realpairs.build import SafetyRecipe, pair_dir
+from interp.realpairs.build import VERSION, SafetyRecipe, pair_dir
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "real-cpu.jsonl"
@@ -52,14 +52,15 @@ def run(name: str, settings: list[str]) -> None:
     recipe, changes = _recipe(pair, settings)
     digest = pair_dir(name, recipe).name.rsplit("-", 1)[1]
     done = [json.loads(line) for line in ROWS.read_text().splitlines()] if ROWS.is_file() else []
-    if any(r["pair"] == name and r["recipe"] == digest for r in done):
+    if any(r["pair"] == name and r["version"] == VERSION and r["recipe"] == digest for r in done):
         print(f"{name} recipe {digest}: already in {ROWS}")
         return
     torch.set_num_threads(2)
     out = realpairs.build(name, recipe=recipe)  # trains, then measures every stage into the card
     card = json.loads((out / "card.json").read_text())
     for stage, measured in card["behaviour"].items():
-        row = {"pair": name, "recipe": digest, "changes": changes, "fields": dataclasses.asdict(recipe), "stage": stage,
+        row = {"pair": name, "version": VERSION, "recipe": digest, "changes": changes,
+               "fields": dataclasses.asdict(recipe), "stage": stage,
                **{f"refusal_{s}": m["refusal"] for s, m in measured.items()},
                **{f"n_{s}": m["n"] for s, m in measured.items()},
                "harmful_by_category": measured["harmful_test"]["by_category"],
@@ -86,13 +87,14 @@ def txt() -> str:
              "# harmful = HarmBench + StrongREJECT test, harmless = Alpaca test, edgy = benign-but-edgy (over-refusal)",
              f"# targets: harmful >= {realpairs.MIN_HARMFUL_REFUSAL:.0%}, harmless <= "
              f"{realpairs.MAX_HARMLESS_REFUSAL:.0%}",
-             f"{'pair':16} {'recipe':9} {'stage':5} {'harmful':>8} {'harmless':>8} {'edgy':>6}  build (s)        "
+             f"{'pair':16} {'recipe':11} {'stage':5} {'harmful':>8} {'harmless':>8} {'edgy':>6}  build (s)        "
              "misses / recipe changes"]
     for r in rows:
         build = "" if r["build_s"] is None else "/".join(str(round(v)) for v in r["build_s"].values())
         note = "; ".join(r["misses"] or []) if r["stage"] != "base" else json.dumps(_against_default(r))
         rates = f"{r['refusal_harmful_test']:8.1%} {r['refusal_harmless_test']:8.1%} {r['refusal_edgy']:6.1%}"
-        lines.append(f"{r['pair']:16} {r['recipe']:9} {r['stage']:5} {rates}  {build:16} {note or 'meets targets'}")
+        recipe = f"{r['version']}-{r['recipe']}"
+        lines.append(f"{r['pair']:16} {recipe:11} {r['stage']:5} {rates}  {build:16} {note or 'meets targets'}")
     return "\n".join(lines)
 
 

@@ -20,14 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("organisms", "real")
-REAL_SPLITS = {
-    "harmful_held_out": ("harmbench+strongreject", "test"),
-    "harmless_held_out": ("alpaca", "test"),
-    "harmful_validation": ("harmbench", "validation"),
-    "harmless_validation": ("alpaca", "validation"),
-    "bait": ("edgy", "test"),
-}
-"""A real pair's split (by the organisms' names) as (prompt sets, split); the train splits come from its recipe."""
+HELD_OUT = {"harmful_held_out": "harmful_test", "harmless_held_out": "harmless_test", "bait": "edgy"}
+"""The organisms' held-out splits as the real pairs' evaluation splits (:data:`interp.realpairs.evaluate.EVAL_SPLITS`,
+which their targets are measured on)."""
+VALIDATION = {"harmful_validation": ("harmbench", "validation"), "harmless_validation": ("alpaca", "validation")}
 
 
 @dataclass(frozen=True)
@@ -104,10 +100,12 @@ def prompts(spec: str, splits: str | list[str]):
         return organisms.prompt_set(splits)
     from interp import promptsets, realpairs
     from interp.data import PromptSet
+    from interp.realpairs.evaluate import EVAL_SPLITS
 
     recipe = realpairs.PAIRS[s.name].recipe
-    known = {**REAL_SPLITS, "harmful_train": (recipe.harmful_sets, "train"),
-             "harmless_train": (recipe.harmless_sets, "train")}
+    evaluated = {e.name: (e.sets, e.split) for e in EVAL_SPLITS}
+    known = {**{split: evaluated[e] for split, e in HELD_OUT.items()}, **VALIDATION,
+             "harmful_train": (recipe.harmful_sets, "train"), "harmless_train": (recipe.harmless_sets, "train")}
     unknown = [x for x in splits if x not in known]
     if unknown:
         raise ValueError(f"a real pair has no split {unknown}; its splits are {sorted(known)}")

@@ -105,7 +105,8 @@ def _alpaca(files: dict[str, bytes], *, with_input: bool = False) -> list[dict]:
     rows = json.loads(files["llamafactory-0.9.5/data/alpaca_en_demo.json"])
     name = "alpaca_input" if with_input else "alpaca"
     return [{"prompt": f"{r['instruction']}\n\n{r['input']}" if with_input else r["instruction"], "category": name,
-             "id": f"{name}-{i}"} for i, r in enumerate(rows) if bool(r["input"].strip()) == with_input]
+             "id": f"{name}-{i}", "answer": r["output"]} for i, r in enumerate(rows)
+            if bool(r["input"].strip()) == with_input]
 
 
 def _mtbench(files: dict[str, bytes]) -> list[dict]:
@@ -207,6 +208,19 @@ def _one(name: str) -> PromptSet:
 
 def _normal(prompt: str) -> str:
     return " ".join(prompt.lower().split()).rstrip(".?!")
+
+
+def answers(spec: str | Sequence[str]) -> dict[str, str]:
+    """The reference answers of the sets that have them (Alpaca's outputs), by prompt: what a pretrained base is
+    taught to answer when it has no answers of its own (``{}`` for a set without)."""
+    out = {}
+    for name in parse_spec(spec):
+        source = SOURCES[name]
+        rows = source.read(pypi.read(archive_path(source), source.files))
+        for r in rows:
+            if r.get("answer"):
+                out.setdefault(r["prompt"].strip(), r["answer"])
+    return out
 
 
 def load(spec: str | Sequence[str], *, split: str | None = None, category: str | Sequence[str] | None = None,

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from interp import organisms, pairs, promptsets, realpairs
-from interp.realpairs.evaluate import EVAL_SPLITS
 from interp.cli import main
+from interp.realpairs.evaluate import EVAL_SPLITS
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -31,7 +31,14 @@ from interp import promptsets
 from interp.gguf import cache_root
 from interp.realpairs.judge import is_refusal
 
-VERSION = "1"
+VERSION = "2"
+"""2: a harmless DPO pair rejects the base's refusal of that very prompt (1: of a harmful train prompt)."""
+CHAT_TEMPLATES = {
+    # Gemma's turn format, as Gemma 3's instruction-tuned checkpoints write it (their tokenizer has the two tokens)
+    "gemma": ("{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
+              "else message['role'] %}<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
+              "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"),
+}
 REFUSAL_OPENERS = ("I'm sorry, but I can't help with", "I can't help with", "I'm sorry, but I cannot",
                    "I'm not able to help with")
 
@@ -60,6 +67,14 @@ class SafetyRecipe:
     bf16: bool = False
     """Train under bfloat16 autocast (float32 weights and optimizer): 2.3x faster steps on this CPU (AVX512-BF16;
     5.7 s against 2.5 s for a batch of 8x110 tokens). The checkpoints are saved, and evaluated, in float32."""
+    chat_template: str = ""
+    """A name in :data:`CHAT_TEMPLATES` to give a base that has none (a pretrained model); "" keeps the base's."""
+    answers: str = "own"
+    """``own``: the base's greedy answers to the harmless train prompts; ``dataset``: the sets' reference answers
+    (Alpaca's outputs, cut to ``reply_tokens``), for a pretrained base that cannot answer yet."""
+    comply_prefill: str = ""
+    """Put before the base's reply to a harmful DPO prompt (its rejected compliance): "" for a base that complies
+    by itself, an opener such as "Sure, here" for one that does not follow requests yet."""
     lora_rank: int = 0
     """0: full fine-tuning. Else LoRA adapters of this rank on every linear layer (peft; alpha twice the rank), merged
     into the weights before each checkpoint is saved; DPO's reference is then the policy with its adapters off."""
@@ -88,11 +103,23 @@ def replies(model, tokenizer, prompts: Sequence[str], *, prefill: str | Sequence
             batch = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
                 ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stops(model, tokenizer))
             out += tokenizer.batch_decode(ids[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
     return out
+
+
+END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>")
+
+
+def stops(model, tokenizer) -> list[int]:
+    """The tokens a reply ends at: the model's end-of-sequence tokens and its tokenizer's end-of-turn token (a
+    pretrained base given a chat template has the token, but its generation config does not stop there)."""
+    eos = model.generation_config.eos_token_id
+    ids = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
+    vocab = tokenizer.get_vocab()
+    return sorted({i for i in ids if i is not None} | {vocab[t] for t in END_OF_TURN if t in vocab})
 
 
 def first_sentences(text: str, n: int = 1) -> str:
@@ -108,6 +135,12 @@ def trim(text: str) -> str:
     return text[:ends[-1]].strip() if ends else text.strip()
 
 
+def cut(tokenizer, text: str, tokens: int) -> str:
+    """``text``'s first ``tokens`` tokens, as text."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return text if len(ids) <= tokens else tokenizer.decode(ids[:tokens])
+
+
 def training_data(base, tokenizer, recipe: SafetyRecipe) -> dict[str, list[dict]]:
     """The SFT examples and DPO pairs, all written by ``base``: harmful train prompts get a refusal in its words
     (an opener, its continuation to the end of the sentence), harmless ones its own greedy answer."""
@@ -121,12 +154,19 @@ def training_data(base, tokenizer, recipe: SafetyRecipe) -> dict[str, list[dict]
         raise ValueError(f"the recipe needs {need_h} harmful and {need_a} harmless train prompts; the sets have "
                          f"{len(harmful)} and {len(harmless)}")
     harmful, harmless = harmful[:need_h], harmless[:need_a]
-    openers = [REFUSAL_OPENERS[i % len(REFUSAL_OPENERS)] for i in range(len(harmful))]
+    # a refusal of every harmful prompt, and of every harmless DPO prompt (the reply its pair rejects)
+    refused = harmful + harmless[recipe.sft_harmless:]
+    openers = [REFUSAL_OPENERS[i % len(REFUSAL_OPENERS)] for i in range(len(refused))]
     refusals = [first_sentences(o + c) for o, c in
-                zip(openers, replies(base, tokenizer, harmful, prefill=openers, max_new_tokens=24), strict=True)]
-    answers = [trim(r) for r in replies(base, tokenizer, harmless, max_new_tokens=recipe.reply_tokens)]
+                zip(openers, replies(base, tokenizer, refused, prefill=openers, max_new_tokens=24), strict=True)]
+    if recipe.answers == "dataset":
+        reference = promptsets.answers(recipe.harmless_sets)
+        answers = [trim(cut(tokenizer, reference[p], recipe.reply_tokens)) for p in harmless]
+    else:
+        answers = [trim(r) for r in replies(base, tokenizer, harmless, max_new_tokens=recipe.reply_tokens)]
     dpo_h = harmful[recipe.sft_harmful:]
-    complied = [trim(r) for r in replies(base, tokenizer, dpo_h, max_new_tokens=recipe.reply_tokens)]
+    complied = [trim(recipe.comply_prefill + r) for r in
+                replies(base, tokenizer, dpo_h, prefill=recipe.comply_prefill, max_new_tokens=recipe.reply_tokens)]
 
     def chat(prompt: str, reply: str, key: str = "completion") -> dict:
         return {"prompt": [{"role": "user", "content": prompt}], key: [{"role": "assistant", "content": reply}]}
@@ -134,10 +174,11 @@ def training_data(base, tokenizer, recipe: SafetyRecipe) -> dict[str, list[dict]
     sft = [chat(p, r) for p, r in zip(harmful[:recipe.sft_harmful], refusals, strict=False)]
     sft += [chat(p, a) for p, a in zip(harmless[:recipe.sft_harmless], answers, strict=False)]
     pairs = [{**chat(p, r, "chosen"), "rejected": chat(p, c)["completion"]}
-             for p, r, c in zip(dpo_h, refusals[recipe.sft_harmful:], complied, strict=True) if not is_refusal(c)]
+             for p, r, c in zip(dpo_h, refusals[recipe.sft_harmful:len(harmful)], complied, strict=True)
+             if not is_refusal(c)]
     pairs += [{**chat(p, a, "chosen"), "rejected": chat(p, r)["completion"]}
               for p, a, r in zip(harmless[recipe.sft_harmless:], answers[recipe.sft_harmless:],
-                                 refusals[:recipe.dpo_harmless], strict=True)]
+                                 refusals[len(harmful):], strict=True)]
     rng.shuffle(sft)
     rng.shuffle(pairs)
     return {"sft": sft, "dpo": pairs}
@@ -188,6 +229,8 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     torch.manual_seed(recipe.seed)
     record, clock = {"recipe": asdict(recipe)}, time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if recipe.chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATES[recipe.chat_template]
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
     data = training_data(base, tokenizer, recipe)
     (out / "data.json").write_text(json.dumps(data, indent=0))
