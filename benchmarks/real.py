@@ -4,7 +4,8 @@ field's prompt sets, check the targets, and append one row per stage to ``benchm
 
 A recipe variant is a run with ``--set field=value`` (``--set sft_lr=2e-5``): another recipe is another cached pair.
 Each row holds the whole recipe and the build's code version (the table shows the fields that differ from today's
-default), so the table keeps the recipe's history; a pair, version and recipe already in the rows is skipped (the run
+default; ``filled_in`` names fields added to the recipe after the row was written, filled in with their defaults), so
+the table keeps the recipe's history; a pair, version and recipe already in the rows is skipped (the run
 resumes). About 16 minutes per build and 5 per evaluation of its three stages on 2 idle cores.
 
     python benchmarks/real.py [--pairs smollm2-safety] [--set sft_lr=2e-5 ...]

@@ -5,8 +5,9 @@
   recipe aligned from it (:mod:`interp.realpairs`; DPO unless a stage is named).
 
 :func:`prompts` maps the organisms' split names, which the notebooks use, to each kind's data: for a real pair, the
-harmful and harmless splits are the field's prompt sets (train: what its recipe aligned on; held out: HarmBench +
-StrongREJECT test and Alpaca test), and ``bait`` (harmless requests that look harmful) is the over-refusal set.
+harmful and harmless splits are the field's prompt sets (train: the train split of the sets its recipe drew its
+training prompts from; held out: HarmBench + StrongREJECT test and Alpaca test), and ``bait`` (harmless requests
+that look harmful) is the over-refusal set.
 
 >>> parse("real:smollm2-safety")
 Spec(kind='real', name='smollm2-safety', stage='dpo')

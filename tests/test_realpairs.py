@@ -48,6 +48,61 @@ def test_the_judge_agrees_with_the_hand_checked_sample():
     assert agree >= 0.95, agree
 
 
+class _Words:
+    """A tokenizer of whitespace-separated words (what ``cut`` needs)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return type("Encoded", (), {"input_ids": text.split()})()
+
+    def decode(self, ids):
+        return " ".join(ids)
+
+
+def test_each_training_reply_belongs_to_its_own_prompt(monkeypatch):
+    """``training_data`` with the base's replies stubbed (each names the prompt it answers and the opener put before
+    it): every SFT example and every DPO pair's chosen and rejected reply are about that pair's own prompt; a
+    harmless pair rejects a refusal of that very prompt; the reference answers are Alpaca's, cut to the limit."""
+    import importlib
+
+    from interp import promptsets
+
+    build = importlib.import_module("interp.realpairs.build")  # the package's build() shadows the module's name
+
+    tags: dict[str, str] = {}
+
+    def tag(prompt: str) -> str:
+        return tags.setdefault(prompt, f"item{len(tags)}")
+
+    def replies(base, tokenizer, prompts, *, prefill="", max_new_tokens=48):
+        return [f" {tag(p)} and more. Then more." for p in prompts]
+
+    monkeypatch.setattr(build, "replies", replies)
+    recipe = build.SafetyRecipe(sft_harmful=3, dpo_harmful=2, sft_harmless=3, dpo_harmless=2, reply_tokens=6,
+                                harmless_sets="alpaca", answers="dataset", comply_prefill="Sure, here")
+    data = build.training_data(None, _Words(), recipe)
+    assert len(data["sft"]) == 6 and len(data["dpo"]) == 4
+    reference = promptsets.answers("alpaca")
+    for e in data["sft"]:
+        prompt, reply = e["prompt"][0]["content"], e["completion"][0]["content"]
+        if is_refusal(reply):  # an opener, then the base's words about this prompt, to the sentence's end
+            assert reply.endswith(f" {tag(prompt)} and more.")
+        else:
+            assert reply == trim(" ".join(reference[prompt].split()[:6]))
+    for pair in data["dpo"]:
+        prompt, chosen, rejected = (pair["prompt"][0]["content"], pair["chosen"][0]["content"],
+                                    pair["rejected"][0]["content"])
+        refusal, other = (chosen, rejected) if is_refusal(chosen) else (rejected, chosen)
+        assert is_refusal(refusal) and not is_refusal(other) and refusal.endswith(f" {tag(prompt)} and more.")
+        if refusal is chosen:  # harmful: the base's compliance, after the opener
+            assert other == f"Sure, here {tag(prompt)} and more. Then more."
+        else:
+            assert other == trim(" ".join(reference[prompt].split()[:6]))
+    with pytest.raises(ValueError, match="answers='dataset' needs sets with reference answers"):
+        build.SafetyRecipe(answers="dataset", harmless_sets="mtbench")
+    with pytest.raises(ValueError, match="no chat template 'llama'"):
+        build.SafetyRecipe(chat_template="llama")
+
+
 def _completion_nll(model, tokenizer, examples) -> float:
     """Mean negative log-likelihood per completion token, from a plain transformers forward."""
     import torch
@@ -67,13 +122,15 @@ def _completion_nll(model, tokenizer, examples) -> float:
 
 
 @pytest.mark.real
-def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_saved_one(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"lora_rank": 4, "bf16": True}], ids=["full", "lora-bf16"])
+def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_saved_one(tmp_path, options):
     """Four prompts per part, two steps per stage: the build's mechanics on the real model, checked against a
     plain one-prompt HF generate (the training replies are the base's own) and plain forwards (each stage moved
-    the likelihood of what it trained on)."""
+    the likelihood of what it trained on); with LoRA, each stage is saved as a plain checkpoint (merged)."""
     import json
 
     import torch
+    from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from interp import realmodels
@@ -83,7 +140,7 @@ def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_save
         pytest.skip("SmolLM2 is not installed")
     base_dir = realmodels.smollm2()
     recipe = SafetyRecipe(sft_harmful=4, sft_harmless=4, dpo_harmful=4, dpo_harmless=4, reply_tokens=12,
-                          batch_size=4, sft_epochs=1, sft_lr=1e-4, dpo_lr=1e-5)
+                          batch_size=4, sft_epochs=1, sft_lr=1e-4, dpo_lr=1e-5, **options)
     record = train(base_dir, tmp_path, recipe)
     assert record["n_sft"] == 8 and record["sft"]["steps"] == 2 and record["dpo"]["steps"] >= 1
     data = json.loads((tmp_path / "data.json").read_text())
@@ -99,6 +156,9 @@ def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_save
     dpo = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", dtype=torch.float32).eval()
     moved = [(a - b).abs().max().item() for a, b in zip(sft.parameters(), dpo.parameters(), strict=True)]
     assert max(moved) > 0
+    for stage in ("sft", "dpo"):
+        with safe_open(tmp_path / stage / "model.safetensors", "pt") as f:
+            assert set(f.keys()) == {n for n, _ in base.named_parameters()} - {"lm_head.weight"}
 
 
 def test_a_pair_or_stage_that_does_not_exist_is_one_line_before_anything_loads():
@@ -117,3 +177,18 @@ def test_targets_name_what_a_stage_misses():
     bad = {"harmful_test": {"refusal": 0.5}, "harmless_test": {"refusal": 0.2}}
     assert realpairs.targets(ok) == []
     assert [m.split(" of ")[0] for m in realpairs.targets(bad)] == ["refuses 50%", "refuses 20%"]
+
+
+def test_the_benchmark_rows_name_the_recipes_they_built():
+    """Each row of ``benchmarks/results/real-cpu.jsonl`` names its build by the digest of its recipe: the fields it
+    holds (less those filled in with their defaults after the row was written) hash to that digest."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    rows = [json.loads(line) for line in
+            (Path(__file__).parents[1] / "benchmarks/results/real-cpu.jsonl").read_text().splitlines()]
+    assert rows
+    for row in rows:
+        fields = {k: v for k, v in row["fields"].items() if k not in row.get("filled_in", [])}
+        assert hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8] == row["recipe"], row

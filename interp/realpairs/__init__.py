@@ -29,7 +29,7 @@ MAX_HARMLESS_REFUSAL = 0.10
 @dataclass(frozen=True)
 class RealPair:
     name: str
-    base: realmodels.PackagedModel
+    base: realmodels.PackagedModel | realmodels.SplitPackagedModel
     recipe: SafetyRecipe
     minutes: int
     """About how long a build and its measurement take on an idle 2-core CPU (announced before it starts)."""

@@ -3,12 +3,15 @@
 ``smollm2-safety``: SmolLM2-135M-Instruct (helpful, not harmless: it answers HarmBench requests) is the base.
 Safety SFT teaches it to refuse the harmful train split (StrongREJECT + AdvBench) and keep answering Alpaca's train
 split; DPO then prefers the refusal over the base's own compliance on other harmful train prompts, and the base's
-answer over a refusal on other Alpaca prompts. Every reply trained on is the base's own text: its greedy answer, or
-its continuation of a refusal opener put in its mouth (:data:`REFUSAL_OPENERS`), cut after its first sentence. The
-model and the data are not ours; the alignment step is.
+answer over its refusal on other Alpaca prompts. The replies trained on are the base's own text (its greedy answer,
+or its continuation of a refusal opener put in its mouth, :data:`REFUSAL_OPENERS`, cut after its first sentence),
+except where the recipe says otherwise for a base that cannot answer yet (``answers="dataset"``: Alpaca's reference
+answers; ``comply_prefill``: an opener before its compliance). The model and the data are not ours; the alignment
+step is.
 
-Full fine-tuning, float32, with trl's ``SFTTrainer`` and ``DPOTrainer`` on the CPU; the checkpoints and a card
-(recipe, data, timings, targets) are cached under ``<cache>/real/<name>-v<VERSION>``.
+Full fine-tuning (or LoRA, ``lora_rank``), float32 weights (bf16 autocast when ``bf16``), with trl's ``SFTTrainer``
+and ``DPOTrainer`` on the CPU; the checkpoints and a card (recipe, data, timings, targets) are cached under
+``<cache>/real/<name>-v<VERSION>-<recipe digest>``.
 """
 
 from __future__ import annotations
@@ -80,6 +83,19 @@ class SafetyRecipe:
     into the weights before each checkpoint is saved; DPO's reference is then the policy with its adapters off."""
     seed: int = 0
 
+    def __post_init__(self):
+        if self.answers not in ("own", "dataset"):
+            raise ValueError(f"answers must be 'own' or 'dataset', not {self.answers!r}")
+        if self.chat_template and self.chat_template not in CHAT_TEMPLATES:
+            raise ValueError(f"no chat template {self.chat_template!r}; the templates are {sorted(CHAT_TEMPLATES)}")
+        if self.answers == "dataset":
+            from interp import promptsets
+
+            without = [n for n in promptsets.parse_spec(self.harmless_sets) if n not in promptsets.ANSWERED]
+            if without:
+                raise ValueError(f"answers='dataset' needs sets with reference answers ({promptsets.ANSWERED}); "
+                                 f"{without} have none")
+
     @property
     def lr(self) -> float:  # the fields organisms.train's trainer arguments read
         return self.sft_lr
@@ -142,8 +158,10 @@ def cut(tokenizer, text: str, tokens: int) -> str:
 
 
 def training_data(base, tokenizer, recipe: SafetyRecipe) -> dict[str, list[dict]]:
-    """The SFT examples and DPO pairs, all written by ``base``: harmful train prompts get a refusal in its words
-    (an opener, its continuation to the end of the sentence), harmless ones its own greedy answer."""
+    """The SFT examples and DPO pairs. Harmful train prompts get a refusal in ``base``'s words (an opener, its
+    continuation to the end of the sentence); harmless ones its greedy answer (or the set's reference answer, with
+    ``answers="dataset"``). A harmful DPO pair rejects the base's compliance with that prompt (after
+    ``comply_prefill``), a harmless one the base's refusal of that prompt."""
     rng = random.Random(recipe.seed)
     harmful = list(promptsets.load(recipe.harmful_sets, split="train").prompts)
     harmless = list(promptsets.load(recipe.harmless_sets, split="train").prompts)
@@ -171,8 +189,8 @@ def training_data(base, tokenizer, recipe: SafetyRecipe) -> dict[str, list[dict]
     def chat(prompt: str, reply: str, key: str = "completion") -> dict:
         return {"prompt": [{"role": "user", "content": prompt}], key: [{"role": "assistant", "content": reply}]}
 
-    sft = [chat(p, r) for p, r in zip(harmful[:recipe.sft_harmful], refusals, strict=False)]
-    sft += [chat(p, a) for p, a in zip(harmless[:recipe.sft_harmless], answers, strict=False)]
+    sft = [chat(p, r) for p, r in zip(harmful[:recipe.sft_harmful], refusals[:recipe.sft_harmful], strict=True)]
+    sft += [chat(p, a) for p, a in zip(harmless[:recipe.sft_harmless], answers[:recipe.sft_harmless], strict=True)]
     pairs = [{**chat(p, r, "chosen"), "rejected": chat(p, c)["completion"]}
              for p, r, c in zip(dpo_h, refusals[recipe.sft_harmful:len(harmful)], complied, strict=True)
              if not is_refusal(c)]
