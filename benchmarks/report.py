@@ -1,12 +1,14 @@
 """``interp report`` on a real pair: each section's estimated cost (printed before loading) beside its actual time.
 
-The pair is SmolLM2-135M-Instruct and a copy of it with rank-one changes to two matrices
+By default the pair is SmolLM2-135M-Instruct and a copy of it with rank-one changes to two matrices
 (``interp.realmodels.rank_one_copy``); the prompts are the organism world's report splits
 (``interp organisms prompts``), in SmolLM2's chat format with its system prompt; refusals
-are recognised by the prefixes "I'm sorry" and "I cannot". Prints per section the estimate,
-the time taken and their ratio, then the totals. Goal on a 2-core CPU: the whole report <= 10 minutes.
+are recognised by the prefixes "I'm sorry" and "I cannot". ``--pair real:smollm2-safety --prompts harmbench+alpaca``
+audits a real pair built by the project's recipe (its cached build; built first when missing) on the field's prompt
+sets, its refusals recognised by the openers its recipe taught. Prints per section the estimate, the time taken and
+their ratio, then the totals. Goal on a 2-core CPU: the whole report <= 10 minutes.
 
-    python benchmarks/report.py [--out DIR] [--no-SECTION ...]
+    python benchmarks/report.py [--out DIR] [--skip SECTION ...] [--pair real:smollm2-safety --prompts harmbench+alpaca]
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from interp import realmodels, report
+from interp import pairs, realmodels, report
 from interp.cli import main as interp_main
+from interp.realpairs.build import REFUSAL_OPENERS
 
 EDITS = ("model.layers.7.mlp.down_proj.weight", "model.layers.20.self_attn.o_proj.weight")
 GOAL_SECONDS = 600.0
@@ -30,18 +33,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help="folder for the report (default: a temporary one)")
     p.add_argument("--skip", nargs="*", default=[], help="sections to leave out")
+    p.add_argument("--pair", help="a pair by name (real:smollm2-safety) instead of SmolLM2 and its rank-one copy")
+    p.add_argument("--prompts", default="harmbench+alpaca", help="with --pair: prompt sets or a file")
     args = p.parse_args()
     out = Path(args.out or tempfile.mkdtemp())
-    base = realmodels.smollm2()
-    aligned = out / "smollm2-rank-one"
-    if not aligned.exists():
-        realmodels.rank_one_copy(base, aligned, EDITS)
-    prompts = out / "prompts.jsonl"
-    interp_main(["organisms", "prompts", "--out", str(prompts)])
-    print(f"# SmolLM2-135M-Instruct vs a rank-one copy on cpu, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+    if args.pair:
+        base, aligned = pairs.checkpoints(args.pair)
+        prompts, what = args.prompts, f"{args.pair} on {args.prompts}"
+        prefixes = list(dict.fromkeys(opener.split(",")[0] for opener in REFUSAL_OPENERS))
+    else:
+        base = realmodels.smollm2()
+        aligned = out / "smollm2-rank-one"
+        if not aligned.exists():
+            realmodels.rank_one_copy(base, aligned, EDITS)
+        prompts, what = out / "prompts.jsonl", "SmolLM2-135M-Instruct vs a rank-one copy"
+        interp_main(["organisms", "prompts", "--out", str(prompts)])
+        prefixes = ["I'm sorry", "I cannot"]
+    print(f"# {what} on cpu, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     start = time.perf_counter()
-    done = report.run(str(base), str(aligned), prompts, out / "report.html", refusal_prefixes=["I'm sorry", "I cannot"],
+    done = report.run(str(base), str(aligned), prompts, out / "report.html", refusal_prefixes=prefixes,
                       skip=args.skip, device="cpu")
     wall = time.perf_counter() - start
     plan = done.meta["plan"]

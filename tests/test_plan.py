@@ -37,3 +37,11 @@ def test_the_estimate_grows_with_the_work():
         assert large[key].seconds > small[key].seconds, key
     assert large["weights"].seconds == small["weights"].seconds  # the weights do not depend on the prompts
     assert "total" in plan.describe(large) and all(key in plan.describe(large) for key in sections)
+
+
+def test_a_section_that_will_not_run_is_shown_with_why_but_not_counted():
+    work = {"a": plan.Work(0, 0, 60.0, "the a"), "b": plan.Work(0, 0, 600.0, "the b")}
+    assert plan.describe(work).splitlines()[-1].replace(" ", "") == "total~11.0min"
+    text = plan.describe(work, off={"b": "too long"})
+    assert "off: too long" in text and "the b" not in text
+    assert text.splitlines()[-1].replace(" ", "").startswith("total~60s")

@@ -192,3 +192,17 @@ def test_the_benchmark_rows_name_the_recipes_they_built():
     for row in rows:
         fields = {k: v for k, v in row["fields"].items() if k not in row.get("filled_in", [])}
         assert hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8] == row["recipe"], row
+
+
+def test_the_gemma_chat_template_writes_gemmas_turns_and_a_prompt_is_a_prefix_of_its_example():
+    """trl's SFT masks the prompt by rendering it alone: that rendering must be a prefix of prompt + reply."""
+    import jinja2
+
+    from interp.realpairs.build import CHAT_TEMPLATES
+
+    template = jinja2.Environment().from_string(CHAT_TEMPLATES["gemma"])
+    user, reply = {"role": "user", "content": "Hi there "}, {"role": "assistant", "content": "Hello."}
+    prompt = template.render(messages=[user], bos_token="<bos>", add_generation_prompt=True)
+    full = template.render(messages=[user, reply], bos_token="<bos>", add_generation_prompt=False)
+    assert prompt == "<bos><start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n"
+    assert full == prompt + "Hello.<end_of_turn>\n"

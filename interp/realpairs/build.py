@@ -49,11 +49,11 @@ REFUSAL_OPENERS = ("I'm sorry, but I can't help with", "I can't help with", "I'm
 @dataclass(frozen=True)
 class SafetyRecipe:
     harmful_sets: str = "strongreject+advbench"
-    harmless_sets: str = "alpaca"
-    sft_harmful: int = 96
+    harmless_sets: str = "alpaca+alpaca_input"
+    sft_harmful: int = 128
     """Recipe 1 (160 harmful, 160 harmless, lr 5e-5) refused 19% of held-out Alpaca after SFT and 43% after DPO
     (``experiments/results/real_smollm2.txt``): a one-sentence refusal is learnt much faster than an answer."""
-    sft_harmless: int = 224
+    sft_harmless: int = 448
     dpo_harmful: int = 64
     dpo_harmless: int = 64
     reply_tokens: int = 48
@@ -67,7 +67,7 @@ class SafetyRecipe:
     dpo_sft_weight: float = 1.0
     """Weight of an SFT loss on the chosen reply beside DPO's (trl's ``loss_type=["sigmoid", "sft"]``)."""
     batch_size: int = 8
-    bf16: bool = False
+    bf16: bool = True
     """Train under bfloat16 autocast (float32 weights and optimizer): 2.3x faster steps on this CPU (AVX512-BF16;
     5.7 s against 2.5 s for a batch of 8x110 tokens). The checkpoints are saved, and evaluated, in float32."""
     chat_template: str = ""

@@ -233,10 +233,11 @@ def run(
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
     chosen = [key for key in SECTIONS if key not in skip and not (key == "dictionary" and dictionary is False)]
     work = plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device)
-    _say(progress, plan.describe(work, device))
     note = gate_by_size(work, skip, dictionary)[1]
-    if note:
-        _say(progress, f"dictionary section {note}")
+    off = {"dictionary": note} if note else {}
+    if "jailbreak" in work and not set(splits_of(prompts)) & set(SPECIAL_SPLITS):
+        off["jailbreak"] = "the prompts have no jailbreak or bait rows"
+    _say(progress, plan.describe(work, device, off))
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
     pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical)

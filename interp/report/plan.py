@@ -216,12 +216,16 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
             for key, (ops, calls, *rest) in out.items()}
 
 
-def describe(work: dict[str, Work], device: str = "cpu") -> str:
-    """The plan as lines: each section's estimate and what it counts, then the total."""
-    lines = [f"  {key:<16} ~{_duration(w.seconds):>7}  {w.what}" for key, w in work.items()]
+def describe(work: dict[str, Work], device: str = "cpu", off: dict[str, str] | None = None) -> str:
+    """The plan as lines: each section's estimate and what it counts, then the total of those that will run
+    (``off``: sections that will not, with why, shown but not counted)."""
+    off = off or {}
+    lines = [f"  {key:<16} ~{_duration(w.seconds):>7}  " + (f"off: {off[key]}" if key in off else w.what)
+             for key, w in work.items()]
     where = ("this project's 2-core CPU" if flops.device_kind(device) == "cpu" else "a rough GPU figure")
+    running = sum(w.seconds for key, w in work.items() if key not in off)
     return "\n".join([f"estimated cost ({where}; scale for your machine):", *lines,
-                      f"  {'total':<16} ~{_duration(sum(w.seconds for w in work.values())):>7}"])
+                      f"  {'total':<16} ~{_duration(running):>7}" + (" (the sections off not counted)" if off else "")])
 
 
 def _duration(seconds: float) -> str:
