@@ -81,11 +81,6 @@ def checkpoints(spec: str) -> tuple[Path, Path]:
 
 def load(spec: str, **kw):
     """The pair as a :class:`~interp.models.ModelPair` (keyword arguments go to :func:`interp.models.load_pair`)."""
-    s = parse(spec)
-    if s.kind == "organisms":
-        from interp import organisms
-
-        return organisms.load_pair(s.stage, **kw)
     from interp.models import load_pair
 
     return load_pair(*checkpoints(spec), **kw)
