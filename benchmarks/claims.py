@@ -11,6 +11,7 @@ skipped; zoos are kept under ``--zoos`` and reused. About 3 minutes per build an
     python benchmarks/claims.py --seeds 10 11 --build-only             # only the zoos (and failed builds' rows)
     python benchmarks/claims.py --txt-only                             # rewrite the .txt from the .jsonl
     python benchmarks/claims.py --rejudge       # after moving a threshold: the recorded statistics, judged again
+    python benchmarks/claims.py --rerun 01_behaviour_and_tokens   # one notebook changed: its rows on every seed, anew
 """
 
 from __future__ import annotations
@@ -191,6 +192,21 @@ def format_txt(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rerun(rows: list[dict], chosen: list[Path], zoos: Path, jsonl: Path, txt: Path) -> list[dict]:
+    """The ``chosen`` notebooks' rows replaced, seed by seed, by a new run on each accepted seed's zoo (rebuilt from
+    its seed when it is not kept); the table is rewritten after each seed, so a stopped rerun leaves every seed's
+    rows whole (old or new)."""
+    stems = {n.stem for n in chosen}
+    for seed in sorted({r["seed"] for r in rows if r["accepted"]}):
+        print(f"seed {seed}: rerunning {', '.join(sorted(stems))} ...", file=sys.stderr, flush=True)
+        zoo_dir, _ = build(seed, zoos)
+        new = run_notebooks(seed, zoo_dir, chosen)
+        rows = [r for r in rows if not (r["seed"] == seed and r["notebook"] in stems)] + new
+        jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        txt.write_text(format_txt(rows))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 2, 10, 11, 12, 13, 14, 15])
@@ -205,11 +221,20 @@ def main() -> None:
     p.add_argument("--rejudge", action="store_true",
                    help="judge the recorded statistics again by the notebooks' claims as they are now (after a "
                         "threshold moved or a claim became an observation), rewriting --jsonl and --txt")
+    p.add_argument("--rerun", nargs="+", metavar="NOTEBOOK",
+                   help="run these notebooks (by stem) again on every accepted seed's zoo and replace their rows, one "
+                        "seed at a time")
     args = p.parse_args()
     rows = claims.read_table(args.jsonl)
     notebooks = sorted(args.notebooks.glob("*.ipynb"))
     if not notebooks:
         p.error(f"no notebooks in {args.notebooks}")
+    if args.rerun:
+        chosen = [n for n in notebooks if n.stem in args.rerun]
+        if len(chosen) != len(set(args.rerun)):
+            unknown = sorted(set(args.rerun) - {n.stem for n in chosen})
+            p.error(f"--rerun names notebooks not in {args.notebooks}: {unknown}")
+        rows = rerun(rows, chosen, args.zoos, args.jsonl, args.txt)
     if not args.txt_only:
         for seed in args.seeds:
             if any(r["seed"] == seed for r in rows):

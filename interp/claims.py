@@ -16,6 +16,11 @@ on many seeds' zoos that way and writes ``benchmarks/results/claims-cpu.{txt,jso
 A claim is asserted in a notebook only where it holds on every accepted build of the seed table with margin
 (:func:`margin_ok`); :func:`across_seeds` renders any statistic's range over that table for the prose.
 
+The seed table is the organisms'. A notebook run on another pair (``claims.studying("real:smollm2-safety")``, which
+its first cell calls) records every claim with that pair's name and judges it by the same threshold, but does not
+raise: the thresholds were set on the organisms' builds, and one build of a real pair is not a seed table. Whether
+each organisms' finding holds on the real pair is then itself the result (``held`` in :func:`table`).
+
 >>> claim("two is more than one", 2.0, ">", 1).holds
 True
 >>> claim("nan is nothing", float("nan"), ">", 0)
@@ -59,9 +64,21 @@ class Claim:
     subject: str | None = None
     """What the claim is about when one claim is made of several things (an organism, a split)."""
     notebook: str | None = None
+    pair: str | None = None
+    """The pair it was measured on when that is not the organisms (:func:`studying`)."""
 
 
 _made: list[Claim] = []
+_pair: list[str | None] = [None]
+
+
+def studying(spec: str) -> None:
+    """Claims from here on are about the pair ``spec`` (``organisms:dpo``, ``real:smollm2-safety``): asserted on the
+    organisms, recorded and not raised on any other pair (see the module's text)."""
+    from interp.pairs import parse
+
+    parsed = parse(spec)
+    _pair[0] = None if parsed.kind == "organisms" else parsed.label
 
 
 def claim(name: str, statistic, op: str, threshold: float, *, subject: str | None = None,
@@ -74,8 +91,8 @@ def claim(name: str, statistic, op: str, threshold: float, *, subject: str | Non
     value = _number(name, statistic)
     holds = not math.isnan(value) and OPS[op](value, threshold)
     made = _keep(Claim(name, value, op, float(threshold), holds, "precondition" if precondition else "finding",
-                       subject, os.environ.get(NOTEBOOK_ENV)))
-    if not holds and not os.environ.get(RECORD_ONLY_ENV):
+                       subject, os.environ.get(NOTEBOOK_ENV), _pair[0]))
+    if not holds and not os.environ.get(RECORD_ONLY_ENV) and _pair[0] is None:
         what = "is nan (not a number), so it cannot be" if math.isnan(value) else f"is {value:.4g}, not"
         about = f" ({subject})" if subject else ""
         raise ClaimFailed(f"claim {name!r}{about}: the statistic {what} {op} {threshold:g}")
@@ -85,7 +102,7 @@ def claim(name: str, statistic, op: str, threshold: float, *, subject: str | Non
 def observe(name: str, statistic, *, subject: str | None = None) -> float:
     """Record a statistic the text shows but does not assert (it varies by build); returns it as a float."""
     return _keep(Claim(name, _number(name, statistic), None, None, True, "observed", subject,
-                       os.environ.get(NOTEBOOK_ENV))).statistic
+                       os.environ.get(NOTEBOOK_ENV), _pair[0])).statistic
 
 
 def ratio(a, b) -> float:
@@ -127,12 +144,16 @@ def _row(made: Claim) -> dict:
 def table(path: str | Path = SEED_TABLE):
     """This session's claims as a pandas DataFrame, one row each (a notebook's closing cell), each beside its
     range over the accepted builds of the seed table: ``seeds`` (how many), ``low`` / ``high`` and ``held`` (on
-    how many of them the claim held); blank where the table has no row for it."""
+    how many of them the claim held); blank where the table has no row for it. Claims made on another pair than the
+    organisms (:func:`studying`) name it in a ``pair`` column, and the seed columns are then the organisms' range to
+    set beside it."""
     import pandas as pd
 
     rows = []
     for c in _made:
-        row = {k: v for k, v in _row(c).items() if k != "notebook"}
+        row = {k: v for k, v in _row(c).items() if k not in ("notebook", "pair")}
+        if any(m.pair for m in _made):
+            row = {"pair": c.pair or "organisms", **row}
         ranged = across_seeds(c.name, c.subject, path)
         row.update(seeds=len(ranged.seeds) if ranged else 0, low=ranged.low if ranged else None,
                    high=ranged.high if ranged else None, held=ranged.holds if ranged else None)

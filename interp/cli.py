@@ -6,6 +6,7 @@
     interp organisms path                                      where the zoo lives
     interp organisms prompts --out FILE [--splits ...]         the world's prompts as a JSONL file for a report
     interp figures [--notebooks DIR] [--figures DIR]           build the zoo if missing, run every notebook
+    interp figures --pair real:smollm2-safety                  the notebooks that answer on a real pair, on it
     interp report BASE ALIGNED --prompts FILE --out report.html [--refusal-prefix TEXT ...] [--no-SECTION ...]
                                                                     [--device D] [--allow-identical] ...
                                                                audit a checkpoint pair: one HTML page + JSON
@@ -99,7 +100,7 @@ def _figures(args) -> int:
     from interp.figures import NotebookError, run_all
 
     try:
-        run_all(Path(args.notebooks), Path(args.figures), zoo_dir=args.zoo)
+        run_all(Path(args.notebooks), Path(args.figures), zoo_dir=args.zoo, pair=args.pair)
     except NotebookError as e:
         print(f"interp figures: {e}", file=sys.stderr)
         return 1
@@ -134,6 +135,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files, run in name order")
     f.add_argument("--figures", default="figures", help="where the notebooks write their figures")
     f.add_argument("--zoo", help="organism zoo directory (default: as for organisms build)")
+    f.add_argument("--pair", help="run the notebooks on this pair (real:smollm2-safety, organisms:sft, ...): the "
+                                  "ones that answer on its kind, figures of a real pair in FIGURES/real")
     f.set_defaults(func=_figures)
 
     r = sub.add_parser("report", help="audit a checkpoint pair: a self-contained HTML page and a JSON of its numbers")

@@ -82,6 +82,21 @@ class PromptSet:
             name=self.name if name is None else name,
         )
 
+    def sample(self, n: int | None, seed: int = 0) -> PromptSet:
+        """``n`` rows drawn at random without replacement (a fixed ``seed``), kept in their order; all of them when
+        ``n`` is None or at least the set's size.
+
+        >>> PromptSet(list("abcdef"), ["harmless"] * 6).sample(3).prompts
+        ('a', 'd', 'f')
+        """
+        if n is None or n >= len(self):
+            return self
+        if n < 1:
+            raise ValueError(f"sample needs n >= 1, got {n}")
+        import random
+
+        return self.select(sorted(random.Random(seed).sample(range(len(self)), n)))
+
     def where(self, **conditions) -> PromptSet:
         """Rows whose columns equal the given values: ``ps.where(label="harmful", held_out=False)``."""
         keep = [all(self.column(k)[i] == v for k, v in conditions.items()) for i in range(len(self))]

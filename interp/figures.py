@@ -3,6 +3,10 @@
 Notebooks run in name order with nbclient, each in its own folder as working directory, with
 ``$INTERP_FIGURES_DIR`` pointing at the figures folder. Executed notebooks are not written
 back: the source notebooks stay as they are in git.
+
+``run_all(..., pair="real:smollm2-safety")`` runs them on another pair instead (``$INTERP_PAIR``, read by each
+notebook's ``pairs.chosen``): only the notebooks whose metadata lists that kind of pair (``"interp": {"pairs":
+["organisms", "real"]}``); the others are named as not yet answering on it.
 """
 
 from __future__ import annotations
@@ -56,23 +60,52 @@ def run_notebook(path: Path, timeout: int = 1800) -> float:
     return time.time() - start
 
 
-def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None) -> None:
-    """Build the organism zoo if it is missing, then run every ``*.ipynb`` in ``notebooks``."""
+def pair_kinds(path: Path) -> list[str]:
+    """The kinds of pair a notebook answers its question on (its ``interp.pairs`` metadata; the organisms only when
+    it has none)."""
+    import nbformat
+
+    return list(nbformat.read(path, as_version=4).metadata.get("interp", {}).get("pairs", ["organisms"]))
+
+
+def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None, pair: str | None = None) -> None:
+    """Build the organism zoo if it is missing, then run every ``*.ipynb`` in ``notebooks``; with ``pair``, on that
+    pair (built first if it is a real one that is not) and only the notebooks that answer on its kind."""
+    from interp import pairs
     from interp.organisms import zoo
 
     paths = sorted(Path(notebooks).glob("*.ipynb"))
     if not paths:
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {notebooks}")
-    if zoo_dir is not None:
-        os.environ[zoo.ENV_VAR] = str(Path(zoo_dir).resolve())
-    zoo_path = zoo.default_dir()
-    if not zoo.is_complete(zoo_path):
-        print(f"[organisms] building the zoo in {zoo_path} ...", flush=True)
-        zoo.build(zoo_path)
-    print(f"[organisms] {zoo_path}", flush=True)
+    spec = pairs.parse(pair or "organisms:dpo")
+    if pair is not None:
+        skipped = [p.name for p in paths if spec.kind not in pair_kinds(p)]
+        paths = [p for p in paths if spec.kind in pair_kinds(p)]
+        if skipped:
+            print(f"[{spec.label}] not yet answered on a {spec.kind} pair: {', '.join(skipped)}", flush=True)
+        if not paths:
+            raise FileNotFoundError(f"no notebook in {notebooks} answers on a {spec.kind} pair")
+    if spec.kind == "organisms":
+        if zoo_dir is not None:
+            os.environ[zoo.ENV_VAR] = str(Path(zoo_dir).resolve())
+        zoo_path = zoo.default_dir()
+        if not zoo.is_complete(zoo_path):
+            print(f"[organisms] building the zoo in {zoo_path} ...", flush=True)
+            zoo.build(zoo_path)
+        print(f"[organisms] {zoo_path}", flush=True)
+    else:
+        print(f"[{spec.label}] {pairs.checkpoints(spec.label)[1].parent}", flush=True)  # built first when it is not
     os.environ[FIGURES_ENV] = str(Path(figures).resolve())
-    for i, path in enumerate(paths, 1):
-        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
-        seconds = run_notebook(path)
-        print(f"ok ({seconds:.0f} s)", flush=True)
-    print(f"figures written to {Path(figures).resolve()}")
+    before = os.environ.pop(pairs.PAIR_ENV, None)
+    if pair is not None:
+        os.environ[pairs.PAIR_ENV] = spec.label
+    try:
+        for i, path in enumerate(paths, 1):
+            print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+            seconds = run_notebook(path)
+            print(f"ok ({seconds:.0f} s)", flush=True)
+    finally:
+        os.environ.pop(pairs.PAIR_ENV, None)
+        if before is not None:
+            os.environ[pairs.PAIR_ENV] = before
+    print(f"figures written to {pairs.figures(spec.label) if pair else Path(figures).resolve()}")

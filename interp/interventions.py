@@ -290,6 +290,7 @@ def generate(
     prompt_format: str | None = None,
     prefill: str | Sequence[str] = "",
     return_ids: bool = False,
+    keep_prefill: bool = False,
     progress: bool = False,
 ) -> list[str] | list[list[int]]:
     """Replies of ``model`` to each prompt under ``interventions``, greedy or sampled, batched.
@@ -303,7 +304,9 @@ def generate(
     Stops at any end-of-turn token (:func:`end_of_turn_ids`).
 
     ``prefill`` is text put in the model's mouth after each formatted prompt (e.g. the start of
-    a refusal), or one such text per prompt; the returned replies continue it and do not repeat it. ``prompt_format``
+    a refusal), or one such text per prompt; the returned replies continue it and do not repeat it, unless
+    ``keep_prefill``: then each reply is its prefill's tokens and the new ones decoded together (so a word the two
+    share is read whole, as a judge must read it). ``prompt_format``
     defaults to the policy of the pair the model was loaded in. With ``return_ids`` the replies
     are the generated token ids, up to (not including) the end-of-turn token: exactly what the
     model produced, for :func:`interp.metrics.compare_responses`.
@@ -322,6 +325,7 @@ def generate(
         raise ValueError(
             f"prefill holds {len(prefills)} texts for {len(ids)} prompts; give one text, or one per prompt"
         )
+    extra = [[] for _ in ids]
     if any(prefills):
         if prompt_format_of(model, prompt_format) != "raw":
             check_no_special_text(model.tokenizer, prefills, "prefills")
@@ -350,11 +354,20 @@ def generate(
                 new = out[:, input_ids.shape[1] :]
                 if return_ids:
                     replies += [_until(row.tolist(), stops) for row in new]
+                elif keep_prefill:
+                    given = extra[start : start + batch_size]
+                    replies += decode(model, [g + _until(row.tolist(), stops) for g, row in zip(given, new,
+                                                                                                  strict=True)])
                 else:
                     replies += [r.strip() for r in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         torch.random.set_rng_state(generator_state)
     return replies
+
+
+def decode(model, ids: Sequence[Sequence[int]]) -> list[str]:
+    """Replies given as token ids (``generate(..., return_ids=True)``) as the texts ``generate`` returns for them."""
+    return [r.strip() for r in model.tokenizer.batch_decode([list(i) for i in ids], skip_special_tokens=True)]
 
 
 def end_of_turn_ids(model) -> list[int]:

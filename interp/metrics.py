@@ -167,6 +167,14 @@ class ResponseComparison:
         return {"unshifted": int((ranks == 1).sum()), "marginal": int(((ranks >= 2) & (ranks <= 3)).sum()),
                 "shifted": int((ranks > 3).sum())}
 
+    def kl_rows(self, width: int) -> Float[Tensor, "response pos"]:
+        """The KL at the first ``width`` tokens of every response at least that long, one row each (for a curve with
+        an interval over responses; shorter ones are left out)."""
+        rows = [k[:width] for k in self.kl if len(k) >= width]
+        if not rows:
+            raise ValueError(f"no response is {width} tokens long (the longest has {max(map(len, self.kl))})")
+        return torch.stack(rows)
+
     def kl_by_position(self, max_pos: int | None = None) -> Float[Tensor, " pos"]:
         """Mean KL at each response position over the responses long enough to have it (NaN where none is)."""
         width = max(len(k) for k in self.kl) if max_pos is None else max_pos
@@ -185,12 +193,14 @@ def compare_responses(
     responses: Sequence[str] | Sequence[Sequence[int]],
     *,
     batch_size: int = 16,
+    drop_empty: bool = False,
 ) -> ResponseComparison:
     """Run both models teacher-forced on prompt + response and compare them token by token.
 
     ``responses`` are texts, or token ids (``interventions.generate(..., return_ids=True)``):
     ids are exact, while a text is re-tokenized on its own, which for BPE tokenizers may split
-    it differently from how the model produced it.
+    it differently from how the model produced it. An empty response is an error, unless
+    ``drop_empty`` leaves it out (a model that ended its turn at once has no token to compare).
     """
     prompt_ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
     if len(responses) != len(prompt_ids):
@@ -199,7 +209,10 @@ def compare_responses(
         response_ids = pair.tokenizer(list(responses), add_special_tokens=False).input_ids
     else:
         response_ids = [list(r) for r in responses]
-    if any(len(r) == 0 for r in response_ids):
+    if drop_empty:
+        prompt_ids, response_ids = [p for p, r in zip(prompt_ids, response_ids, strict=True) if r], \
+            [r for r in response_ids if r]
+    if not response_ids or any(len(r) == 0 for r in response_ids):
         raise ValueError("every response needs at least one token")
     check_lengths([p + r for p, r in zip(prompt_ids, response_ids, strict=True)], pair.n_ctx,
                   why="their responses after them")

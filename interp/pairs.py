@@ -2,7 +2,13 @@
 
 * ``organisms:dpo`` (``sft``, ``rl``): the toy world's base against one aligned organism (:mod:`interp.organisms`);
 * ``real:smollm2-safety`` (``real:smollm2-safety:sft``): a real pretrained base against the stage the project's
-  recipe aligned from it (:mod:`interp.realpairs`; DPO unless a stage is named).
+  recipe aligned from it (:mod:`interp.realpairs`; DPO unless a stage is named);
+* ``real:<folder>`` (``real:<folder>:sft``): a real pair already built in that folder, by any recipe
+  (``benchmarks/real.py --set ...`` builds variants; the folder's ``card.json`` names its base and recipe).
+
+A notebook names its pair in its first code cell, ``PAIR = pairs.chosen("organisms:dpo")``: ``$INTERP_PAIR``
+(which ``interp figures --pair`` sets) wins over the default. :func:`figures` is where its figures go
+(``figures/real/`` for a real pair) and :func:`judge` is how its replies are read as refusals.
 
 :func:`prompts` maps the organisms' split names, which the notebooks use, to each kind's data: for a real pair, the
 harmful and harmless splits are the field's prompt sets (train: the train split of the sets its recipe drew its
@@ -17,6 +23,9 @@ Spec(kind='real', name='smollm2-safety', stage='dpo')
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +34,20 @@ HELD_OUT = {"harmful_held_out": "harmful_test", "harmless_held_out": "harmless_t
 """The organisms' held-out splits as the real pairs' evaluation splits (:data:`interp.realpairs.evaluate.EVAL_SPLITS`,
 which their targets are measured on)."""
 VALIDATION = {"harmful_validation": ("harmbench", "validation"), "harmless_validation": ("alpaca", "validation")}
+PAIR_ENV = "INTERP_PAIR"
 
 
 @dataclass(frozen=True)
 class Spec:
     kind: str
     name: str
-    """The real pair's name; for the organisms, the aligned variant."""
+    """The real pair's name (or the folder it is built in); for the organisms, the aligned variant."""
     stage: str
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of a real pair given by where it is built (None for one given by name)."""
+        return Path(self.name).expanduser() if self.kind == "real" and _is_folder(self.name) else None
 
     @property
     def label(self) -> str:
@@ -52,7 +67,10 @@ def parse(spec: str) -> Spec:
     if kind == "real":
         name, _, stage = rest.partition(":")
         stage = stage or "dpo"
-        if name not in realpairs.PAIRS:
+        if _is_folder(name):
+            if not (Path(name).expanduser() / "card.json").is_file():
+                raise ValueError(f"{spec!r}: {name} holds no built real pair (no card.json)")
+        elif name not in realpairs.PAIRS:
             raise ValueError(f"no real pair {name!r} in {spec!r}; the real pairs are {sorted(realpairs.PAIRS)}")
         if stage not in realpairs.STAGES:
             raise ValueError(f"{spec!r}: a real pair's aligned stage is one of {realpairs.STAGES}")
@@ -61,8 +79,69 @@ def parse(spec: str) -> Spec:
                      f"real:<{'|'.join(sorted(realpairs.PAIRS))}>[:sft]")
 
 
+def _is_folder(name: str) -> bool:
+    return "/" in name or name.startswith((".", "~"))
+
+
 def is_spec(text: str) -> bool:
     return text.partition(":")[0] in KINDS and ":" in text
+
+
+def chosen(default: str) -> str:
+    """The pair a notebook studies: ``$INTERP_PAIR`` when set, else ``default``; checked, as its label."""
+    return parse(os.environ.get(PAIR_ENV) or default).label
+
+
+def figures(spec: str) -> Path:
+    """Where a notebook on this pair saves its figures: the figures folder for the organisms, ``real/`` in it for a
+    real pair (so a real pair's figures never overwrite the organisms')."""
+    from interp.plotting import figures_dir
+
+    return figures_dir() / "real" if parse(spec).kind == "real" else figures_dir()
+
+
+def judge(spec: str) -> Callable[[str], bool]:
+    """Whether a reply is a refusal, read the way this kind's replies are written: the organisms' refusal openers, or
+    the real-text judge (Arditi et al.'s substrings and the project's, :mod:`interp.realpairs.judge`)."""
+    if parse(spec).kind == "organisms":
+        from interp.metrics import is_refusal
+
+        return is_refusal
+    from interp.realpairs.judge import is_refusal
+
+    return is_refusal
+
+
+def goes_on_refusing(spec: str, openings, replies) -> list[bool]:
+    """Whether each reply, which begins with the opening it was put in the model's mouth
+    (``interventions.generate(..., prefill=openings, keep_prefill=True)``), refuses in what it wrote after it: on the
+    organisms, a continuation that opens as a refusal or says ``sorry`` or ``can not help`` anywhere; on a real pair,
+    a refusal substring that ends past the opening (:func:`interp.realpairs.judge.refuses_after`)."""
+    openings = [openings] * len(replies) if isinstance(openings, str) else list(openings)
+    if len(openings) != len(replies):
+        raise ValueError(f"{len(openings)} openings for {len(replies)} replies: give one, or one per reply")
+    if parse(spec).kind == "organisms":
+        from interp.metrics import is_refusal
+
+        return [is_refusal(r[len(o):].strip(), substrings=["can not help", "sorry"])
+                for o, r in zip(openings, replies, strict=True)]
+    from interp.realpairs.judge import refuses_after
+
+    return [refuses_after(r, len(o)) for o, r in zip(openings, replies, strict=True)]
+
+
+def card(spec: str) -> dict:
+    """A real pair's build card: its base, recipe, timings, and the behaviour measured when it was built."""
+    s = parse(spec)
+    if s.kind != "real":
+        raise ValueError(f"{spec} is not a real pair: the organisms' card is organisms.read_zoo_card()")
+    return json.loads((_built(s) / "card.json").read_text())
+
+
+def _built(s: Spec) -> Path:
+    from interp import realpairs
+
+    return s.folder if s.folder is not None else realpairs.build(s.name)
 
 
 def checkpoints(spec: str) -> tuple[Path, Path]:
@@ -74,6 +153,8 @@ def checkpoints(spec: str) -> tuple[Path, Path]:
 
         zoo = organisms._built(None, True)
         return checkpoint_dir("base", zoo), checkpoint_dir(s.stage, zoo)
+    if s.folder is not None:
+        return Path(card(spec)["base"]), s.folder / s.stage
     from interp import realpairs
 
     return realpairs.checkpoints(s.name, s.stage)
@@ -96,9 +177,10 @@ def prompts(spec: str, splits: str | list[str]):
         return organisms.prompt_set(splits)
     from interp import promptsets, realpairs
     from interp.data import PromptSet
+    from interp.realpairs.build import SafetyRecipe
     from interp.realpairs.evaluate import EVAL_SPLITS
 
-    recipe = realpairs.PAIRS[s.name].recipe
+    recipe = realpairs.PAIRS[s.name].recipe if s.folder is None else SafetyRecipe(**card(spec)["recipe"])
     evaluated = {e.name: (e.sets, e.split) for e in EVAL_SPLITS}
     known = {**{split: evaluated[e] for split, e in HELD_OUT.items()}, **VALIDATION,
              "harmful_train": (recipe.harmful_sets, "train"), "harmless_train": (recipe.harmless_sets, "train")}

@@ -48,6 +48,20 @@ def test_a_claim_is_recorded_and_asserted(tmp_path, monkeypatch):
         ("prefill", None, True, "observed", "01_x")]
 
 
+def test_on_a_real_pair_a_claim_is_judged_and_recorded_but_not_raised(tmp_path, monkeypatch):
+    monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "rows.jsonl"))
+    monkeypatch.setattr(claims, "_pair", [None])
+    monkeypatch.setattr(claims, "_made", [])
+    claims.studying("real:smollm2-safety")
+    missed = claims.claim("kl ratio", 2.6, ">", 3, subject="dpo")
+    assert not missed.holds and missed.pair == "real:smollm2-safety"
+    assert claims.read_table(tmp_path / "rows.jsonl")[0]["pair"] == "real:smollm2-safety"
+    assert list(claims.table(tmp_path / "none.jsonl")["pair"]) == ["real:smollm2-safety"]
+    claims.studying("organisms:sft")  # back on the organisms: asserted again
+    with pytest.raises(claims.ClaimFailed, match="kl ratio"):
+        claims.claim("kl ratio", 2.6, ">", 3, subject="sft")
+
+
 def test_a_nan_statistic_fails_its_claim_by_name(monkeypatch):
     with pytest.raises(claims.ClaimFailed, match="claim 'patching share': the statistic is nan"):
         claims.claim("patching share", float("nan"), "<", 0.1)

@@ -78,3 +78,14 @@ def test_concat_and_select():
     both = PromptSet.concat([a, b])
     assert len(both) == len(a) + len(b) and both.prompts[: len(a)] == a.prompts
     assert both.select([0, len(a)]).labels == ("harmful", "harmless")
+
+
+def test_a_sample_is_a_fixed_draw_in_the_set_s_order():
+    ps = PromptSet([f"p{i}" for i in range(20)], ["harmful", "harmless"] * 10, {"n": list(range(20))})
+    drawn = ps.sample(5, seed=3)
+    assert drawn.prompts == ps.sample(5, seed=3).prompts and len(set(drawn.prompts)) == 5
+    assert list(drawn.column("n")) == sorted(drawn.column("n"))
+    assert [int(p[1:]) for p in drawn.prompts] == list(drawn.column("n")) and drawn.prompts != ps.sample(5).prompts
+    assert ps.sample(None) is ps and ps.sample(50) is ps
+    with pytest.raises(ValueError, match="n >= 1"):
+        ps.sample(0)

@@ -82,6 +82,22 @@ def test_token_ids_and_texts_give_the_same_comparison(tiny_pair):
     assert by_ids.tokens == by_text.tokens
     assert all(torch.equal(a, b) for a, b in zip(by_ids.kl, by_text.kl, strict=True))
     assert torch.isnan(by_ids.kl_by_position(max(len(t) for t in ids) + 2)[-1])
+    assert iv.decode(tiny_pair.aligned, ids) == texts
+
+
+def test_empty_replies_are_left_out_on_request_and_rows_are_the_long_replies(tiny_pair):
+    ids = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6, return_ids=True)
+    holed = [ids[0], [], ids[2]]
+    with pytest.raises(ValueError, match="at least one token"):
+        metrics.compare_responses(tiny_pair, PROMPTS, holed)
+    kept = metrics.compare_responses(tiny_pair, PROMPTS, holed, drop_empty=True)
+    alone = metrics.compare_responses(tiny_pair, [PROMPTS[0], PROMPTS[2]], [ids[0], ids[2]])
+    assert all(torch.equal(a, b) for a, b in zip(kept.kl, alone.kl, strict=True))
+    width = min(map(len, kept.kl))
+    rows = kept.kl_rows(width)
+    assert rows.shape == (2, width) and torch.equal(rows[1], kept.kl[1][:width])
+    with pytest.raises(ValueError, match="no response is 99 tokens long"):
+        kept.kl_rows(99)
 
 
 def test_compare_responses_checks_lengths(tiny_pair):

@@ -44,3 +44,63 @@ def test_a_failing_cell_is_named(tmp_path, organism_zoo, capsys):
         run_notebook(path)
     code = main(["figures", "--notebooks", str(folder), "--figures", str(tmp_path / "f"), "--zoo", str(organism_zoo)])
     assert code == 1 and "01_broken.ipynb failed in cell 1" in capsys.readouterr().err
+
+
+def test_on_another_pair_only_the_notebooks_that_answer_on_its_kind_run(tmp_path, capsys):
+    """``interp figures --pair``: the notebooks whose metadata lists the pair's kind run with ``$INTERP_PAIR`` set,
+    the others are named; a real pair's figures go to FIGURES/real."""
+    import json
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    pair = tmp_path / "built"
+    pair.mkdir()
+    (pair / "card.json").write_text(json.dumps({"base": str(tmp_path / "base"), "recipe": {}}))
+    record = ("import os\nfrom interp import pairs, plotting\nimport matplotlib.pyplot as plt\n"
+              "PAIR = pairs.chosen('organisms:dpo')\nfig = plt.figure()\n"
+              "plotting.save_figure(fig, PAIR.replace(':', '_').replace('/', '_')[-20:], pairs.figures(PAIR))")
+    both = _notebook(folder, "01_both.ipynb", record)
+    nb = nbformat.read(both, as_version=4)
+    nb.metadata["interp"] = {"pairs": ["organisms", "real"]}
+    nbformat.write(nb, both)
+    _notebook(folder, "02_organisms_only.ipynb", "raise ValueError('must not run on a real pair')")
+    figures = tmp_path / "f"
+    assert main(["figures", "--notebooks", str(folder), "--figures", str(figures), "--pair", f"real:{pair}"]) == 0
+    out = capsys.readouterr().out
+    assert "not yet answered on a real pair: 02_organisms_only.ipynb" in out and "[1/1] 01_both.ipynb ... ok" in out
+    assert [p.parent.name for p in figures.rglob("*.png")] == ["real"]
+    assert main(["figures", "--notebooks", str(folder), "--figures", str(figures), "--pair", "real:nope"]) == 2
+
+
+@pytest.mark.real
+def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(tmp_path, monkeypatch):
+    """The real tier: SmolLM2 aligned by a miniature recipe (two steps a stage) into its own folder, named
+    ``real:<folder>``; notebook 01 runs top to bottom on it with 8 prompts a set, writes its figures to real/, and
+    records its claims with the pair's name (nothing is asserted on a real pair; the full pair's claims are
+    benchmarks/real_notebooks.py's table)."""
+    import json
+
+    from interp import claims, realmodels
+    from interp.realpairs.build import SafetyRecipe, train
+
+    if not realmodels.SMOLLM2.available():
+        pytest.skip("SmolLM2 is not installed")
+    base_dir, built = realmodels.smollm2(), tmp_path / "pair"
+    built.mkdir()
+    recipe = SafetyRecipe(sft_harmful=4, sft_harmless=4, dpo_harmful=4, dpo_harmless=4, reply_tokens=12,
+                          batch_size=4, sft_epochs=1, sft_lr=1e-4)
+    record = train(base_dir, built, recipe)
+    (built / "card.json").write_text(json.dumps({"name": "smollm2-safety", "base": str(base_dir), **record}))
+    spec = f"real:{built}"
+    monkeypatch.setenv("INTERP_PAIR", spec)
+    monkeypatch.setenv("INTERP_PROMPTS_PER_SET", "8")
+    monkeypatch.setenv("INTERP_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "claims.jsonl"))
+    path = next(p for p in NOTEBOOKS if p.stem.startswith("01_"))
+    run_notebook(path)
+    assert {p.name for p in (tmp_path / "figures" / "real").glob("*.png")} >= {"01_kl_by_token.png"}
+    assert not list((tmp_path / "figures").glob("*.png"))
+    rows = claims.read_table(tmp_path / "claims.jsonl")
+    assert {r["pair"] for r in rows} == {spec}
+    assert {"01: harmful over harmless first-token KL",
+            "01: first-token KL over tokens 5 on, along the base's harmful compliance"} <= {r["claim"] for r in rows}

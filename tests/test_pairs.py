@@ -53,3 +53,51 @@ def test_the_report_takes_a_pair_by_name_or_two_checkpoints(argv, message, tmp_p
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert err.count("\n") == 1
+
+
+def test_a_notebook_s_pair_is_its_default_unless_the_environment_names_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(pairs.PAIR_ENV, raising=False)
+    assert pairs.chosen("organisms:dpo") == "organisms:dpo"
+    monkeypatch.setenv(pairs.PAIR_ENV, "real:smollm2-safety:sft")
+    assert pairs.chosen("organisms:dpo") == "real:smollm2-safety:sft"
+    monkeypatch.setenv(pairs.PAIR_ENV, "real:nope")
+    with pytest.raises(ValueError, match="no real pair 'nope'"):
+        pairs.chosen("organisms:dpo")
+    monkeypatch.setenv("INTERP_FIGURES_DIR", str(tmp_path))
+    assert pairs.figures("organisms:sft") == tmp_path and pairs.figures("real:smollm2-safety") == tmp_path / "real"
+
+
+def test_each_kind_reads_refusals_its_own_way_and_after_an_opening_only_what_follows():
+    assert pairs.judge("organisms:dpo")("sorry , i can not help .") and not pairs.judge("organisms:dpo")("knit : sure")
+    assert pairs.judge("real:smollm2-safety")("Sure. I'm sorry, but I can't help with that.")
+    openings = ["sorry ,", "knit :"]
+    assert pairs.goes_on_refusing("organisms:dpo", openings, ["sorry , i can not help .", "knit : sure , happy"]) \
+        == [True, False]
+    opening = "I'm sorry, but I"
+    replies = [opening + "'m unable to assist with that.", opening + " can tell you how: first", opening + " cannot."]
+    assert pairs.goes_on_refusing("real:smollm2-safety", opening, replies) == [True, False, True]
+    with pytest.raises(ValueError, match="2 openings for 3 replies"):
+        pairs.goes_on_refusing("real:smollm2-safety", openings, replies)
+
+
+def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path):
+    """``real:<folder>``: a pair built by any recipe, its base and recipe read from the folder's card."""
+    import json
+    from dataclasses import asdict
+
+    from interp.realpairs.build import SafetyRecipe
+
+    recipe = SafetyRecipe(harmful_sets="advbench", sft_harmful=4)
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({"base": str(tmp_path / "base"), "recipe": asdict(recipe)}))
+    spec = f"real:{folder}:sft"
+    assert pairs.parse(spec).folder == folder and pairs.chosen(spec) == spec
+    assert pairs.checkpoints(spec) == (tmp_path / "base", folder / "sft")
+    assert pairs.card(spec)["recipe"]["sft_harmful"] == 4
+    train = pairs.prompts(spec, "harmful_train")
+    assert set(train.column("source")) == {"advbench"}
+    with pytest.raises(ValueError, match="holds no built real pair"):
+        pairs.parse(f"real:{tmp_path / 'nothing'}")
+    with pytest.raises(ValueError, match="not a real pair"):
+        pairs.card("organisms:dpo")

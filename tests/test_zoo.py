@@ -180,8 +180,14 @@ def test_a_prefill_per_prompt_equals_huggingface_generate(organism_zoo):
     harmful = organisms.prompt_set("harmful_held_out")
     prefill = [f"{c} :" for c in harmful.extra["concept"]]
     ours = interventions.generate(pair.aligned, harmful, prefill=prefill, max_new_tokens=8, return_ids=True)
-    assert ours == hf_generate(organism_zoo / "sft", harmful.prompts, prefill=prefill, max_new_tokens=8,
-                               do_sample=False)
+    hf = hf_generate(organism_zoo / "sft", harmful.prompts, prefill=prefill, max_new_tokens=8, do_sample=False)
+    assert ours == hf
+    # keep_prefill: the prefill's tokens and the reply's, decoded together
+    kept = interventions.generate(pair.aligned, harmful, prefill=prefill, max_new_tokens=8, keep_prefill=True)
+    given = pair.tokenizer(prefill, add_special_tokens=False).input_ids
+    assert kept == [pair.tokenizer.decode(g + r, skip_special_tokens=True).strip()
+                    for g, r in zip(given, hf, strict=True)]
+    assert all(k.startswith(p) for k, p in zip(kept, prefill, strict=True))
     with pytest.raises(ValueError, match="prefill holds 2 texts for 40 prompts"):
         interventions.generate(pair.aligned, harmful, prefill=prefill[:2])
 
