@@ -61,11 +61,11 @@ def run_notebook(path: Path, timeout: int = 1800) -> float:
 
 
 def pair_kinds(path: Path) -> list[str]:
-    """The kinds of pair a notebook answers its question on (its ``interp.pairs`` metadata; the organisms only when
-    it has none)."""
+    """The kinds of pair a notebook answers its question on when its config cell is given one (its ``interp.pairs``
+    metadata); none when it has none: such a notebook studies the organisms it names itself."""
     import nbformat
 
-    return list(nbformat.read(path, as_version=4).metadata.get("interp", {}).get("pairs", ["organisms"]))
+    return list(nbformat.read(path, as_version=4).metadata.get("interp", {}).get("pairs", []))
 
 
 def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None, pair: str | None = None) -> None:
@@ -82,9 +82,9 @@ def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None, pair: st
         skipped = [p.name for p in paths if spec.kind not in pair_kinds(p)]
         paths = [p for p in paths if spec.kind in pair_kinds(p)]
         if skipped:
-            print(f"[{spec.label}] not yet answered on a {spec.kind} pair: {', '.join(skipped)}", flush=True)
+            print(f"[{spec.label}] not yet answered on a chosen {spec.kind} pair: {', '.join(skipped)}", flush=True)
         if not paths:
-            raise FileNotFoundError(f"no notebook in {notebooks} answers on a {spec.kind} pair")
+            raise FileNotFoundError(f"no notebook in {notebooks} answers on a chosen {spec.kind} pair")
     if spec.kind == "organisms":
         if zoo_dir is not None:
             os.environ[zoo.ENV_VAR] = str(Path(zoo_dir).resolve())

@@ -138,6 +138,35 @@ def card(spec: str) -> dict:
     return json.loads((_built(s) / "card.json").read_text())
 
 
+def refusal_rates(spec: str) -> dict[str, dict[str, float]]:
+    """``{model: {split: refusal rate}}`` for the base and every aligned stage of the pair's family, on the organisms'
+    split names: the organisms measured now on their saved checkpoints (:func:`interp.organisms.refusal_rates`); a
+    real pair as its build measured it on the held-out splits (plain Hugging Face ``generate``, 32 greedy tokens, the
+    real-text judge; :func:`build_replies` holds the replies)."""
+    s = parse(spec)
+    if s.kind == "organisms":
+        from interp import organisms
+
+        return organisms.refusal_rates(judge="generation")
+    measured = card(spec).get("behaviour")
+    if not measured:
+        raise ValueError(f"{spec}: its card holds no measured behaviour (the pair was built without measuring it)")
+    named = {real: split for split, real in HELD_OUT.items()}
+    return {stage: {named[split]: m["refusal"] for split, m in by_split.items()} for stage, by_split in
+            measured.items()}
+
+
+def build_replies(spec: str) -> dict[str, dict[str, list[dict]]]:
+    """A real pair's replies as its build measured them: ``{stage: {split: [{prompt, category, reply, refused}]}}``
+    on the organisms' split names (``behaviour.json`` beside its card)."""
+    s = parse(spec)
+    if s.kind != "real":
+        raise ValueError(f"{spec} is not a real pair: the organisms' replies are measured now, not stored")
+    replies = json.loads((_built(s) / "behaviour.json").read_text())
+    named = {real: split for split, real in HELD_OUT.items()}
+    return {stage: {named[split]: rows for split, rows in by_split.items()} for stage, by_split in replies.items()}
+
+
 def _built(s: Spec) -> Path:
     from interp import realpairs
 

@@ -29,6 +29,16 @@ def test_notebook_runs_and_writes_figures(path, zoo, request, tmp_path, monkeypa
     assert any(name.startswith(path.stem[:2]) for name in written), f"{path.name} wrote no figure: {written}"
 
 
+def test_the_notebooks_that_take_a_pair_name_it_in_their_config_cell():
+    """A notebook answers on a chosen pair exactly when its metadata says so and its first code cell reads it."""
+    from interp.figures import pair_kinds
+
+    for path in NOTEBOOKS:
+        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code").source
+        assert ("pairs.chosen(" in first and "claims.studying(PAIR)" in first) == bool(pair_kinds(path)), path.name
+    assert {p.stem[:2] for p in NOTEBOOKS if "real" in pair_kinds(p)} >= {"00", "01"}
+
+
 def _notebook(folder: Path, name: str, *sources: str) -> Path:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     path = folder / name
@@ -67,7 +77,8 @@ def test_on_another_pair_only_the_notebooks_that_answer_on_its_kind_run(tmp_path
     figures = tmp_path / "f"
     assert main(["figures", "--notebooks", str(folder), "--figures", str(figures), "--pair", f"real:{pair}"]) == 0
     out = capsys.readouterr().out
-    assert "not yet answered on a real pair: 02_organisms_only.ipynb" in out and "[1/1] 01_both.ipynb ... ok" in out
+    assert "not yet answered on a chosen real pair: 02_organisms_only.ipynb" in out
+    assert "[1/1] 01_both.ipynb ... ok" in out
     assert [p.parent.name for p in figures.rglob("*.png")] == ["real"]
     assert main(["figures", "--notebooks", str(folder), "--figures", str(figures), "--pair", "real:nope"]) == 2
 

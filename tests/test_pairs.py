@@ -97,6 +97,18 @@ def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path):
     assert pairs.card(spec)["recipe"]["sft_harmful"] == 4
     train = pairs.prompts(spec, "harmful_train")
     assert set(train.column("source")) == {"advbench"}
+    with pytest.raises(ValueError, match="holds no measured behaviour"):
+        pairs.refusal_rates(spec)
+    # a measured build: its rates and replies on the organisms' split names
+    behaviour = {stage: {"harmful_test": {"n": 2, "refusal": r}, "harmless_test": {"n": 2, "refusal": 0.5},
+                         "edgy": {"n": 2, "refusal": 0.0}} for stage, r in (("base", 0.0), ("sft", 1.0))}
+    card = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**card, "behaviour": behaviour}))
+    row = {"prompt": "p", "category": "c", "reply": "I can't.", "refused": True}
+    (folder / "behaviour.json").write_text(json.dumps({"sft": {"harmful_test": [row]}}))
+    assert pairs.refusal_rates(spec) == {"base": {"harmful_held_out": 0.0, "harmless_held_out": 0.5, "bait": 0.0},
+                                         "sft": {"harmful_held_out": 1.0, "harmless_held_out": 0.5, "bait": 0.0}}
+    assert pairs.build_replies(spec) == {"sft": {"harmful_held_out": [row]}}
     with pytest.raises(ValueError, match="holds no built real pair"):
         pairs.parse(f"real:{tmp_path / 'nothing'}")
     with pytest.raises(ValueError, match="not a real pair"):
