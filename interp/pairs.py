@@ -87,6 +87,18 @@ def is_spec(text: str) -> bool:
     return text.partition(":")[0] in KINDS and ":" in text
 
 
+def family(spec: str, stages) -> dict[str, str]:
+    """The pair's siblings by name: for each aligned stage (the organisms' ``sft``, ``dpo``, ``rl``; a real pair's
+    ``sft``, ``dpo``), the pair of that stage against the same base.
+
+    >>> family("real:smollm2-safety", ("sft", "dpo"))
+    {'sft': 'real:smollm2-safety:sft', 'dpo': 'real:smollm2-safety'}
+    """
+    s = parse(spec)
+    return {stage: parse(f"{s.kind}:{stage}" if s.kind == "organisms" else f"real:{s.name}:{stage}").label
+            for stage in stages}
+
+
 def chosen(default: str) -> str:
     """The pair a notebook studies: ``$INTERP_PAIR`` when set, else ``default``; checked, as its label."""
     return parse(os.environ.get(PAIR_ENV) or default).label
@@ -196,16 +208,20 @@ def load(spec: str, **kw):
     return load_pair(*checkpoints(spec), **kw)
 
 
-def prompts(spec: str, splits: str | list[str]):
-    """The prompts of the organisms' ``splits`` in this pair's data, as one :class:`~interp.data.PromptSet`."""
+def prompts(spec: str, splits: str | list[str], n: int | None = None):
+    """The prompts of the organisms' ``splits`` in this pair's data, as one :class:`~interp.data.PromptSet` with
+    ``split`` and ``held_out`` columns (held out: every split but the two train ones); with ``n``, at most ``n`` of
+    each split, drawn at random (:meth:`~interp.data.PromptSet.sample`)."""
     s = parse(spec)
     splits = [splits] if isinstance(splits, str) else list(splits)
+    from interp.data import PromptSet
+
     if s.kind == "organisms":
         from interp import organisms
 
-        return organisms.prompt_set(splits)
+        parts = [organisms.prompt_set(name).sample(n) for name in splits]
+        return PromptSet.concat(parts) if len(parts) > 1 else parts[0]
     from interp import promptsets, realpairs
-    from interp.data import PromptSet
     from interp.realpairs.build import SafetyRecipe
     from interp.realpairs.evaluate import EVAL_SPLITS
 
@@ -219,6 +235,7 @@ def prompts(spec: str, splits: str | list[str]):
     parts = []
     for name in splits:
         sets, split = known[name]
-        part = promptsets.load(sets, split=split)
-        parts.append(PromptSet(part.prompts, part.labels, {**part.extra, "split": [name] * len(part)}, name=name))
+        part = promptsets.load(sets, split=split).sample(n)
+        columns = {**part.extra, "split": [name] * len(part), "held_out": [not name.endswith("_train")] * len(part)}
+        parts.append(PromptSet(part.prompts, part.labels, columns, name=name))
     return PromptSet.concat(parts) if len(parts) > 1 else parts[0]
