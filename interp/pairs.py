@@ -47,7 +47,7 @@ class Spec:
     @property
     def folder(self) -> Path | None:
         """The folder of a real pair given by where it is built (None for one given by name)."""
-        return Path(self.name).expanduser() if self.kind == "real" and _is_folder(self.name) else None
+        return Path(self.name) if self.kind == "real" and _is_folder(self.name) else None
 
     @property
     def label(self) -> str:
@@ -68,7 +68,8 @@ def parse(spec: str) -> Spec:
         name, _, stage = rest.partition(":")
         stage = stage or "dpo"
         if _is_folder(name):
-            if not (Path(name).expanduser() / "card.json").is_file():
+            name = str(Path(name).expanduser().resolve())  # the same folder from a notebook's own working directory
+            if not (Path(name) / "card.json").is_file():
                 raise ValueError(f"{spec!r}: {name} holds no built real pair (no card.json)")
         elif name not in realpairs.PAIRS:
             raise ValueError(f"no real pair {name!r} in {spec!r}; the real pairs are {sorted(realpairs.PAIRS)}")

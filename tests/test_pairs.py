@@ -80,7 +80,7 @@ def test_each_kind_reads_refusals_its_own_way_and_after_an_opening_only_what_fol
         pairs.goes_on_refusing("real:smollm2-safety", openings, replies)
 
 
-def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path):
+def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path, monkeypatch):
     """``real:<folder>``: a pair built by any recipe, its base and recipe read from the folder's card."""
     import json
     from dataclasses import asdict
@@ -93,6 +93,8 @@ def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path):
     (folder / "card.json").write_text(json.dumps({"base": str(tmp_path / "base"), "recipe": asdict(recipe)}))
     spec = f"real:{folder}:sft"
     assert pairs.parse(spec).folder == folder and pairs.chosen(spec) == spec
+    monkeypatch.chdir(tmp_path)  # a relative folder is named by its absolute path (a notebook runs elsewhere)
+    assert pairs.parse("real:./variant").label == f"real:{folder}"
     assert pairs.checkpoints(spec) == (tmp_path / "base", folder / "sft")
     assert pairs.card(spec)["recipe"]["sft_harmful"] == 4
     train = pairs.prompts(spec, "harmful_train")
