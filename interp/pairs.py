@@ -33,6 +33,8 @@ KINDS = ("organisms", "real")
 HELD_OUT = {"harmful_held_out": "harmful_test", "harmless_held_out": "harmless_test", "bait": "edgy"}
 """The organisms' held-out splits as the real pairs' evaluation splits (:data:`interp.realpairs.evaluate.EVAL_SPLITS`,
 which their targets are measured on)."""
+_SPLIT_OF = {real: split for split, real in HELD_OUT.items()}
+"""A real pair's evaluation split by the organisms' name for it (its card and replies are keyed by the former)."""
 VALIDATION = {"harmful_validation": ("harmbench", "validation"), "harmless_validation": ("alpaca", "validation")}
 PAIR_ENV = "INTERP_PAIR"
 
@@ -164,8 +166,7 @@ def refusal_rates(spec: str) -> dict[str, dict[str, float]]:
     measured = card(spec).get("behaviour")
     if not measured:
         raise ValueError(f"{spec}: its card holds no measured behaviour (the pair was built without measuring it)")
-    named = {real: split for split, real in HELD_OUT.items()}
-    return {stage: {named[split]: m["refusal"] for split, m in by_split.items()} for stage, by_split in
+    return {stage: {_SPLIT_OF[split]: m["refusal"] for split, m in by_split.items()} for stage, by_split in
             measured.items()}
 
 
@@ -176,8 +177,7 @@ def build_replies(spec: str) -> dict[str, dict[str, list[dict]]]:
     if s.kind != "real":
         raise ValueError(f"{spec} is not a real pair: the organisms' replies are measured now, not stored")
     replies = json.loads((_built(s) / "behaviour.json").read_text())
-    named = {real: split for split, real in HELD_OUT.items()}
-    return {stage: {named[split]: rows for split, rows in by_split.items()} for stage, by_split in replies.items()}
+    return {stage: {_SPLIT_OF[split]: rows for split, rows in by_split.items()} for stage, by_split in replies.items()}
 
 
 def _built(s: Spec) -> Path:
