@@ -20,14 +20,15 @@ The pipeline:
    layer; :func:`direction_at` takes the other model's difference in means at the same site, and
    :func:`refusal_effects` measures any direction's ablation and addition on any model.
 
-Refusal is judged from the first answer token (:func:`interp.metrics.refusal_score` > 0).
+Refusal is judged from the first answer token (:func:`interp.metrics.refusal_score` > 0), or, by
+:func:`refusal_effects` on request, from generated replies.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -38,7 +39,7 @@ from tqdm.auto import tqdm
 from interp.cache import collect_activations, resid_pre_hooks
 from interp.checks import check_layer, check_vector
 from interp.data import PromptSet
-from interp.interventions import AblateDirection, AddVector
+from interp.interventions import AblateDirection, AddVector, generate
 from interp.metrics import answer_logits, kl_divergence, refusal_score, token_ids
 from interp.prompts import format_prompts, prompt_format_of, tokenize_for
 from interp.provenance import Provenance, model_name
@@ -455,7 +456,7 @@ def select(table, baseline: float):
 
 @dataclass(frozen=True, eq=False)
 class RefusalEffects(Mapping):
-    """Refusal rates (score > 0) of one model: as is, with a direction ablated, with it added.
+    """Refusal rates of one model: as is, with a direction ablated, with it added.
 
     A read-only mapping ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}`` (so
     ``effects["ablate"]["harmful"]`` and ``dict(effects)`` work), plus its provenance, a flat
@@ -467,6 +468,8 @@ class RefusalEffects(Mapping):
     direction: str = ""
     """Where the direction was read, e.g. ``"layer 4, position -1 of .../sft"``."""
     provenance: Provenance | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    """Prompts judged per label (``{"harmful": n, "harmless": n}``)."""
 
     def __getitem__(self, intervention: str) -> dict[str, float]:
         return self.rates[intervention]
@@ -476,6 +479,13 @@ class RefusalEffects(Mapping):
 
     def __len__(self) -> int:
         return len(self.rates)
+
+    def interval(self, intervention: str, label: str):
+        """The rate with its 95% interval over the prompts judged (:func:`interp.intervals.rate`)."""
+        from interp.intervals import rate
+
+        n = self.counts[label]
+        return rate(round(self.rates[intervention][label] * n), n)
 
     def flat(self) -> dict[str, float]:
         """``{"harmful, ablate": rate, ...}``: one entry per label and intervention (a bar chart's groups)."""
@@ -503,27 +513,62 @@ def plot_effects(effects: Mapping[str, RefusalEffects], static: bool = False,
 
 def refusal_effects(
     model, direction: RefusalDirection, harmful: PromptSet | Sequence[str], harmless: PromptSet | Sequence[str],
-    refusal_tokens: Sequence[str], *, scale: float = 1.0, batch_size: int = 32,
+    refusal_tokens: Sequence[str] | None = None, *, judge: Callable[[str], bool] | None = None,
+    max_new_tokens: int = 32, measure: Mapping[str, Sequence[str]] | None = None,
+    as_is: Mapping[str, Sequence[bool]] | None = None, scale: float = 1.0, batch_size: int = 32,
 ) -> RefusalEffects:
-    """Refusal rate (score > 0) on harmful and harmless prompts: as is, under ablation, under addition.
+    """Refusal rate on harmful and harmless prompts: as is, under ablation, under addition.
 
+    Judged one of two ways: by the first answer token (``refusal_tokens``: a refusal when
+    :func:`~interp.metrics.refusal_score` > 0), or by the reply (``judge``: greedy replies of ``max_new_tokens``
+    tokens from :func:`~interp.interventions.generate`, the intervention in place while decoding, each read by
+    ``judge(text)``). The first is cheap and right where refusals open with their own token (the organisms'
+    ``sorry``); the second is what a real model needs, whose refusals and compliances may open alike (``I``).
     ``direction`` may come from another model of the pair (cross-model transfer). The result
-    reads like ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}``.
+    reads like ``{"none" | "ablate" | "add": {"harmful" | "harmless": rate}}``; ``measure`` (e.g.
+    ``{"ablate": ["harmful"], "add": ["harmless"]}``, as Arditi et al. measure) keeps to those, where each is costly;
+    ``as_is`` (``{"harmful": [refused, ...], "harmless": [...]}``, one verdict per prompt, e.g. a real pair's build
+    replies from :func:`interp.pairs.built_refused`) gives the rates with no intervention instead of measuring them.
     """
+    if (refusal_tokens is None) == (judge is None):
+        raise ValueError("give refusal_tokens (judged by the first answer token) or judge (judged by the reply), "
+                         "not both or neither")
     check_vector(model, direction.vector, "the direction", nonzero=True)
-    ids = token_ids(model.tokenizer, refusal_tokens)
     sets = {"harmful": _texts(harmful, "harmful"), "harmless": _texts(harmless, "harmless")}
     interventions = {"none": (), "ablate": (direction.ablation(),), "add": (direction.addition(scale),)}
-    rates = {
-        name: {label: (refusal_score(answer_logits(model, texts, *ivs, batch_size=batch_size), ids) > 0)
-               .float().mean().item() for label, texts in sets.items()}
-        for name, ivs in interventions.items()
-    }
+    if measure is None:
+        measure = {name: tuple(sets) for name in interventions if not (as_is is not None and name == "none")}
+    measure = dict(measure)
+    if as_is is not None and "none" in measure:
+        raise ValueError("as_is gives the rates with no intervention: measure must not name 'none' too")
+    unknown = [f"{k}: {list(v)}" for k, v in measure.items() if k not in interventions or not set(v) <= set(sets)]
+    if unknown:
+        raise ValueError(f"measure names {unknown}; it maps interventions {list(interventions)} to labels "
+                         f"{list(sets)}")
+    if judge is None:
+        ids = token_ids(model.tokenizer, refusal_tokens)
+
+        def refused(texts, ivs) -> list[bool]:
+            return (refusal_score(answer_logits(model, texts, *ivs, batch_size=batch_size), ids) > 0).tolist()
+        how = {"refusal_tokens": list(refusal_tokens)}
+    else:
+        def refused(texts, ivs) -> list[bool]:
+            replies = generate(model, texts, *ivs, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            return [bool(judge(r)) for r in replies]
+        how = {"judge": f"{judge.__module__}.{judge.__qualname__}", "max_new_tokens": max_new_tokens}
+    rates = {name: {label: sum(refused(sets[label], interventions[name])) / len(sets[label]) for label in labels}
+             for name, labels in measure.items()}
+    if as_is is not None:
+        if set(as_is) != set(sets) or any(len(as_is[k]) != len(sets[k]) for k in sets):
+            raise ValueError(f"as_is needs one verdict per prompt of {list(sets)} "
+                             f"({[len(v) for v in sets.values()]}), got {({k: len(v) for k, v in as_is.items()})}")
+        rates["none"] = {label: sum(map(bool, as_is[label])) / len(sets[label]) for label in sets}
+        how["as_is"] = "given"
     site = f"layer {direction.layer}, position {direction.position}" + (
         f" of {direction.source}" if direction.source else "")
     return RefusalEffects(rates, model_name(model), site, Provenance.of(
-        [model], sets["harmful"] + sets["harmless"], direction=site, scale=scale,
-        refusal_tokens=list(refusal_tokens), n_harmful=len(sets["harmful"])))
+        [model], sets["harmful"] + sets["harmless"], direction=site, scale=scale, **how,
+        n_harmful=len(sets["harmful"])), counts={label: len(texts) for label, texts in sets.items()})
 
 
 def candidate_cosines(base_candidates: Tensor, aligned_candidates: Tensor) -> Float[Tensor, "pos layer"]:

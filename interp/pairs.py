@@ -180,6 +180,24 @@ def build_replies(spec: str) -> dict[str, dict[str, list[dict]]]:
     return {stage: {_SPLIT_OF[split]: rows for split, rows in by_split.items()} for stage, by_split in replies.items()}
 
 
+def built_refused(spec: str, model: str, split: str, prompts) -> list[bool]:
+    """The build's verdict on each of ``prompts`` for ``model`` (``"base"`` or a stage): whether its reply, generated
+    and judged when the pair was built, refused. ``split`` is a held-out split by the organisms' name, and every
+    prompt must be one of its prompts (as :func:`prompts` draws them)."""
+    replies = build_replies(spec)
+    if model not in replies:
+        raise ValueError(f"{spec}: its build replied as {sorted(replies)}, not {model!r}")
+    if split not in replies[model]:
+        raise ValueError(f"{spec}: its build replied on {sorted(replies[model])}, not {split!r}")
+    verdicts = {row["prompt"]: bool(row["refused"]) for row in replies[model][split]}
+    texts = list(getattr(prompts, "prompts", prompts))
+    missing = [t for t in texts if t not in verdicts]
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(texts)} prompts are not in {spec}'s {split} replies, e.g. "
+                         f"{missing[0][:60]!r}")
+    return [verdicts[t] for t in texts]
+
+
 def _built(s: Spec) -> Path:
     from interp import realpairs
 

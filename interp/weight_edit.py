@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from copy import deepcopy
 from pathlib import Path
 
 import torch
@@ -29,7 +30,10 @@ def _clean_name(name: str) -> str:
 def _hf_copy(model):
     """A plain Hugging Face model with the bridge's current weights (the bridge wraps the original's modules)."""
     original = model.original_model
-    copy = type(original)(original.config).to(next(original.parameters()).dtype)
+    config = deepcopy(original.config)
+    # the bridge asks the model for its attention patterns; a checkpoint that kept asking breaks HF's generate
+    config.output_attentions = config.output_hidden_states = False
+    copy = type(original)(config).to(next(original.parameters()).dtype)
     wanted = copy.state_dict()
     state = {}
     for name, value in original.state_dict().items():

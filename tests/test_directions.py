@@ -195,6 +195,44 @@ def test_orthogonalized_organism_reproduces_the_ablation(organism_directions, va
     assert all(abs(rates[k] - effects["ablate"][k]) <= 0.02 for k in rates)
 
 
+@pytest.mark.parametrize("variant", ["dpo"])
+def test_refusal_judged_on_replies_is_hugging_face_generate_judged(organism_directions, organism_zoo, variant,
+                                                                   tmp_path):
+    """Judged on replies, the rates as they are equal the judge on HF generate's replies of the checkpoint, and the
+    ablated rates those of HF generate on the orthogonalized checkpoint (the outside oracle for the ablation)."""
+    from interp.metrics import is_refusal
+    from interp.organisms.zoo import checkpoint_dir
+    from tests.oracles import hf_generate
+
+    results, harmful, harmless = organism_directions
+    pair, found, _ = results[variant]
+    texts = {"harmful": harmful.prompts[:12], "harmless": harmless.prompts[:12]}
+    effects = dirs.refusal_effects(pair.aligned, found, texts["harmful"], texts["harmless"], judge=is_refusal,
+                                   max_new_tokens=12)
+    assert effects.counts == {"harmful": 12, "harmless": 12}
+    assert effects.provenance.params["judge"] == "interp.metrics.is_refusal"
+    orthogonalized = weight_edit.orthogonalize(pair.aligned, found, tmp_path / "ortho")
+    for intervention, checkpoint in (("none", checkpoint_dir(variant, organism_zoo)), ("ablate", orthogonalized)):
+        tok = pair.tokenizer
+        for label, prompts_ in texts.items():
+            replies = [tok.decode(r, skip_special_tokens=True).strip()
+                       for r in hf_generate(checkpoint, prompts_, max_new_tokens=12, do_sample=False)]
+            expected = sum(map(is_refusal, replies)) / len(replies)
+            assert abs(effects[intervention][label] - expected) <= (0 if intervention == "none" else 1 / 12), (
+                intervention, label)
+    assert effects.interval("none", "harmful").low <= effects["none"]["harmful"]
+    given = {label: [True] + [False] * 11 for label in texts}
+    some = dirs.refusal_effects(pair.aligned, found, texts["harmful"], texts["harmless"], judge=is_refusal,
+                                max_new_tokens=12, measure={"ablate": ["harmful"]}, as_is=given)
+    assert some.rates == {"ablate": {"harmful": effects["ablate"]["harmful"]}, "none": {"harmful": 1 / 12,
+                                                                                         "harmless": 1 / 12}}
+    with pytest.raises(ValueError, match="measure names"):
+        dirs.refusal_effects(pair.aligned, found, texts["harmful"], texts["harmless"], judge=is_refusal,
+                             measure={"steer": ["harmful"]})
+    with pytest.raises(ValueError, match="not both or neither"):
+        dirs.refusal_effects(pair.aligned, found, texts["harmful"], texts["harmless"], ["sorry"], judge=is_refusal)
+
+
 def _table(rows):
     import pandas as pd
 

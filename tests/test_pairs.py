@@ -111,6 +111,12 @@ def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path, monkeypatch):
     assert pairs.refusal_rates(spec) == {"base": {"harmful_held_out": 0.0, "harmless_held_out": 0.5, "bait": 0.0},
                                          "sft": {"harmful_held_out": 1.0, "harmless_held_out": 0.5, "bait": 0.0}}
     assert pairs.build_replies(spec) == {"sft": {"harmful_held_out": [row]}}
+    assert pairs.built_refused(spec, "sft", "harmful_held_out", ["p", "p"]) == [True, True]
+    for model, split, prompts_, message in (("dpo", "harmful_held_out", ["p"], "replied as"),
+                                           ("sft", "bait", ["p"], "replied on"),
+                                           ("sft", "harmful_held_out", ["q"], "1 of 1 prompts are not")):
+        with pytest.raises(ValueError, match=message):
+            pairs.built_refused(spec, model, split, prompts_)
     with pytest.raises(ValueError, match="holds no built real pair"):
         pairs.parse(f"real:{tmp_path / 'nothing'}")
     with pytest.raises(ValueError, match="not a real pair"):

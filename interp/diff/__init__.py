@@ -19,12 +19,12 @@ from interp.diff.representations import (
     principal_components,
     representation_similarity,
 )
-from interp.diff.swap import SwapSweep, interpolated_weights, layer_groups, swap, swap_sweep
+from interp.diff.swap import SwapSweep, end_groups, interpolated_weights, layer_groups, swap, swap_sweep
 from interp.diff.weights import KINDS, MatrixDiff, WeightDiff, canonical_weights, matrix_diff, weight_diff
 
 __all__ = [
     "KINDS", "ClusterSeparation", "LogitLens", "MatrixDiff", "RepresentationSimilarity", "WeightDiff",
     "canonical_weights", "centroid_distance", "cluster_separation", "principal_components", "linear_cka",
     "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep", "interpolated_weights",
-    "layer_groups", "swap", "swap_sweep",
+    "end_groups", "layer_groups", "swap", "swap_sweep",
 ]

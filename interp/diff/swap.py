@@ -1,7 +1,7 @@
 """Which layers' weight changes carry the aligned behaviour? Swap or interpolate them, and measure.
 
-A *group* is a set of the aligned model's parameters: one whole layer (``"layer 3"``), one
-component of a layer (``"layer 3 attn"``, ``"layer 3 mlp"``), or one component kind across
+A *group* is a set of the aligned model's parameters: one whole layer (``"layer 3"``), a run of
+layers (``"layers 0-4"``), one component of a layer (``"layer 3 attn"``, ``"layer 3 mlp"``), or one component kind across
 every layer (``"attn"``, ``"mlp"``, ``"norms"``), or one end of the model (``"embed"``,
 ``"unembed"`` with the final norm, or ``"embeddings"`` for both, which models with tied
 embeddings need). With ``alpha`` the
@@ -12,7 +12,7 @@ aligned model, ``alpha = 1`` takes the group from the base. Everything happens i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from interp.checks import check_layer
 from interp.data import PromptSet
-from interp.interventions import ReplaceWeights
+from interp.interventions import ReplaceWeights, generate
 from interp.metrics import derive_refusal_tokens, refusal_scores
 from interp.models import ModelPair
 from interp.provenance import Provenance
@@ -44,6 +44,12 @@ def group_modules(model, group: str) -> list[torch.nn.Module]:
     """The bridge modules whose parameters make up ``group`` (see the module docstring)."""
     n_layers = model.cfg.n_layers
     words = group.split()
+    if words[0] == "layers" and len(words) == 2:
+        first, _, last = words[1].partition("-")
+        if not (first.isdigit() and last.isdigit()) or int(first) > int(last):
+            raise ValueError(f"bad group {group!r}: expected 'layers A-B' with A <= B")
+        check_layer(model, int(last))
+        return [model.blocks[layer] for layer in range(int(first), int(last) + 1)]
     if words[0] == "layer" and len(words) in (2, 3):
         try:
             layer = int(words[1])
@@ -64,8 +70,13 @@ def group_modules(model, group: str) -> list[torch.nn.Module]:
                 "swap 'embeddings' (both ends) instead"
             )
         return [getattr(model, n) for n in _TOP_LEVEL[group] if hasattr(model, n)]
-    raise ValueError(f"unknown group {group!r}; use 'layer N', 'layer N attn|mlp|norms', {COMPONENTS} or "
+    raise ValueError(f"unknown group {group!r}; use 'layer N', 'layers A-B', 'layer N attn|mlp|norms', {COMPONENTS} or "
                      f"{tuple(_TOP_LEVEL)}")
+
+
+def end_groups(model) -> list[str]:
+    """The groups of the model's two ends: ``["embed", "unembed"]``, or ``["embeddings"]`` where it ties them."""
+    return ["embeddings"] if _tied(model) else ["embed", "unembed"]
 
 
 def _tied(model) -> bool:
@@ -104,7 +115,8 @@ class SwapSweep:
     """Refusal of the aligned model with groups of weights taken (or interpolated) from the base.
 
     ``harmful`` and ``harmless`` are ``[group, alpha]`` mean refusal scores (log-odds);
-    ``harmful_rate`` and ``harmless_rate`` the share of prompts with score > 0. The references
+    ``harmful_rate`` and ``harmless_rate`` the share of prompts refused (score > 0, or judged on replies: see
+    :func:`swap_sweep`'s provenance). The references
     (unchanged aligned model, base model) are in ``reference``.
     """
 
@@ -128,27 +140,36 @@ class SwapSweep:
         return pd.DataFrame(rows)
 
 
-def layer_groups(n_layers: int, components: bool = False) -> list[str]:
-    """``["layer 0", ...]``, or every ``"layer N attn|mlp"`` with ``components``."""
+def layer_groups(n_layers: int, components: bool = False, per: int = 1) -> list[str]:
+    """``["layer 0", ...]``; every ``"layer N attn|mlp"`` with ``components``; with ``per`` > 1, runs of that many
+    layers (``["layers 0-4", "layers 5-9", ...]``, the last run shorter when ``per`` does not divide ``n_layers``)."""
     if components:
         return [f"layer {layer} {c}" for layer in range(n_layers) for c in ("attn", "mlp")]
+    if per > 1:
+        return [f"layers {a}-{min(a + per, n_layers) - 1}" for a in range(0, n_layers, per)]
     return [f"layer {layer}" for layer in range(n_layers)]
 
 
 def swap_sweep(
     pair: ModelPair,
     harmful: PromptSet | Sequence[str],
-    harmless: PromptSet | Sequence[str],
+    harmless: PromptSet | Sequence[str] | None,
     *,
     groups: Sequence[str] | None = None,
     alphas: Sequence[float] = (1.0,),
     refusal_tokens: Sequence[str] | None = None,
+    judge: Callable[[str], bool] | None = None,
+    max_new_tokens: int = 32,
     batch_size: int = 32,
 ) -> SwapSweep:
-    """Refusal scores of the aligned model on harmful and harmless prompts with each group swapped.
+    """Refusal of the aligned model on harmful and harmless prompts with each group swapped.
 
     ``groups`` defaults to every layer; ``refusal_tokens`` to
-    :func:`interp.metrics.derive_refusal_tokens` on the harmful prompts.
+    :func:`interp.metrics.derive_refusal_tokens` on the harmful prompts. The refusal *score* is always the first
+    answer token's (log-odds of the refusal tokens); the refusal *rate* is the share with score > 0, or, with
+    ``judge``, the share of greedy replies (``max_new_tokens``, the swap in place) the judge reads as refusals, which
+    a real model needs, whose refusals and compliances may open alike. ``harmless=None`` measures harmful prompts
+    only (the harmless columns are NaN), where replies are costly.
     """
     groups = list(groups or layer_groups(pair.cfg.n_layers))
     for group in groups:
@@ -158,30 +179,35 @@ def swap_sweep(
             raise ValueError(f"alpha must be in [0, 1], got {a}")
     tokens = list(refusal_tokens or derive_refusal_tokens(pair, harmful))
     fmt = dict(batch_size=batch_size, prompt_format=pair.prompt_format)
+    sets = {"harmful": _texts(harmful), "harmless": None if harmless is None else _texts(harmless)}
 
-    def measure(model, *interventions) -> tuple[Tensor, Tensor]:
-        return (refusal_scores(model, harmful, tokens, *interventions, **fmt),
-                refusal_scores(model, harmless, tokens, *interventions, **fmt))
+    def measure(model, *interventions) -> dict[str, float]:
+        out = {}
+        for label, texts in sets.items():
+            if texts is None:
+                out[label] = out[f"{label}_rate"] = float("nan")
+                continue
+            scores = refusal_scores(model, texts, tokens, *interventions, **fmt)
+            refused = (scores > 0).tolist() if judge is None else [
+                bool(judge(r)) for r in generate(model, texts, *interventions, max_new_tokens=max_new_tokens, **fmt)]
+            out[label], out[f"{label}_rate"] = scores.mean().item(), sum(refused) / len(refused)
+        return out
 
     shape = (len(groups), len(alphas))
     scores = {k: torch.empty(shape) for k in ("harmful", "harmless", "harmful_rate", "harmless_rate")}
     for i, group in enumerate(groups):
         for j, alpha in enumerate(alphas):
-            for key, value in _summary(*measure(pair.aligned, swap(pair, group, alpha))).items():
+            for key, value in measure(pair.aligned, swap(pair, group, alpha)).items():
                 scores[key][i, j] = value
-    reference = {name: _summary(*measure(model)) for name, model in pair}
-    harmful_texts, harmless_texts = _texts(harmful), _texts(harmless)
-    provenance = Provenance.of_pair(pair, harmful_texts + harmless_texts, n_harmful=len(harmful_texts),
-                                    groups=groups, alphas=list(alphas), refusal_tokens=tokens)
+    reference = {name: measure(model) for name, model in pair}
+    texts = sets["harmful"] + (sets["harmless"] or [])
+    how = {"refusal_tokens": tokens} if judge is None else {
+        "refusal_tokens": tokens, "judge": f"{judge.__module__}.{judge.__qualname__}", "max_new_tokens": max_new_tokens}
+    provenance = Provenance.of_pair(pair, texts, n_harmful=len(sets["harmful"]), groups=groups, alphas=list(alphas),
+                                    **how)
     return SwapSweep(tuple(groups), tuple(alphas), tuple(tokens), reference=reference, provenance=provenance,
                      **scores)
 
 
 def _texts(prompts) -> list[str]:
     return list(getattr(prompts, "prompts", prompts))
-
-
-def _summary(harmful: Tensor, harmless: Tensor) -> dict[str, float]:
-    """Mean refusal score and refusal rate (score > 0) on each prompt set."""
-    return {"harmful": harmful.mean().item(), "harmless": harmless.mean().item(),
-            "harmful_rate": (harmful > 0).float().mean().item(), "harmless_rate": (harmless > 0).float().mean().item()}
