@@ -89,8 +89,9 @@ def test_low_rank_change_is_measured_as_such():
         diff.matrix_diff(w, torch.randn(20, 13), layer=0, kind="mlp_in")
 
 
-def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
-    lens = diff.logit_lens(pair, PROMPTS)
+@pytest.mark.parametrize("chunk", [1, 16])
+def test_logit_lens_at_the_last_layer_is_the_model_output(pair, chunk):
+    lens = diff.logit_lens(pair, PROMPTS, chunk=chunk)
     per_model = {}
     for name, model in pair:
         caches = [model.run_with_cache(pair.to_tokens([p]).input_ids)[1] for p in PROMPTS.prompts]
@@ -109,6 +110,28 @@ def test_logit_lens_at_the_last_layer_is_the_model_output(pair):
         per_model[name] = lp
     cross = (per_model["aligned"].exp() * (per_model["aligned"] - per_model["base"])).sum(-1)
     torch.testing.assert_close(lens.cross_model_kl, cross, atol=1e-4, rtol=1e-4)
+
+
+def test_representation_similarity_is_the_prompt_by_prompt_comparison(pair):
+    """Cosine, norm ratio and CKA at every real token equal those computed from one unpadded run per prompt (HF
+    hidden states: ``hidden_states[l + 1]`` is ``blocks.{l}.hook_resid_post`` before the last block)."""
+    sim = diff.representation_similarity(pair, PROMPTS)
+    states = {name: [] for name, _ in pair}
+    for name, model in pair:
+        for prompt in PROMPTS.prompts:
+            with torch.no_grad():
+                out = model.original_model(pair.to_tokens([prompt]).input_ids, output_hidden_states=True)
+            states[name].append(out.hidden_states)
+    n_layers = pair.cfg.n_layers
+    for layer in range(n_layers - 1):  # the last hidden state has the final norm applied
+        b = [h[layer + 1][0] for h in states["base"]]  # [pos, d_model] per prompt
+        a = [h[layer + 1][0] for h in states["aligned"]]
+        cos = torch.stack([torch.nn.functional.cosine_similarity(x, y, dim=-1).mean() for x, y in zip(a, b)])
+        torch.testing.assert_close(sim.cosine["all"][:, layer], cos, atol=1e-4, rtol=0)
+        ratio = torch.cat([x.norm(dim=-1) / y.norm(dim=-1) for x, y in zip(a, b)]).mean()
+        torch.testing.assert_close(sim.norm_ratio["all"][layer], ratio, atol=1e-4, rtol=1e-4)
+        cka = _cka_numpy(torch.cat(b).double().numpy(), torch.cat(a).double().numpy())
+        assert sim.cka["all"][layer].item() == pytest.approx(cka, abs=1e-4)
 
 
 def test_logit_lens_in_bfloat16(make_checkpoint, arch):
@@ -170,7 +193,42 @@ def test_swap_sweep_shapes_and_references(pair):
     assert sweep.harmful[:, 0].allclose(torch.tensor(sweep.reference["aligned"]["harmful"]), atol=1e-4)
 
 
+def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_checkpoint, tmp_path):
+    """Judged on replies, a run of layers taken from the base: the judge reads exactly the replies Hugging Face's
+    generate gives on a plain copy of the aligned model holding those layers' base weights (the outside oracle)."""
+    from tests.oracles import hf_generate
+
+    harmful = list(PROMPTS.by_label("harmful").prompts)
+    seen: list[str] = []
+
+    def judge(reply: str) -> bool:  # records what it is shown
+        seen.append(reply)
+        return len(reply) % 2 == 0
+
+    sweep = diff.swap_sweep(pair, harmful, None, groups=["layers 0-1"], refusal_tokens=["sorry"], judge=judge,
+                            max_new_tokens=6)
+    from transformers import AutoModelForCausalLM
+
+    aligned_path, base_path = make_checkpoint(arch, seed=1), make_checkpoint(arch, seed=0)  # as the pair loads them
+    oracle = AutoModelForCausalLM.from_pretrained(aligned_path)
+    base_state = AutoModelForCausalLM.from_pretrained(base_path).state_dict()
+    prefixes = tuple(HF_LAYER_PREFIX[arch].format(layer) for layer in (0, 1))
+    oracle.load_state_dict({k: base_state[k] if k.startswith(prefixes) else v for k, v in oracle.state_dict().items()})
+    oracle.save_pretrained(tmp_path)
+    pair.tokenizer.save_pretrained(tmp_path)
+    expected = [pair.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                for ids in hf_generate(tmp_path, harmful, max_new_tokens=6, do_sample=False)]
+    assert seen[:len(harmful)] == expected
+    assert sweep.harmful_rate[0, 0].item() == sum(len(r) % 2 == 0 for r in expected) / len(expected)
+    assert sweep.harmless_rate.isnan().all() and len(seen) == 3 * len(harmful)  # the group, then aligned and base
+    assert diff.layer_groups(5, per=2) == ["layers 0-1", "layers 2-3", "layers 4-4"]
+    with pytest.raises(ValueError, match="layers A-B"):
+        diff.swap(pair, "layers 1-0")
+
+
 def test_bad_input(pair):
+    with pytest.raises(ValueError, match="chunk must be a positive"):
+        diff.logit_lens(pair, PROMPTS, chunk=0)
     with pytest.raises(ValueError, match="out of range"):
         diff.swap(pair, f"layer {pair.cfg.n_layers}")
     with pytest.raises(ValueError, match="unknown group"):
@@ -186,6 +244,7 @@ def test_bad_input(pair):
 def test_tied_embeddings_cannot_be_swapped_one_end_at_a_time(make_checkpoint, arch):
     pair = load_pair(make_checkpoint(arch, seed=0), make_checkpoint(arch, seed=1), device="cpu")
     tied = pair.aligned.original_model.config.tie_word_embeddings
+    assert diff.end_groups(pair.aligned) == (["embeddings"] if tied else ["embed", "unembed"])
     if tied:  # GPT-2's default
         with pytest.raises(ValueError, match="ties its embedding"):
             diff.swap(pair, "embed")

@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import Positions, pair_resid_post
+from interp.cache import Positions, collect_pair_activations, pair_resid_post, resid_post_hooks
 from interp.data import PromptSet
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
@@ -71,32 +70,38 @@ class RepresentationSimilarity:
 def representation_similarity(
     pair: ModelPair, prompts: PromptSet, *, positions: Positions = "all", batch_size: int = 32
 ) -> RepresentationSimilarity:
-    """Cosine, linear CKA and norm ratio of base vs aligned residual streams, per layer and label."""
-    acts = pair_resid_post(pair, prompts, positions=positions, batch_size=batch_size)
-    base, aligned = acts["base"], acts["aligned"]
-    mask = acts.mask
+    """Cosine, linear CKA and norm ratio of base vs aligned residual streams, per layer and label.
+
+    Computed one layer at a time from the collected streams, never stacked or copied whole: at every token of a
+    real model's prompts (SmolLM2: 30 layers, 576 wide) the streams alone take gigabytes.
+    """
+    hooks = resid_post_hooks(pair.cfg.n_layers)
+    acts = collect_pair_activations(pair, prompts, hooks, positions=positions, batch_size=batch_size,
+                                    progress=False)
+    mask = acts["base"].mask  # [batch, pos] with every position kept, else None
     groups = {"all": torch.ones(len(prompts), dtype=torch.bool)}
     groups.update({label: torch.tensor([x == label for x in prompts.labels]) for label in prompts.label_names})
-    cosine, cka, ratio = {}, {}, {}
-    for label, rows in groups.items():
-        b, a = base[rows], aligned[rows]  # [batch, layer, (pos,) d_model]
-        m = mask[rows] if mask is not None else None
-        cos_tok = torch.nn.functional.cosine_similarity(a, b, dim=-1)
-        ratio_tok = a.norm(dim=-1) / b.norm(dim=-1).clamp(min=1e-12)
-        if m is not None:  # [batch, layer, pos]: average over real tokens only
-            w = m[:, None, :].float()
-            cosine[label] = (cos_tok * w).sum(-1) / w.sum(-1)
-            ratio[label] = ((ratio_tok * w).sum((0, 2)) / w.sum((0, 2)))
-            flat_b = [b[:, layer][m] for layer in range(b.shape[1])]
-            flat_a = [a[:, layer][m] for layer in range(a.shape[1])]
-        else:
-            cosine[label] = cos_tok if cos_tok.ndim == 2 else cos_tok.mean(-1)
-            ratio[label] = ratio_tok.reshape(ratio_tok.shape[0], ratio_tok.shape[1], -1).mean((0, 2))
-            flat_b = [rearrange(b[:, layer], "batch ... d_model -> (batch ...) d_model") for layer in range(b.shape[1])]
-            flat_a = [rearrange(a[:, layer], "batch ... d_model -> (batch ...) d_model") for layer in range(a.shape[1])]
-        cka[label] = torch.tensor([linear_cka(x, y) for x, y in zip(flat_b, flat_a, strict=True)])
-    return RepresentationSimilarity(tuple(groups), cosine, cka, ratio,
-                                    Provenance.of_pair(pair, prompts, positions=positions))
+    cosine, cka, ratio = ({label: [] for label in groups} for _ in range(3))
+    for hook in hooks:
+        base, aligned = acts["base"][hook].float(), acts["aligned"][hook].float()  # [batch, (pos,) d_model]
+        for label, rows in groups.items():
+            b, a = base[rows], aligned[rows]
+            cos_tok = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+            ratio_tok = a.norm(dim=-1) / b.norm(dim=-1).clamp(min=1e-12)
+            if mask is not None:  # [batch, pos]: average over real tokens only
+                m = mask[rows]
+                w = m.float()
+                cosine[label].append((cos_tok * w).sum(-1) / w.sum(-1))
+                ratio[label].append((ratio_tok * w).sum() / w.sum())
+                flat_b, flat_a = b[m], a[m]
+            else:
+                cosine[label].append(cos_tok if cos_tok.ndim == 1 else cos_tok.mean(-1))
+                ratio[label].append(ratio_tok.mean())
+                flat_b, flat_a = b.reshape(-1, b.shape[-1]), a.reshape(-1, a.shape[-1])
+            cka[label].append(linear_cka(flat_b, flat_a))
+    return RepresentationSimilarity(
+        tuple(groups), {k: torch.stack(v, 1) for k, v in cosine.items()}, {k: torch.tensor(v) for k, v in cka.items()},
+        {k: torch.stack(v) for k, v in ratio.items()}, Provenance.of_pair(pair, prompts, positions=positions))
 
 
 @dataclass(frozen=True)
@@ -130,16 +135,27 @@ def lens_logprobs(
     return torch.cat(out)
 
 
-def logit_lens(pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32) -> LogitLens:
-    """The logit lens of both models at the answer position (the last prompt token)."""
+def logit_lens(
+    pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32, chunk: int = 16
+) -> LogitLens:
+    """The logit lens of both models at the answer position (the last prompt token).
+
+    The vocabulary-wide log-probabilities are read and reduced ``chunk`` prompts at a time: for all prompts at once
+    they would take ``batch x layer x d_vocab`` floats per model (SmolLM2, 256 prompts: 1.5 GB each).
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of prompts, got {chunk}")
     acts = pair_resid_post(pair, prompts, batch_size=batch_size)
-    lens = {name: lens_logprobs(pair[name], acts[name]) for name, _ in pair}
-    kl, top1 = {}, {}
-    for name, lp in lens.items():
-        final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
-        kl[name] = kl_divergence(final, lp)
-        top1[name] = (lp.argmax(-1) == final.argmax(-1)).float()
-    return LogitLens(kl, top1, kl_divergence(lens["aligned"], lens["base"]), Provenance.of_pair(pair, prompts))
+    kl, top1, cross = {name: [] for name, _ in pair}, {name: [] for name, _ in pair}, []
+    for rows in torch.arange(len(acts["base"])).split(chunk):
+        lens = {name: lens_logprobs(pair[name], acts[name][rows], chunk) for name, _ in pair}
+        for name, lp in lens.items():
+            final = lp[:, -1:]  # the last block's output through the final norm: the model's own prediction
+            kl[name].append(kl_divergence(final, lp))
+            top1[name].append((lp.argmax(-1) == final.argmax(-1)).float())
+        cross.append(kl_divergence(lens["aligned"], lens["base"]))
+    return LogitLens({k: torch.cat(v) for k, v in kl.items()}, {k: torch.cat(v) for k, v in top1.items()},
+                     torch.cat(cross), Provenance.of_pair(pair, prompts))
 
 
 @dataclass(frozen=True)
