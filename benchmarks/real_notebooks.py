@@ -8,6 +8,7 @@ pair beside the organisms' range over the seed table, and whether the organisms'
 Resumable: a notebook already recorded for this build is not run again.
 
     python benchmarks/real_notebooks.py --pair real:smollm2-safety
+    python benchmarks/real_notebooks.py --pair real:smollm2-safety --only 05_refusal_direction --executed /tmp/run
     python benchmarks/real_notebooks.py --txt-only
 """
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run(spec: str, notebooks: list[Path], figures: Path, jsonl: Path) -> None:
+def run(spec: str, notebooks: list[Path], figures: Path, jsonl: Path, executed: Path | None = None) -> None:
     built = pairs.checkpoints(spec)[1].parent.name  # built first when it is not
     done = {(r["build"], r["notebook"]) for r in claims.read_table(jsonl)}
     os.environ.update({FIGURES_ENV: str(figures), pairs.PAIR_ENV: spec})
@@ -43,7 +44,7 @@ def run(spec: str, notebooks: list[Path], figures: Path, jsonl: Path) -> None:
             print(f"{spec} ({built}): {path.name} ...", end=" ", file=sys.stderr, flush=True)
             start, error = time.time(), None
             try:
-                run_notebook(path)
+                run_notebook(path, executed=None if executed is None else executed / built / path.name)
             except NotebookError as e:
                 error = str(e)
             seconds = round(time.time() - start, 1)
@@ -88,13 +89,20 @@ def main() -> None:
     p.add_argument("--jsonl", type=Path, default=RESULTS / "claims-real.jsonl")
     p.add_argument("--txt", type=Path, default=RESULTS / "claims-real.txt")
     p.add_argument("--txt-only", action="store_true", help="rewrite --txt from --jsonl")
+    p.add_argument("--executed", type=Path, help="write each executed notebook to EXECUTED/<build>/, for reading "
+                                                 "what its prose rendered")
+    p.add_argument("--only", nargs="+", metavar="STEM", help="run only these notebooks (e.g. 02_weights)")
     args = p.parse_args()
     spec = pairs.parse(args.pair)
     if spec.kind != "real":
         p.error(f"{args.pair} is not a real pair; the organisms' claims are benchmarks/claims.py's")
     if not args.txt_only:
-        notebooks = [n for n in sorted(args.notebooks.glob("*.ipynb")) if "real" in pair_kinds(n)]
-        run(spec.label, notebooks, args.figures.resolve(), args.jsonl)
+        notebooks = [n for n in sorted(args.notebooks.glob("*.ipynb")) if "real" in pair_kinds(n)
+                     and (args.only is None or n.stem in args.only)]
+        unknown = set(args.only or ()) - {n.stem for n in notebooks}
+        if unknown:
+            p.error(f"--only {sorted(unknown)}: not notebooks that answer on a real pair")
+        run(spec.label, notebooks, args.figures.resolve(), args.jsonl, args.executed)
     args.txt.write_text(format_txt(claims.read_table(args.jsonl)))
     print(args.txt.read_text())
 

@@ -31,8 +31,9 @@ def _failed_cell(nb) -> tuple[int, str]:
     return -1, "unknown error"
 
 
-def run_notebook(path: Path, timeout: int = 1800) -> float:
-    """Execute one notebook top to bottom; returns the seconds it took."""
+def run_notebook(path: Path, timeout: int = 1800, executed: Path | None = None) -> float:
+    """Execute one notebook top to bottom; returns the seconds it took. With ``executed``, the notebook with its
+    outputs is written there (a failed one too, up to its failing cell), for reading what its prose rendered."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -53,6 +54,9 @@ def run_notebook(path: Path, timeout: int = 1800) -> float:
             f"{path.name} failed in cell {index} ({' / '.join(source)}): {error}"
         ) from e
     finally:
+        if executed is not None:
+            executed.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, executed)
         if before is None:
             os.environ.pop(NOTEBOOK_ENV, None)
         else:

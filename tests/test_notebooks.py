@@ -83,35 +83,47 @@ def test_on_another_pair_only_the_notebooks_that_answer_on_its_kind_run(tmp_path
     assert main(["figures", "--notebooks", str(folder), "--figures", str(figures), "--pair", "real:nope"]) == 2
 
 
-@pytest.mark.real
-def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(tmp_path, monkeypatch):
-    """The real tier: SmolLM2 aligned by a miniature recipe (two steps a stage) into its own folder, named
-    ``real:<folder>``; notebook 01 runs top to bottom on it with 8 prompts a set, writes its figures to real/, and
-    records its claims with the pair's name (nothing is asserted on a real pair; the full pair's claims are
-    benchmarks/real_notebooks.py's table)."""
+@pytest.fixture(scope="module")
+def miniature_real_pair(tmp_path_factory) -> str:
+    """SmolLM2 aligned by a miniature recipe (two steps a stage) into its own folder, named ``real:<folder>``."""
     import json
 
-    from interp import claims, realmodels
+    from interp import realmodels
     from interp.realpairs.build import SafetyRecipe, train
 
     if not realmodels.SMOLLM2.available():
         pytest.skip("SmolLM2 is not installed")
-    base_dir, built = realmodels.smollm2(), tmp_path / "pair"
-    built.mkdir()
+    base_dir, built = realmodels.smollm2(), tmp_path_factory.mktemp("pair")
     recipe = SafetyRecipe(sft_harmful=4, sft_harmless=4, dpo_harmful=4, dpo_harmless=4, reply_tokens=12,
                           batch_size=4, sft_epochs=1, sft_lr=1e-4)
     record = train(base_dir, built, recipe)
     (built / "card.json").write_text(json.dumps({"name": "smollm2-safety", "base": str(base_dir), **record}))
-    spec = f"real:{built}"
+    return f"real:{built}"
+
+
+# what each notebook must record on the miniature pair (02 and 03 are to join: not yet run on the miniature)
+REAL_TIER = {"01": {"01: harmful over harmless first-token KL",
+                    "01: first-token KL over tokens 5 on, along the base's harmful compliance"}}
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("number", sorted(REAL_TIER))
+def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_real_pair, tmp_path, monkeypatch):
+    """The real tier: notebook 01 runs top to bottom on the miniature pair with 8 prompts a set, write
+    their figures to real/, and record their claims with the pair's name (nothing is asserted on a real pair; the
+    full pair's claims are benchmarks/real_notebooks.py's table). Notebook 05 needs the replies a full build
+    measured, so it is that table's alone."""
+    from interp import claims
+
+    spec = miniature_real_pair
     monkeypatch.setenv("INTERP_PAIR", spec)
     monkeypatch.setenv("INTERP_PROMPTS_PER_SET", "8")
     monkeypatch.setenv("INTERP_FIGURES_DIR", str(tmp_path / "figures"))
     monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "claims.jsonl"))
-    path = next(p for p in NOTEBOOKS if p.stem.startswith("01_"))
+    path = next(p for p in NOTEBOOKS if p.stem.startswith(number + "_"))
     run_notebook(path)
-    assert {p.name for p in (tmp_path / "figures" / "real").glob("*.png")} >= {"01_kl_by_token.png"}
+    assert {p.name[:2] for p in (tmp_path / "figures" / "real").glob("*.png")} == {number}
     assert not list((tmp_path / "figures").glob("*.png"))
     rows = claims.read_table(tmp_path / "claims.jsonl")
     assert {r["pair"] for r in rows} == {spec}
-    assert {"01: harmful over harmless first-token KL",
-            "01: first-token KL over tokens 5 on, along the base's harmful compliance"} <= {r["claim"] for r in rows}
+    assert REAL_TIER[number] <= {r["claim"] for r in rows}
