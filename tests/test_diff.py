@@ -126,9 +126,10 @@ def test_representation_similarity_is_the_prompt_by_prompt_comparison(pair):
     for layer in range(n_layers - 1):  # the last hidden state has the final norm applied
         b = [h[layer + 1][0] for h in states["base"]]  # [pos, d_model] per prompt
         a = [h[layer + 1][0] for h in states["aligned"]]
-        cos = torch.stack([torch.nn.functional.cosine_similarity(x, y, dim=-1).mean() for x, y in zip(a, b)])
+        cos = torch.stack([torch.nn.functional.cosine_similarity(x, y, dim=-1).mean()
+                           for x, y in zip(a, b, strict=True)])
         torch.testing.assert_close(sim.cosine["all"][:, layer], cos, atol=1e-4, rtol=0)
-        ratio = torch.cat([x.norm(dim=-1) / y.norm(dim=-1) for x, y in zip(a, b)]).mean()
+        ratio = torch.cat([x.norm(dim=-1) / y.norm(dim=-1) for x, y in zip(a, b, strict=True)]).mean()
         torch.testing.assert_close(sim.norm_ratio["all"][layer], ratio, atol=1e-4, rtol=1e-4)
         cka = _cka_numpy(torch.cat(b).double().numpy(), torch.cat(a).double().numpy())
         assert sim.cka["all"][layer].item() == pytest.approx(cka, abs=1e-4)

@@ -1,8 +1,8 @@
 """Which layers' weight changes carry the aligned behaviour? Swap or interpolate them, and measure.
 
 A *group* is a set of the aligned model's parameters: one whole layer (``"layer 3"``), a run of
-layers (``"layers 0-4"``), one component of a layer (``"layer 3 attn"``, ``"layer 3 mlp"``), or one component kind across
-every layer (``"attn"``, ``"mlp"``, ``"norms"``), or one end of the model (``"embed"``,
+layers (``"layers 0-4"``), one component of a layer (``"layer 3 attn"``, ``"layer 3 mlp"``), or one component kind
+across every layer (``"attn"``, ``"mlp"``, ``"norms"``), or one end of the model (``"embed"``,
 ``"unembed"`` with the final norm, or ``"embeddings"`` for both, which models with tied
 embeddings need). With ``alpha`` the
 group's weights become ``(1 - alpha) * W_aligned + alpha * W_base``: ``alpha = 0`` is the
