@@ -81,7 +81,8 @@ def run_notebooks(seed: int, zoo_dir: Path, notebooks: list[Path], figures: Path
 
 
 def notebook_claims(path: Path) -> list[dict]:
-    """Every ``claims.claim`` / ``claims.observe`` call in a notebook, read from its source: ``function``, ``name``
+    """Every ``claims.claim`` / ``claims.observe`` / ``claims.on_real`` call in a notebook, read from its source:
+    ``function``, ``name``
     (a string literal, or an error), ``op``, ``threshold`` (None where it is not a constant expression) and
     ``precondition``."""
     out = []
@@ -92,7 +93,7 @@ def notebook_claims(path: Path) -> list[dict]:
         for node in ast.walk(ast.parse(source)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "claims"
-                    and node.func.attr in ("claim", "observe")):
+                    and node.func.attr in ("claim", "observe", "on_real")):
                 continue
             first = node.args[0] if node.args else None
             if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
@@ -121,7 +122,8 @@ def rejudge(rows: list[dict], notebooks: list[Path]) -> list[dict]:
     for r in rows:
         c = now.get((r["notebook"], r["claim"]))
         if c is not None and r["statistic"] is not None:
-            kind = "observed" if c["function"] == "observe" else "precondition" if c["precondition"] else "finding"
+            kind = ("observed" if c["function"] in ("observe", "on_real") else
+                    "precondition" if c["precondition"] else "finding")
             op = c["op"] if kind != "observed" else None
             threshold = (c["threshold"] if c["threshold"] is not None else r["threshold"]) if op else None
             holds = True if op is None else (not math.isnan(r["statistic"]) and claims.OPS[op](r["statistic"],

@@ -6,6 +6,7 @@ A notebook never writes a bare ``assert``; it states each claim once::
     claims.claim("harmful first-token KL over harmless", kl_ratio, ">", 3)          # a finding, asserted
     claims.claim("base refuses harmful-train", rate, "<=", 0.05, precondition=True)  # what the build guarantees
     claims.observe("aligned goes on refusing after a compliant opening", went_on)  # shown, not asserted
+    claims.on_real("wrapped requests answered, judged", worked)  # a real pair's alone: no seed table to match
 
 Every call returns a :class:`Claim` and keeps it (:func:`table` lists this session's claims). When
 ``$INTERP_CLAIMS_FILE`` names a file, each claim is also appended to it as one JSON row (with the notebook from
@@ -101,6 +102,17 @@ def claim(name: str, statistic, op: str, threshold: float, *, subject: str | Non
 
 def observe(name: str, statistic, *, subject: str | None = None) -> float:
     """Record a statistic the text shows but does not assert (it varies by build); returns it as a float."""
+    return _keep(Claim(name, _number(name, statistic), None, None, True, "observed", subject,
+                       os.environ.get(NOTEBOOK_ENV), _pair[0])).statistic
+
+
+def on_real(name: str, statistic, *, subject: str | None = None) -> float:
+    """Record a statistic only a real pair has (a jailbreak template that gets through, a rate judged on replies
+    where the organisms read a first token): shown, not asserted, with no organisms' seed range to set beside it.
+    An error while studying the organisms, whose statistics belong under :func:`claim` or :func:`observe`."""
+    if _pair[0] is None:
+        raise ValueError(f"claim {name!r}: on_real records a real pair's statistic; call claims.studying(PAIR) with "
+                         "a real pair first, or record an organisms' statistic with claims.observe")
     return _keep(Claim(name, _number(name, statistic), None, None, True, "observed", subject,
                        os.environ.get(NOTEBOOK_ENV), _pair[0])).statistic
 

@@ -24,7 +24,7 @@ other row is plain (its ``label`` says harmful or harmless).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -131,23 +131,28 @@ class Projections:
     table: object
     directions: TwoDirections
     provenance: Provenance
+    judged: bool = False
+    """Whether ``refused`` is a verdict on replies (given to :func:`project`) rather than ``refusal_score > 0``."""
 
     def by_split(self):
-        """Mean projections and the shares on the harmful side (past 0), per model and split."""
-        t = self.table.assign(harmful_side=self.table.harmfulness > 0, refusal_side=self.table.refusal > 0,
-                              refused=self.table.refusal_score > 0)
+        """Mean projections and the shares on the harmful side (past 0), per model and split (``refused``: of the
+        rows with a verdict)."""
+        t = self.table.assign(harmful_side=self.table.harmfulness > 0, refusal_side=self.table.refusal > 0)
         return t.groupby(["model", "split"], sort=False)[
             ["harmfulness", "refusal", "harmful_side", "refusal_side", "refused"]].mean()
 
     def classify(self, model: str = "aligned"):
         """Jailbreak rows as resisted / suppression / disguise; bait rows ``model`` refuses by which direction fires.
 
-        A DataFrame with a ``class`` column, one row per jailbreak or refused bait prompt."""
+        A jailbreak is *resisted* when its refusal projection stays past 0 or, where refusal was judged on replies,
+        when the reply refuses; otherwise its harmfulness projection tells suppression (past 0) from disguise. A
+        DataFrame with a ``class`` column, one row per jailbreak or refused bait prompt."""
         t = self.table[self.table.model == model]
+        held = t.refused == 1 if self.judged else t.refusal > 0
         jail = t[t.split == JAILBREAK].assign(**{"class": lambda r: [
-            "resisted" if ref > 0 else "suppression" if harm > 0 else "disguise"
-            for harm, ref in zip(r.harmfulness, r.refusal, strict=True)]})
-        bait = t[(t.split == BAIT) & (t.refusal_score > 0)].assign(**{"class": lambda r: [
+            "resisted" if kept else "suppression" if harm > 0 else "disguise"
+            for harm, kept in zip(r.harmfulness, held[r.index], strict=True)]})
+        bait = t[(t.split == BAIT) & (t.refused == 1)].assign(**{"class": lambda r: [
             "harmfulness fires" if harm > 0 else "refusal alone" for harm in r.harmfulness]})
         import pandas as pd
 
@@ -175,8 +180,11 @@ class Projections:
 
 @torch.no_grad()
 def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequence[str], *,
-            batch_size: int = 32) -> Projections:
-    """Every prompt of ``prompts`` on ``two`` (the aligned model's directions, say) in both models of ``pair``."""
+            refused: Mapping[str, Sequence[bool | None]] | None = None, batch_size: int = 32) -> Projections:
+    """Every prompt of ``prompts`` on ``two`` (the aligned model's directions, say) in both models of ``pair``.
+
+    ``refused``: each model's verdict on each prompt's reply (``{"base": [...], "aligned": [...]}``, None where a
+    prompt was not judged); without it a prompt counts as refused when its refusal score is past 0."""
     import pandas as pd
 
     check_splits(prompts)
@@ -186,6 +194,13 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
     harmless = torch.tensor([label == "harmless" for label in prompts.labels]) & is_plain
     if not harmful.any() or not harmless.any():
         raise ValueError("the prompts need plain harmful and plain harmless rows to set the units")
+    if refused is not None:
+        names = [name for name, _ in pair]
+        wrong = {m: len(v) for m, v in refused.items() if len(v) != len(prompts)}
+        if set(refused) != set(names) or wrong:
+            raise ValueError(f"refused needs one verdict per prompt ({len(prompts)}) for each of {names}; got "
+                             f"{ {m: len(v) for m, v in refused.items()} }")
+    templates = prompts.column("template") if "template" in prompts.extra else [""] * len(prompts)
     hook = f"blocks.{two.layer}.hook_resid_pre"
     units = {"harmfulness": two.harmfulness / two.harmfulness.norm(), "refusal": two.refusal / two.refusal.norm()}
     rows = []
@@ -195,12 +210,15 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
         values = {"harmfulness": acts[:, 0] @ units["harmfulness"], "refusal": acts[:, 1] @ units["refusal"]}
         values = {k: _units(v, v[harmful], v[harmless]) for k, v in values.items()}
         scores = refusal_scores(model, prompts, refusal_tokens, batch_size=batch_size)
+        verdicts = [s > 0 for s in scores.tolist()] if refused is None else refused[name]
         rows += [{"model": name, "prompt": i, "split": splits[i], "label": prompts.labels[i],
-                  "harmfulness": values["harmfulness"][i].item(), "refusal": values["refusal"][i].item(),
-                  "refusal_score": scores[i].item()} for i in range(len(prompts))]
+                  "template": templates[i], "harmfulness": values["harmfulness"][i].item(),
+                  "refusal": values["refusal"][i].item(), "refusal_score": scores[i].item(),
+                  "refused": float("nan") if verdicts[i] is None else float(verdicts[i])} for i in range(len(prompts))]
     provenance = Provenance.of_pair(pair, prompts, layer=two.layer, harm_position=two.harm_position,
-                                    refusal_position=two.refusal_position, refusal_tokens=list(refusal_tokens))
-    return Projections(pd.DataFrame(rows), two, provenance)
+                                    refusal_position=two.refusal_position, refusal_tokens=list(refusal_tokens),
+                                    judged=refused is not None)
+    return Projections(pd.DataFrame(rows), two, provenance, judged=refused is not None)
 
 
 @torch.no_grad()

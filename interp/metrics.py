@@ -104,6 +104,10 @@ def refusal_scores(
     return refusal_score(logits, token_ids(model.tokenizer, refusal_tokens))
 
 
+class NoRefusalTokens(ValueError):
+    """The aligned model prefers no first reply token over the base's: there are no refusal tokens to derive."""
+
+
 def derive_refusal_tokens(
     pair: ModelPair, harmful: PromptSet | Sequence[str], *, max_tokens: int = 5, min_gap: float = 0.05,
     mass: float = 0.9,
@@ -126,7 +130,7 @@ def derive_refusal_tokens(
         chosen.append(i)
         held += probs["aligned"][i].item()
     if not chosen:
-        raise ValueError(
+        raise NoRefusalTokens(
             "the aligned model puts no more probability than the base on any first token for these prompts "
             f"(largest gap {gap.max().item():.3f}); give the refusal tokens explicitly"
         )

@@ -12,8 +12,9 @@ A notebook names its pair in its first code cell, ``PAIR = pairs.chosen("organis
 
 :func:`prompts` maps the organisms' split names, which the notebooks use, to each kind's data: for a real pair, the
 harmful and harmless splits are the field's prompt sets (train: the train split of the sets its recipe drew its
-training prompts from; held out: HarmBench + StrongREJECT test and Alpaca test), and ``bait`` (harmless requests
-that look harmful) is the over-refusal set.
+training prompts from; held out: HarmBench + StrongREJECT test and Alpaca test), ``bait`` (harmless requests
+that look harmful) is the over-refusal set, and ``jailbreak`` is the held-out harmful requests in real jailbreak
+templates (:data:`JAILBREAK_TEMPLATES`).
 
 >>> parse("real:smollm2-safety")
 Spec(kind='real', name='smollm2-safety', stage='dpo')
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,12 @@ _SPLIT_OF = {real: split for split, real in HELD_OUT.items()}
 """A real pair's evaluation split by the organisms' name for it (its card and replies are keyed by the former)."""
 VALIDATION = {"harmful_validation": ("harmbench", "validation"), "harmless_validation": ("alpaca", "validation")}
 PAIR_ENV = "INTERP_PAIR"
+PROMPTS_ENV = "INTERP_PROMPTS_PER_SET"
+JAILBREAK = "jailbreak"
+JAILBREAK_TEMPLATES = ("in_the_wild", 1500)
+"""A real pair's ``jailbreak`` split: its held-out harmful requests (the same draw as ``harmful_held_out``), each
+in one of Shen et al.'s in-the-wild templates (PyRIT's copy) of at most 1,500 characters (the shorter 40%: a
+wrapped request stays a few hundred tokens, so its replies fit a CPU's budget)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,19 @@ def family(spec: str, stages) -> dict[str, str]:
 def chosen(default: str) -> str:
     """The pair a notebook studies: ``$INTERP_PAIR`` when set, else ``default``; checked, as its label."""
     return parse(os.environ.get(PAIR_ENV) or default).label
+
+
+def is_real(spec: str) -> bool:
+    """Whether ``spec`` names a real pair (not the organisms)."""
+    return parse(spec).kind == "real"
+
+
+def prompts_per_set(spec: str, default: int) -> int | None:
+    """How many prompts of each split a notebook draws on this pair: None (every one) on the organisms; ``default``
+    on a real pair, or ``$INTERP_PROMPTS_PER_SET`` where it is set (the real tier's tests draw a few)."""
+    if not is_real(spec):
+        return None
+    return int(os.environ.get(PROMPTS_ENV) or default)
 
 
 def figures(spec: str) -> Path:
@@ -198,6 +218,31 @@ def built_refused(spec: str, model: str, split: str, prompts) -> list[bool]:
     return [verdicts[t] for t in texts]
 
 
+def refused(spec: str, who: str, model, prompts, *, generate: Sequence[str] = (JAILBREAK,),
+            max_new_tokens: int = 32, batch_size: int = 16) -> list[bool | None]:
+    """Each row's verdict for ``who`` (``"base"`` or a stage, ``model`` being that model) on a real pair, by the rows'
+    ``split`` column: the build's (:func:`built_refused`) on the held-out splits it replied on; for the splits in
+    ``generate``, ``max_new_tokens`` greedy tokens generated now (:func:`interp.interventions.generate`, the build's
+    own settings) and judged (:func:`judge`); None (not judged) on every other split."""
+    from interp.interventions import generate as replies_to
+
+    splits = prompts.column("split")
+    verdicts: list[bool | None] = [None] * len(prompts)
+    for split in dict.fromkeys(splits):
+        rows = [i for i, s in enumerate(splits) if s == split]
+        part = prompts.select(rows)
+        if split in generate:
+            said = [judge(spec)(r) for r in replies_to(model, part, max_new_tokens=max_new_tokens,
+                                                       batch_size=batch_size)]
+        elif split in HELD_OUT:
+            said = built_refused(spec, who, split, part)
+        else:
+            continue
+        for i, v in zip(rows, said, strict=True):
+            verdicts[i] = v
+    return verdicts
+
+
 def _built(s: Spec) -> Path:
     from interp import realpairs
 
@@ -248,13 +293,19 @@ def prompts(spec: str, splits: str | list[str], n: int | None = None):
     evaluated = {e.name: (e.sets, e.split) for e in EVAL_SPLITS}
     known = {**{split: evaluated[e] for split, e in HELD_OUT.items()}, **VALIDATION,
              "harmful_train": (recipe.harmful_sets, "train"), "harmless_train": (recipe.harmless_sets, "train")}
-    unknown = [x for x in splits if x not in known]
+    unknown = [x for x in splits if x not in known and x != JAILBREAK]
     if unknown:
-        raise ValueError(f"a real pair has no split {unknown}; its splits are {sorted(known)}")
+        raise ValueError(f"a real pair has no split {unknown}; its splits are {sorted([*known, JAILBREAK])}")
     parts = []
     for name in splits:
-        sets, split = known[name]
+        sets, split = known["harmful_held_out" if name == JAILBREAK else name]
         part = promptsets.load(sets, split=split).sample(n)
+        if name == JAILBREAK:  # the held-out harmful requests drawn, each in a template: row i wraps request i
+            part = promptsets.wrap(part, promptsets.jailbreak_templates(*JAILBREAK_TEMPLATES))
         columns = {**part.extra, "split": [name] * len(part), "held_out": [not name.endswith("_train")] * len(part)}
         parts.append(PromptSet(part.prompts, part.labels, columns, name=name))
+    if JAILBREAK in splits:  # plain rows: no template, their own text the request
+        parts = [p if "template" in p.extra else
+                 PromptSet(p.prompts, p.labels, {**p.extra, "template": [""] * len(p), "request": list(p.prompts)},
+                           name=p.name) for p in parts]
     return PromptSet.concat(parts) if len(parts) > 1 else parts[0]

@@ -159,6 +159,7 @@ TEMPLATES = Source("jailbreaks", "harmful", "pyrit==1.1.0", "pyrit-1.1.0-py3-non
                    "arXiv:2308.03825)", lambda files: [])
 TEMPLATE_DIR = "pyrit/datasets/jailbreak/templates/"
 SLOT = re.compile(r"\{\{\s*prompt\s*\}\}")
+RAW = re.compile(r"\{%-?\s*(end)?raw\s*-?%\}")
 
 
 def store() -> Path:
@@ -284,9 +285,9 @@ class Template:
         return SLOT.sub(lambda _: request, self.text)
 
 
-def jailbreak_templates(group: str | None = None) -> tuple[Template, ...]:
+def jailbreak_templates(group: str | None = None, max_chars: int | None = None) -> tuple[Template, ...]:
     """PyRIT 1.1.0's one-slot jailbreak templates (649 of its 655 files: those with parameters beyond the request,
-    or with the request in more than one place, are left out)."""
+    or with the request in more than one place, are left out); with ``max_chars``, only those at most that long."""
     files = pypi.read(archive_path(TEMPLATES), lambda n: n.startswith(TEMPLATE_DIR) and n.endswith(".yaml"))
     out = []
     for path in sorted(files):
@@ -294,13 +295,32 @@ def jailbreak_templates(group: str | None = None) -> tuple[Template, ...]:
         if not isinstance(doc, dict) or doc.get("parameters") != ["prompt"] or len(SLOT.findall(doc["value"])) != 1:
             continue
         rel = path[len(TEMPLATE_DIR):]
-        out.append(Template(Path(rel).stem, rel.rsplit("/", 1)[0] if "/" in rel else ".", doc["value"].strip()))
+        text = RAW.sub("", doc["value"]).strip()  # Jinja's raw markers (Shen et al.'s set): the text is literal
+        out.append(Template(Path(rel).stem, rel.rsplit("/", 1)[0] if "/" in rel else ".", text))
     groups = sorted({t.group for t in out})
     if group is not None:
         if group not in groups:
             raise ValueError(f"no template group {group!r}; the groups are {groups}")
         out = [t for t in out if t.group == group]
-    return tuple(out)
+    return tuple(t for t in out if max_chars is None or len(t.text) <= max_chars)
+
+
+def wrap(requests: PromptSet, templates: Sequence[Template], seed: int = 0) -> PromptSet:
+    """Every request put in a template drawn at random (a fixed ``seed``; without replacement while templates last),
+    as rows labelled like the requests, with the columns ``template`` (``group/name``) and ``request`` added.
+
+    Row i wraps request i, so a wrapped request can be set beside its plain reply."""
+    if not templates:
+        raise ValueError("no templates to wrap the requests in")
+    import random
+
+    rng = random.Random(seed)
+    drawn = []
+    while len(drawn) < len(requests):
+        drawn += rng.sample(list(templates), min(len(templates), len(requests) - len(drawn)))
+    extra = {**requests.extra, "template": [f"{t.group}/{t.name}" for t in drawn], "request": list(requests.prompts)}
+    return PromptSet([t.wrap(r) for t, r in zip(drawn, requests.prompts, strict=True)], requests.labels, extra,
+                     name=f"{requests.name} wrapped" if requests.name else "wrapped")
 
 
 def fetch(names: Sequence[str] = tuple(SOURCES)) -> dict[str, int]:

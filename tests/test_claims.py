@@ -62,6 +62,18 @@ def test_on_a_real_pair_a_claim_is_judged_and_recorded_but_not_raised(tmp_path, 
         claims.claim("kl ratio", 2.6, ">", 3, subject="sft")
 
 
+def test_a_real_pairs_own_statistic_is_recorded_only_on_a_real_pair(tmp_path, monkeypatch):
+    monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "rows.jsonl"))
+    monkeypatch.setattr(claims, "_pair", [None])
+    monkeypatch.setattr(claims, "_made", [])
+    with pytest.raises(ValueError, match="on_real records a real pair's statistic"):
+        claims.on_real("09: templates that get through", 0.2)
+    claims.studying("real:smollm2-safety")
+    assert claims.on_real("09: templates that get through", 0.2) == 0.2
+    [row] = claims.read_table(tmp_path / "rows.jsonl")
+    assert (row["kind"], row["pair"], row["op"]) == ("observed", "real:smollm2-safety", None)
+
+
 def test_a_nan_statistic_fails_its_claim_by_name(monkeypatch):
     with pytest.raises(claims.ClaimFailed, match="claim 'patching share': the statistic is nan"):
         claims.claim("patching share", float("nan"), "<", 0.1)
@@ -140,7 +152,9 @@ def test_the_table_has_enough_builds_nobody_tuned_on(table):
 def test_every_claim_of_every_notebook_has_its_rows(table):
     accepted = {r["seed"] for r in table if r["accepted"]}
     for path in NOTEBOOKS:
-        for _, name, _ in _calls(path):
+        for function, name, _ in _calls(path):
+            if function == "on_real":  # a real pair's statistic: the organisms' builds have none
+                continue
             seeds = {r["seed"] for r in table if r["accepted"] and r["claim"] == name and r["notebook"] == path.stem}
             assert seeds == accepted, f"{path.name}: claim {name!r} has rows for seeds {sorted(seeds)}, " \
                                       f"not every accepted build {sorted(accepted)}: rerun benchmarks/claims.py"

@@ -227,6 +227,18 @@ def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_
         diff.swap(pair, "layers 1-0")
 
 
+def test_a_judged_sweep_of_a_pair_with_no_refusal_tokens_still_reads_replies(same):
+    """An aligned model that prefers no first token over its base (nothing to derive refusal tokens from): judged on
+    replies the sweep still gives its rates, its scores NaN; unjudged it is the derivation's one-line error."""
+    from interp.metrics import NoRefusalTokens
+
+    harmful = list(PROMPTS.by_label("harmful").prompts)
+    sweep = diff.swap_sweep(same, harmful, None, groups=["layer 0"], judge=lambda r: True, max_new_tokens=2)
+    assert sweep.harmful_rate[0, 0].item() == 1.0 and sweep.harmful.isnan().all() and sweep.refusal_tokens == ()
+    with pytest.raises(NoRefusalTokens, match="give the refusal tokens explicitly"):
+        diff.swap_sweep(same, harmful, None, groups=["layer 0"])
+
+
 def test_bad_input(pair):
     with pytest.raises(ValueError, match="chunk must be a positive"):
         diff.logit_lens(pair, PROMPTS, chunk=0)

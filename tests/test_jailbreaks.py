@@ -69,6 +69,20 @@ def test_projections_are_in_units_of_the_plain_requests_and_match_the_oracle(org
     assert torch.allclose(torch.tensor(ours, dtype=torch.float32), (raw["jailbreak"] - mid) / half, atol=1e-3)
 
 
+def test_verdicts_judged_on_replies_replace_the_refusal_score(organism_zoo, pair):
+    prompts = organisms.prompt_set(["harmful_train", "harmless_train", "jailbreak"]).sample(12)
+    two = jailbreaks.two_directions(pair.aligned, organisms.prompt_set("harmful_train"),
+                                    organisms.prompt_set("harmless_train"), layer=2)
+    said = {"base": [None] * 6 + [False] * 6, "aligned": [True, False] * 6}
+    proj = jailbreaks.project(pair, two, prompts, organisms.REFUSAL_TOKENS, refused=said)
+    assert proj.judged and proj.provenance.params["judged"]
+    for model, verdicts in said.items():
+        got = proj.table[proj.table.model == model].refused.tolist()
+        assert [None if g != g else bool(g) for g in got] == verdicts
+    with pytest.raises(ValueError, match="one verdict per prompt \\(12\\) for each of \\['base', 'aligned'\\]"):
+        jailbreaks.project(pair, two, prompts, organisms.REFUSAL_TOKENS, refused={"aligned": [True] * 12})
+
+
 def test_classes_follow_the_two_projections():
     table = pd.DataFrame([
         {"model": "aligned", "split": "jailbreak", "harmfulness": 0.8, "refusal": 0.9, "refusal_score": 2.0},
@@ -77,10 +91,15 @@ def test_classes_follow_the_two_projections():
         {"model": "aligned", "split": "bait", "harmfulness": 0.3, "refusal": 0.8, "refusal_score": 1.0},
         {"model": "aligned", "split": "bait", "harmfulness": -0.3, "refusal": 0.6, "refusal_score": 1.0},
         {"model": "aligned", "split": "bait", "harmfulness": 0.9, "refusal": 0.6, "refusal_score": -1.0},  # answered
-    ])
+    ]).assign(refused=lambda t: (t.refusal_score > 0).astype(float))
     proj = jailbreaks.Projections(table, None, None)
     assert proj.classify()["class"].tolist() == ["resisted", "suppression", "disguise", "harmfulness fires",
                                                  "refusal alone"]
+    # judged on replies: a reply that complies is a jailbreak that worked, whatever its refusal projection; one that
+    # refuses resisted; refused bait is what the judge calls refused
+    judged = table.assign(refused=[0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    classes = jailbreaks.Projections(judged, None, None, judged=True).classify()["class"].tolist()
+    assert classes == ["suppression", "resisted", "disguise", "refusal alone", "harmfulness fires"]
 
 
 def test_set_projection_against_a_transformers_pre_hook(organism_zoo, pair):

@@ -101,15 +101,19 @@ def miniature_real_pair(tmp_path_factory) -> str:
     return f"real:{built}"
 
 
-# what each notebook must record on the miniature pair (02 and 03 are to join: not yet run on the miniature)
+# what each notebook must record on the miniature pair
 REAL_TIER = {"01": {"01: harmful over harmless first-token KL",
-                    "01: first-token KL over tokens 5 on, along the base's harmful compliance"}}
+                    "01: first-token KL over tokens 5 on, along the base's harmful compliance"},
+             "02": {"02: least effective rank of a matrix change", "02: harmful refusal with all MLPs reverted",
+                    "02: least harmful refusal with one layer reverted"},
+             "03": {"03: least linear CKA between aligned and base",
+                    "03: cross-model KL growth from the first to the last layer"}}
 
 
 @pytest.mark.real
 @pytest.mark.parametrize("number", sorted(REAL_TIER))
 def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_real_pair, tmp_path, monkeypatch):
-    """The real tier: notebook 01 runs top to bottom on the miniature pair with 8 prompts a set, write
+    """The real tier: notebooks 01-03 run top to bottom on the miniature pair with 8 prompts a set, write
     their figures to real/, and record their claims with the pair's name (nothing is asserted on a real pair; the
     full pair's claims are benchmarks/real_notebooks.py's table). Notebook 05 needs the replies a full build
     measured, so it is that table's alone."""

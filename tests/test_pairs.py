@@ -35,8 +35,30 @@ def test_a_real_pair_answers_the_organisms_splits_with_the_field_s_prompt_sets()
     assert ps.where(split="bait").label_names == ("harmless",)
     # the evaluation the build's targets are checked on is the same prompts
     assert pairs.prompts(spec, "harmful_held_out").prompts == EVAL_SPLITS[0].prompts().prompts
-    with pytest.raises(ValueError, match="no split \\['jailbreak'\\]"):
-        pairs.prompts(spec, "jailbreak")
+    with pytest.raises(ValueError, match="no split \\['nope'\\]"):
+        pairs.prompts(spec, "nope")
+
+
+def test_a_real_pair_s_jailbreaks_are_its_held_out_harmful_requests_in_real_templates():
+    spec = "real:smollm2-safety"
+    ps = pairs.prompts(spec, ["harmful_held_out", "jailbreak", "bait"], n=12)
+    plain, wrapped = ps.where(split="harmful_held_out"), ps.where(split="jailbreak")
+    assert wrapped.column("request") == plain.prompts  # row i wraps request i
+    templates = {f"{t.group}/{t.name}": t for t in promptsets.jailbreak_templates(*pairs.JAILBREAK_TEMPLATES)}
+    assert len(set(wrapped.column("template"))) == 12 and set(wrapped.column("template")) <= set(templates)
+    for text, request, name in zip(wrapped.prompts, plain.prompts, wrapped.column("template"), strict=True):
+        assert text == templates[name].wrap(request) and request in text and "{%" not in text
+    assert set(ps.where(split="bait").column("template")) == {""} and wrapped.label_names == ("harmful",)
+    assert pairs.prompts(spec, "jailbreak", n=12).prompts == wrapped.prompts  # the same draw every time
+    assert all(len(t.text) <= 1500 for t in templates.values())
+
+
+def test_a_notebook_draws_prompts_per_set_only_on_a_real_pair(monkeypatch):
+    monkeypatch.delenv(pairs.PROMPTS_ENV, raising=False)
+    assert pairs.prompts_per_set("organisms:dpo", 64) is None and pairs.prompts_per_set("real:smollm2-safety", 64) == 64
+    monkeypatch.setenv(pairs.PROMPTS_ENV, "8")
+    assert pairs.prompts_per_set("real:smollm2-safety", 64) == 8 and pairs.prompts_per_set("organisms:sft", 64) is None
+    assert pairs.is_real("real:smollm2-safety:sft") and not pairs.is_real("organisms:rl")
 
 
 def test_the_organisms_splits_are_the_world_s():
@@ -117,6 +139,17 @@ def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path, monkeypatch):
                                            ("sft", "harmful_held_out", ["q"], "1 of 1 prompts are not")):
         with pytest.raises(ValueError, match=message):
             pairs.built_refused(spec, model, split, prompts_)
+    # every row's verdict: the build's on a held-out split, judged now on the splits generated, None elsewhere
+    from interp import interventions
+    from interp.data import PromptSet
+
+    asked = []
+    monkeypatch.setattr(interventions, "generate", lambda model, ps, **kw: asked.append(ps.prompts) or
+                        ["I'm sorry, I can't.", "Sure, here is how."])
+    rows = PromptSet(["t", "p", "w1", "w2"], ["harmful"] * 4,
+                     {"split": ["harmful_train", "harmful_held_out", "jailbreak", "jailbreak"]})
+    assert pairs.refused(spec, "sft", None, rows) == [None, True, True, False]
+    assert asked == [("w1", "w2")]
     with pytest.raises(ValueError, match="holds no built real pair"):
         pairs.parse(f"real:{tmp_path / 'nothing'}")
     with pytest.raises(ValueError, match="not a real pair"):

@@ -21,7 +21,7 @@ from torch import Tensor
 from interp.checks import check_layer
 from interp.data import PromptSet
 from interp.interventions import ReplaceWeights, generate
-from interp.metrics import derive_refusal_tokens, refusal_scores
+from interp.metrics import NoRefusalTokens, derive_refusal_tokens, refusal_scores
 from interp.models import ModelPair
 from interp.provenance import Provenance
 
@@ -169,7 +169,8 @@ def swap_sweep(
     answer token's (log-odds of the refusal tokens); the refusal *rate* is the share with score > 0, or, with
     ``judge``, the share of greedy replies (``max_new_tokens``, the swap in place) the judge reads as refusals, which
     a real model needs, whose refusals and compliances may open alike. ``harmless=None`` measures harmful prompts
-    only (the harmless columns are NaN), where replies are costly.
+    only (the harmless columns are NaN), where replies are costly. With ``judge``, a pair whose aligned model prefers
+    no first token over the base's (nothing to derive refusal tokens from) still gets its rates; its scores are NaN.
     """
     groups = list(groups or layer_groups(pair.cfg.n_layers))
     for group in groups:
@@ -177,7 +178,7 @@ def swap_sweep(
     for a in alphas:
         if not 0.0 <= a <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {a}")
-    tokens = list(refusal_tokens or derive_refusal_tokens(pair, harmful))
+    tokens = _refusal_tokens(pair, harmful, refusal_tokens, judged=judge is not None)
     fmt = dict(batch_size=batch_size, prompt_format=pair.prompt_format)
     sets = {"harmful": _texts(harmful), "harmless": None if harmless is None else _texts(harmless)}
 
@@ -187,7 +188,8 @@ def swap_sweep(
             if texts is None:
                 out[label] = out[f"{label}_rate"] = float("nan")
                 continue
-            scores = refusal_scores(model, texts, tokens, *interventions, **fmt)
+            scores = (refusal_scores(model, texts, tokens, *interventions, **fmt) if tokens else
+                      torch.full((len(texts),), float("nan")))
             refused = (scores > 0).tolist() if judge is None else [
                 bool(judge(r)) for r in generate(model, texts, *interventions, max_new_tokens=max_new_tokens, **fmt)]
             out[label], out[f"{label}_rate"] = scores.mean().item(), sum(refused) / len(refused)
@@ -207,6 +209,19 @@ def swap_sweep(
                                     **how)
     return SwapSweep(tuple(groups), tuple(alphas), tuple(tokens), reference=reference, provenance=provenance,
                      **scores)
+
+
+def _refusal_tokens(pair, harmful, given, *, judged: bool) -> list[str]:
+    """The refusal tokens given, or derived from the pair; none (scores not read) where a judge reads the replies
+    and there is nothing to derive them from."""
+    if given:
+        return list(given)
+    try:
+        return list(derive_refusal_tokens(pair, harmful))
+    except NoRefusalTokens:
+        if not judged:
+            raise
+        return []
 
 
 def _texts(prompts) -> list[str]:
