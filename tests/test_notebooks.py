@@ -107,16 +107,19 @@ REAL_TIER = {"01": {"01: harmful over harmless first-token KL",
              "02": {"02: least effective rank of a matrix change", "02: harmful refusal with all MLPs reverted",
                     "02: least harmful refusal with one layer reverted"},
              "03": {"03: least linear CKA between aligned and base",
-                    "03: cross-model KL growth from the first to the last layer"}}
+                    "03: cross-model KL growth from the first to the last layer"},
+             "06": {"06: first layer where the last post-instruction token's stream restores over half",
+                    "06: recovery by the aligned stream entering the base's last layer at the last position",
+                    "06: correlation of attribution estimates with exact recovery at the post-instruction positions"}}
 
 
 @pytest.mark.real
 @pytest.mark.parametrize("number", sorted(REAL_TIER))
 def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_real_pair, tmp_path, monkeypatch):
-    """The real tier: notebooks 01-03 run top to bottom on the miniature pair with 8 prompts a set, write
+    """The real tier: notebooks 01-03 and 06 run top to bottom on the miniature pair with 8 prompts a set, write
     their figures to real/, and record their claims with the pair's name (nothing is asserted on a real pair; the
-    full pair's claims are benchmarks/real_notebooks.py's table). Notebook 05 needs the replies a full build
-    measured, so it is that table's alone."""
+    full pair's claims are benchmarks/real_notebooks.py's table). Notebooks 05 and 09 need the replies a full build
+    measured, so they are that table's alone."""
     from interp import claims
 
     spec = miniature_real_pair

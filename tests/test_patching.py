@@ -71,6 +71,21 @@ def test_every_sweep_equals_transformer_lens(model, tokens, clean_cache, kind, p
     assert expected.std() > 0  # the patches do something, so equality means something
 
 
+@pytest.mark.parametrize("kind", ["resid_pre", "attn_head_out_by_pos", "attn_head_pattern_by_pos",
+                                  "attn_head_pattern_dest_src_pos"])
+def test_a_sweep_of_the_last_positions_is_those_columns_of_transformer_lens(model, tokens, clean_cache, kind, passes):
+    """Only the last positions swept (a real chat's prompts share only the tokens after the request): the columns
+    of TransformerLens's whole sweep at those (query) positions, with and without a per-prompt metric."""
+    expected = getattr(tl_patching, f"get_act_patch_{kind}")(model, tokens[1], clean_cache, logit_diff)
+    pos = ours.SITES[kind].pos_axis + 1
+    for last in (1, 3):
+        got = ours.get_act_patch(kind, model, tokens[1], clean_cache, logit_diff, last_positions=last, progress=False)
+        assert torch.allclose(got, expected.narrow(pos, tokens[1].shape[1] - last, last), atol=ATOL)
+    per = ours.get_act_patch(kind, model, tokens[1], clean_cache, per_prompt, reduce="none", last_positions=2,
+                             progress=False)
+    assert per.values.shape[pos] == 2 and per.values.shape[-1] == tokens[1].shape[0]
+
+
 @pytest.mark.parametrize("kind", ["resid_pre", "attn_head_k_by_pos", "attn_head_pattern_dest_src_pos"])
 def test_a_metric_reading_every_position_equals_transformer_lens(model, tokens, clean_cache, kind, passes):
     assert not engine.reads_last_only({"m": every_position}, model(tokens[1]))
@@ -310,6 +325,10 @@ def test_bad_input_is_refused_before_the_sweep(model, tokens, clean_cache):
         ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff, reduce="mean", progress=False)
     with pytest.raises(ValueError, match="reduce must be one of"):
         ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff, reduce="sum")
+    with pytest.raises(ValueError, match="last_positions must be an int from 1 to the prompts' 5 tokens, got 6"):
+        ours.get_act_patch_resid_pre(model, tokens[1], clean_cache, logit_diff, last_positions=6)
+    with pytest.raises(ValueError, match="last_positions needs a sweep by position"):
+        ours.get_act_patch_attn_head_out_all_pos(model, tokens[1], clean_cache, logit_diff, last_positions=2)
     with pytest.raises(ValueError, match="one metric"):
         ours.attribute(model, tokens[1], clean_cache, {"a": logit_diff, "b": logit_diff})
     with pytest.raises(ValueError, match="unknown sweep"):
@@ -325,6 +344,22 @@ def test_prompt_tokens_need_one_length(model):
     assert clean.shape == corrupted.shape and clean.shape[0] == 1
     with pytest.raises(ValueError, match="paired in order"):
         ours.equal_length_pairs(model, ["a"], ["a", "b"])
+
+
+def test_length_matched_pairs_pair_by_length_at_the_length_pairing_most(model):
+    clean = ["how do i bake ?", "tell me how to bake .", "how do i rob ?", "hi", "tell me how to rob ."]
+    corrupted = ["tell me more about it .", "how do i knit ?", "tell me how to knit .", "tell me how to sew ."]
+    # five words pair once, six words twice (clean 1 and 4 with corrupted 0 and 2, in order), one word never
+    a, b = ours.length_matched_pairs(model, clean, corrupted)
+    assert torch.equal(a, ours.prompt_tokens(model, [clean[1], clean[4]]))
+    assert torch.equal(b, ours.prompt_tokens(model, [corrupted[0], corrupted[2]]))
+    a, b = ours.length_matched_pairs(model, clean, corrupted, limit=1)
+    assert torch.equal(a, ours.prompt_tokens(model, clean[1:2])) and b.shape == a.shape
+    # a tie goes to the shorter length
+    a, _ = ours.length_matched_pairs(model, clean[:2], corrupted[:2])
+    assert torch.equal(a, ours.prompt_tokens(model, clean[:1]))
+    with pytest.raises(ValueError, match="nothing to pair"):
+        ours.length_matched_pairs(model, ["hi"], ["tell me how to knit ."])
 
 
 def test_common_length_tokens_keeps_the_most_common_length(model):

@@ -5,7 +5,8 @@ patching across the two models of a pair, and attribution patching.
   ``transformer_lens.patching``, many cells per forward pass (:mod:`~interp.patching.engine`);
   :func:`get_act_patch` picks one by name;
 * :mod:`~interp.patching.across` - :func:`patch_across` (source model's activations into the
-  target), :func:`prompt_tokens`, :func:`common_length_tokens`, :func:`equal_length_pairs`, :func:`refusal_metric`,
+  target), :func:`prompt_tokens`, :func:`common_length_tokens`, :func:`equal_length_pairs`,
+  :func:`length_matched_pairs` (real prompts, paired by length), :func:`refusal_metric`,
   :func:`position_labels` (a heatmap's token axis);
 * :mod:`~interp.patching.attribution` - :func:`attribute`: every sweep's first-order estimate
   from one forward and one backward pass.
@@ -14,6 +15,7 @@ patching across the two models of a pair, and attribution patching.
 from interp.patching.across import (
     common_length_tokens,
     equal_length_pairs,
+    length_matched_pairs,
     patch_across,
     position_labels,
     prompt_tokens,
@@ -45,7 +47,7 @@ from interp.patching.exact import (
 
 __all__ = [
     "SITES", "Attribution", "attribute", "common_length_tokens", "equal_length_pairs", "get_act_patch",
-    "patch_across", "position_labels", "prompt_tokens", "refusal_metric",
+    "length_matched_pairs", "patch_across", "position_labels", "prompt_tokens", "refusal_metric",
     "get_act_patch_attn_head_all_pos_every", "get_act_patch_attn_head_by_pos_every",
     "get_act_patch_attn_head_k_all_pos", "get_act_patch_attn_head_k_by_pos", "get_act_patch_attn_head_out_all_pos",
     "get_act_patch_attn_head_out_by_pos", "get_act_patch_attn_head_pattern_all_pos",

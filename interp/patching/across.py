@@ -77,6 +77,29 @@ def equal_length_pairs(
     return torch.tensor([a for a, _ in kept]), torch.tensor([b for _, b in kept])
 
 
+def length_matched_pairs(
+    model, clean: PromptSet | Sequence[str], corrupted: PromptSet | Sequence[str], limit: int | None = None,
+    prompt_format: str | None = None,
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """``(clean_tokens, corrupted_tokens)``: prompts of the two sets paired by token length, not by order.
+
+    Real prompt sets have no minimal pairs (a harmful request and the harmless one with one word changed), so each
+    clean prompt is paired with a corrupted prompt of its length, in the order of each set, at the one length that
+    pairs the most (the shorter on a tie), at most ``limit`` pairs. Their positions line up only where a prompt
+    format puts the same tokens (the post-instruction positions): sweep those (``last_positions``).
+    """
+    ids = {name: tokenize_for(model, prompts, prompt_format) for name, prompts in (("clean", clean),
+                                                                                   ("corrupted", corrupted))}
+    by_length = {name: Counter(len(row) for row in rows) for name, rows in ids.items()}
+    shared = {n: min(by_length["clean"][n], by_length["corrupted"][n]) for n in by_length["clean"]}
+    if not any(shared.values()):
+        raise ValueError("no clean prompt tokenizes to the length of any corrupted one: nothing to pair")
+    length = max(sorted(shared), key=lambda n: shared[n])
+    kept = min(shared[length], limit or shared[length])
+    clean_ids, corrupted_ids = ([row for row in ids[name] if len(row) == length][:kept] for name in ids)
+    return torch.tensor(clean_ids), torch.tensor(corrupted_ids)
+
+
 def position_labels(tokenizer, tokens: Int[Tensor, "batch pos"], varies: str = "⟨varies⟩") -> list[str]:
     """One label per position for a heatmap's axis: the token where every prompt holds the same one,
     ``varies`` where they differ.

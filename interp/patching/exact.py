@@ -155,6 +155,7 @@ def sweep(
     model, corrupted_tokens: Tensor, clean_cache: Mapping[str, Tensor], patching_metric: MetricFn | Mapping,
     site: Site, *, reduce: str = "scalar", baseline: bool = False, max_batch: int | None = None,
     progress: bool = True, runner: Runner | None = None, last_only: bool | None = None,
+    last_positions: int | None = None,
 ) -> Tensor | PatchingResult:
     """Patch every cell of ``site`` from ``clean_cache`` into the corrupted run, many cells per pass, each pass
     recomputing only the layers and positions its patches can change (:mod:`interp.patching.engine`).
@@ -163,10 +164,14 @@ def sweep(
     cell is scored) is the corrupted run the passes start from. ``last_only``: whether the metric
     reads the last position's logits only (then only those are computed); ``None`` checks
     (:func:`~interp.patching.engine.reads_last_only`, a heuristic), ``False`` always gives whole logits.
+    ``last_positions``: sweep only the last that many (query) positions, whose axis then has that length: prompts
+    of a real chat share only the tokens after the request (the post-instruction positions), and a pass patching
+    late positions recomputes only those.
     """
     if reduce not in REDUCE:
         raise ValueError(f"reduce must be one of {REDUCE}, got {reduce!r}")
     check_tokens(corrupted_tokens)
+    first = _first_position(site, corrupted_tokens.shape[1], last_positions)
     metrics, metric_axis = as_metrics(patching_metric)
     names = [site.hook_name(layer) for layer in range(model.cfg.n_layers)]
     check_cache(clean_cache, names, corrupted_tokens)
@@ -180,7 +185,8 @@ def sweep(
         last_only or reads_last_only(metrics, corrupted_logits))
 
     sizes = site.sizes(model, n_pos)
-    cells = list(itertools.product(*(range(n) for n in sizes[1:])))
+    cells = list(itertools.product(*(range(first if i == site.pos_axis and _by_pos(site) else 0, n)
+                                     for i, n in enumerate(sizes[1:]))))
     items = [(layer if replays else 0, site.start(site.select(*cell)) if suffixes else 0, (layer, cell))
              for layer in range(sizes[0]) for cell in cells]
     passes = plan(items, copies_per_pass(runner, max_batch), Costs.of_model(model, batch, n_pos, last_only))
@@ -195,7 +201,28 @@ def sweep(
         logits = runner.run(joins, hooks, start, last_only).split(batch)
         for copy, (_, _, (layer, cell)) in enumerate(group):
             store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy], reduce, batch)
+    if first:
+        store = store[(slice(None), slice(None), *[slice(first, None) if i == site.pos_axis else slice(None)
+                                                   for i in range(len(sizes) - 1)])]
     return _result(store, unpatched, site.axes, list(metrics), metric_axis, reduce, baseline, model.cfg.device)
+
+
+def _by_pos(site: Site) -> bool:
+    """Whether the site sweeps a (query) position axis."""
+    return len(site.axes) > 1 + site.pos_axis and site.axes[1 + site.pos_axis] in ("pos", "dest_pos")
+
+
+def _first_position(site: Site, n_pos: int, last_positions: int | None) -> int:
+    """The first position swept: 0, or ``n_pos - last_positions`` (checked)."""
+    if last_positions is None:
+        return 0
+    if not _by_pos(site):
+        raise ValueError(f"last_positions needs a sweep by position; {site.hook!r} over {list(site.axes)} patches "
+                         "every position at once")
+    if not isinstance(last_positions, int) or not 0 < last_positions <= n_pos:
+        raise ValueError(f"last_positions must be an int from 1 to the prompts' {n_pos} tokens, got "
+                         f"{last_positions!r}")
+    return n_pos - last_positions
 
 
 def get_act_patch(kind: str, model, corrupted_tokens: Tensor, clean_cache: Mapping[str, Tensor],
