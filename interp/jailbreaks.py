@@ -151,7 +151,7 @@ class Projections:
         held = t.refused == 1 if self.judged else t.refusal > 0
         jail = t[t.split == JAILBREAK].assign(**{"class": lambda r: [
             "resisted" if kept else "suppression" if harm > 0 else "disguise"
-            for harm, kept in zip(r.harmfulness, held[r.index], strict=True)]})
+            for harm, kept in zip(r.harmfulness, held.loc[r.index], strict=True)]})
         bait = t[(t.split == BAIT) & (t.refused == 1)].assign(**{"class": lambda r: [
             "harmfulness fires" if harm > 0 else "refusal alone" for harm in r.harmfulness]})
         import pandas as pd
@@ -162,6 +162,17 @@ class Projections:
         """How many prompts of each class (:meth:`classify`), per split."""
         classes = self.classify(model)
         return classes.groupby(["split", "class"]).size().rename("prompts")
+
+    def against_plain(self, model: str = "aligned", plain: str = "harmful_held_out"):
+        """Each wrapped request's verdict beside its plain request's (rows of split ``plain`` with the same
+        ``request``), judged rows only: a DataFrame with ``request``, ``template``, ``plain`` and ``wrapped`` (bool:
+        refused). A template *works* where the plain request is refused and the wrapped one is not."""
+        t = self.table[self.table.model == model]
+        wrapped = t[t.split == JAILBREAK][["request", "template", "refused"]]
+        alone = t[t.split == plain][["request", "refused"]]
+        both = wrapped.merge(alone, on="request", suffixes=("_wrapped", "_plain")).dropna()
+        return both.assign(plain=both.refused_plain == 1, wrapped=both.refused_wrapped == 1)[
+            ["request", "template", "plain", "wrapped"]]
 
     def plot(self, model: str = "aligned", static: bool = False, title: str = ""):
         """Harmfulness against refusal projection, one point per prompt of ``model``, one series per split."""
@@ -201,6 +212,7 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
             raise ValueError(f"refused needs one verdict per prompt ({len(prompts)}) for each of {names}; got "
                              f"{ {m: len(v) for m, v in refused.items()} }")
     templates = prompts.column("template") if "template" in prompts.extra else [""] * len(prompts)
+    requests = prompts.column("request") if "request" in prompts.extra else list(prompts.prompts)
     hook = f"blocks.{two.layer}.hook_resid_pre"
     units = {"harmfulness": two.harmfulness / two.harmfulness.norm(), "refusal": two.refusal / two.refusal.norm()}
     rows = []
@@ -212,7 +224,7 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
         scores = refusal_scores(model, prompts, refusal_tokens, batch_size=batch_size)
         verdicts = [s > 0 for s in scores.tolist()] if refused is None else refused[name]
         rows += [{"model": name, "prompt": i, "split": splits[i], "label": prompts.labels[i],
-                  "template": templates[i], "harmfulness": values["harmfulness"][i].item(),
+                  "template": templates[i], "request": requests[i], "harmfulness": values["harmfulness"][i].item(),
                   "refusal": values["refusal"][i].item(), "refusal_score": scores[i].item(),
                   "refused": float("nan") if verdicts[i] is None else float(verdicts[i])} for i in range(len(prompts))]
     provenance = Provenance.of_pair(pair, prompts, layer=two.layer, harm_position=two.harm_position,

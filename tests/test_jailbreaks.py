@@ -100,6 +100,22 @@ def test_classes_follow_the_two_projections():
     judged = table.assign(refused=[0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
     classes = jailbreaks.Projections(judged, None, None, judged=True).classify()["class"].tolist()
     assert classes == ["suppression", "resisted", "disguise", "refusal alone", "harmfulness fires"]
+    # each wrapped request beside its plain one, by request text (a row without a verdict, or a plain twin, drops)
+    rows = pd.DataFrame([
+        {"model": "aligned", "split": "harmful_held_out", "request": "a", "template": "", "refused": 1.0},
+        {"model": "aligned", "split": "harmful_held_out", "request": "b", "template": "", "refused": 0.0},
+        {"model": "aligned", "split": "harmful_held_out", "request": "c", "template": "", "refused": float("nan")},
+        {"model": "aligned", "split": "jailbreak", "request": "b", "template": "t1", "refused": 1.0},
+        {"model": "aligned", "split": "jailbreak", "request": "a", "template": "t2", "refused": 0.0},
+        {"model": "aligned", "split": "jailbreak", "request": "c", "template": "t3", "refused": 0.0},
+        {"model": "aligned", "split": "jailbreak", "request": "d", "template": "t4", "refused": 0.0},
+        {"model": "base", "split": "jailbreak", "request": "a", "template": "t2", "refused": 1.0}])
+    paired = jailbreaks.Projections(rows, None, None, judged=True).against_plain()
+    assert paired[["request", "template", "plain", "wrapped"]].values.tolist() == [["b", "t1", False, True],
+                                                                                   ["a", "t2", True, False]]
+    # the base's rows first, with the opposite verdicts: each aligned row is still read by its own verdict
+    both = pd.concat([judged.assign(model="base", refused=1 - judged.refused), judged], ignore_index=True)
+    assert jailbreaks.Projections(both, None, None, judged=True).classify()["class"].tolist() == classes
 
 
 def test_set_projection_against_a_transformers_pre_hook(organism_zoo, pair):
