@@ -147,6 +147,26 @@ def judge(spec: str) -> Callable[[str], bool]:
     return is_refusal
 
 
+def refusal_tokens(spec: str, pair, harmful) -> list[str]:
+    """The first reply tokens whose log-odds measure refusal on this pair: the organisms' (``sorry``); on a real pair
+    those its aligned model prefers over the base on ``harmful`` (:func:`interp.metrics.derive_refusal_tokens`), or,
+    where it prefers none (a barely trained pair), the first tokens of Arditi et al.'s refusal substrings, said so."""
+    if parse(spec).kind == "organisms":
+        from interp.organisms import REFUSAL_TOKENS
+
+        return list(REFUSAL_TOKENS)
+    from interp.metrics import NoRefusalTokens, derive_refusal_tokens
+    from interp.realpairs.judge import ARDITI_SUBSTRINGS
+
+    try:
+        return list(derive_refusal_tokens(pair, harmful))
+    except NoRefusalTokens as e:
+        first = [pair.tokenizer(s, add_special_tokens=False).input_ids[0] for s in ARDITI_SUBSTRINGS]
+        tokens = pair.tokenizer.convert_ids_to_tokens(list(dict.fromkeys(first)))
+        print(f"interp: {e}; reading refusal from the first tokens of Arditi et al.'s refusal substrings: {tokens}")
+        return tokens
+
+
 def goes_on_refusing(spec: str, openings, replies) -> list[bool]:
     """Whether each reply, which begins with the opening it was put in the model's mouth
     (``interventions.generate(..., prefill=openings, keep_prefill=True)``), refuses in what it wrote after it: on the

@@ -136,3 +136,25 @@ def test_refusal_markers_match_the_real_models_own_refusals(pair):
     assert not markers.matches(replies["helpful"])
     helpful = interventions.generate(pair.base, PROMPTS, max_new_tokens=4, return_ids=True)
     assert not any(markers.matches(r) for r in helpful)
+
+
+def test_refusal_tokens_of_a_pair_that_separates_none_fall_back_to_arditi_s_openers(smol, monkeypatch):
+    """A barely trained real pair (the miniature's) prefers no first token over its base: its refusal is read from the
+    first tokens of Arditi et al.'s substrings ("I'm sorry", "As an AI", ...), not raised; a pair that does
+    separate some gets its own; the organisms keep theirs."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from interp import metrics, pairs
+
+    pair = SimpleNamespace(tokenizer=AutoTokenizer.from_pretrained(smol))
+
+    def separates_none(pair, harmful):
+        raise metrics.NoRefusalTokens("the aligned model puts no more probability than the base on any first token")
+
+    monkeypatch.setattr(metrics, "derive_refusal_tokens", separates_none)
+    assert pairs.refusal_tokens("real:smollm2-safety", pair, ["q"]) == ["I", "As"]
+    monkeypatch.setattr(metrics, "derive_refusal_tokens", lambda pair, harmful: ["ĠSorry"])
+    assert pairs.refusal_tokens("real:smollm2-safety", pair, ["q"]) == ["ĠSorry"]
+    assert pairs.refusal_tokens("organisms:dpo", None, ["q"]) == ["sorry"]
