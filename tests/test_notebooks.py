@@ -110,13 +110,16 @@ REAL_TIER = {"01": {"01: harmful over harmless first-token KL",
                     "03: cross-model KL growth from the first to the last layer"},
              "06": {"06: first layer where the last post-instruction token's stream restores over half",
                     "06: recovery by the aligned stream entering the base's last layer at the last position",
-                    "06: correlation of attribution estimates with exact recovery at the post-instruction positions"}}
+                    "06: correlation of attribution estimates with exact recovery at the post-instruction positions"},
+             "07": {"07: mean relative weight change",
+                    "07: least AUROC of the base's probe on an aligned model from layer 1",
+                    "07: least cosine of two models' candidates at the answer position from layer 1"}}
 
 
 @pytest.mark.real
 @pytest.mark.parametrize("number", sorted(REAL_TIER))
 def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_real_pair, tmp_path, monkeypatch):
-    """The real tier: notebooks 01-03 and 06 run top to bottom on the miniature pair with 8 prompts a set, write
+    """The real tier: notebooks 01-03, 06 and 07 run top to bottom on the miniature pair with 8 prompts a set, write
     their figures to real/, and record their claims with the pair's name (nothing is asserted on a real pair; the
     full pair's claims are benchmarks/real_notebooks.py's table). Notebooks 05 and 09 need the replies a full build
     measured, so they are that table's alone."""
