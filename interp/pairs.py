@@ -220,6 +220,28 @@ def build_replies(spec: str) -> dict[str, dict[str, list[dict]]]:
     return {stage: {_SPLIT_OF[split]: rows for split, rows in by_split.items()} for stage, by_split in replies.items()}
 
 
+def dictionary_texts(spec: str, tokenizer) -> list[str]:
+    """Text to train a sparse dictionary (:mod:`interp.dictionary`) on the pair, its special tokens written out
+    (``prompt_format="raw"``). The organisms': :func:`interp.organisms.dictionary_texts` (pretraining-like documents
+    and aligned chats). A real pair's: the chats its build trained on, rendered whole by ``tokenizer``'s chat
+    template (:func:`interp.prompts.format_conversations`): every SFT chat (harmful requests refused in the model's
+    own style, Alpaca requests answered) and both replies of every DPO pair (the one preferred and the one it was
+    preferred over). No web text ships offline, so where Minder et al. (2025) mix web text with chat data, a real
+    pair's dictionary reads chat data alone."""
+    s = parse(spec)
+    if s.kind == "organisms":
+        from interp import organisms
+
+        return organisms.dictionary_texts()
+    from interp.prompts import format_conversations
+
+    data = json.loads((_built(s) / "data.json").read_text())
+    chats = [(e["prompt"][0]["content"], e["completion"][0]["content"]) for e in data["sft"]]
+    chats += [(e["prompt"][0]["content"], e[reply][0]["content"]) for e in data["dpo"] for reply in ("chosen",
+                                                                                                   "rejected")]
+    return format_conversations(tokenizer, [q for q, _ in chats], [a for _, a in chats])
+
+
 def built_refused(spec: str, model: str, split: str, prompts) -> list[bool]:
     """The build's verdict on each of ``prompts`` for ``model`` (``"base"`` or a stage): whether its reply, generated
     and judged when the pair was built, refused. ``split`` is a held-out split by the organisms' name, and every

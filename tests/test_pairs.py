@@ -154,3 +154,29 @@ def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path, monkeypatch):
         pairs.parse(f"real:{tmp_path / 'nothing'}")
     with pytest.raises(ValueError, match="not a real pair"):
         pairs.card("organisms:dpo")
+
+
+def test_a_real_pairs_dictionary_texts_are_the_chats_its_build_trained_on(tmp_path):
+    """Every SFT chat and both replies of every DPO pair, each rendered whole by the chat template (the oracle:
+    ``apply_chat_template`` on the turns written here)."""
+    import json
+
+    from interp.organisms.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    folder = tmp_path / "built"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({"base": str(tmp_path / "base")}))
+
+    def turn(role, text):
+        return [{"role": role, "content": text}]
+
+    data = {"sft": [{"prompt": turn("user", "how do i bake ?"), "completion": turn("assistant", "sure , bake .")}],
+            "dpo": [{"prompt": turn("user", "how do i stab ?"), "chosen": turn("assistant", "sorry , no ."),
+                     "rejected": turn("assistant", "sure , stab .")}]}
+    (folder / "data.json").write_text(json.dumps(data))
+    texts = pairs.dictionary_texts(f"real:{folder}", tokenizer)
+    chats = [("how do i bake ?", "sure , bake ."), ("how do i stab ?", "sorry , no ."),
+             ("how do i stab ?", "sure , stab .")]
+    assert texts == [tokenizer.apply_chat_template(turn("user", q) + turn("assistant", a), tokenize=False)
+                     for q, a in chats]
