@@ -122,7 +122,7 @@ def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_re
     """The real tier: notebooks 01-03, 06 and 07 run top to bottom on the miniature pair with 8 prompts a set, write
     their figures to real/, and record their claims with the pair's name (nothing is asserted on a real pair; the
     full pair's claims are benchmarks/real_notebooks.py's table). Notebooks 05 and 09 need the replies a full build
-    measured, so they are that table's alone."""
+    measured, and 08 more tokens than the miniature's chats hold, so they are that table's alone."""
     from interp import claims
 
     spec = miniature_real_pair
