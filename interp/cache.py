@@ -1,7 +1,8 @@
 """Collect activations of one model, or both models of a pair, over a set of prompts.
 
 Only the hooks and positions asked for are kept, on the CPU, in prompt order. Prompts are
-tokenized once, sorted by length into batches (less padding), padded on either side, and the
+tokenized once, grouped by length into batches (:func:`interp.prompts.length_batches`: less
+padding), padded on either side, and the
 asked-for positions are read relative to each prompt's own tokens, so batched results equal
 per-prompt unbatched runs. Forward passes stop after the last block any hook needs.
 
@@ -46,7 +47,7 @@ from tqdm.auto import tqdm
 from interp.checks import as_positions
 from interp.data import PromptSet
 from interp.models import ModelPair
-from interp.prompts import pad_batch, pad_id, tokenize, tokenize_for
+from interp.prompts import length_batches, pad_batch, pad_id, tokenize, tokenize_for
 
 Positions = int | Sequence[int] | Literal["all"]
 MASK_KEY = "attention_mask"
@@ -115,7 +116,7 @@ class _Done(BaseException):
 
 
 @contextmanager
-def _stop_after(model, layer: int | None) -> Iterator[None]:
+def stop_after(model, layer: int | None) -> Iterator[None]:
     """Inside the block, a forward pass of ``model`` ends once block ``layer`` has run (no later block, final norm
     or unembedding); ``None``: it runs whole."""
     if layer is None:
@@ -159,21 +160,18 @@ def collect_from_tokens(
     hook_names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
     check_hook_names(model, hook_names)
     positions = check_positions(positions, [len(row) for row in ids])
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batches = length_batches([len(row) for row in ids], batch_size)
     pad = pad_id(model.tokenizer)
     n, max_len = len(ids), max(len(row) for row in ids)
     last = _last_block(hook_names, model.cfg.n_layers)
-    order = sorted(range(n), key=lambda i: -len(ids[i]))  # long prompts first: similar lengths per batch
     store = _Store(out_dir)
     device = model.cfg.device
     try:
-        for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
+        for rows in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
             input_ids, mask = pad_batch([ids[i] for i in rows], pad, padding_side)
             grabbed: dict[str, Tensor] = {}
             hooks = [(name, _grabber(name, grabbed, mask, positions, max_len)) for name in hook_names]
-            with model.hooks(fwd_hooks=hooks), _stop_after(model, last):
+            with model.hooks(fwd_hooks=hooks), stop_after(model, last):
                 model(input_ids.to(device), attention_mask=mask.to(device))
             for name in hook_names:
                 store.put(name, rows, grabbed[name], n)

@@ -32,7 +32,15 @@ from tqdm.auto import tqdm
 from interp.checks import as_positions, check_layer, check_layers, check_vector
 from interp.data import PromptSet
 from interp.kv_cache import generation_cache
-from interp.prompts import check_lengths, check_no_special_text, pad_batch, pad_id, prompt_format_of, tokenize_for
+from interp.prompts import (
+    check_lengths,
+    check_no_special_text,
+    length_batches,
+    pad_batch,
+    pad_id,
+    prompt_format_of,
+    tokenize_for,
+)
 
 Hook = tuple[str, Callable]
 RESIDUAL_WRITERS = ("hook_resid_pre", "hook_attn_out", "hook_mlp_out")
@@ -340,12 +348,12 @@ def generate(
         dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    replies = []
+    replies = [None] * len(ids)
     try:
         with generation_cache(model) as use_cache, apply(model, *interventions):
-            for start in tqdm(range(0, len(ids), batch_size), desc="generate", unit="batch", disable=not progress,
-                              leave=False):
-                input_ids, mask = pad_batch(ids[start : start + batch_size], pad, "left")
+            for rows in tqdm(length_batches([len(row) for row in ids], batch_size), desc="generate", unit="batch",
+                             disable=not progress, leave=False):
+                input_ids, mask = pad_batch([ids[i] for i in rows], pad, "left")
                 out = model.original_model.generate(
                     input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device),
                     max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, use_cache=use_cache,
@@ -353,13 +361,14 @@ def generate(
                 )
                 new = out[:, input_ids.shape[1] :]
                 if return_ids:
-                    replies += [_until(row.tolist(), stops) for row in new]
+                    done = [_until(row.tolist(), stops) for row in new]
                 elif keep_prefill:
-                    given = extra[start : start + batch_size]
-                    replies += decode(model, [g + _until(row.tolist(), stops) for g, row in zip(given, new,
-                                                                                                  strict=True)])
+                    done = decode(model, [extra[i] + _until(row.tolist(), stops) for i, row in zip(rows, new,
+                                                                                                    strict=True)])
                 else:
-                    replies += [r.strip() for r in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
+                    done = [r.strip() for r in model.tokenizer.batch_decode(new, skip_special_tokens=True)]
+                for i, reply in zip(rows, done, strict=True):
+                    replies[i] = reply
     finally:
         torch.random.set_rng_state(generator_state)
     return replies

@@ -18,11 +18,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import collect_from_tokens
+from interp.cache import collect_from_tokens, stop_after
 from interp.data import PromptSet
 from interp.interventions import Intervention, apply
 from interp.models import ModelPair
-from interp.prompts import check_lengths, pad_batch, pad_id, tokenize, tokenize_for
+from interp.prompts import check_lengths, length_batches, pad_batch, pad_id, tokenize, tokenize_for
 
 REFUSAL_PREFIXES = (
     "sorry", "i'm sorry", "i am sorry", "i apologize", "i can not", "i cannot", "i can't", "i will not", "i won't",
@@ -70,9 +70,30 @@ def answer_logits(
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     with apply(model, *interventions):
         out = collect_from_tokens(model, ids, last, positions=-1, batch_size=batch_size, progress=False)
-        with torch.no_grad():
-            return torch.cat([model.unembed(model.ln_final(resid.to(model.cfg.device)[:, None]))[:, 0].cpu()
-                              for resid in out[last].split(batch_size)])
+        return torch.cat([unembed(model, resid) for resid in out[last].split(batch_size)])
+
+
+@torch.no_grad()
+def unembed(model, resid: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch d_vocab"]:
+    """Next-token logits (on the CPU) of residual streams leaving the last block: the final norm and the
+    unembedding, which act on each position alone."""
+    return model.unembed(model.ln_final(resid.to(model.cfg.device)[:, None]))[:, 0].cpu()
+
+
+@torch.no_grad()
+def last_logits(model, input_ids: Tensor, mask: Tensor, fwd_hooks: Sequence = ()) -> Float[Tensor, "batch d_vocab"]:
+    """Next-token logits (float32, on the CPU) at the last position of a left-padded batch, with ``fwd_hooks``
+    on: the forward pass stops after the last block, and only that position is unembedded."""
+    last = model.cfg.n_layers - 1
+    grabbed = {}
+
+    def grab(x: Tensor, hook) -> None:
+        grabbed["x"] = x[:, -1]
+
+    device = model.cfg.device
+    with model.hooks(fwd_hooks=[*fwd_hooks, (f"blocks.{last}.hook_resid_post", grab)]), stop_after(model, last):
+        model(input_ids.to(device), attention_mask=mask.to(device))
+    return unembed(model, grabbed["x"]).float()
 
 
 def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:
@@ -220,12 +241,12 @@ def compare_responses(
         raise ValueError("every response needs at least one token")
     check_lengths([p + r for p, r in zip(prompt_ids, response_ids, strict=True)], pair.n_ctx,
                   why="their responses after them")
-    tokens, kls, base_ranks, aligned_ranks = [], [], [], []
+    n = len(prompt_ids)
+    tokens, kls, base_ranks, aligned_ranks = [None] * n, [None] * n, [None] * n, [None] * n
     pad = pad_id(pair.tokenizer)
-    for start in range(0, len(prompt_ids), batch_size):
-        rows = range(start, min(start + batch_size, len(prompt_ids)))
-        full = [prompt_ids[i] + response_ids[i] for i in rows]
-        input_ids, mask = pad_batch(full, pad, "right")  # right padding: position j is token j
+    full = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
+    for rows in length_batches([len(row) for row in full], batch_size):
+        input_ids, mask = pad_batch([full[i] for i in rows], pad, "right")  # right padding: position j is token j
         logprobs = {}
         for name, model in pair:
             logits = model(input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device))
@@ -235,10 +256,9 @@ def compare_responses(
             span = slice(p - 1, p - 1 + len(r))  # logits that predict each response token
             target = torch.tensor(r)
             lp_a, lp_b = logprobs["aligned"][b, span], logprobs["base"][b, span]
-            kls.append(kl_divergence(lp_a, lp_b))
-            base_ranks.append(_rank(lp_b, target))
-            aligned_ranks.append(_rank(lp_a, target))
-            tokens.append(pair.tokenizer.convert_ids_to_tokens(r))
+            kls[i] = kl_divergence(lp_a, lp_b)
+            base_ranks[i], aligned_ranks[i] = _rank(lp_b, target), _rank(lp_a, target)
+            tokens[i] = pair.tokenizer.convert_ids_to_tokens(r)
     return ResponseComparison(tokens=tokens, kl=kls, base_rank=base_ranks, aligned_rank=aligned_ranks)
 
 

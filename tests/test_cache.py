@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
 from interp import load_model, load_pair, organisms
 from interp.cache import collect_activations, collect_pair_activations, load_activations
+from interp.prompts import length_batches
 
 # Mixed lengths: 5 to 21 tokens once chat-formatted.
 PROMPTS = [
@@ -149,3 +152,19 @@ def test_residual_hook_names_match_hugging_face_hidden_states(model):
     for layer in range(n - 1):
         torch.testing.assert_close(acts[f"blocks.{layer}.hook_resid_post"][0], hidden[layer + 1][0], rtol=1e-4,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size,max_tokens", [(1, None), (3, None), (4, 20), (64, 2048), (8, 5)])
+def test_length_batches_cover_every_prompt_once_within_the_limits(batch_size, max_tokens):
+    rng = random.Random(batch_size)
+    lengths = [rng.choice([1, 3, 7, 12, 40, 300]) for _ in range(57)]
+    batches = length_batches(lengths, batch_size, max_tokens)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert batch == sorted(batch) and 1 <= len(batch) <= batch_size
+        assert len(batch) == 1 or max_tokens is None or len(batch) * max(lengths[i] for i in batch) <= max_tokens
+    longest = [max(lengths[i] for i in b) for b in batches]
+    shortest = [min(lengths[i] for i in b) for b in batches]
+    assert all(s >= nxt for s, nxt in zip(shortest[:-1], longest[1:], strict=True))  # longest first, no interleaving
+    if max_tokens is None:
+        assert len(batches) == -(-len(lengths) // batch_size)

@@ -26,9 +26,9 @@ from interp.dictionary.diffing import LatentScaling, latent_scaling
 from interp.dictionary.result import Dictionary
 from interp.dictionary.tokens import PairedTokens
 from interp.interventions import AblateDirection
-from interp.metrics import refusal_score, refusal_scores, token_ids
+from interp.metrics import last_logits, refusal_score, refusal_scores, token_ids
 from interp.models import ModelPair
-from interp.prompts import pad_batch, pad_id, tokenize
+from interp.prompts import length_batches, pad_batch, pad_id, tokenize
 from interp.provenance import Provenance
 
 ALL = "all"
@@ -49,17 +49,16 @@ def _run(model, input_ids: Tensor, mask: Tensor, hook: str, edit=None) -> tuple[
         seen["x"] = out
         return out
 
-    device = model.cfg.device
-    with model.hooks(fwd_hooks=[(hook, at_site)]):
-        logits = model(input_ids.to(device), attention_mask=mask.to(device))
-    return logits[:, -1].float().cpu(), seen["x"].float().cpu()
+    logits = last_logits(model, input_ids, mask, [(hook, at_site)])
+    return logits, seen["x"].float().cpu()
 
 
 def _clean_batches(pair: ModelPair, d: Dictionary, ids: list[list[int]], batch_size: int):
-    """Per left-padded batch: the tokens, mask, both models' last-position logits and the codes ``[batch, pos,
-    n_latents]`` at every real token but the first (zero elsewhere), from clean runs."""
-    for start in range(0, len(ids), batch_size):
-        rows = ids[start : start + batch_size]
+    """Per left-padded batch (prompts grouped by length, :func:`interp.prompts.length_batches`): the tokens, mask,
+    both models' last-position logits and the codes ``[batch, pos, n_latents]`` at every real token but the first
+    (zero elsewhere), from clean runs."""
+    for batch in length_batches([len(row) for row in ids], batch_size):
+        rows = [ids[i] for i in batch]
         input_ids, mask = pad_batch(rows, pad_id(pair.tokenizer), "left")
         real = mask.bool().clone()
         real[torch.arange(len(rows)), mask.shape[1] - torch.tensor([len(r) for r in rows])] = False  # first token
