@@ -384,6 +384,7 @@ def find_refusal_direction(
     rank_prompts: int = RANK_PROMPTS,
     margin: float = RANK_MARGIN,
     max_scored: int = MAX_SCORED,
+    remember: bool = False,
 ) -> RefusalDirection:
     """Search ``model`` for its refusal direction (Arditi et al. 2024) and return the selected one.
 
@@ -401,7 +402,15 @@ def find_refusal_direction(
     passing score, or ``max_scored`` have been scored (when none of those passes, :func:`select`
     falls back among them). ``exhaustive=True`` scores every candidate. Either way the table lists
     them all; a ranked search adds ``bypass_estimate`` and ``rank``, and says which were not scored.
+
+    ``remember=True``: the result is kept on disk and a later search of the same weights, on the same tokens, with
+    the same settings and code, reads it (:func:`interp.memo.remembered`; announced).
     """
+    settings = dict(refusal_tokens=list(refusal_tokens), val_fraction=val_fraction, positions=positions,
+                    max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold, seed=seed, batch_size=batch_size,
+                    exhaustive=exhaustive, rank_prompts=rank_prompts, margin=margin, max_scored=max_scored)
+    if remember:
+        return _remembered_search(model, harmful, harmless, harmful_val, harmless_val, settings, progress)
     harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
     if not refusal_tokens:
         raise ValueError("refusal_tokens is empty: give the first tokens of a refusal, e.g. ['sorry'] or "
@@ -435,6 +444,26 @@ def find_refusal_direction(
                                kl_threshold=kl_threshold, max_layer_fraction=max_layer_fraction)
     return RefusalDirection(layer, int(best.position), candidates[p, layer].clone(), tuple(refusal_tokens), table,
                             passed_filters=bool(table.passed.any()), source=model_name(model), provenance=provenance)
+
+
+def _remembered_search(model, harmful, harmless, harmful_val, harmless_val, settings: dict,
+                       progress: bool) -> RefusalDirection:
+    """:func:`find_refusal_direction` through :func:`interp.memo.remembered`, keyed by the model's weights, the
+    prompts' tokens (format and tokenizer included), the settings and the source of the modules the search runs."""
+    import sys
+    from dataclasses import replace
+
+    from interp import cache, interventions, memo, metrics, prompts
+
+    given = {"harmful": harmful, "harmless": harmless, "harmful_val": harmful_val, "harmless_val": harmless_val}
+    key = {"model": memo.weights_fingerprint(model), "settings": settings,
+           "code": memo.source_fingerprint(sys.modules[__name__], cache, interventions, metrics, prompts),
+           "tokens": {k: None if v is None else tokenize_for(model, v) for k, v in given.items()}}
+    found = memo.remembered("refusal-direction", key, lambda: find_refusal_direction(
+        model, harmful, harmless, harmful_val=harmful_val, harmless_val=harmless_val, progress=progress, **settings))
+    # the weights were the same; the name they were loaded under may not be
+    return replace(found, source=model_name(model),
+                   provenance=replace(found.provenance, models=(model_name(model),)))
 
 
 def select(table, baseline: float):

@@ -272,3 +272,37 @@ def test_a_site_holding_one_token_in_every_prompt_is_never_selectable(model):
     assert not same_token.informative and pd.isna(same_token.bypass_score)
     assert table.loc[(-2, 0)].informative  # -2 is the request's last word, which varies
     assert (found.layer, found.position) != (0, -1)
+
+
+def test_a_remembered_search_is_the_search_and_is_read_back_only_for_the_same_weights(
+        model, make_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path))
+    search = dict(refusal_tokens=["sorry"], positions=[-2, -1], progress=False)
+    plain = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, **search)
+    first = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)
+    kept = list((tmp_path / "results" / "refusal-direction").glob("*.pt"))
+    assert len(kept) == 1
+
+    def same(a, b):
+        assert (a.layer, a.position, a.passed_filters, a.source) == (b.layer, b.position, b.passed_filters, b.source)
+        torch.testing.assert_close(a.vector, b.vector, rtol=0, atol=0)
+        pd.testing.assert_frame_equal(a.scores, b.scores)
+
+    same(first, plain)
+
+    def not_again(*args, **kwargs):
+        raise RuntimeError("searched again")
+
+    monkeypatch.setattr(dirs, "_means", not_again)
+    same(dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search), plain)
+    assert "refusal-direction read from" in capsys.readouterr().err
+    other = load_model(make_checkpoint("llama", seed=8, n_layers=3), device="cpu")  # same shapes, other weights
+    for miss in [lambda: dirs.find_refusal_direction(other, HARMFUL, HARMLESS, remember=True, **search),
+                 lambda: dirs.find_refusal_direction(model, HARMFUL, HARMLESS[:-1], remember=True, **search),
+                 lambda: dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, kl_threshold=0.2,
+                                                     **search)]:
+        with pytest.raises(RuntimeError, match="searched again"):
+            miss()
+    kept[0].write_bytes(b"not a result")  # a damaged file is searched again, not an error
+    with pytest.raises(RuntimeError, match="searched again"):
+        dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)
