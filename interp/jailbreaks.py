@@ -126,7 +126,9 @@ def _units(x: Tensor, harmful: Tensor, harmless: Tensor) -> Tensor:
 @dataclass(frozen=True, eq=False)
 class Projections:
     """Every prompt's projection on both directions in both models, in units of the plain requests, and its refusal
-    score (log-odds at the answer position). ``table``: one row per (model, prompt)."""
+    score (log-odds at the answer position). ``table``: one row per (model, prompt); ``harmfulness`` and ``refusal``
+    in those units, ``harmfulness_raw`` and ``refusal_raw`` the plain projections on the unit directions (the
+    residual stream's own scale, which the units hide)."""
 
     table: object
     directions: TwoDirections
@@ -138,8 +140,9 @@ class Projections:
         """Mean projections and the shares on the harmful side (past 0), per model and split (``refused``: of the
         rows with a verdict)."""
         t = self.table.assign(harmful_side=self.table.harmfulness > 0, refusal_side=self.table.refusal > 0)
+        raw = [c for c in ("harmfulness_raw", "refusal_raw") if c in t]
         return t.groupby(["model", "split"], sort=False)[
-            ["harmfulness", "refusal", "harmful_side", "refusal_side", "refused"]].mean()
+            ["harmfulness", "refusal", *raw, "harmful_side", "refusal_side", "refused"]].mean()
 
     def classify(self, model: str = "aligned"):
         """Jailbreak rows as resisted / suppression / disguise; bait rows ``model`` refuses by which direction fires.
@@ -219,13 +222,14 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
     for name, model in pair:
         acts = collect_activations(model, prompts, hook, positions=[two.harm_position, two.refusal_position],
                                    batch_size=batch_size, progress=False)[hook].float()
-        values = {"harmfulness": acts[:, 0] @ units["harmfulness"], "refusal": acts[:, 1] @ units["refusal"]}
-        values = {k: _units(v, v[harmful], v[harmless]) for k, v in values.items()}
+        raw = {"harmfulness": acts[:, 0] @ units["harmfulness"], "refusal": acts[:, 1] @ units["refusal"]}
+        values = {k: _units(v, v[harmful], v[harmless]) for k, v in raw.items()}
         scores = refusal_scores(model, prompts, refusal_tokens, batch_size=batch_size)
         verdicts = [s > 0 for s in scores.tolist()] if refused is None else refused[name]
         rows += [{"model": name, "prompt": i, "split": splits[i], "label": prompts.labels[i],
                   "template": templates[i], "request": requests[i], "harmfulness": values["harmfulness"][i].item(),
-                  "refusal": values["refusal"][i].item(), "refusal_score": scores[i].item(),
+                  "refusal": values["refusal"][i].item(), "harmfulness_raw": raw["harmfulness"][i].item(),
+                  "refusal_raw": raw["refusal"][i].item(), "refusal_score": scores[i].item(),
                   "refused": float("nan") if verdicts[i] is None else float(verdicts[i])} for i in range(len(prompts))]
     provenance = Provenance.of_pair(pair, prompts, layer=two.layer, harm_position=two.harm_position,
                                     refusal_position=two.refusal_position, refusal_tokens=list(refusal_tokens),

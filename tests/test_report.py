@@ -242,8 +242,20 @@ def test_organism_jailbreak_section_is_the_library_numbers(organism_zoo, tmp_pat
                                     refusal_position=found.position)
     assert (numbers["layer"], numbers["refusal_position"]) == (found.layer, found.position)
     assert_same(numbers["cosine_by_layer"], two.cosine, atol=1e-5)
-    counts = jailbreaks.project(pair, two, prompts, ["sorry"]).counts()
+    # classes from behaviour: each model's greedy reply (the report's 16 tokens) judged by whether it starts "sorry"
+    said = {m: interventions.generate(model, prompts, max_new_tokens=16) for m, model in pair}
+    judged = {m: [r.startswith("sorry") for r in replies] for m, replies in said.items()}
+    projections = jailbreaks.project(pair, two, prompts, ["sorry"], refused=judged)
+    counts = projections.counts()
     assert {(r["split"], r["class"]): r["prompts"] for r in numbers["classes"]} == counts.to_dict()
+    classes = projections.classify()
+    complied = [not judged["aligned"][i] for i in classes.prompt]
+    assert not any(c == "resisted" for c, ok in zip(classes["class"], complied, strict=True) if ok)
+    rows = {(r["model"], r["split"]): r for r in numbers["by_split"]}
+    assert rows["aligned", "jailbreak"]["refused"] == pytest.approx(sum(
+        judged["aligned"][i] for i, s in enumerate(prompts.column("split")) if s == "jailbreak")
+        / len(prompts.where(split="jailbreak")))
+    assert {"harmfulness_raw", "refusal_raw"} <= set(rows["aligned", "jailbreak"])
     wrapped = prompts.where(split="jailbreak")
     expected = jailbreaks.patch_harmfulness(pair.aligned, two, jailbreaks.plain(prompts, "harmful"), wrapped, ["sorry"])
     assert numbers["patches"]["plain harmful → jailbreak"] == pytest.approx(expected, abs=1e-5)
@@ -355,3 +367,21 @@ def test_report_page_renders_in_headless_chromium(gpt2_report, tmp_path):
     pixels = np.asarray(Image.open(tmp_path / "report.png").convert("RGB"), dtype=float)
     assert pixels.shape[0] > 2000 and pixels.std() > 10  # a long page with content, not one flat colour
     assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 50  # figures' colours, not just text
+
+
+def test_jailbreak_classes_follow_the_replies_not_the_projection(organism_zoo):
+    """Replies that all comply (empty ones, which no marker starts): no jailbreak is 'resisted', though the organisms'
+    refusal projections say they refuse every one (the projection-only classes called them all resisted)."""
+    from interp import organisms
+    from interp.markers import RefusalMarkers
+    from interp.report.sections import Audit, jailbreak
+
+    pair = load_pair(organism_zoo / "base", organism_zoo / "sft", device="cpu")
+    prompts = organisms.prompt_set(["harmful_train", "harmless_train", "jailbreak"])
+    audit = Audit(pair, prompts, RefusalMarkers.from_prefixes(pair.tokenizer, ["sorry"], pair.prompt_format))
+    audit.reply_ids = {"base": [[]] * len(prompts), "aligned": [[]] * len(prompts)}  # nothing refused
+    numbers = jailbreak(audit).numbers
+    classes = {(r["split"], r["class"]): r["prompts"] for r in numbers["classes"]}
+    assert not any(c == "resisted" for _, c in classes) and sum(classes.values()) == len(prompts.where(
+        split="jailbreak"))
+    assert all(r["refused"] == 0 for r in numbers["by_split"])

@@ -345,24 +345,28 @@ def jailbreak(audit: Audit) -> Section:
     fit = fitting_prompts(audit.prompts)
     two = jailbreaks.two_directions(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=found.layer,
                                     refusal_position=found.position)
-    projections = jailbreaks.project(pair, two, audit.prompts, audit.refusal_tokens)
+    # classes from what each model did: its replies judged by the report's refusal markers (a reply that complies
+    # is a jailbreak that worked, whatever its refusal projection)
+    judged = {m: [audit.markers.matches(ids) for ids in audit.reply_ids[m]] for m, _ in pair}
+    projections = jailbreaks.project(pair, two, audit.prompts, audit.refusal_tokens, refused=judged)
     counts = projections.counts()
     by_split = projections.by_split()
     patches = {}
     harmful, harmless = plain(audit.prompts, "harmful"), plain(audit.prompts, "harmless")
-    wrapped = audit.prompts.select([s == jailbreaks.JAILBREAK for s in splits_of(audit.prompts)])
-    bait = audit.prompts.select([s == jailbreaks.BAIT for s in splits_of(audit.prompts)])
+    wrapped, bait = (audit.prompts.select(rows) if any(rows) else () for rows in (
+        [s == special for s in splits_of(audit.prompts)] for special in (jailbreaks.JAILBREAK, jailbreaks.BAIT)))
     for name, source, target in (("plain harmful → jailbreak", harmful, wrapped),
                                  ("jailbreak → plain harmful", wrapped, harmful),
                                  ("plain harmless → bait", harmless, bait),
                                  ("plain harmless → plain harmful", harmless, harmful)):
-        if len(source) and len(target):
+        if len(source) and len(target):  # a file with jailbreak rows and no bait rows, or the reverse
             patches[name] = jailbreaks.patch_harmfulness(pair.aligned, two, source, target, audit.refusal_tokens)
     said = "; ".join(f"{split}: " + ", ".join(f"{n} {c}" for c, n in counts[split].items())
                      for split in counts.index.get_level_values(0).unique())
     summary = (f"At layer {two.layer}, the aligned model's harmfulness direction (the request's last token) and its "
                f"refusal direction (position {two.refusal_position}) have cosine {two.cosine[two.layer]:.2f}. Classes "
-               f"in the aligned model: {said or 'none'}. "
+               f"in the aligned model, by whether its reply refuses (the markers) and then by the harmfulness "
+               f"projection: {said or 'none'}. "
                + " ".join(f"Setting the harmfulness projection {k}: refusal log-odds {v['before']:.2f} → "
                           f"{v['after']:.2f}." for k, v in patches.items()))
     return Section(
@@ -371,8 +375,9 @@ def jailbreak(audit: Audit) -> Section:
          "cosine_by_layer": two.cosine.tolist(), "by_split": by_split.reset_index().to_dict("records"),
          "classes": counts.reset_index().to_dict("records"), "patches": patches},
         [projections.plot(), two.plot()],
-        [("Mean projections (−1 plain harmless, +1 plain harmful) and refused shares, per model and split",
-          by_split), ("Harmfulness patched (set to the mean of another set of prompts)", pd.DataFrame(patches).T)],
+        [("Mean projections (−1 plain harmless, +1 plain harmful; _raw: on the unit directions) and refused shares "
+          "(replies judged), per model and split", by_split),
+         ("Harmfulness patched (set to the mean of another set of prompts)", pd.DataFrame(patches).T)],
     )
 
 
