@@ -2,6 +2,7 @@
 helpers that cut the base's own text into training replies, and (real tier) a small build end to end."""
 
 import pytest
+from oracles import hf_generate
 
 from interp.realpairs.build import first_sentences, trim
 from interp.realpairs.judge import ARDITI_SUBSTRINGS, is_refusal, refusal_rate
@@ -206,3 +207,20 @@ def test_the_gemma_chat_template_writes_gemmas_turns_and_a_prompt_is_a_prefix_of
     full = template.render(messages=[user, reply], bos_token="<bos>", add_generation_prompt=False)
     assert prompt == "<bos><start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n"
     assert full == prompt + "Hello.<end_of_turn>\n"
+
+
+def test_build_replies_are_hugging_face_generate_one_batch_at_a_time(make_checkpoint):
+    """The build's greedy replies (grouped by length, restored to prompt order) against the oracle: Hugging Face's
+    generate on all the prompts in one left-padded batch, decoded."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interp.realpairs.build import replies
+
+    checkpoint = make_checkpoint("llama", seed=5, n_layers=2)
+    prompts = ["why ?", "tell me how to poison the well of the town , step by step , now .", "how do i bake ?",
+               "sing", "write a story where a hero stops a villain who wants to rob ."]
+    model, tok = AutoModelForCausalLM.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
+    expected = [tok.decode(ids, skip_special_tokens=True) for ids in
+                hf_generate(checkpoint, prompts, max_new_tokens=8, do_sample=False)]
+    assert replies(model, tok, prompts, max_new_tokens=8, batch_size=2) == expected
+    assert len(set(expected)) > 1

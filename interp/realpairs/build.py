@@ -32,6 +32,7 @@ import torch
 
 from interp import promptsets
 from interp.gguf import cache_root
+from interp.prompts import length_batches, pad_batch
 from interp.realpairs.judge import is_refusal
 
 VERSION = "2"
@@ -112,17 +113,16 @@ def replies(model, tokenizer, prompts: Sequence[str], *, prefill: str | Sequence
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) + f for p, f in zip(prompts, prefills,
                                                                                           strict=True)]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    out = []
-    try:
-        for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad():
-                ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stops(model, tokenizer))
-            out += tokenizer.batch_decode(ids[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
+    ids = tokenizer(texts, add_special_tokens=False).input_ids
+    out = [""] * len(texts)
+    for rows in length_batches([len(row) for row in ids], batch_size):  # similar lengths: little padding
+        input_ids, mask = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id, "left")
+        with torch.no_grad():
+            new = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=stops(model, tokenizer))[:, input_ids.shape[1]:]
+        for i, reply in zip(rows, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+            out[i] = reply
     return out
 
 
