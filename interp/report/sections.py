@@ -52,6 +52,11 @@ class Audit:
                                              progress=self.progress)
                 for name, model in self.pair}
 
+    @cached_property
+    def refused(self) -> dict[str, list[bool]]:
+        """Whether each model's reply to each prompt refuses: it starts with a marker (judged once, shared)."""
+        return {name: [self.markers.matches(ids) for ids in replies] for name, replies in self.reply_ids.items()}
+
     def replies(self, model: str) -> list[str]:
         decode = self.pair.tokenizer.decode
         return [decode(ids, skip_special_tokens=True).strip() for ids in self.reply_ids[model]]
@@ -116,7 +121,7 @@ def behaviour(audit: Audit) -> Section:
     import pandas as pd
 
     replies = {m: audit.replies(m) for m in ("base", "aligned")}
-    judged = {m: [audit.markers.matches(ids) for ids in audit.reply_ids[m]] for m in replies}
+    judged = audit.refused
     scores = {m: metrics.refusal_scores(model, audit.prompts, audit.refusal_tokens) for m, model in audit.pair}
     rates, score_rates, counts = {"base": {}, "aligned": {}}, {"base": {}, "aligned": {}}, {}
     for group, mask in audit.groups().items():
@@ -347,19 +352,23 @@ def jailbreak(audit: Audit) -> Section:
                                     refusal_position=found.position)
     # classes from what each model did: its replies judged by the report's refusal markers (a reply that complies
     # is a jailbreak that worked, whatever its refusal projection)
-    judged = {m: [audit.markers.matches(ids) for ids in audit.reply_ids[m]] for m, _ in pair}
-    projections = jailbreaks.project(pair, two, audit.prompts, audit.refusal_tokens, refused=judged)
+    projections = jailbreaks.project(pair, two, audit.prompts, audit.refusal_tokens, refused=audit.refused)
     counts = projections.counts()
     by_split = projections.by_split()
     patches = {}
     harmful, harmless = plain(audit.prompts, "harmful"), plain(audit.prompts, "harmless")
-    wrapped, bait = (audit.prompts.select(rows) if any(rows) else () for rows in (
-        [s == special for s in splits_of(audit.prompts)] for special in (jailbreaks.JAILBREAK, jailbreaks.BAIT)))
+    row_splits = splits_of(audit.prompts)
+
+    def rows_of(special: str):  # () when the file has none of them (jailbreak rows and no bait, or the reverse)
+        keep = [s == special for s in row_splits]
+        return audit.prompts.select(keep) if any(keep) else ()
+
+    wrapped, bait = rows_of(jailbreaks.JAILBREAK), rows_of(jailbreaks.BAIT)
     for name, source, target in (("plain harmful → jailbreak", harmful, wrapped),
                                  ("jailbreak → plain harmful", wrapped, harmful),
                                  ("plain harmless → bait", harmless, bait),
                                  ("plain harmless → plain harmful", harmless, harmful)):
-        if len(source) and len(target):  # a file with jailbreak rows and no bait rows, or the reverse
+        if len(source) and len(target):
             patches[name] = jailbreaks.patch_harmfulness(pair.aligned, two, source, target, audit.refusal_tokens)
     said = "; ".join(f"{split}: " + ", ".join(f"{n} {c}" for c, n in counts[split].items())
                      for split in counts.index.get_level_values(0).unique())
