@@ -6,7 +6,7 @@ time (announced, with its cost); :func:`checkpoints` gives the base and aligned 
 :func:`interp.load_pair`. The targets a build must meet, measured on held-out splits: :func:`targets`.
 
 >>> sorted(PAIRS)
-['smollm2-safety']
+['gemma3-chat', 'smollm2-safety']
 """
 
 from __future__ import annotations
@@ -35,7 +35,14 @@ class RealPair:
     """About how long a build and its measurement take on an idle 2-core CPU (announced before it starts)."""
 
 
-PAIRS = {p.name: p for p in [RealPair("smollm2-safety", realmodels.SMOLLM2, SafetyRecipe(), 21)]}
+GEMMA3_CHAT = SafetyRecipe(chat_template="gemma", answers="dataset", comply_prefill="Sure, here",
+                           freeze_embeddings=True, sft_lr=1e-4)
+"""Gemma 3 270M is pretrained only: it gets Gemma's turn format, learns to answer from Alpaca's reference answers
+(it echoes a request back before any tuning), and its rejected compliance starts from "Sure, here" (after which it
+does comply); its tied 262,144-row embedding stays frozen (a step 2.1x faster); a higher SFT learning rate than
+SmolLM2's, since it learns a turn format as well as when to refuse."""
+PAIRS = {p.name: p for p in [RealPair("smollm2-safety", realmodels.SMOLLM2, SafetyRecipe(), 16),
+                             RealPair("gemma3-chat", realmodels.GEMMA3, GEMMA3_CHAT, 22)]}
 
 
 def _get(name: str) -> RealPair:

@@ -9,7 +9,7 @@ except where the recipe says otherwise for a base that cannot answer yet (``answ
 answers; ``comply_prefill``: an opener before its compliance). The model and the data are not ours; the alignment
 step is.
 
-Full fine-tuning (or LoRA, ``lora_rank``), float32 weights (bf16 autocast when ``bf16``), with trl's ``SFTTrainer``
+Full fine-tuning (of the blocks only with ``freeze_embeddings``, or LoRA, ``lora_rank``), float32 weights (bf16 autocast when ``bf16``), with trl's ``SFTTrainer``
 and ``DPOTrainer`` on the CPU; the checkpoints and a card (recipe, data, timings, targets) are cached under
 ``<cache>/real/<name>-v<VERSION>-<recipe digest>``.
 """
@@ -34,6 +34,7 @@ from interp import promptsets
 from interp.gguf import cache_root
 from interp.prompts import length_batches, pad_batch
 from interp.realpairs.judge import is_refusal
+from interp.realpairs.scoring import reply_positions_only
 
 VERSION = "2"
 """2: a harmless DPO pair rejects the base's refusal of that very prompt (1: of a harmful train prompt)."""
@@ -79,6 +80,10 @@ class SafetyRecipe:
     comply_prefill: str = ""
     """Put before the base's reply to a harmful DPO prompt (its rejected compliance): "" for a base that complies
     by itself, an opener such as "Sure, here" for one that does not follow requests yet."""
+    freeze_embeddings: bool = False
+    """Train the transformer blocks only; the token embedding and unembedding stay the base's. Gemma 3's (tied)
+    embedding is 168M of its 268M parameters: frozen, an SFT step takes 2.8 s against 5.9 s
+    (``experiments/results/train_step_cost.txt``)."""
     lora_rank: int = 0
     """0: full fine-tuning. Else LoRA adapters of this rank on every linear layer (peft; alpha twice the rank), merged
     into the weights before each checkpoint is saved; DPO's reference is then the policy with its adapters off."""
@@ -238,6 +243,14 @@ def _trained(trainer):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+def _trainable(model, recipe: SafetyRecipe):
+    """``model`` in training mode, its embedding and unembedding frozen when the recipe says so."""
+    if recipe.freeze_embeddings:
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+            layer.weight.requires_grad_(False)
+    return model.train()
+
+
 def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     """Write ``out/sft`` and ``out/dpo`` (each from the one saved before it) and return the build's record."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -255,8 +268,9 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     record["data_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
     record["n_sft"], record["n_dpo"] = len(data["sft"]), len(data["dpo"])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer("sft", base.train(), tokenizer, data["sft"], recipe, tmp)
-        record["sft"] = run_trainer(trainer)
+        trainer = _trainer("sft", _trainable(base, recipe), tokenizer, data["sft"], recipe, tmp)
+        with reply_positions_only():
+            record["sft"] = run_trainer(trainer)
     _trained(trainer).save_pretrained(out / "sft")
     tokenizer.save_pretrained(out / "sft")
     record["sft_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
@@ -264,9 +278,10 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     reference = None if recipe.lora_rank else AutoModelForCausalLM.from_pretrained(out / "sft", dtype=torch.float32)
     check_own_forward(policy, "dpo")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer("dpo", policy.train(), tokenizer, data["dpo"], recipe, tmp,
+        trainer = _trainer("dpo", _trainable(policy, recipe), tokenizer, data["dpo"], recipe, tmp,
                            None if reference is None else reference.eval())
-        record["dpo"] = run_trainer(trainer)
+        with reply_positions_only():
+            record["dpo"] = run_trainer(trainer)
         record["dpo"]["final_margin"] = final_margin(trainer)
     _trained(trainer).save_pretrained(out / "dpo")
     tokenizer.save_pretrained(out / "dpo")
@@ -274,9 +289,15 @@ def train(base_dir: Path, out: Path, recipe: SafetyRecipe) -> dict:
     return record
 
 
+LATER_FIELDS = {"freeze_embeddings": False}
+"""Recipe fields added after pairs were built under this VERSION, with their defaults: each enters the digest only
+when set otherwise, so those builds keep their names."""
+
+
 def pair_dir(name: str, recipe: SafetyRecipe) -> Path:
     """``<cache>/real/<name>-v<VERSION>-<recipe digest>``: another recipe is another pair."""
-    digest = hashlib.sha256(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:8]
+    fields = {k: v for k, v in asdict(recipe).items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
     return cache_root() / "real" / f"{name}-v{VERSION}-{digest}"
 
 
