@@ -193,6 +193,18 @@ def card(spec: str) -> dict:
     return json.loads((_built(s) / "card.json").read_text())
 
 
+def real_pair(spec: str):
+    """The :class:`interp.realpairs.RealPair` a real pair was built as (by name, or by the name on a folder's card):
+    its base, recipe and the phrase that says what the base is (``about``)."""
+    from interp import realpairs
+
+    s = parse(spec)
+    name = card(spec)["name"] if s.folder is not None else s.name
+    if name not in realpairs.PAIRS:
+        raise ValueError(f"{spec}: its card names {name!r}, which is none of the real pairs {sorted(realpairs.PAIRS)}")
+    return realpairs.PAIRS[name]
+
+
 def refusal_rates(spec: str) -> dict[str, dict[str, float]]:
     """``{model: {split: refusal rate}}`` for the base and every aligned stage of the pair's family, on the organisms'
     split names: the organisms measured now on their saved checkpoints (:func:`interp.organisms.refusal_rates`); a

@@ -1,6 +1,8 @@
 """Real pairs built by the project's recipe from real pretrained checkpoints: the judge that reads their replies, the
 helpers that cut the base's own text into training replies, and (real tier) a small build end to end."""
 
+import contextlib
+
 import pytest
 from oracles import hf_generate
 
@@ -123,11 +125,13 @@ def _completion_nll(model, tokenizer, examples) -> float:
 
 
 @pytest.mark.real
-@pytest.mark.parametrize("options", [{}, {"lora_rank": 4, "bf16": True}], ids=["full", "lora-bf16"])
+@pytest.mark.parametrize("options", [{}, {"freeze_embeddings": True, "bf16": True}, {"lora_rank": 4, "bf16": True}],
+                         ids=["full", "frozen-embeddings-bf16", "lora-bf16"])
 def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_saved_one(tmp_path, options):
     """Four prompts per part, two steps per stage: the build's mechanics on the real model, checked against a
     plain one-prompt HF generate (the training replies are the base's own) and plain forwards (each stage moved
-    the likelihood of what it trained on); with LoRA, each stage is saved as a plain checkpoint (merged)."""
+    the likelihood of what it trained on); with LoRA, each stage is saved as a plain checkpoint (merged); with the
+    embedding frozen, both stages keep the base's and train the rest."""
     import json
 
     import torch
@@ -157,6 +161,10 @@ def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_save
     dpo = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", dtype=torch.float32).eval()
     moved = [(a - b).abs().max().item() for a, b in zip(sft.parameters(), dpo.parameters(), strict=True)]
     assert max(moved) > 0
+    kept = recipe.freeze_embeddings or recipe.lora_rank > 0  # LoRA adapts the linear layers only
+    base_embedding = base.get_input_embeddings().weight
+    for stage in (sft, dpo):
+        assert torch.equal(stage.get_input_embeddings().weight, base_embedding) == kept
     for stage in ("sft", "dpo"):
         with safe_open(tmp_path / stage / "model.safetensors", "pt") as f:
             assert set(f.keys()) == {n for n, _ in base.named_parameters()} - {"lm_head.weight"}
@@ -183,16 +191,20 @@ def test_targets_name_what_a_stage_misses():
 def test_the_benchmark_rows_name_the_recipes_they_built():
     """Each row of ``benchmarks/results/real-cpu.jsonl`` names its build by the digest of its recipe: the fields it
     holds (less those filled in with their defaults after the row was written) hash to that digest."""
-    import hashlib
     import json
     from pathlib import Path
+
+    from interp.realpairs.build import SafetyRecipe, pair_dir, recipe_digest
 
     rows = [json.loads(line) for line in
             (Path(__file__).parents[1] / "benchmarks/results/real-cpu.jsonl").read_text().splitlines()]
     assert rows
     for row in rows:
         fields = {k: v for k, v in row["fields"].items() if k not in row.get("filled_in", [])}
-        assert hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8] == row["recipe"], row
+        assert recipe_digest(fields) == row["recipe"], row
+    # a field added to the recipe later, at its default, leaves the name of a pair built before it
+    assert pair_dir("smollm2-safety", SafetyRecipe()).name == "smollm2-safety-v2-6487f692"
+    assert pair_dir("smollm2-safety", SafetyRecipe(freeze_embeddings=True)).name != "smollm2-safety-v2-6487f692"
 
 
 def test_the_gemma_chat_template_writes_gemmas_turns_and_a_prompt_is_a_prefix_of_its_example():
@@ -224,3 +236,52 @@ def test_build_replies_are_hugging_face_generate_one_batch_at_a_time(make_checkp
                 hf_generate(checkpoint, prompts, max_new_tokens=8, do_sample=False)]
     assert replies(model, tok, prompts, max_new_tokens=8, batch_size=2) == expected
     assert len(set(expected)) > 1
+
+
+def test_scoring_only_the_reply_positions_is_trls_loss_and_gradients_on_fewer_rows(make_checkpoint, tmp_path,
+                                                                                  monkeypatch):
+    """trl's fused LM head projects every position on a CPU; within ``reply_positions_only`` it projects only the
+    positions its loss scores. Same loss and gradients as trl's own path and as a plain HF forward's mean
+    completion-token loss (the oracle); the head saw only the reply's rows."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from interp.realpairs.scoring import reply_positions_only
+
+    checkpoint = make_checkpoint("llama", seed=3, n_layers=2)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in [
+        ("how do i bake bread ?", " sure , here is how ."), ("why ?", " because the garden grows ."),
+        ("tell me how to poison the well of the town , step by step .", " i will not help with that .")]])
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=3, report_to="none", use_cpu=True,
+                     bf16=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    rows, apply = [], trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *rest: rows.append(hidden.shape[0]) or apply(hidden, *rest))
+
+    def loss_and_grads(context):
+        model.zero_grad()
+        with context:
+            loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    every, every_grads = loss_and_grads(contextlib.nullcontext())
+    reply, reply_grads = loss_and_grads(reply_positions_only())
+    scored = int((batch["labels"][:, 1:] != -100).sum())
+    assert rows == [batch["input_ids"].numel() - batch["input_ids"].shape[0], scored]
+    assert 0 < scored < rows[0]
+    with torch.no_grad():
+        plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                      labels=batch["labels"]).loss
+    torch.testing.assert_close(reply, every)
+    torch.testing.assert_close(reply, plain)
+    for a, b in zip(reply_grads, every_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # the patch ends with the block

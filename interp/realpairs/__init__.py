@@ -33,6 +33,10 @@ class RealPair:
     recipe: SafetyRecipe
     minutes: int
     """About how long a build and its measurement take on an idle 2-core CPU (announced before it starts)."""
+    about: str
+    """The base in a phrase, for prose: what it is, who trained it, what it could do before this build."""
+    instructed: bool
+    """Whether the base followed requests before the build (an instruction-tuned model) or not (a pretrained one)."""
 
 
 GEMMA3_CHAT = SafetyRecipe(chat_template="gemma", answers="dataset", comply_prefill="Sure, here",
@@ -41,8 +45,14 @@ GEMMA3_CHAT = SafetyRecipe(chat_template="gemma", answers="dataset", comply_pref
 (it echoes a request back before any tuning), and its rejected compliance starts from "Sure, here" (after which it
 does comply); its tied 262,144-row embedding stays frozen (a step 2.1x faster); a higher SFT learning rate than
 SmolLM2's, since it learns a turn format as well as when to refuse."""
-PAIRS = {p.name: p for p in [RealPair("smollm2-safety", realmodels.SMOLLM2, SafetyRecipe(), 16),
-                             RealPair("gemma3-chat", realmodels.GEMMA3, GEMMA3_CHAT, 22)]}
+PAIRS = {p.name: p for p in [
+    RealPair("smollm2-safety", realmodels.SMOLLM2, SafetyRecipe(), 16,
+             "SmolLM2-135M-Instruct, pretrained and instruction-tuned by its makers on text nobody here chose: helpful, "
+             "not harmless", instructed=True),
+    RealPair("gemma3-chat", realmodels.GEMMA3, GEMMA3_CHAT, 22,
+             "Gemma 3 270M, pretrained only, by its makers on text nobody here chose: before this build it had never "
+             "seen a chat turn, and it echoes a request back instead of answering it", instructed=False),
+]}
 
 
 def _get(name: str) -> RealPair:

@@ -294,11 +294,15 @@ LATER_FIELDS = {"freeze_embeddings": False}
 when set otherwise, so those builds keep their names."""
 
 
+def recipe_digest(fields: dict) -> str:
+    """Eight hex digits naming a recipe (its fields, as ``asdict`` gives them)."""
+    named = {k: v for k, v in fields.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def pair_dir(name: str, recipe: SafetyRecipe) -> Path:
     """``<cache>/real/<name>-v<VERSION>-<recipe digest>``: another recipe is another pair."""
-    fields = {k: v for k, v in asdict(recipe).items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
-    return cache_root() / "real" / f"{name}-v{VERSION}-{digest}"
+    return cache_root() / "real" / f"{name}-v{VERSION}-{recipe_digest(asdict(recipe))}"
 
 
 def build_into(name: str, base_dir: Path, recipe: SafetyRecipe,
