@@ -1,7 +1,7 @@
 """The notebooks on a real pair, their claims set beside the organisms' (issue 30, Deliver 3).
 
 Runs every notebook that answers on a real pair (its metadata says so; ``interp figures --pair`` runs the same set)
-on one real pair, built first when it is not, with the figures in ``figures/real/`` and every claim recorded, not
+on one real pair, built first when it is not, with the figures in ``figures/real/<pair>/`` and every claim recorded, not
 raised (:func:`interp.claims.studying`). Writes one row per claim to ``--jsonl`` (with the build's folder name,
 which names its recipe, and the notebook's seconds) and the table to ``--txt``: each claim's statistic on the real
 pair beside the organisms' range over the seed table, and whether the organisms' threshold holds on the real pair.
@@ -85,7 +85,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pair", default="real:smollm2-safety")
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
-    p.add_argument("--figures", type=Path, default=ROOT / "figures", help="a real pair's go to FIGURES/real")
+    p.add_argument("--figures", type=Path, default=ROOT / "figures", help="a real pair's go to FIGURES/real/<pair>")
     p.add_argument("--jsonl", type=Path, default=RESULTS / "claims-real.jsonl")
     p.add_argument("--txt", type=Path, default=RESULTS / "claims-real.txt")
     p.add_argument("--txt-only", action="store_true", help="rewrite --txt from --jsonl")

@@ -8,7 +8,7 @@
 
 A notebook names its pair in its first code cell, ``PAIR = pairs.chosen("organisms:dpo")``: ``$INTERP_PAIR``
 (which ``interp figures --pair`` sets) wins over the default. :func:`figures` is where its figures go
-(``figures/real/`` for a real pair) and :func:`judge` is how its replies are read as refusals.
+(``figures/real/<pair>/`` for a real pair) and :func:`judge` is how its replies are read as refusals.
 
 :func:`prompts` maps the organisms' split names, which the notebooks use, to each kind's data: for a real pair, the
 harmful and harmless splits are the field's prompt sets (train: the train split of the sets its recipe drew its
@@ -128,11 +128,14 @@ def prompts_per_set(spec: str, default: int) -> int | None:
 
 
 def figures(spec: str) -> Path:
-    """Where a notebook on this pair saves its figures: the figures folder for the organisms, ``real/`` in it for a
-    real pair (so a real pair's figures never overwrite the organisms')."""
+    """Where a notebook on this pair saves its figures: the figures folder for the organisms, ``real/<pair>/`` in it
+    for a real pair (so no pair's figures overwrite another's)."""
     from interp.plotting import figures_dir
 
-    return figures_dir() / "real" if parse(spec).kind == "real" else figures_dir()
+    s = parse(spec)
+    if s.kind != "real":
+        return figures_dir()
+    return figures_dir() / "real" / (s.name if s.folder is None else card(spec).get("name", s.folder.name))
 
 
 def judge(spec: str) -> Callable[[str], bool]:

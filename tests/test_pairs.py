@@ -86,7 +86,8 @@ def test_a_notebook_s_pair_is_its_default_unless_the_environment_names_one(monke
     with pytest.raises(ValueError, match="no real pair 'nope'"):
         pairs.chosen("organisms:dpo")
     monkeypatch.setenv("INTERP_FIGURES_DIR", str(tmp_path))
-    assert pairs.figures("organisms:sft") == tmp_path and pairs.figures("real:smollm2-safety") == tmp_path / "real"
+    assert pairs.figures("organisms:sft") == tmp_path
+    assert pairs.figures("real:smollm2-safety") == tmp_path / "real" / "smollm2-safety"
 
 
 def test_each_kind_reads_refusals_its_own_way_and_after_an_opening_only_what_follows():
