@@ -1,6 +1,7 @@
 """Results too slow to compute twice, kept on disk and keyed by what they were computed from.
 
-:func:`remembered` runs a computation once per key and keeps its result under ``<cache>/results/<kind>/``. A key
+:func:`remembered` runs a computation once per key and keeps its result under ``<cache>/results/<kind>/``
+(``$INTERP_RESULTS_DIR/<kind>/`` where that is set: the test suite keeps its own there). A key
 names a model by a fingerprint of its weights (:func:`weights_fingerprint`), never by its path, and the code by the
 source of the modules that compute it (:func:`source_fingerprint`), so that another model, other inputs, other
 settings or a changed library compute afresh. Notebooks 05, 07 and 09 share one refusal-direction search this way
@@ -26,6 +27,12 @@ from interp.gguf import cache_root
 from interp.provenance import versions
 
 T = TypeVar("T")
+RESULTS_ENV = "INTERP_RESULTS_DIR"
+
+
+def results_root() -> Path:
+    """Where remembered results are kept: ``$INTERP_RESULTS_DIR``, else ``<cache>/results``."""
+    return Path(os.environ[RESULTS_ENV]).expanduser() if os.environ.get(RESULTS_ENV) else cache_root() / "results"
 
 
 def weights_fingerprint(model) -> str:
@@ -49,9 +56,9 @@ def key_digest(key: dict) -> str:
 
 def remembered(kind: str, key: dict, compute: Callable[[], T], *, announce: bool = True) -> T:
     """``compute()``'s result for ``key`` (JSON-able; with the libraries' versions added), computed once: kept in
-    ``<cache>/results/<kind>/<digest>.pt`` and read from there afterwards (a file that does not load is computed
+    ``<results_root()>/<kind>/<digest>.pt`` and read from there afterwards (a file that does not load is computed
     again). ``announce``: say on stderr when a kept result is used, and where it is."""
-    path = cache_root() / "results" / kind / f"{key_digest({**key, 'versions': versions()})}.pt"
+    path = results_root() / kind / f"{key_digest({**key, 'versions': versions()})}.pt"
     if path.is_file():
         try:
             result = torch.load(path, weights_only=False)

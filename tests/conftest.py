@@ -41,6 +41,20 @@ def tiny_model(arch: str, vocab_size: int, seed: int = 0, n_layers: int = 2, d_m
     raise ValueError(arch)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_results_dir(tmp_path_factory):
+    """Remembered results (:mod:`interp.memo`) of this session go to a folder of its own, never the user's cache:
+    notebook kernels inherit it from the environment."""
+    from interp import memo
+
+    if not os.environ.get(memo.RESULTS_ENV):
+        os.environ[memo.RESULTS_ENV] = str(tmp_path_factory.mktemp("results"))
+        yield
+        del os.environ[memo.RESULTS_ENV]
+    else:
+        yield
+
+
 @pytest.fixture(scope="session")
 def make_checkpoint(tmp_path_factory):
     """``make_checkpoint(arch, seed=0, tokenizer=None, **shape) -> Path`` of a saved tiny checkpoint."""

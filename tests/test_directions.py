@@ -277,6 +277,7 @@ def test_a_site_holding_one_token_in_every_prompt_is_never_selectable(model):
 def test_a_remembered_search_is_the_search_and_is_read_back_only_for_the_same_weights(
         model, make_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("INTERP_RESULTS_DIR")  # the default place: under the cache
     search = dict(refusal_tokens=["sorry"], positions=[-2, -1], progress=False)
     plain = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, **search)
     first = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)

@@ -60,6 +60,12 @@ class Site:
     kv: bool = False  # keys and values have n_key_value_heads heads
     pos_axis: int = 0  # the (query) position axis among the hook's non-batch axes
 
+    @property
+    def swept_pos(self) -> int | None:
+        """Which of the swept axes after ``layer`` is the (query) position, or None where positions are not swept
+        (an index into ``axes[1:]``, which need not be :attr:`pos_axis`, an axis of the hook's activation)."""
+        return next((i for i, axis in enumerate(self.axes[1:]) if axis in ("pos", "dest_pos")), None)
+
     def hook_name(self, layer: int) -> str:
         return f"blocks.{layer}.{self.hook}"
 
@@ -185,7 +191,7 @@ def sweep(
         last_only or reads_last_only(metrics, corrupted_logits))
 
     sizes = site.sizes(model, n_pos)
-    cells = list(itertools.product(*(range(first if i == site.pos_axis and _by_pos(site) else 0, n)
+    cells = list(itertools.product(*(range(first if i == site.swept_pos else 0, n)
                                      for i, n in enumerate(sizes[1:]))))
     items = [(layer if replays else 0, site.start(site.select(*cell)) if suffixes else 0, (layer, cell))
              for layer in range(sizes[0]) for cell in cells]
@@ -202,21 +208,16 @@ def sweep(
         for copy, (_, _, (layer, cell)) in enumerate(group):
             store[(slice(None), layer, *cell)] = evaluate(metrics, logits[copy], reduce, batch)
     if first:
-        store = store[(slice(None), slice(None), *[slice(first, None) if i == site.pos_axis else slice(None)
+        store = store[(slice(None), slice(None), *[slice(first, None) if i == site.swept_pos else slice(None)
                                                    for i in range(len(sizes) - 1)])]
     return _result(store, unpatched, site.axes, list(metrics), metric_axis, reduce, baseline, model.cfg.device)
-
-
-def _by_pos(site: Site) -> bool:
-    """Whether the site sweeps a (query) position axis."""
-    return len(site.axes) > 1 + site.pos_axis and site.axes[1 + site.pos_axis] in ("pos", "dest_pos")
 
 
 def _first_position(site: Site, n_pos: int, last_positions: int | None) -> int:
     """The first position swept: 0, or ``n_pos - last_positions`` (checked)."""
     if last_positions is None:
         return 0
-    if not _by_pos(site):
+    if site.swept_pos is None:
         raise ValueError(f"last_positions needs a sweep by position; {site.hook!r} over {list(site.axes)} patches "
                          "every position at once")
     if not isinstance(last_positions, int) or not 0 < last_positions <= n_pos:
