@@ -86,6 +86,29 @@ def _project_out(module, r: Tensor) -> None:
         bias -= (bias @ r) * r
 
 
+class NotOrthogonalizable(RuntimeError):
+    """No weight edit of this model reproduces ablating a direction from its residual stream."""
+
+
+OUTPUT_NORMS = ("post_feedforward_layernorm",)
+"""Modules that normalise a block's output before it joins the residual stream (Gemma 2 and 3 norm both the attention
+and the MLP output): ``w * a / rms(a)`` has a component along ``r`` for outputs ``a`` orthogonal to ``r`` unless
+``w`` is constant on it, and making ``a`` orthogonal to ``w * r`` instead changes ``rms(a)``: no linear edit of the
+projections keeps the direction out while leaving the rest of the output as ablation leaves it."""
+
+
+def check_orthogonalizable(model) -> None:
+    """Raise :class:`NotOrthogonalizable` (saying why) for an architecture that normalises each block's output before
+    adding it to the residual stream; Arditi et al.'s models (Llama, Qwen, Gemma 1, Yi) add it as it is."""
+    names = [name for name, _ in model.original_model.named_modules()]
+    norms = sorted({n.rsplit(".", 1)[-1] for n in names if n.rsplit(".", 1)[-1] in OUTPUT_NORMS})
+    if norms:
+        raise NotOrthogonalizable(
+            f"{type(model.original_model).__name__} normalises each block's output before adding it to the residual "
+            f"stream ({', '.join(norms)}): no weight edit keeps a direction out of a normalised output the way "
+            "ablating it from the stream does, so weight orthogonalization (Arditi et al.) cannot be taken on it")
+
+
 def orthogonalized_model(model, direction: RefusalDirection | Tensor):
     """A Hugging Face copy of ``model`` whose embeddings and attention / MLP outputs cannot write ``direction``.
 
@@ -94,6 +117,7 @@ def orthogonalized_model(model, direction: RefusalDirection | Tensor):
     """
     vector = direction.vector if isinstance(direction, RefusalDirection) else direction
     check_vector(model, vector, "the direction", nonzero=True)
+    check_orthogonalizable(model)
     r = (vector / vector.norm()).float()
     hf = _hf_copy(model)
     out_emb, in_emb = hf.get_output_embeddings(), hf.get_input_embeddings()
@@ -114,7 +138,7 @@ def _check_matches_ablation(model, hf, direction: Tensor, atol: float) -> float:
     got = hf.to(model.cfg.device)(tokens).logits.float()
     error = (got - expected).abs().max().item()
     if error > atol * max(1.0, expected.abs().max().item()):
-        raise RuntimeError(
+        raise NotOrthogonalizable(
             f"the orthogonalized weights do not reproduce the ablation (max logit difference {error:.3g}): "
             "this architecture writes to the residual stream somewhere orthogonalization does not reach"
         )

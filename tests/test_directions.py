@@ -307,3 +307,36 @@ def test_a_remembered_search_is_the_search_and_is_read_back_only_for_the_same_we
     kept[0].write_bytes(b"not a result")  # a damaged file is searched again, not an error
     with pytest.raises(RuntimeError, match="searched again"):
         dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)
+
+
+def test_an_architecture_that_norms_block_outputs_is_not_orthogonalized_and_truly_cannot_be(tmp_path):
+    """Gemma 3 normalises each attention and MLP output before adding it to the stream: ``orthogonalize`` refuses it
+    up front, saying so, and the oracle agrees: Arditi et al.'s edit of every residual writer, done anyway, moves the
+    logits far from the hook ablation's."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from interp.organisms.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+                              sliding_window=16, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                              eos_token_id=tok.eos_token_id)
+    hf = Gemma3ForCausalLM(config)
+    for name, p in hf.named_parameters():
+        if name.endswith("norm.weight"):  # random gains, as a trained model's are
+            torch.nn.init.normal_(p, std=0.5)
+    hf.save_pretrained(tmp_path / "gemma")
+    tok.save_pretrained(tmp_path / "gemma")
+    model = load_model(tmp_path / "gemma", device="cpu")
+    direction = torch.randn(model.cfg.d_model)
+    with pytest.raises(weight_edit.NotOrthogonalizable, match="post_feedforward_layernorm"):
+        weight_edit.orthogonalize(model, direction, tmp_path / "ortho")
+    assert not (tmp_path / "ortho").exists()
+    edited = weight_edit._hf_copy(model)
+    r = direction / direction.norm()
+    for name in weight_edit._residual_writers(model, edited):
+        weight_edit._project_out(edited.get_submodule(name), r)
+    with pytest.raises(weight_edit.NotOrthogonalizable, match="do not reproduce the ablation"):
+        weight_edit._check_matches_ablation(model, edited, direction, 1e-4)
