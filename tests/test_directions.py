@@ -307,3 +307,12 @@ def test_a_remembered_search_is_the_search_and_is_read_back_only_for_the_same_we
     kept[0].write_bytes(b"not a result")  # a damaged file is searched again, not an error
     with pytest.raises(RuntimeError, match="searched again"):
         dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)
+
+
+def test_max_val_holds_back_at_most_that_many_prompts_of_each_class(model):
+    """24 prompts a class: a quarter (6) are held back to validate on by default, ``max_val`` of them when fewer."""
+    search = dict(refusal_tokens=["sorry"], positions=[-1], progress=False)
+    assert dirs.find_refusal_direction(model, HARMFUL, HARMLESS, **search).provenance.params["validation"] == [6, 6]
+    capped = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, max_val=4, **search)
+    assert capped.provenance.params["validation"] == [4, 4]
+    assert capped.provenance.params["n_harmful"] == len(HARMFUL)
