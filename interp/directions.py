@@ -52,6 +52,9 @@ KL_THRESHOLD = 0.1
 MAX_LAYER_FRACTION = 0.8
 MIN_RELATIVE_NORM = 1e-3
 """A candidate shorter than this fraction of the activations' norm at its site carries no information."""
+PAPER_VALIDATION = 32
+"""Prompts per class Arditi et al. select a direction on (their ``n_val``): the report's search holds back at most
+this many (``max_val``)."""
 RANK_PROMPTS = 4
 """Harmful validation prompts the default search estimates every candidate's bypass score on, to rank them."""
 RANK_MARGIN = 1.0
@@ -358,10 +361,11 @@ def _ranked_search(model, candidates, positions, informative, harmful_val, harml
     return _table(model, candidates, positions, scores, max_layer_fraction, kl_threshold, informative, estimates)
 
 
-def _split(texts: list[str], fraction: float, rng: random.Random) -> tuple[list[str], list[str]]:
+def _split(texts: list[str], fraction: float, rng: random.Random,
+           most: int | None = None) -> tuple[list[str], list[str]]:
     order = list(range(len(texts)))
     rng.shuffle(order)
-    n_val = max(1, round(fraction * len(texts)))
+    n_val = max(1, min(round(fraction * len(texts)), most or len(texts)))
     return [texts[i] for i in sorted(order[n_val:])], [texts[i] for i in sorted(order[:n_val])]
 
 
@@ -374,6 +378,7 @@ def find_refusal_direction(
     harmful_val: PromptSet | Sequence[str] | None = None,
     harmless_val: PromptSet | Sequence[str] | None = None,
     val_fraction: float = 0.25,
+    max_val: int | None = None,
     positions: Sequence[int] | None = None,
     max_layer_fraction: float = MAX_LAYER_FRACTION,
     kl_threshold: float = KL_THRESHOLD,
@@ -390,7 +395,7 @@ def find_refusal_direction(
 
     Difference-in-means candidates come from ``harmful`` vs ``harmless``; they are scored on
     ``harmful_val`` / ``harmless_val``, by default a ``val_fraction`` of each class held back
-    (drawn with ``seed``). ``refusal_tokens`` are the first answer tokens of a refusal (for the
+    (drawn with ``seed``), at most ``max_val`` of each (Arditi et al. validate on 32 per class). ``refusal_tokens`` are the first answer tokens of a refusal (for the
     organisms ``["sorry"]``; for a pair, :func:`interp.metrics.derive_refusal_tokens`). When no
     candidate passes the filters, :func:`select` falls back to candidates that both bypass and
     induce, with ``passed_filters=False``; :meth:`RefusalDirection.explain` says why.
@@ -406,8 +411,8 @@ def find_refusal_direction(
     ``remember=True``: the result is kept on disk and a later search of the same weights, on the same tokens, with
     the same settings and code, reads it (:func:`interp.memo.remembered`; announced).
     """
-    settings = dict(refusal_tokens=list(refusal_tokens), val_fraction=val_fraction, positions=positions,
-                    max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold, seed=seed, batch_size=batch_size,
+    settings = dict(refusal_tokens=list(refusal_tokens), val_fraction=val_fraction, max_val=max_val,
+                    positions=positions, max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold, seed=seed, batch_size=batch_size,
                     exhaustive=exhaustive, rank_prompts=rank_prompts, margin=margin, max_scored=max_scored)
     if remember:
         return _remembered_search(model, harmful, harmless, harmful_val, harmless_val, settings, progress)
@@ -419,9 +424,9 @@ def find_refusal_direction(
     given, n_harmful = harmful + harmless, len(harmful)
     rng = random.Random(seed)
     if harmful_val is None:
-        harmful, harmful_val = _split(harmful, val_fraction, rng)
+        harmful, harmful_val = _split(harmful, val_fraction, rng, max_val)
     if harmless_val is None:
-        harmless, harmless_val = _split(harmless, val_fraction, rng)
+        harmless, harmless_val = _split(harmless, val_fraction, rng, max_val)
     harmful_val, harmless_val = (_texts(harmful_val, "harmful validation", 2),
                                    _texts(harmless_val, "harmless validation", 2))
     if positions is None:

@@ -57,14 +57,15 @@ def splits_of(prompts: PromptSet) -> tuple:
     return prompts.column("split") if "split" in prompts.extra else tuple(prompts.labels)
 
 
-def _plain_rows(prompts: PromptSet, label: str) -> list[int]:
+def plain_rows(prompts: PromptSet, label: str) -> list[int]:
+    """The indices of the plain rows of one label (neither jailbreak nor bait), in order."""
     return [i for i, (lab, s) in enumerate(zip(prompts.labels, splits_of(prompts), strict=True))
             if lab == label and s not in SPECIAL_SPLITS]
 
 
 def plain(prompts: PromptSet, label: str) -> PromptSet:
     """The plain rows of one label: neither jailbreak nor bait (there must be some)."""
-    rows = _plain_rows(prompts, label)
+    rows = plain_rows(prompts, label)
     if not rows:
         raise ValueError(f"the prompts have no plain {label} rows (rows whose split is neither {JAILBREAK!r} nor "
                          f"{BAIT!r})")
@@ -75,7 +76,7 @@ def check_splits(prompts: PromptSet, source: str = "the prompts") -> None:
     """Jailbreak rows need plain harmful rows to be compared with, bait rows plain harmless ones."""
     splits = set(splits_of(prompts))
     for special, label in ((JAILBREAK, "harmful"), (BAIT, "harmless")):
-        if special in splits and not _plain_rows(prompts, label):
+        if special in splits and not plain_rows(prompts, label):
             raise ValueError(f"{source} has {special} rows but no plain {label} rows to contrast them with; add "
                              f"{label} requests without a wrapper (rows whose split is not {special!r} or {BAIT!r})")
 

@@ -340,3 +340,12 @@ def test_an_architecture_that_norms_block_outputs_is_not_orthogonalized_and_trul
         weight_edit._project_out(edited.get_submodule(name), r)
     with pytest.raises(weight_edit.NotOrthogonalizable, match="do not reproduce the ablation"):
         weight_edit._check_matches_ablation(model, edited, direction, 1e-4)
+
+
+def test_max_val_holds_back_at_most_that_many_prompts_of_each_class(model):
+    """24 prompts a class: a quarter (6) are held back to validate on by default, ``max_val`` of them when fewer."""
+    search = dict(refusal_tokens=["sorry"], positions=[-1], progress=False)
+    assert dirs.find_refusal_direction(model, HARMFUL, HARMLESS, **search).provenance.params["validation"] == [6, 6]
+    capped = dirs.find_refusal_direction(model, HARMFUL, HARMLESS, max_val=4, **search)
+    assert capped.provenance.params["validation"] == [4, 4]
+    assert capped.provenance.params["n_harmful"] == len(HARMFUL)

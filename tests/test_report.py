@@ -122,7 +122,8 @@ def test_gpt2_pair_numbers_are_the_library_numbers(gpt2_report):
     assert_same(data["probes"]["numbers"]["accuracy"]["aligned → base"], probes.accuracy["aligned", "base"][:, 0])
     fit = fitting_prompts(prompts)
     found = directions.find_refusal_direction(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                              refusal_tokens=["sorry"], progress=False)
+                                              refusal_tokens=["sorry"], progress=False,
+                                              max_val=directions.PAPER_VALIDATION)
     numbers = data["direction"]["numbers"]
     assert (numbers["layer"], numbers["position"]) == (found.layer, found.position)
     assert numbers["effects"]["base"] == directions.refusal_effects(
@@ -168,7 +169,8 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
     data, pair, prompts = organism_report
     fit = fitting_prompts(prompts)
     found = directions.find_refusal_direction(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                              refusal_tokens=["sorry"], progress=False)
+                                              refusal_tokens=["sorry"], progress=False,
+                                              max_val=directions.PAPER_VALIDATION)
     numbers = data["sections"]["direction"]["numbers"]
     assert (numbers["layer"], numbers["position"], numbers["passed_filters"]) == (
         found.layer, found.position, found.passed_filters)
@@ -237,7 +239,8 @@ def test_organism_jailbreak_section_is_the_library_numbers(organism_zoo, tmp_pat
     prompts = PromptSet.from_file(path)
     fit = fitting_prompts(prompts)
     found = directions.find_refusal_direction(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                              refusal_tokens=["sorry"], progress=False)
+                                              refusal_tokens=["sorry"], progress=False,
+                                              max_val=directions.PAPER_VALIDATION)
     two = jailbreaks.two_directions(pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"), layer=found.layer,
                                     refusal_position=found.position)
     assert (numbers["layer"], numbers["refusal_position"]) == (found.layer, found.position)

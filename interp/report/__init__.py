@@ -202,7 +202,8 @@ def _defaults(sections: Sequence[str], patched: int) -> dict[str, str]:
         said["patched prompts"] = (f"{patched} harmful prompts of one length (the most whose sweep is estimated "
                                    f"within {plan.PATCH_SECONDS:g} s, at most {plan.PATCH_PROMPTS})")
     if "direction" in sections:
-        said["direction search"] = (f"ranked by bypass score on {directions.RANK_PROMPTS} validation prompts, at most "
+        said["direction search"] = (f"validated on at most {directions.PAPER_VALIDATION} prompts per label (as Arditi "
+                                    f"et al.), ranked by bypass score on {directions.RANK_PROMPTS} of them, at most "
                                     f"{directions.MAX_SCORED} candidates scored exactly (the table says which)")
     return said
 

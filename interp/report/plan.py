@@ -152,7 +152,8 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
     n, total = len(lengths), float(sum(lengths))
     mean = total / max(n, 1)
     fit_harmful, fit = sum(harmful), n  # upper bounds: held-out rows are not fitted on
-    val = max(1, round(0.25 * fit_harmful))
+    val_harmful, val_harmless = (max(1, min(round(0.25 * k), directions.PAPER_VALIDATION))
+                                 for k in (fit_harmful, fit - fit_harmful))
     out: dict[str, tuple] = {}
     steps = math.ceil(n / GENERATION_BATCH) * (max_new_tokens + 1)
     ops, calls = _forward(shape, total + n * max_new_tokens, steps, n * max_new_tokens)
@@ -178,8 +179,10 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         candidates = 6 * math.ceil(0.8 * shape.n_layers)  # about 6 post-instruction positions in a chat format
         means = _forward(shape, fit * mean, math.ceil(fit / BATCH))
         ranking = _forward(shape, candidates * rank_prompts * mean, candidates, candidates * rank_prompts)
-        scoring = _forward(shape, max_scored * 3 * val * mean, max_scored * 3 * math.ceil(val / BATCH), 3 * val)
-        effects = _forward(shape, 2 * 3 * total, 2 * 3 * math.ceil(n / BATCH), 6 * n)
+        val = val_harmful + 2 * val_harmless  # ablated on harmful; added, and ablated for KL, on harmless
+        passes = math.ceil(val_harmful / BATCH) + 2 * math.ceil(val_harmless / BATCH)
+        scoring = _forward(shape, max_scored * val * mean, max_scored * passes, max_scored * val)
+        effects = _forward(shape, 2 * 2 * total, 2 * 2 * math.ceil(n / BATCH), 4 * n)  # unablated: behaviour's
         parts = (means, ranking, scoring, effects)
         out["direction"] = (sum(p[0] for p in parts), sum(p[1] for p in parts),
                             f"candidate means, ~{candidates} candidates ranked on {rank_prompts} prompts, at most "

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from interp import diff, directions, interventions, metrics, patching, plotting
 from interp.data import PromptSet
-from interp.jailbreaks import SPECIAL_SPLITS, plain, splits_of
+from interp.jailbreaks import SPECIAL_SPLITS, plain, plain_rows, splits_of
 from interp.markers import RefusalMarkers
 from interp.models import ModelPair
 from interp.probes import probe_pair
@@ -57,6 +57,12 @@ class Audit:
         """Whether each model's reply to each prompt refuses: it starts with a marker (judged once, shared)."""
         return {name: [self.markers.matches(ids) for ids in replies] for name, replies in self.reply_ids.items()}
 
+    @cached_property
+    def refusal_scores(self) -> dict[str, Tensor]:
+        """Each model's refusal log-odds at the answer position of every prompt (computed once: the behaviour section
+        shows them, the direction section reads its unablated rates from them)."""
+        return {name: metrics.refusal_scores(model, self.prompts, self.refusal_tokens) for name, model in self.pair}
+
     def replies(self, model: str) -> list[str]:
         decode = self.pair.tokenizer.decode
         return [decode(ids, skip_special_tokens=True).strip() for ids in self.reply_ids[model]]
@@ -67,7 +73,8 @@ class Audit:
         sections share it)."""
         fit = fitting_prompts(self.prompts)
         return directions.find_refusal_direction(self.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                                 refusal_tokens=self.refusal_tokens, progress=self.progress)
+                                                 refusal_tokens=self.refusal_tokens, progress=self.progress,
+                                                 max_val=directions.PAPER_VALIDATION)
 
     def groups(self) -> dict[str, Tensor]:
         """Row masks per label, and per label and held-out status when the prompts have that column; jailbreak and
@@ -122,7 +129,7 @@ def behaviour(audit: Audit) -> Section:
 
     replies = {m: audit.replies(m) for m in ("base", "aligned")}
     judged = audit.refused
-    scores = {m: metrics.refusal_scores(model, audit.prompts, audit.refusal_tokens) for m, model in audit.pair}
+    scores = audit.refusal_scores
     rates, score_rates, counts = {"base": {}, "aligned": {}}, {"base": {}, "aligned": {}}, {}
     for group, mask in audit.groups().items():
         rows = mask.nonzero().flatten().tolist()
@@ -238,8 +245,11 @@ def direction(audit: Audit) -> Section:
 
     found = audit.refusal_direction
     harmful, harmless = plain(audit.prompts, "harmful"), plain(audit.prompts, "harmless")
-    effects = {name: directions.refusal_effects(model, found, harmful, harmless, audit.refusal_tokens)
-               for name, model in audit.pair}
+    rows = {label: plain_rows(audit.prompts, label) for label in ("harmful", "harmless")}
+    effects = {name: directions.refusal_effects(
+        model, found, harmful, harmless, audit.refusal_tokens,
+        as_is={label: (audit.refusal_scores[name][r] > 0).tolist() for label, r in rows.items()})
+        for name, model in audit.pair}
     chosen = found.selected
     passed = "passes" if found.passed_filters else "is the best of candidates that all FAIL"
     summary = (f"The selected direction (layer {found.layer}, position {found.position}) {passed} the selection "
