@@ -26,7 +26,7 @@ from transformers import TrainerCallback
 
 from interp import realmodels, realpairs
 from interp.realpairs import scoring
-from interp.realpairs.build import CHAT_TEMPLATES, SafetyRecipe, _trainer
+from interp.realpairs.build import CHAT_TEMPLATES, SafetyRecipe, _trainable, _trainer
 
 HERE = Path(__file__).parent
 
@@ -48,15 +48,13 @@ def step_seconds(kind: str, path: Path, recipe, data: list[dict], steps: int, re
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.chat_template:
         tokenizer.chat_template = CHAT_TEMPLATES["gemma"]
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    if freeze:
-        model.get_input_embeddings().weight.requires_grad_(False)
-        model.get_output_embeddings().weight.requires_grad_(False)
+    model = _trainable(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
+                       replace(recipe, freeze_embeddings=freeze))
     reference = None
     if kind == "dpo" and not recipe.lora_rank:
         reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _trainer(kind, model.train(), tokenizer, data[: steps * recipe.batch_size], recipe, tmp,
+        trainer = _trainer(kind, model, tokenizer, data[: steps * recipe.batch_size], recipe, tmp,
                                  reference)
         trainer.args.max_steps = steps
         clock = StepClock()
@@ -68,7 +66,7 @@ def step_seconds(kind: str, path: Path, recipe, data: list[dict], steps: int, re
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=4)
     p.add_argument("--models", default="smollm2-135m,gemma3-270m")
     p.add_argument("--out", type=Path, default=HERE / "results" / "train_step_cost.txt")
     args = p.parse_args()

@@ -395,8 +395,9 @@ def find_refusal_direction(
 
     Difference-in-means candidates come from ``harmful`` vs ``harmless``; they are scored on
     ``harmful_val`` / ``harmless_val``, by default a ``val_fraction`` of each class held back
-    (drawn with ``seed``), at most ``max_val`` of each (Arditi et al. validate on 32 per class). ``refusal_tokens`` are the first answer tokens of a refusal (for the
-    organisms ``["sorry"]``; for a pair, :func:`interp.metrics.derive_refusal_tokens`). When no
+    (drawn with ``seed``), at most ``max_val`` of each (Arditi et al. validate on 32 per class).
+    ``refusal_tokens`` are the first answer tokens of a refusal (for the organisms ``["sorry"]``;
+    for a pair, :func:`interp.metrics.derive_refusal_tokens`). When no
     candidate passes the filters, :func:`select` falls back to candidates that both bypass and
     induce, with ``passed_filters=False``; :meth:`RefusalDirection.explain` says why.
 
@@ -412,8 +413,11 @@ def find_refusal_direction(
     the same settings and code, reads it (:func:`interp.memo.remembered`; announced).
     """
     settings = dict(refusal_tokens=list(refusal_tokens), val_fraction=val_fraction, max_val=max_val,
-                    positions=positions, max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold, seed=seed, batch_size=batch_size,
-                    exhaustive=exhaustive, rank_prompts=rank_prompts, margin=margin, max_scored=max_scored)
+                    positions=positions, max_layer_fraction=max_layer_fraction, kl_threshold=kl_threshold, seed=seed,
+                    batch_size=batch_size, exhaustive=exhaustive, rank_prompts=rank_prompts, margin=margin,
+                    max_scored=max_scored)
+    if max_val is not None and max_val < 1:
+        raise ValueError(f"max_val must be at least 1 (or None: a val_fraction of each class), got {max_val}")
     if remember:
         return _remembered_search(model, harmful, harmless, harmful_val, harmless_val, settings, progress)
     harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")

@@ -129,13 +129,14 @@ def prompts_per_set(spec: str, default: int) -> int | None:
 
 def figures(spec: str) -> Path:
     """Where a notebook on this pair saves its figures: the figures folder for the organisms, ``real/<pair>/`` in it
-    for a real pair (so no pair's figures overwrite another's)."""
+    for a real pair by name, ``real/<folder>/`` for one given by where it is built (a recipe variant), so no pair's
+    figures overwrite another's."""
     from interp.plotting import figures_dir
 
     s = parse(spec)
     if s.kind != "real":
         return figures_dir()
-    return figures_dir() / "real" / (s.name if s.folder is None else card(spec).get("name", s.folder.name))
+    return figures_dir() / "real" / (s.name if s.folder is None else s.folder.name)
 
 
 def judge(spec: str) -> Callable[[str], bool]:
@@ -204,7 +205,7 @@ def real_pair(spec: str):
     s = parse(spec)
     name = card(spec)["name"] if s.folder is not None else s.name
     if name not in realpairs.PAIRS:
-        raise ValueError(f"{spec}: its card names {name!r}, which is none of the real pairs {sorted(realpairs.PAIRS)}")
+        raise ValueError(f"{spec}: {name!r} is none of the real pairs {sorted(realpairs.PAIRS)}")
     return realpairs.PAIRS[name]
 
 

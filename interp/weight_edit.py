@@ -109,15 +109,17 @@ def check_orthogonalizable(model) -> None:
             "ablating it from the stream does, so weight orthogonalization (Arditi et al.) cannot be taken on it")
 
 
-def orthogonalized_model(model, direction: RefusalDirection | Tensor):
+def orthogonalized_model(model, direction: RefusalDirection | Tensor, *, check_architecture: bool = True):
     """A Hugging Face copy of ``model`` whose embeddings and attention / MLP outputs cannot write ``direction``.
 
     Tied input/output embeddings are untied first, so the unembedding stays as it was (as
-    under :class:`~interp.interventions.AblateDirection`, which never touches it).
+    under :class:`~interp.interventions.AblateDirection`, which never touches it). An architecture no such edit can
+    ablate a direction in is refused first (:func:`check_orthogonalizable`), unless ``check_architecture=False``.
     """
     vector = direction.vector if isinstance(direction, RefusalDirection) else direction
     check_vector(model, vector, "the direction", nonzero=True)
-    check_orthogonalizable(model)
+    if check_architecture:
+        check_orthogonalizable(model)
     r = (vector / vector.norm()).float()
     hf = _hf_copy(model)
     out_emb, in_emb = hf.get_output_embeddings(), hf.get_input_embeddings()
@@ -138,7 +140,7 @@ def _check_matches_ablation(model, hf, direction: Tensor, atol: float) -> float:
     got = hf.to(model.cfg.device)(tokens).logits.float()
     error = (got - expected).abs().max().item()
     if error > atol * max(1.0, expected.abs().max().item()):
-        raise NotOrthogonalizable(
+        raise RuntimeError(
             f"the orthogonalized weights do not reproduce the ablation (max logit difference {error:.3g}): "
             "this architecture writes to the residual stream somewhere orthogonalization does not reach"
         )

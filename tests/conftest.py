@@ -43,8 +43,8 @@ def tiny_model(arch: str, vocab_size: int, seed: int = 0, n_layers: int = 2, d_m
 
 @pytest.fixture(scope="session", autouse=True)
 def own_results_dir(tmp_path_factory):
-    """Remembered results (:mod:`interp.memo`) of this session go to a folder of its own, never the user's cache:
-    notebook kernels inherit it from the environment."""
+    """Remembered results (:mod:`interp.memo`) of this session go to a folder of its own, not the user's cache (unless
+    ``$INTERP_RESULTS_DIR`` already names one): notebook kernels inherit it from the environment."""
     from interp import memo
 
     if not os.environ.get(memo.RESULTS_ENV):

@@ -58,7 +58,7 @@ def test_a_failing_cell_is_named(tmp_path, organism_zoo, capsys):
 
 def test_on_another_pair_only_the_notebooks_that_answer_on_its_kind_run(tmp_path, capsys):
     """``interp figures --pair``: the notebooks whose metadata lists the pair's kind run with ``$INTERP_PAIR`` set,
-    the others are named; a real pair's figures go to FIGURES/real."""
+    the others are named; a real pair's figures go to FIGURES/real/<pair>."""
     import json
 
     folder = tmp_path / "nbs"
@@ -79,7 +79,7 @@ def test_on_another_pair_only_the_notebooks_that_answer_on_its_kind_run(tmp_path
     out = capsys.readouterr().out
     assert "not yet answered on a chosen real pair: 02_organisms_only.ipynb" in out
     assert "[1/1] 01_both.ipynb ... ok" in out
-    assert [p.parent.name for p in figures.rglob("*.png")] == ["real"]
+    assert [p.parent.relative_to(figures).as_posix() for p in figures.rglob("*.png")] == ["real/built"]
     assert main(["figures", "--notebooks", str(folder), "--figures", str(figures), "--pair", "real:nope"]) == 2
 
 
@@ -132,7 +132,7 @@ def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_re
     monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "claims.jsonl"))
     path = next(p for p in NOTEBOOKS if p.stem.startswith(number + "_"))
     run_notebook(path)
-    assert {p.name[:2] for p in (tmp_path / "figures" / "real" / "smollm2-safety").glob("*.png")} == {number}
+    assert {p.name[:2] for p in (tmp_path / "figures" / "real" / Path(spec.split(":", 1)[1]).name).glob("*.png")} == {number}
     assert not list((tmp_path / "figures").glob("*.png"))
     rows = claims.read_table(tmp_path / "claims.jsonl")
     assert {r["pair"] for r in rows} == {spec}

@@ -32,7 +32,9 @@ class RealPair:
     base: realmodels.PackagedModel | realmodels.SplitPackagedModel
     recipe: SafetyRecipe
     minutes: int
-    """About how long a build and its measurement take on an idle 2-core CPU (announced before it starts)."""
+    """About how long a build and its measurement take on an idle 2-core CPU (announced before it starts): gemma3-chat
+    took 16.2 minutes; smollm2-safety, last built before trl's LM head kept to the reply's positions, is estimated from
+    its stages' times then and the step costs now (``experiments/results/train_step_cost.txt``)."""
     about: str
     """The base in a phrase, for prose: what it is, who trained it, what it could do before this build."""
     instructed: bool
@@ -46,10 +48,10 @@ GEMMA3_CHAT = SafetyRecipe(chat_template="gemma", answers="dataset", comply_pref
 does comply); its tied 262,144-row embedding stays frozen (a step 2.1x faster); a higher SFT learning rate than
 SmolLM2's, since it learns a turn format as well as when to refuse."""
 PAIRS = {p.name: p for p in [
-    RealPair("smollm2-safety", realmodels.SMOLLM2, SafetyRecipe(), 16,
-             "SmolLM2-135M-Instruct, pretrained and instruction-tuned by its makers on text nobody here chose: helpful, "
-             "not harmless", instructed=True),
-    RealPair("gemma3-chat", realmodels.GEMMA3, GEMMA3_CHAT, 22,
+    RealPair("smollm2-safety", realmodels.SMOLLM2, SafetyRecipe(), 17,
+             "SmolLM2-135M-Instruct, pretrained and instruction-tuned by its makers on text nobody here chose: "
+             "helpful, not harmless", instructed=True),
+    RealPair("gemma3-chat", realmodels.GEMMA3, GEMMA3_CHAT, 17,
              "Gemma 3 270M, pretrained only, by its makers on text nobody here chose: before this build it had never "
              "seen a chat turn, and it echoes a request back instead of answering it", instructed=False),
 ]}

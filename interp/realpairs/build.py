@@ -9,8 +9,9 @@ except where the recipe says otherwise for a base that cannot answer yet (``answ
 answers; ``comply_prefill``: an opener before its compliance). The model and the data are not ours; the alignment
 step is.
 
-Full fine-tuning (of the blocks only with ``freeze_embeddings``, or LoRA, ``lora_rank``), float32 weights (bf16 autocast when ``bf16``), with trl's ``SFTTrainer``
-and ``DPOTrainer`` on the CPU; the checkpoints and a card (recipe, data, timings, targets) are cached under
+Full fine-tuning (the embedding frozen with ``freeze_embeddings``; or LoRA, ``lora_rank``), float32 weights (bf16
+autocast when ``bf16``), with trl's ``SFTTrainer`` and ``DPOTrainer`` on the CPU; the checkpoints and a card (recipe,
+data, timings, targets) are cached under
 ``<cache>/real/<name>-v<VERSION>-<recipe digest>``.
 """
 
@@ -81,8 +82,8 @@ class SafetyRecipe:
     """Put before the base's reply to a harmful DPO prompt (its rejected compliance): "" for a base that complies
     by itself, an opener such as "Sure, here" for one that does not follow requests yet."""
     freeze_embeddings: bool = False
-    """Train the transformer blocks only; the token embedding and unembedding stay the base's. Gemma 3's (tied)
-    embedding is 168M of its 268M parameters: frozen, an SFT step takes 2.8 s against 5.9 s
+    """Train the transformer blocks and the final norm; the token embedding and unembedding stay the base's. Gemma 3's
+    (tied) embedding is 168M of its 268M parameters: frozen, an SFT step takes 2.8 s against 5.9 s
     (``experiments/results/train_step_cost.txt``)."""
     lora_rank: int = 0
     """0: full fine-tuning. Else LoRA adapters of this rank on every linear layer (peft; alpha twice the rank), merged

@@ -182,7 +182,8 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         val = val_harmful + 2 * val_harmless  # ablated on harmful; added, and ablated for KL, on harmless
         passes = math.ceil(val_harmful / BATCH) + 2 * math.ceil(val_harmless / BATCH)
         scoring = _forward(shape, max_scored * val * mean, max_scored * passes, max_scored * val)
-        effects = _forward(shape, 2 * 2 * total, 2 * 2 * math.ceil(n / BATCH), 4 * n)  # unablated: behaviour's
+        runs = 2 if "behaviour" in sections else 3  # interventions run per model; unablated rates are behaviour's
+        effects = _forward(shape, 2 * runs * total, 2 * runs * math.ceil(n / BATCH), 2 * runs * n)
         parts = (means, ranking, scoring, effects)
         out["direction"] = (sum(p[0] for p in parts), sum(p[1] for p in parts),
                             f"candidate means, ~{candidates} candidates ranked on {rank_prompts} prompts, at most "
