@@ -173,7 +173,7 @@ def test_a_small_build_trains_on_the_bases_own_text_and_each_stage_from_the_save
 def test_a_pair_or_stage_that_does_not_exist_is_one_line_before_anything_loads():
     from interp import realpairs
 
-    with pytest.raises(ValueError, match="no real pair 'gemma9'; the pairs are \\['smollm2-safety'\\]"):
+    with pytest.raises(ValueError, match=r"no real pair 'gemma9'; the pairs are \['gemma3-chat', 'smollm2-safety'\]"):
         realpairs.build("gemma9")
     with pytest.raises(ValueError, match="stage must be one of"):
         realpairs.checkpoints("smollm2-safety", "rl")
