@@ -40,6 +40,7 @@ from interp.prompts import (
     pad_id,
     prompt_format_of,
     tokenize_for,
+    turn_end_ids,
 )
 
 Hook = tuple[str, Callable]
@@ -381,10 +382,12 @@ def decode(model, ids: Sequence[Sequence[int]]) -> list[str]:
 
 def end_of_turn_ids(model) -> list[int]:
     """The tokens generation stops at: the checkpoint's ``generation_config`` end tokens (chat models
-    list several) and the tokenizer's end-of-sequence token."""
+    list several), the tokenizer's end-of-sequence token and its chat template's end-of-turn token
+    (:func:`interp.prompts.turn_end_ids`)."""
     configured = getattr(getattr(model.original_model, "generation_config", None), "eos_token_id", None)
     configured = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
-    return list(dict.fromkeys(configured + [t for t in (model.tokenizer.eos_token_id,) if t is not None]))
+    eos = [t for t in (model.tokenizer.eos_token_id,) if t is not None]
+    return list(dict.fromkeys(configured + eos + turn_end_ids(model.tokenizer)))
 
 
 def _until(ids: list[int], stops: set[int]) -> list[int]:

@@ -228,3 +228,14 @@ def pad_batch(
         input_ids[i, span] = torch.tensor(row, dtype=torch.long)
         mask[i, span] = 1
     return input_ids, mask
+
+
+END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>")
+"""Chat templates' end-of-turn tokens (ChatML, Gemma, Llama 3)."""
+
+
+def turn_end_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids of the end-of-turn tokens ``tokenizer`` has: a reply ends there even where a checkpoint's generation
+    config does not say so (a pretrained base given a chat template, and the models tuned from it)."""
+    vocab = tokenizer.get_vocab()
+    return [vocab[t] for t in END_OF_TURN if t in vocab]

@@ -169,3 +169,18 @@ def test_generation_greedy_sampled_and_batched(model):
     assert all(model.tokenizer.eos_token_id not in i for i in ids)
     with pytest.raises(ValueError, match="positions cannot be used in generation"):
         iv.generate(model, PROMPTS, iv.AddVector(torch.ones(model.cfg.d_model), 0, positions=-1))
+
+
+def test_generation_stops_at_the_chat_templates_end_of_turn_token_too(make_checkpoint):
+    """A checkpoint whose generation config names only ``<eos>`` (a pretrained base given a chat template, as Gemma 3
+    270M in gemma3-chat) still ends a reply at the template's ``<end_of_turn>``, as the build's own replies do."""
+    from interp.organisms.tokenizer import build_tokenizer
+    from interp.realpairs.build import stops
+
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})
+    model = load_model(make_checkpoint("llama", seed=11, tokenizer=tok), device="cpu")
+    end = tok.convert_tokens_to_ids("<end_of_turn>")
+    assert model.original_model.generation_config.eos_token_id != end
+    assert set(iv.end_of_turn_ids(model)) == {tok.eos_token_id, end}
+    assert set(iv.end_of_turn_ids(model)) == set(stops(model.original_model, tok))

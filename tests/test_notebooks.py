@@ -132,7 +132,8 @@ def test_a_notebook_runs_on_a_real_pair_built_by_the_recipe(number, miniature_re
     monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "claims.jsonl"))
     path = next(p for p in NOTEBOOKS if p.stem.startswith(number + "_"))
     run_notebook(path)
-    assert {p.name[:2] for p in (tmp_path / "figures" / "real" / Path(spec.split(":", 1)[1]).name).glob("*.png")} == {number}
+    figures = tmp_path / "figures" / "real" / Path(spec.split(":", 1)[1]).name
+    assert {p.name[:2] for p in figures.glob("*.png")} == {number}
     assert not list((tmp_path / "figures").glob("*.png"))
     rows = claims.read_table(tmp_path / "claims.jsonl")
     assert {r["pair"] for r in rows} == {spec}

@@ -33,7 +33,7 @@ import torch
 
 from interp import promptsets
 from interp.gguf import cache_root
-from interp.prompts import length_batches, pad_batch
+from interp.prompts import length_batches, pad_batch, turn_end_ids
 from interp.realpairs.judge import is_refusal
 from interp.realpairs.scoring import reply_positions_only
 
@@ -132,16 +132,12 @@ def replies(model, tokenizer, prompts: Sequence[str], *, prefill: str | Sequence
     return out
 
 
-END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>")
-
-
 def stops(model, tokenizer) -> list[int]:
     """The tokens a reply ends at: the model's end-of-sequence tokens and its tokenizer's end-of-turn token (a
     pretrained base given a chat template has the token, but its generation config does not stop there)."""
     eos = model.generation_config.eos_token_id
-    ids = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
-    vocab = tokenizer.get_vocab()
-    return sorted({i for i in ids if i is not None} | {vocab[t] for t in END_OF_TURN if t in vocab})
+    ids = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id, *turn_end_ids(tokenizer)]
+    return sorted({i for i in ids if i is not None})
 
 
 def first_sentences(text: str, n: int = 1) -> str:
