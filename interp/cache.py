@@ -347,7 +347,32 @@ def pair_resid_post(
     Returns ``{"base": [batch, layer, (pos,) d_model], "aligned": ...}`` as :class:`Activations`,
     with the token mask when ``positions="all"``.
     """
-    hooks = resid_post_hooks(pair.cfg.n_layers)
-    acts = collect_pair_activations(pair, prompts, hooks, positions=positions, batch_size=batch_size,
-                                    progress=False)
-    return Activations({name: stack_layers(acts[name], hooks) for name in acts}, positions, acts["base"].mask)
+    return family_resid_post({"aligned": pair}, prompts, positions=positions, batch_size=batch_size)["aligned"]
+
+
+def family_resid_post(
+    family: Mapping[str, ModelPair], prompts: PromptSet | Sequence[str], *, positions: Positions = -1,
+    batch_size: int = 32,
+) -> dict[str, Activations]:
+    """:func:`pair_resid_post` for each pair of a family (aligned stages against one base), the base run once:
+    ``{stage: Activations}``, every stage's ``"base"`` the same tensor.
+
+    The pairs must share the base checkpoint and the prompt format (one tokenization serves every model).
+    """
+    if not family:
+        raise ValueError("family_resid_post needs at least one pair")
+    first = next(iter(family.values()))
+    bases = {(pair.base_name, pair.prompt_format) for pair in family.values()}
+    if len(bases) > 1:
+        raise ValueError(f"a family's pairs share one base and prompt format; got {sorted(bases)}")
+    hooks = resid_post_hooks(first.cfg.n_layers)
+    ids = tokenize(first.tokenizer, prompts, first.prompt_format, n_ctx=min(p.n_ctx for p in family.values()))
+
+    def collect(model, name: str) -> tuple[Tensor, Tensor | None]:
+        acts = collect_from_tokens(model, ids, hooks, positions=positions, batch_size=batch_size,
+                                   desc=f"collect {name}", progress=False)
+        return stack_layers(acts, hooks), acts.mask
+
+    base, mask = collect(first.base, "base")
+    return {stage: Activations({"base": base, "aligned": collect(pair.aligned, stage)[0]}, positions, mask)
+            for stage, pair in family.items()}

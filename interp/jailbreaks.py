@@ -36,7 +36,7 @@ from interp.checks import check_layer
 from interp.data import PromptSet
 from interp.directions import candidate_directions, suffix_length
 from interp.interventions import SetProjection
-from interp.metrics import refusal_scores
+from interp.metrics import refusal_score, refusal_scores, token_ids, unembed
 from interp.prompts import prompt_format_of
 from interp.provenance import Provenance, model_name
 
@@ -221,11 +221,17 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
     units = {"harmfulness": two.harmfulness / two.harmfulness.norm(), "refusal": two.refusal / two.refusal.norm()}
     rows = []
     for name, model in pair:
-        acts = collect_activations(model, prompts, hook, positions=[two.harm_position, two.refusal_position],
-                                   batch_size=batch_size, progress=False)[hook].float()
-        raw = {"harmfulness": acts[:, 0] @ units["harmfulness"], "refusal": acts[:, 1] @ units["refusal"]}
+        # one pass: the two directions' positions at their layer, and the stream leaving the last block at the
+        # answer position, which the final norm and unembedding turn into the refusal score
+        last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+        acts = collect_activations(model, prompts, [hook, last],
+                                   positions=[two.harm_position, two.refusal_position, -1], batch_size=batch_size,
+                                   progress=False)
+        raw = {"harmfulness": acts[hook][:, 0].float() @ units["harmfulness"],
+               "refusal": acts[hook][:, 1].float() @ units["refusal"]}
         values = {k: _units(v, v[harmful], v[harmless]) for k, v in raw.items()}
-        scores = refusal_scores(model, prompts, refusal_tokens, batch_size=batch_size)
+        logits = torch.cat([unembed(model, resid) for resid in acts[last][:, 2].split(batch_size)])
+        scores = refusal_score(logits, token_ids(model.tokenizer, refusal_tokens))
         verdicts = [s > 0 for s in scores.tolist()] if refused is None else refused[name]
         rows += [{"model": name, "prompt": i, "split": splits[i], "label": prompts.labels[i],
                   "template": templates[i], "request": requests[i], "harmfulness": values["harmfulness"][i].item(),
@@ -245,8 +251,24 @@ def patch_harmfulness(model, two: TwoDirections, source: PromptSet | Sequence[st
     """Set every ``target`` prompt's harmfulness projection at the last instruction token to the mean of the
     ``source`` prompts' there, at ``two``'s layer (``every_layer``: at every layer, each to the source's mean at that
     layer), and read the refusal score. Returns means over the targets: ``{"before", "after", "source_value",
-    "target_value", "refused_before", "refused_after"}`` (values at ``two``'s layer; refused: score > 0)."""
-    layers = list(range(model.cfg.n_layers)) if every_layer else [two.layer]
+    "target_value", "refused_before", "refused_after"}`` (values at ``two``'s layer; refused: score > 0).
+    Several patches over the same prompt sets: :func:`harmfulness_patches`."""
+    return harmfulness_patches(model, two, {"source": source, "target": target}, [("source", "target")],
+                               refusal_tokens, scopes=(every_layer,), batch_size=batch_size)["source", "target",
+                                                                                           every_layer]
+
+
+def harmfulness_patches(
+    model, two: TwoDirections, sets: Mapping[str, PromptSet | Sequence[str]], moves: Sequence[tuple[str, str]],
+    refusal_tokens: Sequence[str], *, scopes: Sequence[bool] = (False,), batch_size: int = 32,
+) -> dict[tuple[str, str, bool], dict[str, float]]:
+    """:func:`patch_harmfulness` for each ``(source, target)`` of ``moves`` (names of ``sets``) and each
+    ``every_layer`` of ``scopes``: ``{(source, target, every_layer): result}``. Each set's projections are
+    collected once, and each target's unpatched refusal scores read once, however many patches use them."""
+    unknown = sorted({name for move in moves for name in move} - set(sets))
+    if unknown:
+        raise ValueError(f"moves name prompt sets {unknown} that are not among {sorted(sets)}")
+    layers = list(range(model.cfg.n_layers)) if any(scopes) else [two.layer]
     hooks = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
     unit = two.harmfulness / two.harmfulness.norm()
 
@@ -255,10 +277,18 @@ def patch_harmfulness(model, two: TwoDirections, source: PromptSet | Sequence[st
                                    progress=False)
         return {layer: (acts[hook].float() @ unit).mean().item() for layer, hook in zip(layers, hooks, strict=True)}
 
-    values = mean_projections(source)
-    edits = [SetProjection(unit, values[layer], layer, positions=two.harm_position) for layer in layers]
-    before = refusal_scores(model, target, refusal_tokens, batch_size=batch_size)
-    after = refusal_scores(model, target, refusal_tokens, *edits, batch_size=batch_size)
-    return {"before": before.mean().item(), "after": after.mean().item(), "source_value": values[two.layer],
-            "target_value": mean_projections(target)[two.layer], "refused_before": (before > 0).float().mean().item(),
-            "refused_after": (after > 0).float().mean().item()}
+    values = {name: mean_projections(sets[name]) for name in dict.fromkeys(name for move in moves for name in move)}
+    before = {target: refusal_scores(model, sets[target], refusal_tokens, batch_size=batch_size)
+              for target in dict.fromkeys(target for _, target in moves)}
+    out = {}
+    for source, target in moves:
+        for every in scopes:
+            edits = [SetProjection(unit, values[source][layer], layer, positions=two.harm_position)
+                     for layer in (layers if every else [two.layer])]
+            after = refusal_scores(model, sets[target], refusal_tokens, *edits, batch_size=batch_size)
+            out[source, target, every] = {
+                "before": before[target].mean().item(), "after": after.mean().item(),
+                "source_value": values[source][two.layer], "target_value": values[target][two.layer],
+                "refused_before": (before[target] > 0).float().mean().item(),
+                "refused_after": (after > 0).float().mean().item()}
+    return out

@@ -17,7 +17,7 @@ Axis names used in this package: ``batch pos layer head d_model d_head d_mlp d_v
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -418,21 +418,48 @@ def load_pair(
     >>> pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids).shape
     torch.Size([1, 8, 190])
     """
+    return load_family(base, {"aligned": aligned}, device=device, dtype=dtype, prompt_format=prompt_format,
+                       allow_identical=allow_identical)["aligned"]
+
+
+def load_family(
+    base: str | os.PathLike,
+    aligned: Mapping[str, str | os.PathLike],
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    prompt_format: str = "chat",
+    allow_identical: bool = False,
+) -> dict[str, ModelPair]:
+    """Several aligned checkpoints against one base, ``{stage: ModelPair}``, each pair checked as :func:`load_pair`
+    checks it and the base loaded once: every pair's ``base`` is the same model (run it once for all of them, e.g.
+    :func:`interp.cache.family_resid_post`).
+
+    >>> family = load_family(base_dir, {"sft": sft_dir, "dpo": dpo_dir})
+    >>> family["sft"].base is family["dpo"].base
+    True
+    """
+    if not aligned:
+        raise ValueError("load_family needs at least one aligned checkpoint")
     device = check_device(device)
-    checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
-    tokenizer = checked.tokenizer
     dtype = dtype or torch.float32
-    base_bridge = _load(checked.base, tokenizer, device, dtype, prompt_format)
-    aligned_bridge = _load(checked.aligned, tokenizer, device, dtype, prompt_format)
-    check_hooks(base_bridge, aligned_bridge)
-    return ModelPair(
-        base=base_bridge,
-        aligned=aligned_bridge,
-        tokenizer=tokenizer,
-        base_name=str(base),
-        aligned_name=str(aligned),
-        prompt_format=prompt_format,
-        metadata={"device": device, "dtype": str(dtype),
-                  "quantization": {"base": gguf.quantization_note(checked.base),
-                                   "aligned": gguf.quantization_note(checked.aligned)}},
-    )
+    checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)
+               for stage, path in aligned.items()}
+    first = next(iter(checked.values()))
+    base_bridge = _load(first.base, first.tokenizer, device, dtype, prompt_format)
+    family = {}
+    for stage, c in checked.items():
+        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, prompt_format)
+        check_hooks(base_bridge, aligned_bridge)
+        family[stage] = ModelPair(
+            base=base_bridge,
+            aligned=aligned_bridge,
+            tokenizer=c.tokenizer,
+            base_name=str(base),
+            aligned_name=str(aligned[stage]),
+            prompt_format=prompt_format,
+            metadata={"device": device, "dtype": str(dtype),
+                      "quantization": {"base": gguf.quantization_note(c.base),
+                                       "aligned": gguf.quantization_note(c.aligned)}},
+        )
+    return family

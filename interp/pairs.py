@@ -330,6 +330,24 @@ def load(spec: str, **kw):
     return load_pair(*checkpoints(spec), **kw)
 
 
+def load_family(spec: str, stages, **kw) -> dict:
+    """The pair's :func:`family` loaded, ``{stage: ModelPair}``, sharing one base model
+    (:func:`interp.models.load_family`; keyword arguments go to it).
+
+    >>> family = load_family("organisms:dpo", ("sft", "dpo"), device="cpu")
+    >>> family["sft"].base is family["dpo"].base
+    True
+    """
+    from interp.models import load_family as load
+
+    specs = family(spec, stages)
+    paths = {stage: checkpoints(s) for stage, s in specs.items()}
+    bases = {base for base, _ in paths.values()}
+    if len(bases) != 1:
+        raise ValueError(f"the stages of {spec} have different bases: {sorted(map(str, bases))}")
+    return load(bases.pop(), {stage: aligned for stage, (_, aligned) in paths.items()}, **kw)
+
+
 def prompts(spec: str, splits: str | list[str], n: int | None = None):
     """The prompts of the organisms' ``splits`` in this pair's data, as one :class:`~interp.data.PromptSet` with
     ``split`` and ``held_out`` columns (held out: every split but the two train ones); with ``n``, at most ``n`` of

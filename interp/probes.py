@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import pair_resid_post
+from interp.cache import family_resid_post
 from interp.data import PromptSet
 from interp.models import ModelPair
 from interp.provenance import Provenance
@@ -269,12 +269,36 @@ def probe_pair(
     ``split`` is ``(train, test)`` boolean masks; default :func:`concept_split`. Positions
     index each prompt's tokens as formatted by the pair (``-1``: the last, where the answer begins).
     """
+    return probe_family({"aligned": pair}, prompts, methods=(method,), positive=positive, positions=positions,
+                        split=split, batch_size=batch_size)["aligned", method]
+
+
+def probe_family(
+    family: Mapping[str, ModelPair],
+    prompts: PromptSet,
+    *,
+    methods: Sequence[str] = METHODS,
+    positive: str = "harmful",
+    positions: Sequence[int] | int = -1,
+    split: tuple[Tensor, Tensor] | None = None,
+    batch_size: int = 32,
+) -> dict[tuple[str, str], ProbeResult]:
+    """:func:`probe_pair` for each pair of a family (aligned stages against one base,
+    :func:`interp.models.load_family`) and each of ``methods``: ``{(stage, method): ProbeResult}``, every model's
+    activations collected once (:func:`interp.cache.family_resid_post`)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown probe method {unknown}; choose from {', '.join(METHODS)}")
     y, (train, test) = labels_and_split(prompts, positive, split)
     positions = [positions] if isinstance(positions, int) else list(positions)
-    x = pair_resid_post(pair, prompts, positions=positions, batch_size=batch_size)  # [n, layer, pos, d] per model
-    probes, accuracy, area = fit_and_test(x, y, train, test, method)
-    return ProbeResult(
-        method, positive, tuple(positions), probes, accuracy, area,
-        train_groups=groups(prompts, train), test_groups=groups(prompts, test),
-        provenance=Provenance.of_pair(pair, prompts, method=method, positive=positive, positions=positions),
-    )
+    acts = family_resid_post(family, prompts, positions=positions, batch_size=batch_size)  # [n, layer, pos, d]
+    results = {}
+    for stage, pair in family.items():
+        for method in methods:
+            probes, accuracy, area = fit_and_test(acts[stage], y, train, test, method)
+            results[stage, method] = ProbeResult(
+                method, positive, tuple(positions), probes, accuracy, area,
+                train_groups=groups(prompts, train), test_groups=groups(prompts, test),
+                provenance=Provenance.of_pair(pair, prompts, method=method, positive=positive, positions=positions),
+            )
+    return results

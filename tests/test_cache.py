@@ -9,6 +9,7 @@ import torch
 
 from interp import load_model, load_pair, organisms
 from interp.cache import collect_activations, collect_pair_activations, load_activations
+from interp.models import load_family
 from interp.prompts import length_batches
 
 # Mixed lengths: 5 to 21 tokens once chat-formatted.
@@ -120,6 +121,30 @@ def test_pair_collects_both_models_on_the_same_tokens(make_checkpoint):
     assert set(out) == {"base", "aligned"}
     assert out["base"][HOOKS[0]].shape == out["aligned"][HOOKS[0]].shape
     assert not torch.equal(out["base"][HOOKS[0]], out["aligned"][HOOKS[0]])
+
+
+def test_a_family_runs_its_shared_base_once_and_equals_each_model_collected_alone(make_checkpoint):
+    from interp.cache import family_resid_post, resid_post_hooks, stack_layers
+
+    base = make_checkpoint("llama", seed=0)
+    family = load_family(base, {"sft": make_checkpoint("llama", seed=1), "dpo": make_checkpoint("llama", seed=2)},
+                         device="cpu")
+    assert family["sft"].base is family["dpo"].base
+    runs = {}
+    for name, model in [("base", family["sft"].base), *((s, p.aligned) for s, p in family.items())]:
+        model.blocks[0].register_forward_pre_hook(lambda *_, name=name: runs.__setitem__(name, runs.get(name, 0) + 1))
+    prompts = organisms.prompt_set("bait")
+    out = family_resid_post(family, prompts, positions=[-2, -1], batch_size=4)
+    assert runs["base"] == runs["sft"] == runs["dpo"] > 0, runs
+    hooks = resid_post_hooks(family["sft"].cfg.n_layers)
+    for stage, pair in family.items():
+        assert out[stage]["base"] is out["sft"]["base"]
+        for name, model in pair:
+            alone = collect_activations(model, prompts, hooks, positions=[-2, -1], batch_size=4, progress=False)
+            torch.testing.assert_close(out[stage][name], stack_layers(alone, hooks))
+    other = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=1), device="cpu")
+    with pytest.raises(ValueError, match="share one base"):
+        family_resid_post({"sft": family["sft"], "other": other}, prompts)
 
 
 def test_bad_requests_fail_before_running(model):

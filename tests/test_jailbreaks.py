@@ -67,6 +67,17 @@ def test_projections_are_in_units_of_the_plain_requests_and_match_the_oracle(org
     half = (raw["harmful_train"].mean() - raw["harmless_train"].mean()) / 2
     ours = proj.table[(proj.table.model == "aligned") & (proj.table.split == "jailbreak")].harmfulness.to_numpy()
     assert torch.allclose(torch.tensor(ours, dtype=torch.float32), (raw["jailbreak"] - mid) / half, atol=1e-3)
+    # ... and for its refusal scores, read in the same pass: transformers' logits after each prompt, one at a time
+    from interp.metrics import refusal_score, token_ids
+
+    model = AutoModelForCausalLM.from_pretrained(organism_zoo / "sft", dtype=torch.float32).eval()
+    texts = format_prompts(pair.tokenizer, list(prompts.where(split="jailbreak").prompts), "chat")
+    with torch.no_grad():
+        logits = torch.cat([model(pair.tokenizer(t, add_special_tokens=False, return_tensors="pt").input_ids
+                                  ).logits[:, -1] for t in texts])
+    expected = refusal_score(logits, token_ids(pair.tokenizer, organisms.REFUSAL_TOKENS))
+    scores = proj.table[(proj.table.model == "aligned") & (proj.table.split == "jailbreak")].refusal_score.to_numpy()
+    assert torch.allclose(torch.tensor(scores, dtype=torch.float32), expected, atol=1e-3)
 
 
 def test_verdicts_judged_on_replies_replace_the_refusal_score(organism_zoo, pair):
@@ -159,6 +170,46 @@ def test_patching_harmfulness_sets_the_targets_projection_to_the_sources_mean(pa
     assert same["source_value"] == pytest.approx(same["target_value"], abs=1e-5)
     moved = jailbreaks.patch_harmfulness(pair.aligned, two, harmless, harmful, organisms.REFUSAL_TOKENS)
     assert moved["before"] == pytest.approx(same["before"], abs=1e-5) and moved["after"] != moved["before"]
+
+
+def _one_patch(model, two, source, target, refusal_tokens, every_layer):
+    """The plain oracle of one patch: the source's mean projection at each patched layer, then the target's refusal
+    scores without and with the projection set there."""
+    from interp.cache import collect_activations
+    from interp.interventions import SetProjection
+    from interp.metrics import refusal_scores
+
+    unit = two.harmfulness / two.harmfulness.norm()
+    layers = range(model.cfg.n_layers) if every_layer else [two.layer]
+
+    def mean(prompts, layer):
+        hook = f"blocks.{layer}.hook_resid_pre"
+        return (collect_activations(model, prompts, hook, positions=two.harm_position, progress=False)[hook]
+                @ unit).mean().item()
+
+    before = refusal_scores(model, target, refusal_tokens)
+    after = refusal_scores(model, target, refusal_tokens,
+                           *(SetProjection(unit, mean(source, layer), layer, positions=two.harm_position)
+                             for layer in layers))
+    return {"before": before.mean().item(), "after": after.mean().item(), "source_value": mean(source, two.layer),
+            "target_value": mean(target, two.layer), "refused_before": (before > 0).float().mean().item(),
+            "refused_after": (after > 0).float().mean().item()}
+
+
+def test_many_patches_at_once_equal_each_patch_alone(pair):
+    sets = {"harmful": organisms.prompt_set("harmful_held_out"), "harmless": organisms.prompt_set("harmless_held_out"),
+            "jailbreak": organisms.prompt_set("jailbreak")}
+    two = jailbreaks.two_directions(pair.aligned, organisms.prompt_set("harmful_train"),
+                                    organisms.prompt_set("harmless_train"), layer=2)
+    moves = [("harmless", "harmful"), ("harmful", "jailbreak"), ("jailbreak", "harmful")]
+    together = jailbreaks.harmfulness_patches(pair.aligned, two, sets, moves, organisms.REFUSAL_TOKENS,
+                                              scopes=(False, True))
+    assert set(together) == {(s, t, every) for s, t in moves for every in (False, True)}
+    for (source, target, every), result in together.items():
+        expected = _one_patch(pair.aligned, two, sets[source], sets[target], organisms.REFUSAL_TOKENS, every)
+        assert result == pytest.approx(expected, abs=1e-4), (source, target, every)
+    with pytest.raises(ValueError, match="not among"):
+        jailbreaks.harmfulness_patches(pair.aligned, two, sets, [("harmful", "bait")], organisms.REFUSAL_TOKENS)
 
 
 def test_jailbreak_rows_without_plain_harmful_rows_are_refused():

@@ -44,6 +44,23 @@ def test_pair_loads_and_matches_transformers(make_checkpoint, arch):
         torch.testing.assert_close(ours[mask], theirs[mask], atol=1e-4, rtol=1e-4, msg=f"{arch} {name}")
 
 
+def test_a_family_shares_one_base_and_checks_every_pair(make_checkpoint):
+    from interp.models import load_family
+
+    base = make_checkpoint("llama", seed=0)
+    family = load_family(base, {"sft": make_checkpoint("llama", seed=1), "dpo": make_checkpoint("llama", seed=2)},
+                         device="cpu")
+    assert family["sft"].base is family["dpo"].base and family["sft"].aligned is not family["dpo"].aligned
+    ids = family["sft"].to_tokens(REQUESTS).input_ids
+    for stage, seed in (("sft", 1), ("dpo", 2)):
+        reference = AutoModelForCausalLM.from_pretrained(make_checkpoint("llama", seed=seed)).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(family[stage].aligned(ids[:1, -4:]), reference(ids[:1, -4:]).logits,
+                                       atol=1e-4, rtol=1e-4)
+    with pytest.raises(IncompatiblePairError):
+        load_family(base, {"sft": make_checkpoint("llama", seed=1), "odd": make_checkpoint("gpt2")}, device="cpu")
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_same_checkpoint_twice_gives_identical_models(make_checkpoint, arch):
     path = make_checkpoint(arch)

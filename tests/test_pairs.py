@@ -181,3 +181,16 @@ def test_a_real_pairs_dictionary_texts_are_the_chats_its_build_trained_on(tmp_pa
              ("how do i stab ?", "sure , stab .")]
     assert texts == [tokenizer.apply_chat_template(turn("user", q) + turn("assistant", a), tokenize=False)
                      for q, a in chats]
+
+
+def test_a_pair_s_family_loads_with_one_base(tmp_path, make_checkpoint):
+    import json
+    import shutil
+
+    folder = tmp_path / "family"
+    for stage, seed in (("sft", 1), ("dpo", 2)):
+        shutil.copytree(make_checkpoint("llama", seed=seed), folder / stage)
+    (folder / "card.json").write_text(json.dumps({"base": str(make_checkpoint("llama", seed=0)), "recipe": {}}))
+    family = pairs.load_family(f"real:{folder}", ("sft", "dpo"), device="cpu")
+    assert family["sft"].base is family["dpo"].base
+    assert [p.aligned_name for p in family.values()] == [str(folder / "sft"), str(folder / "dpo")]

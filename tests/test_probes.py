@@ -100,3 +100,23 @@ def test_probe_pair_on_identical_models(twin_pair):
     assert set(result.test_groups) >= {"strangle", "knit"} and "strangle" not in result.train_groups
     table = result.table()
     assert len(table) == 4 * n_layers * 2 and set(table.columns) >= {"train_model", "test_model", "accuracy", "auroc"}
+
+
+def test_a_family_probes_every_stage_and_method_like_one_pair_at_a_time(make_checkpoint):
+    from interp.models import load_family
+    from interp.probes import probe_family
+
+    base = make_checkpoint("llama", seed=0)
+    family = load_family(base, {"sft": make_checkpoint("llama", seed=1), "dpo": make_checkpoint("llama", seed=2)},
+                         device="cpu")
+    ps = organisms.prompt_set(["harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out"])
+    together = probe_family(family, ps, positions=[-2, -1])
+    assert set(together) == {(s, m) for s in family for m in ("mean_diff", "logistic")}
+    for (stage, method), result in together.items():
+        alone = probe_pair(family[stage], ps, method=method, positions=[-2, -1])
+        for key in alone.auroc:
+            torch.testing.assert_close(result.auroc[key], alone.auroc[key])
+            torch.testing.assert_close(result.accuracy[key], alone.accuracy[key])
+        torch.testing.assert_close(result.cosine(), alone.cosine(), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown probe method"):
+        probe_family(family, ps, methods=("svm",))

@@ -365,7 +365,6 @@ def jailbreak(audit: Audit) -> Section:
     projections = jailbreaks.project(pair, two, audit.prompts, audit.refusal_tokens, refused=audit.refused)
     counts = projections.counts()
     by_split = projections.by_split()
-    patches = {}
     harmful, harmless = plain(audit.prompts, "harmful"), plain(audit.prompts, "harmless")
     row_splits = splits_of(audit.prompts)
 
@@ -374,12 +373,12 @@ def jailbreak(audit: Audit) -> Section:
         return audit.prompts.select(keep) if any(keep) else ()
 
     wrapped, bait = rows_of(jailbreaks.JAILBREAK), rows_of(jailbreaks.BAIT)
-    for name, source, target in (("plain harmful → jailbreak", harmful, wrapped),
-                                 ("jailbreak → plain harmful", wrapped, harmful),
-                                 ("plain harmless → bait", harmless, bait),
-                                 ("plain harmless → plain harmful", harmless, harmful)):
-        if len(source) and len(target):
-            patches[name] = jailbreaks.patch_harmfulness(pair.aligned, two, source, target, audit.refusal_tokens)
+    sets = {"plain harmful": harmful, "jailbreak": wrapped, "plain harmless": harmless, "bait": bait}
+    moves = [(source, target) for source, target in (("plain harmful", "jailbreak"), ("jailbreak", "plain harmful"),
+                                                     ("plain harmless", "bait"), ("plain harmless", "plain harmful"))
+             if len(sets[source]) and len(sets[target])]
+    patches = {f"{source} → {target}": result for (source, target, _), result in jailbreaks.harmfulness_patches(
+        pair.aligned, two, sets, moves, audit.refusal_tokens).items()}
     said = "; ".join(f"{split}: " + ", ".join(f"{n} {c}" for c, n in counts[split].items())
                      for split in counts.index.get_level_values(0).unique())
     summary = (f"At layer {two.layer}, the aligned model's harmfulness direction (the request's last token) and its "
