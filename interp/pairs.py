@@ -198,15 +198,21 @@ def card(spec: str) -> dict:
 
 
 def real_pair(spec: str):
-    """The :class:`interp.realpairs.RealPair` a real pair was built as (by name, or by the name on a folder's card):
-    its base, recipe and the phrase that says what the base is (``about``)."""
+    """The :class:`interp.realpairs.RealPair` a real pair was built as (by name, or by the name on a folder's card,
+    with the recipe the card says it was built by): its base, recipe and the phrase that says what the base is
+    (``about``)."""
+    from dataclasses import replace
+
     from interp import realpairs
+    from interp.realpairs.build import SafetyRecipe
 
     s = parse(spec)
     name = card(spec)["name"] if s.folder is not None else s.name
     if name not in realpairs.PAIRS:
         raise ValueError(f"{spec}: {name!r} is none of the real pairs {sorted(realpairs.PAIRS)}")
-    return realpairs.PAIRS[name]
+    if s.folder is None:
+        return realpairs.PAIRS[name]
+    return replace(realpairs.PAIRS[name], recipe=SafetyRecipe(**card(spec)["recipe"]))
 
 
 def refusal_rates(spec: str) -> dict[str, dict[str, float]]:

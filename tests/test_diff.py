@@ -112,6 +112,19 @@ def test_logit_lens_at_the_last_layer_is_the_model_output(pair, chunk):
     torch.testing.assert_close(lens.cross_model_kl, cross, atol=1e-4, rtol=1e-4)
 
 
+def test_streams_collected_once_give_the_same_lens_and_separation(pair):
+    from interp.cache import family_resid_post
+
+    streams = family_resid_post({"aligned": pair}, PROMPTS)["aligned"]
+    lens, given = diff.logit_lens(pair, PROMPTS), diff.logit_lens(pair, PROMPTS, streams=streams)
+    torch.testing.assert_close(given.cross_model_kl, lens.cross_model_kl)
+    torch.testing.assert_close(given.kl_to_final["base"], lens.kl_to_final["base"])
+    sep, given = diff.cluster_separation(pair, PROMPTS), diff.cluster_separation(pair, PROMPTS, streams=streams)
+    torch.testing.assert_close(given.tau["aligned"], sep.tau["aligned"])
+    with pytest.raises(ValueError, match="streams must be"):
+        diff.logit_lens(pair, PROMPTS.select(range(3)), streams=streams)
+
+
 def test_representation_similarity_is_the_prompt_by_prompt_comparison(pair):
     """Cosine, norm ratio and CKA at every real token equal those computed from one unpadded run per prompt (HF
     hidden states: ``hidden_states[l + 1]`` is ``blocks.{l}.hook_resid_post`` before the last block)."""

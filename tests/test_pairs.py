@@ -113,13 +113,15 @@ def test_a_real_pair_built_in_a_folder_is_named_by_it(tmp_path, monkeypatch):
     recipe = SafetyRecipe(harmful_sets="advbench", sft_harmful=4)
     folder = tmp_path / "variant"
     folder.mkdir()
-    (folder / "card.json").write_text(json.dumps({"base": str(tmp_path / "base"), "recipe": asdict(recipe)}))
+    (folder / "card.json").write_text(json.dumps({"base": str(tmp_path / "base"), "recipe": asdict(recipe),
+                                                  "name": "smollm2-safety"}))
     spec = f"real:{folder}:sft"
     assert pairs.parse(spec).folder == folder and pairs.chosen(spec) == spec
     monkeypatch.chdir(tmp_path)  # a relative folder is named by its absolute path (a notebook runs elsewhere)
     assert pairs.parse("real:./variant").label == f"real:{folder}"
     assert pairs.checkpoints(spec) == (tmp_path / "base", folder / "sft")
     assert pairs.card(spec)["recipe"]["sft_harmful"] == 4
+    assert pairs.real_pair(spec).recipe == recipe != pairs.real_pair("real:smollm2-safety").recipe  # the card's recipe
     train = pairs.prompts(spec, "harmful_train")
     assert set(train.column("source")) == {"advbench"}
     with pytest.raises(ValueError, match="holds no measured behaviour"):

@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import Positions, collect_pair_activations, pair_resid_post, resid_post_hooks
+from interp.cache import Activations, Positions, collect_pair_activations, pair_resid_post, resid_post_hooks
 from interp.data import PromptSet
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
@@ -119,6 +119,20 @@ class LogitLens:
     provenance: Provenance | None = None
 
 
+def answer_streams(pair: ModelPair, prompts: PromptSet | Sequence[str], streams: Activations | None,
+                   batch_size: int) -> Activations:
+    """Both models' streams after every block at the answer position: ``streams`` when given (checked to be those,
+    for these prompts), else collected now (:func:`~interp.cache.pair_resid_post`)."""
+    if streams is None:
+        return pair_resid_post(pair, prompts, batch_size=batch_size)
+    want = (len(prompts), pair.cfg.n_layers, pair.cfg.d_model)
+    got = {name: tuple(streams[name].shape) for name in ("base", "aligned")}
+    if any(shape != want for shape in got.values()):
+        raise ValueError(f"streams must be [prompt, layer, d_model] = {list(want)} at the answer position for each "
+                         f"model (pair_resid_post of these prompts); got {got}")
+    return streams
+
+
 @torch.no_grad()
 def lens_logprobs(
     model, resid: Float[Tensor, "batch layer d_model"], chunk: int = 16  # noqa: F722
@@ -136,16 +150,19 @@ def lens_logprobs(
 
 
 def logit_lens(
-    pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32, chunk: int = 16
+    pair: ModelPair, prompts: PromptSet | Sequence[str], *, batch_size: int = 32, chunk: int = 16,
+    streams: Activations | None = None,
 ) -> LogitLens:
     """The logit lens of both models at the answer position (the last prompt token).
 
     The vocabulary-wide log-probabilities are read and reduced ``chunk`` prompts at a time: for all prompts at once
-    they would take ``batch x layer x d_vocab`` floats per model (SmolLM2, 256 prompts: 1.5 GB each).
+    they would take ``batch x layer x d_vocab`` floats per model (SmolLM2, 256 prompts: 1.5 GB each). ``streams``:
+    :func:`~interp.cache.pair_resid_post` of these prompts, when already collected (e.g. by
+    :func:`~interp.cache.family_resid_post`).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be a positive number of prompts, got {chunk}")
-    acts = pair_resid_post(pair, prompts, batch_size=batch_size)
+    acts = answer_streams(pair, prompts, streams, batch_size)
     kl, top1, cross = {name: [] for name, _ in pair}, {name: [] for name, _ in pair}, []
     for rows in torch.arange(len(acts["base"])).split(chunk):
         lens = {name: lens_logprobs(pair[name], acts[name][rows], chunk) for name, _ in pair}
@@ -177,11 +194,12 @@ class ClusterSeparation:
 
 def cluster_separation(
     pair: ModelPair, prompts: PromptSet, positive: str = "harmful", negative: str = "harmless", *,
-    batch_size: int = 32,
+    batch_size: int = 32, streams: Activations | None = None,
 ) -> ClusterSeparation:
-    """Distance of each prompt to the ``positive`` vs ``negative`` class mean, per layer, both models."""
+    """Distance of each prompt to the ``positive`` vs ``negative`` class mean, per layer, both models (``streams``:
+    as :func:`logit_lens` takes them)."""
     prompts.require_labels(positive, negative)
-    acts = pair_resid_post(pair, prompts, batch_size=batch_size)
+    acts = answer_streams(pair, prompts, streams, batch_size)
     is_pos = torch.tensor([label == positive for label in prompts.labels])
     is_neg = torch.tensor([label == negative for label in prompts.labels])
     tau, accuracy = {}, {}
