@@ -203,8 +203,16 @@ def test_swap_sweep_shapes_and_references(pair):
     sweep = diff.swap_sweep(pair, PROMPTS.by_label("harmful"), PROMPTS.by_label("harmless"),
                             groups=["layer 0", "layer 1 mlp", "attn"], alphas=(0.0, 1.0), refusal_tokens=["sorry"])
     assert sweep.harmful.shape == (3, 2) and len(sweep.table()) == 6
-    # alpha = 0 is the unchanged aligned model.
-    assert sweep.harmful[:, 0].allclose(torch.tensor(sweep.reference["aligned"]["harmful"]), atol=1e-4)
+    # alpha = 0 is the unchanged aligned model: the sweep reads its reference, and swapping nothing changes nothing
+    assert sweep.harmful[:, 0].allclose(torch.tensor(sweep.reference["aligned"]["harmful"]))
+    from interp.metrics import refusal_scores
+
+    nothing = refusal_scores(pair.aligned, PROMPTS.by_label("harmful"), ["sorry"], diff.swap(pair, "attn", 0.0))
+    assert nothing.mean().item() == pytest.approx(sweep.reference["aligned"]["harmful"], abs=1e-5)
+    # a later sweep on the same prompts, given that reference, measures its swaps alone, to the same values
+    again = diff.swap_sweep(pair, PROMPTS.by_label("harmful"), PROMPTS.by_label("harmless"), groups=["attn"],
+                            refusal_tokens=["sorry"], reference=sweep.reference)
+    assert again.reference == sweep.reference and again.harmful[0, 0].item() == pytest.approx(sweep.harmful[2, 1].item())
 
 
 def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_checkpoint, tmp_path):
@@ -232,7 +240,7 @@ def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_
     pair.tokenizer.save_pretrained(tmp_path)
     expected = [pair.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 for ids in hf_generate(tmp_path, harmful, max_new_tokens=6, do_sample=False)]
-    assert seen[:len(harmful)] == expected
+    assert seen[-len(harmful):] == expected  # after the two unswapped models' replies
     assert sweep.harmful_rate[0, 0].item() == sum(len(r) % 2 == 0 for r in expected) / len(expected)
     assert sweep.harmless_rate.isnan().all() and len(seen) == 3 * len(harmful)  # the group, then aligned and base
     assert diff.layer_groups(5, per=2) == ["layers 0-1", "layers 2-3", "layers 4-4"]

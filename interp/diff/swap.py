@@ -161,6 +161,7 @@ def swap_sweep(
     judge: Callable[[str], bool] | None = None,
     max_new_tokens: int = 32,
     batch_size: int = 32,
+    reference: dict[str, dict[str, float]] | None = None,
 ) -> SwapSweep:
     """Refusal of the aligned model on harmful and harmless prompts with each group swapped.
 
@@ -171,6 +172,9 @@ def swap_sweep(
     a real model needs, whose refusals and compliances may open alike. ``harmless=None`` measures harmful prompts
     only (the harmless columns are NaN), where replies are costly. With ``judge``, a pair whose aligned model prefers
     no first token over the base's (nothing to derive refusal tokens from) still gets its rates; its scores are NaN.
+    ``reference``: both unswapped models' measures from an earlier sweep of this pair on the same prompts and
+    settings (its ``.reference``), not measured again. ``alpha = 0`` swaps nothing: it reads the aligned model's
+    reference.
     """
     groups = list(groups or layer_groups(pair.cfg.n_layers))
     for group in groups:
@@ -195,13 +199,14 @@ def swap_sweep(
             out[label], out[f"{label}_rate"] = scores.mean().item(), sum(refused) / len(refused)
         return out
 
+    reference = reference or {name: measure(model) for name, model in pair}
     shape = (len(groups), len(alphas))
     scores = {k: torch.empty(shape) for k in ("harmful", "harmless", "harmful_rate", "harmless_rate")}
     for i, group in enumerate(groups):
         for j, alpha in enumerate(alphas):
-            for key, value in measure(pair.aligned, swap(pair, group, alpha)).items():
+            measured = reference["aligned"] if alpha == 0 else measure(pair.aligned, swap(pair, group, alpha))
+            for key, value in measured.items():
                 scores[key][i, j] = value
-    reference = {name: measure(model) for name, model in pair}
     texts = sets["harmful"] + (sets["harmless"] or [])
     how = {"refusal_tokens": tokens} if judge is None else {
         "refusal_tokens": tokens, "judge": f"{judge.__module__}.{judge.__qualname__}", "max_new_tokens": max_new_tokens}

@@ -195,7 +195,10 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
                            f"resid_pre across the pair: {shape.n_layers} layers x {length} positions, "
                            f"{prompts} prompts", {"prompts": prompts})
     if "jailbreak" in sections:
-        ops, calls = _forward(shape, 16 * total, 16 * math.ceil(n / BATCH), 8 * n)
+        # upper bounds, each set being part of the file: the directions' means (1 pass); every prompt projected and
+        # scored in one pass per model (2); the four patches' sets projected once (1), their targets scored once
+        # unpatched (1) and once per patch (2: plain harmful is the target of two)
+        ops, calls = _forward(shape, 7 * total, 7 * math.ceil(n / BATCH), 5 * n)
         out["jailbreak"] = (ops, calls, "two directions, every prompt projected in both models, four harmfulness "
                             "patches (nothing without jailbreak or bait rows)")
     if "dictionary" in sections:
