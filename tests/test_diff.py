@@ -212,7 +212,8 @@ def test_swap_sweep_shapes_and_references(pair):
     # a later sweep on the same prompts, given that reference, measures its swaps alone, to the same values
     again = diff.swap_sweep(pair, PROMPTS.by_label("harmful"), PROMPTS.by_label("harmless"), groups=["attn"],
                             refusal_tokens=["sorry"], reference=sweep.reference)
-    assert again.reference == sweep.reference and again.harmful[0, 0].item() == pytest.approx(sweep.harmful[2, 1].item())
+    assert again.reference == sweep.reference
+    assert again.harmful[0, 0].item() == pytest.approx(sweep.harmful[2, 1].item())
 
 
 def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_checkpoint, tmp_path):
