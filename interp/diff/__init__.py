@@ -27,6 +27,6 @@ from interp.diff.weights import KINDS, MatrixDiff, WeightDiff, canonical_weights
 __all__ = [
     "KINDS", "ClusterSeparation", "LogitLens", "MatrixDiff", "RepresentationSimilarity", "WeightDiff",
     "canonical_weights", "centroid_distance", "cluster_separation", "family_similarity", "principal_components",
-    "linear_cka", "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep", "interpolated_weights",
-    "end_groups", "layer_groups", "swap", "swap_sweep",
+    "linear_cka", "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep",
+    "interpolated_weights", "end_groups", "layer_groups", "swap", "swap_sweep",
 ]
