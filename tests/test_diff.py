@@ -257,6 +257,11 @@ def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_
     expected = [pair.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 for ids in hf_generate(tmp_path, harmful, max_new_tokens=6, do_sample=False)]
     assert seen[-len(harmful):] == expected  # after the two unswapped models' replies
+    # the scores, read from the same passes as the replies, are the first answer token's (a pass of their own)
+    from interp.metrics import refusal_scores
+
+    plain = refusal_scores(pair.aligned, harmful, ["sorry"], diff.swap(pair, "layers 0-1"))
+    assert sweep.harmful[0, 0].item() == pytest.approx(plain.mean().item(), abs=1e-4)
     assert sweep.harmful_rate[0, 0].item() == sum(len(r) % 2 == 0 for r in expected) / len(expected)
     assert sweep.harmless_rate.isnan().all() and len(seen) == 3 * len(harmful)  # the group, then aligned and base
     assert diff.layer_groups(5, per=2) == ["layers 0-1", "layers 2-3", "layers 4-4"]
