@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
@@ -144,6 +145,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     """One line per claim (notebook, name, subject) over the accepted seeds: the statistic per seed, the worst,
     on how many seeds it held, and whether its threshold leaves room (:func:`interp.claims.margin_ok`)."""
     accepted = sorted({r["seed"] for r in rows if r["accepted"]})
+    rows = [r for r in rows if r.get("kind") != "verdict"]  # verdicts: papers(), not statistics
     keys = list(dict.fromkeys((r["notebook"], r["claim"], r["subject"]) for r in rows if r["accepted"]))
     out = []
     for key in keys:
@@ -191,7 +193,23 @@ def format_txt(rows: list[dict]) -> str:
         lines.append(f"{line['notebook'] or '':<24.24} {line['claim']:<58.58} {line['subject'] or '':<18.18} "
                      f"{line['kind'] or 'error':<12} {test:>10} {cells} {line.get('worst', float('nan')):>8.3g} "
                      f"{line['held']:>3}/{line['seeds']:<2} {room}")
+    found = papers(rows)
+    if found:
+        lines += ["", "# Where the notebooks' findings stand against the papers (interp.claims.verdict), over the "
+                  "accepted seeds:", ""]
+        lines += [f"{notebook:<24.24} {paper}: {outcomes}" for notebook, paper, outcomes in found]
     return "\n".join(lines) + "\n"
+
+
+def papers(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """``(notebook, "paper: finding", "agrees on 6 seeds, cannot test on 2")``: each verdict's outcomes counted over
+    the accepted seeds."""
+    verdicts = [r for r in rows if r.get("kind") == "verdict" and r["accepted"]]
+    out = []
+    for notebook, claim in dict.fromkeys((r["notebook"], r["claim"]) for r in verdicts):
+        counts = Counter(r["outcome"] for r in verdicts if (r["notebook"], r["claim"]) == (notebook, claim))
+        out.append((notebook, claim, ", ".join(f"{o} on {n} seed{'s' if n > 1 else ''}" for o, n in counts.items())))
+    return out
 
 
 def rerun(rows: list[dict], chosen: list[Path], zoos: Path, jsonl: Path, txt: Path) -> list[dict]:

@@ -68,6 +68,8 @@ def format_txt(rows: list[dict]) -> str:
         head = f"{'claim':<66} {'subject':<8} {'kind':<9} {'test':>8} {'real':>9} {'holds':>5}   organisms (seeds)"
         lines += [head, "-" * len(head)]
         for r in mine:
+            if r.get("kind") == "verdict":
+                continue
             if r.get("error"):
                 lines.append(f"{r['claim']:<66} FAILED: {r['error'][:120]}")
                 continue
@@ -77,6 +79,10 @@ def format_txt(rows: list[dict]) -> str:
             holds = ("yes" if r["holds"] else "NO") if r.get("op") else ""
             lines.append(f"{r['claim']:<66.66} {r['subject'] or '':<8.8} {r['kind']:<9} {test:>8} "
                          f"{r['statistic']:>9.3g} {holds:>5}   {organisms}")
+        verdicts = [r for r in mine if r.get("kind") == "verdict"]
+        if verdicts:
+            lines += ["", "Where its findings stand against the papers (interp.claims.verdict):"]
+            lines += [f"  {r['notebook']}: {r['claim']}: {r['outcome'].upper()}, {r['because']}" for r in verdicts]
         lines.append("")
     return "\n".join(lines)
 

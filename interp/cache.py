@@ -350,6 +350,18 @@ def pair_resid_post(
     return family_resid_post({"aligned": pair}, prompts, positions=positions, batch_size=batch_size)["aligned"]
 
 
+def family_tokens(family: Mapping[str, ModelPair], prompts: PromptSet | Sequence[str]) -> tuple[ModelPair, list]:
+    """``(the first pair, the prompts' token ids)``: one tokenization for every model of a family (aligned stages
+    against one base), checked to share the base checkpoint and the prompt format."""
+    if not family:
+        raise ValueError("a family needs at least one pair")
+    first = next(iter(family.values()))
+    bases = {(pair.base_name, pair.prompt_format) for pair in family.values()}
+    if len(bases) > 1:
+        raise ValueError(f"a family's pairs share one base and prompt format; got {sorted(bases)}")
+    return first, tokenize(first.tokenizer, prompts, first.prompt_format, n_ctx=min(p.n_ctx for p in family.values()))
+
+
 def family_resid_post(
     family: Mapping[str, ModelPair], prompts: PromptSet | Sequence[str], *, positions: Positions = -1,
     batch_size: int = 32,
@@ -359,14 +371,8 @@ def family_resid_post(
 
     The pairs must share the base checkpoint and the prompt format (one tokenization serves every model).
     """
-    if not family:
-        raise ValueError("family_resid_post needs at least one pair")
-    first = next(iter(family.values()))
-    bases = {(pair.base_name, pair.prompt_format) for pair in family.values()}
-    if len(bases) > 1:
-        raise ValueError(f"a family's pairs share one base and prompt format; got {sorted(bases)}")
+    first, ids = family_tokens(family, prompts)
     hooks = resid_post_hooks(first.cfg.n_layers)
-    ids = tokenize(first.tokenizer, prompts, first.prompt_format, n_ctx=min(p.n_ctx for p in family.values()))
 
     def collect(model, name: str) -> tuple[Tensor, Tensor | None]:
         acts = collect_from_tokens(model, ids, hooks, positions=positions, batch_size=batch_size,

@@ -7,12 +7,17 @@ A notebook never writes a bare ``assert``; it states each claim once::
     claims.claim("base refuses harmful-train", rate, "<=", 0.05, precondition=True)  # what the build guarantees
     claims.observe("aligned goes on refusing after a compliant opening", went_on)  # shown, not asserted
     claims.on_real("wrapped requests answered, judged", worked)  # a real pair's alone: no seed table to match
+    claims.verdict("Qi et al. 2024", "the KL sits in the first reply tokens", "agrees", "first token 12x later ones")
 
 Every call returns a :class:`Claim` and keeps it (:func:`table` lists this session's claims). When
 ``$INTERP_CLAIMS_FILE`` names a file, each claim is also appended to it as one JSON row (with the notebook from
 ``$INTERP_NOTEBOOK``, which :func:`interp.figures.run_notebook` sets): ``benchmarks/claims.py`` runs every notebook
 on many seeds' zoos that way and writes ``benchmarks/results/claims-cpu.{txt,jsonl}``. With
 ``$INTERP_CLAIMS_RECORD_ONLY=1`` a claim that fails is recorded and does not raise, so one run records every claim.
+
+A **verdict** (:func:`verdict`) says where a notebook's finding stands against a paper's: ``agrees``,
+``disagrees`` or ``cannot test``, and the property of the world or pair that decides it; it is recorded as a row of
+kind ``"verdict"`` and returned as a line of prose.
 
 A claim is asserted in a notebook only where it holds on every accepted build of the seed table with margin
 (:func:`margin_ok`); :func:`across_seeds` renders any statistic's range over that table for the prose.
@@ -41,6 +46,8 @@ from pathlib import Path
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 KINDS = ("finding", "precondition", "observed")
+OUTCOMES = ("agrees", "disagrees", "cannot test")
+"""Where a finding stands against a paper's (:func:`verdict`)."""
 FILE_ENV, NOTEBOOK_ENV, RECORD_ONLY_ENV = "INTERP_CLAIMS_FILE", "INTERP_NOTEBOOK", "INTERP_CLAIMS_RECORD_ONLY"
 SEED_TABLE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "claims-cpu.jsonl"
 """The committed table of every claim on every seed (absent from an installed, non-editable copy)."""
@@ -115,6 +122,58 @@ def on_real(name: str, statistic, *, subject: str | None = None) -> float:
                          "a real pair first, or record an organisms' statistic with claims.observe")
     return _keep(Claim(name, _number(name, statistic), None, None, True, "observed", subject,
                        os.environ.get(NOTEBOOK_ENV), _pair[0])).statistic
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where one of a notebook's findings stands against a paper's, and why."""
+
+    paper: str
+    finding: str
+    """What the paper finds, in a phrase."""
+    outcome: str
+    because: str
+    """The property of the world or pair, or the number, that decides the outcome."""
+    notebook: str | None = None
+    pair: str | None = None
+
+    def __str__(self) -> str:
+        return f"**{self.paper}** ({self.finding}): **{self.outcome}**, {self.because}."
+
+
+_verdicts: list[Verdict] = []
+
+
+def verdict(paper: str, finding: str, outcome: str, because: str) -> Verdict:
+    """Record where this notebook's finding stands against ``paper``'s ``finding``: ``outcome`` is one of
+    :data:`OUTCOMES`, ``because`` what decides it. Returns the :class:`Verdict`, whose ``str`` is one line of prose
+    (``Markdown(str(v))``); recorded as a row of kind ``"verdict"`` where claims are (``$INTERP_CLAIMS_FILE``).
+
+    >>> print(verdict("Zhao et al. 2025", "harmfulness and refusal are distinct directions", "agrees", "cosine 0.09"))
+    **Zhao et al. 2025** (harmfulness and refusal are distinct directions): **agrees**, cosine 0.09.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"verdict on {paper!r}: outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    if not because.strip():
+        raise ValueError(f"verdict on {paper!r}: say what decides it (because=...)")
+    made = Verdict(paper, finding, outcome, because, os.environ.get(NOTEBOOK_ENV), _pair[0])
+    _verdicts.append(made)
+    path = os.environ.get(FILE_ENV)
+    if path:
+        row = {"claim": f"{paper}: {finding}", "kind": "verdict", "outcome": outcome, "because": because,
+               "statistic": None, "op": None, "threshold": None, "holds": None, "subject": None,
+               "notebook": made.notebook, "pair": made.pair}
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    return made
+
+
+def verdicts():
+    """This session's verdicts as a pandas DataFrame (paper, finding, outcome, because), one row each."""
+    import pandas as pd
+
+    return pd.DataFrame([{"paper": v.paper, "finding": v.finding, "outcome": v.outcome, "because": v.because}
+                         for v in _verdicts], columns=["paper", "finding", "outcome", "because"])
 
 
 def ratio(a, b) -> float:

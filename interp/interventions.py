@@ -323,6 +323,26 @@ def generate(
     token at a time, so positions counted within a forward pass would move. ``progress`` shows a
     bar over the batches.
     """
+    return _generate(model, prompts, interventions, keep_logits=False, max_new_tokens=max_new_tokens,
+                     do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                     batch_size=batch_size, prompt_format=prompt_format, prefill=prefill, return_ids=return_ids,
+                     keep_prefill=keep_prefill, progress=progress)[0]
+
+
+def generate_with_answer_logits(
+    model, prompts: PromptSet | Sequence[str], *interventions: Intervention, **kwargs,
+) -> tuple[list[str] | list[list[int]], Float[Tensor, "batch d_vocab"]]:
+    """:func:`generate`'s replies (the same keyword arguments) and each prompt's next-token logits at the answer
+    position (float32, on the CPU, in prompt order): the logits the first reply token was chosen from, which
+    :func:`interp.metrics.answer_logits` reads in a pass of its own. One prefill serves both (e.g. a refusal score
+    and a judged reply)."""
+    return _generate(model, prompts, interventions, keep_logits=True, **kwargs)
+
+
+def _generate(model, prompts, interventions, *, keep_logits: bool, max_new_tokens: int = 16, do_sample: bool = False,
+              temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None, seed: int = 0,
+              batch_size: int = 32, prompt_format: str | None = None, prefill: str | Sequence[str] = "",
+              return_ids: bool = False, keep_prefill: bool = False, progress: bool = False):
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
@@ -349,7 +369,7 @@ def generate(
         dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    replies = [None] * len(ids)
+    replies, first = [None] * len(ids), [None] * len(ids)
     try:
         with generation_cache(model) as use_cache, apply(model, *interventions):
             for rows in tqdm(length_batches([len(row) for row in ids], batch_size), desc="generate", unit="batch",
@@ -358,9 +378,12 @@ def generate(
                 out = model.original_model.generate(
                     input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device),
                     max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, use_cache=use_cache,
-                    **sampling,
+                    output_logits=keep_logits, return_dict_in_generate=True, **sampling,
                 )
-                new = out[:, input_ids.shape[1] :]
+                if keep_logits:
+                    for i, row in zip(rows, out.logits[0].float().cpu(), strict=True):
+                        first[i] = row
+                new = out.sequences[:, input_ids.shape[1] :]
                 if return_ids:
                     done = [_until(row.tolist(), stops) for row in new]
                 elif keep_prefill:
@@ -372,7 +395,7 @@ def generate(
                     replies[i] = reply
     finally:
         torch.random.set_rng_state(generator_state)
-    return replies
+    return replies, torch.stack(first) if keep_logits else None
 
 
 def decode(model, ids: Sequence[Sequence[int]]) -> list[str]:

@@ -74,6 +74,32 @@ def test_a_real_pairs_own_statistic_is_recorded_only_on_a_real_pair(tmp_path, mo
     assert (row["kind"], row["pair"], row["op"]) == ("observed", "real:smollm2-safety", None)
 
 
+def test_a_verdict_is_one_line_recorded_beside_the_claims_and_counted_over_seeds(tmp_path, monkeypatch):
+    monkeypatch.setenv(claims.FILE_ENV, str(tmp_path / "rows.jsonl"))
+    monkeypatch.setenv(claims.NOTEBOOK_ENV, "09_jailbreaks")
+    monkeypatch.setattr(claims, "_pair", [None])
+    monkeypatch.setattr(claims, "_verdicts", [])
+    said = claims.verdict("Zhao et al. 2025", "two distinct directions", "disagrees", "cosine 0.6 on this build")
+    assert str(said) == "**Zhao et al. 2025** (two distinct directions): **disagrees**, cosine 0.6 on this build."
+    claims.observe("09: cosine", 0.6)
+    verdict_row, claim_row = claims.read_table(tmp_path / "rows.jsonl")
+    assert (verdict_row["kind"], verdict_row["outcome"], verdict_row["notebook"]) == ("verdict", "disagrees",
+                                                                                       "09_jailbreaks")
+    assert claims.verdicts().outcome.tolist() == ["disagrees"]
+    with pytest.raises(ValueError, match="outcome must be one of agrees, disagrees, cannot test"):
+        claims.verdict("Zhao et al. 2025", "two distinct directions", "partly", "cosine 0.6")
+    with pytest.raises(ValueError, match="say what decides it"):
+        claims.verdict("Zhao et al. 2025", "two distinct directions", "agrees", " ")
+    # the seed table counts each verdict's outcomes over the accepted seeds and keeps verdicts out of the statistics
+    rows = [BENCH.row(seed, True, **{**verdict_row, "outcome": outcome})
+            for seed, outcome in ((10, "disagrees"), (11, "agrees"), (12, "disagrees"))]
+    rows += [BENCH.row(seed, True, **{**claim_row, "statistic": 0.5}) for seed in (10, 11, 12)]
+    assert [line["claim"] for line in BENCH.summarise(rows)] == ["09: cosine"]
+    assert BENCH.papers(rows) == [("09_jailbreaks", "Zhao et al. 2025: two distinct directions",
+                                   "disagrees on 2 seeds, agrees on 1 seed")]
+    assert "Zhao et al. 2025: two distinct directions: disagrees on 2 seeds" in BENCH.format_txt(rows)
+
+
 def test_a_nan_statistic_fails_its_claim_by_name(monkeypatch):
     with pytest.raises(claims.ClaimFailed, match="claim 'patching share': the statistic is nan"):
         claims.claim("patching share", float("nan"), "<", 0.1)

@@ -125,6 +125,21 @@ def test_streams_collected_once_give_the_same_lens_and_separation(pair):
         diff.logit_lens(pair, PROMPTS.select(range(3)), streams=streams)
 
 
+def test_a_family_s_similarities_are_each_pair_s(arch, make_checkpoint):
+    """The base's streams collected once serve every stage: each equals its pair measured alone, loaded apart."""
+    from interp.models import load_family
+
+    base = make_checkpoint(arch, seed=0)
+    stages = {"sft": make_checkpoint(arch, seed=1), "dpo": make_checkpoint(arch, seed=2)}
+    together = diff.family_similarity(load_family(base, stages, device="cpu"), PROMPTS)
+    for stage, path in stages.items():
+        alone = diff.representation_similarity(load_pair(base, path, device="cpu"), PROMPTS)
+        for label in alone.labels:
+            torch.testing.assert_close(together[stage].cka[label], alone.cka[label])
+            torch.testing.assert_close(together[stage].cosine[label], alone.cosine[label])
+            torch.testing.assert_close(together[stage].norm_ratio[label], alone.norm_ratio[label])
+
+
 def test_representation_similarity_is_the_prompt_by_prompt_comparison(pair):
     """Cosine, norm ratio and CKA at every real token equal those computed from one unpadded run per prompt (HF
     hidden states: ``hidden_states[l + 1]`` is ``blocks.{l}.hook_resid_post`` before the last block)."""
@@ -242,6 +257,11 @@ def test_a_judged_sweep_reads_the_replies_of_the_swapped_model(pair, arch, make_
     expected = [pair.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 for ids in hf_generate(tmp_path, harmful, max_new_tokens=6, do_sample=False)]
     assert seen[-len(harmful):] == expected  # after the two unswapped models' replies
+    # the scores, read from the same passes as the replies, are the first answer token's (a pass of their own)
+    from interp.metrics import refusal_scores
+
+    plain = refusal_scores(pair.aligned, harmful, ["sorry"], diff.swap(pair, "layers 0-1"))
+    assert sweep.harmful[0, 0].item() == pytest.approx(plain.mean().item(), abs=1e-4)
     assert sweep.harmful_rate[0, 0].item() == sum(len(r) % 2 == 0 for r in expected) / len(expected)
     assert sweep.harmless_rate.isnan().all() and len(seen) == 3 * len(harmful)  # the group, then aligned and base
     assert diff.layer_groups(5, per=2) == ["layers 0-1", "layers 2-3", "layers 4-4"]

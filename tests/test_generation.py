@@ -96,6 +96,28 @@ def test_generation_under_an_intervention_equals_a_step_by_step_rerun(model):
     assert ours != iv.generate(model, PROMPTS, max_new_tokens=10, return_ids=True)  # the edit mattered
 
 
+def test_replies_with_their_answer_logits_are_the_replies_and_a_plain_forward_s_last_logits(checkpoint, model):
+    """The logits the first token was chosen from are Hugging Face's forward at each prompt's last position (one
+    unpadded prompt at a time), with and without an intervention; the replies are generate's."""
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    vector = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(1)) * 3
+    for edits in ((), (iv.AddVector(vector, layer=1),)):
+        replies, logits = iv.generate_with_answer_logits(model, PROMPTS, *edits, max_new_tokens=6, batch_size=3)
+        assert replies == iv.generate(model, PROMPTS, *edits, max_new_tokens=6, batch_size=3)
+        assert logits.shape == (len(PROMPTS), model.cfg.d_vocab) and logits.dtype == torch.float32
+        if not edits:
+            with torch.no_grad():
+                expected = torch.cat([hf(torch.tensor([ids])).logits[:, -1]
+                                      for ids in tokenize(model.tokenizer, PROMPTS, "chat")])
+            torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+        else:
+            from interp.metrics import answer_logits
+
+            torch.testing.assert_close(logits, answer_logits(model, PROMPTS, *edits), atol=1e-4, rtol=1e-4)
+
+
 def test_generation_leaves_no_hook_behind(model):
     before = [dict(m._forward_pre_hooks) for m in model.modules()]
     with warnings.catch_warnings():

@@ -157,6 +157,10 @@ def test_organism_behaviour_and_kl_are_the_library_numbers(organism_report):
     held = prompts.where(label="harmful", held_out=True)
     replies = interventions.generate(pair.aligned, held, max_new_tokens=16)
     assert numbers["refusal_rate"]["aligned"]["harmful, held out"] == metrics.refusal_rate(replies, ["sorry"])
+    # the log-odds, read with the replies, are the library's own pass at the answer position
+    scores = metrics.refusal_scores(pair.aligned, held, ["sorry"])
+    assert numbers["refusal_score_rate"]["aligned"]["harmful, held out"] == pytest.approx(
+        (scores > 0).float().mean().item())
     harmless = prompts.by_label("harmless")
     ids = interventions.generate(pair.aligned, harmless, max_new_tokens=16, return_ids=True)
     compared = metrics.compare_responses(pair, harmless, ids)

@@ -1,7 +1,8 @@
 """Diffing the two checkpoints of a pair: weights, representations, logit lens, layer swaps.
 
 * :func:`weight_diff` - which weights moved, how much, and is the change low-rank;
-* :func:`representation_similarity` - where in depth the residual streams part ways;
+* :func:`representation_similarity` - where in depth the residual streams part ways (:func:`family_similarity`:
+  several aligned stages against one base, the base run once);
 * :func:`logit_lens` - each layer's prediction, for both models, and how far apart they are;
 * :func:`cluster_separation` - how harmful and harmless prompts separate at each layer;
   :func:`principal_components` and :func:`centroid_distance` for a 2-D picture of it;
@@ -14,6 +15,7 @@ from interp.diff.representations import (
     RepresentationSimilarity,
     centroid_distance,
     cluster_separation,
+    family_similarity,
     linear_cka,
     logit_lens,
     principal_components,
@@ -24,7 +26,7 @@ from interp.diff.weights import KINDS, MatrixDiff, WeightDiff, canonical_weights
 
 __all__ = [
     "KINDS", "ClusterSeparation", "LogitLens", "MatrixDiff", "RepresentationSimilarity", "WeightDiff",
-    "canonical_weights", "centroid_distance", "cluster_separation", "principal_components", "linear_cka",
-    "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep", "interpolated_weights",
-    "end_groups", "layer_groups", "swap", "swap_sweep",
+    "canonical_weights", "centroid_distance", "cluster_separation", "family_similarity", "principal_components",
+    "linear_cka", "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep",
+    "interpolated_weights", "end_groups", "layer_groups", "swap", "swap_sweep",
 ]

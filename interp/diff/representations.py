@@ -7,14 +7,21 @@ to both models (:func:`interp.cache.collect_pair_activations`). The residual str
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.cache import Activations, Positions, collect_pair_activations, pair_resid_post, resid_post_hooks
+from interp.cache import (
+    Activations,
+    Positions,
+    collect_from_tokens,
+    family_tokens,
+    pair_resid_post,
+    resid_post_hooks,
+)
 from interp.data import PromptSet
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
@@ -75,15 +82,31 @@ def representation_similarity(
     Computed one layer at a time from the collected streams, never stacked or copied whole: at every token of a
     real model's prompts (SmolLM2: 30 layers, 576 wide) the streams alone take gigabytes.
     """
-    hooks = resid_post_hooks(pair.cfg.n_layers)
-    acts = collect_pair_activations(pair, prompts, hooks, positions=positions, batch_size=batch_size,
-                                    progress=False)
-    mask = acts["base"].mask  # [batch, pos] with every position kept, else None
+    return family_similarity({"aligned": pair}, prompts, positions=positions, batch_size=batch_size)["aligned"]
+
+
+def family_similarity(
+    family: Mapping[str, ModelPair], prompts: PromptSet, *, positions: Positions = "all", batch_size: int = 32
+) -> dict[str, RepresentationSimilarity]:
+    """:func:`representation_similarity` for each pair of a family (aligned stages against one base,
+    :func:`interp.models.load_family`): the base's streams collected once, each aligned model's in turn."""
+    first, ids = family_tokens(family, prompts)
+    hooks = resid_post_hooks(first.cfg.n_layers)
+    collect = dict(positions=positions, batch_size=batch_size, progress=False)
+    base = collect_from_tokens(first.base, ids, hooks, desc="collect base", **collect)
+    return {stage: _similarity(base, collect_from_tokens(pair.aligned, ids, hooks, desc=f"collect {stage}", **collect),
+                               prompts, hooks, Provenance.of_pair(pair, prompts, positions=positions))
+            for stage, pair in family.items()}
+
+
+def _similarity(base_acts: Activations, aligned_acts: Activations, prompts: PromptSet, hooks: Sequence[str],
+                provenance: Provenance) -> RepresentationSimilarity:
+    mask = base_acts.mask  # [batch, pos] with every position kept, else None
     groups = {"all": torch.ones(len(prompts), dtype=torch.bool)}
     groups.update({label: torch.tensor([x == label for x in prompts.labels]) for label in prompts.label_names})
     cosine, cka, ratio = ({label: [] for label in groups} for _ in range(3))
     for hook in hooks:
-        base, aligned = acts["base"][hook].float(), acts["aligned"][hook].float()  # [batch, (pos,) d_model]
+        base, aligned = base_acts[hook].float(), aligned_acts[hook].float()  # [batch, (pos,) d_model]
         for label, rows in groups.items():
             b, a = base[rows], aligned[rows]
             cos_tok = torch.nn.functional.cosine_similarity(a, b, dim=-1)
@@ -101,7 +124,7 @@ def representation_similarity(
             cka[label].append(linear_cka(flat_b, flat_a))
     return RepresentationSimilarity(
         tuple(groups), {k: torch.stack(v, 1) for k, v in cosine.items()}, {k: torch.tensor(v) for k, v in cka.items()},
-        {k: torch.stack(v) for k, v in ratio.items()}, Provenance.of_pair(pair, prompts, positions=positions))
+        {k: torch.stack(v) for k, v in ratio.items()}, provenance)
 
 
 @dataclass(frozen=True)

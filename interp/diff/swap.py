@@ -20,8 +20,8 @@ from torch import Tensor
 
 from interp.checks import check_layer
 from interp.data import PromptSet
-from interp.interventions import ReplaceWeights, generate
-from interp.metrics import NoRefusalTokens, derive_refusal_tokens, refusal_scores
+from interp.interventions import ReplaceWeights, generate_with_answer_logits
+from interp.metrics import NoRefusalTokens, derive_refusal_tokens, refusal_score, refusal_scores, token_ids
 from interp.models import ModelPair
 from interp.provenance import Provenance
 
@@ -192,10 +192,15 @@ def swap_sweep(
             if texts is None:
                 out[label] = out[f"{label}_rate"] = float("nan")
                 continue
-            scores = (refusal_scores(model, texts, tokens, *interventions, **fmt) if tokens else
-                      torch.full((len(texts),), float("nan")))
-            refused = (scores > 0).tolist() if judge is None else [
-                bool(judge(r)) for r in generate(model, texts, *interventions, max_new_tokens=max_new_tokens, **fmt)]
+            if judge is None:
+                scores = refusal_scores(model, texts, tokens, *interventions, **fmt)
+                refused = (scores > 0).tolist()
+            else:  # one prefill gives the reply and the first token's logits, the score's
+                replies, logits = generate_with_answer_logits(model, texts, *interventions,
+                                                              max_new_tokens=max_new_tokens, **fmt)
+                scores = (refusal_score(logits, token_ids(pair.tokenizer, tokens)) if tokens else
+                          torch.full((len(texts),), float("nan")))
+                refused = [bool(judge(r)) for r in replies]
             out[label], out[f"{label}_rate"] = scores.mean().item(), sum(refused) / len(refused)
         return out
 

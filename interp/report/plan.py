@@ -159,8 +159,8 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
     ops, calls = _forward(shape, total + n * max_new_tokens, steps, n * max_new_tokens)
     out["replies"] = (2 * ops, 2 * calls, f"{max_new_tokens} greedy tokens for {n} prompts, both models")
     if "behaviour" in sections:
-        ops, calls = _forward(shape, total, math.ceil(n / BATCH), n)
-        out["behaviour"] = (2 * ops, 2 * calls, "refusal log-odds at the answer position, both models")
+        out["behaviour"] = (0.0, 0.0, "refusal log-odds at the answer position, both models, read from the logits the "
+                            "replies' first tokens were chosen from")
     if "token_kl" in sections:
         tokens = total + n * max_new_tokens
         ops, calls = _forward(shape, tokens, math.ceil(n / KL_BATCH), tokens)
@@ -182,7 +182,7 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         val = val_harmful + 2 * val_harmless  # ablated on harmful; added, and ablated for KL, on harmless
         passes = math.ceil(val_harmful / BATCH) + 2 * math.ceil(val_harmless / BATCH)
         scoring = _forward(shape, max_scored * val * mean, max_scored * passes, max_scored * val)
-        runs = 2 if "behaviour" in sections else 3  # interventions run per model; unablated rates are behaviour's
+        runs = 2  # interventions run per model (ablated, added); the unablated rates come with the replies
         effects = _forward(shape, 2 * runs * total, 2 * runs * math.ceil(n / BATCH), 2 * runs * n)
         parts = (means, ranking, scoring, effects)
         out["direction"] = (sum(p[0] for p in parts), sum(p[1] for p in parts),

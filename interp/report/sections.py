@@ -46,11 +46,17 @@ class Audit:
         return self.pair.tokenizer.convert_ids_to_tokens(self.markers.score_ids)
 
     @cached_property
+    def _generated(self) -> dict[str, tuple[list[list[int]], Tensor]]:
+        """Each model's greedy replies to every prompt (token ids) and the logits their first token was chosen from,
+        from one pass (generated once, shared)."""
+        return {name: interventions.generate_with_answer_logits(model, self.prompts, max_new_tokens=self.max_new_tokens,
+                                                                return_ids=True, progress=self.progress)
+                for name, model in self.pair}
+
+    @property
     def reply_ids(self) -> dict[str, list[list[int]]]:
         """Greedy replies of both models to every prompt, as token ids (generated once, shared)."""
-        return {name: interventions.generate(model, self.prompts, max_new_tokens=self.max_new_tokens, return_ids=True,
-                                             progress=self.progress)
-                for name, model in self.pair}
+        return {name: ids for name, (ids, _) in self._generated.items()}
 
     @cached_property
     def refused(self) -> dict[str, list[bool]]:
@@ -59,9 +65,11 @@ class Audit:
 
     @cached_property
     def refusal_scores(self) -> dict[str, Tensor]:
-        """Each model's refusal log-odds at the answer position of every prompt (computed once: the behaviour section
-        shows them, the direction section reads its unablated rates from them)."""
-        return {name: metrics.refusal_scores(model, self.prompts, self.refusal_tokens) for name, model in self.pair}
+        """Each model's refusal log-odds at the answer position of every prompt, read from the logits the replies'
+        first tokens were chosen from (the behaviour section shows them, the direction section reads its unablated
+        rates from them)."""
+        return {name: metrics.refusal_score(logits, self.markers.score_ids)
+                for name, (_, logits) in self._generated.items()}
 
     def replies(self, model: str) -> list[str]:
         decode = self.pair.tokenizer.decode
