@@ -53,7 +53,7 @@ class Audit:
                                                                 return_ids=True, progress=self.progress)
                 for name, model in self.pair}
 
-    @property
+    @cached_property
     def reply_ids(self) -> dict[str, list[list[int]]]:
         """Greedy replies of both models to every prompt, as token ids (generated once, shared)."""
         return {name: ids for name, (ids, _) in self._generated.items()}
