@@ -57,7 +57,9 @@ def main() -> None:
     plan = done.meta["plan"]
     print(f"{'section':<16} {'estimate':>9} {'actual':>9} {'ratio':>7}")
     for key, seconds in done.meta["seconds"].items():
-        print(f"{key:<16} {plan[key]['seconds']:>8.0f}s {seconds:>8.0f}s {seconds / plan[key]['seconds']:>6.2f}x")
+        estimate = plan[key]["seconds"]
+        ratio = f"{seconds / estimate:>6.2f}x" if estimate else f"{'-':>7}"  # behaviour: read with the replies
+        print(f"{key:<16} {estimate:>8.0f}s {seconds:>8.0f}s {ratio}")
     estimated = sum(plan[key]["seconds"] for key in done.meta["seconds"])
     print(f"{'sections':<16} {estimated:>8.0f}s {sum(done.meta['seconds'].values()):>8.0f}s")
     print(f"whole run (loading included): {wall:.0f} s; goal <= {GOAL_SECONDS:g} s: "
