@@ -332,10 +332,10 @@ def generate(
 def generate_with_answer_logits(
     model, prompts: PromptSet | Sequence[str], *interventions: Intervention, **kwargs,
 ) -> tuple[list[str] | list[list[int]], Float[Tensor, "batch d_vocab"]]:
-    """:func:`generate`'s replies (the same keyword arguments) and each prompt's next-token logits at the answer
-    position (float32, on the CPU, in prompt order): the logits the first reply token was chosen from, which
-    :func:`interp.metrics.answer_logits` reads in a pass of its own. One prefill serves both (e.g. a refusal score
-    and a judged reply)."""
+    """:func:`generate`'s replies (the same keyword arguments) and the logits each prompt's first new token was chosen
+    from (float32, on the CPU, in prompt order): the next-token logits at the answer position, which
+    :func:`interp.metrics.answer_logits` reads in a pass of its own (with a ``prefill``, after the prefill instead).
+    One prefill serves both (e.g. a refusal score and a judged reply)."""
     return _generate(model, prompts, interventions, keep_logits=True, **kwargs)
 
 
