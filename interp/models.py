@@ -435,7 +435,7 @@ def load_family(
     checks it and the base loaded once: every pair's ``base`` is the same model (run it once for all of them, e.g.
     :func:`interp.cache.family_resid_post`).
 
-    >>> family = load_family(base_dir, {"sft": sft_dir, "dpo": dpo_dir})
+    >>> family = load_family(base_dir, {"sft": aligned_dir, "dpo": aligned_dir})
     >>> family["sft"].base is family["dpo"].base
     True
     """
