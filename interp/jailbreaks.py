@@ -230,7 +230,7 @@ def project(pair, two: TwoDirections, prompts: PromptSet, refusal_tokens: Sequen
         raw = {"harmfulness": acts[hook][:, 0].float() @ units["harmfulness"],
                "refusal": acts[hook][:, 1].float() @ units["refusal"]}
         values = {k: _units(v, v[harmful], v[harmless]) for k, v in raw.items()}
-        logits = torch.cat([unembed(model, resid) for resid in acts[last][:, 2].split(batch_size)])
+        logits = unembed(model, acts[last][:, 2], batch_size)
         scores = refusal_score(logits, token_ids(model.tokenizer, refusal_tokens))
         verdicts = [s > 0 for s in scores.tolist()] if refused is None else refused[name]
         rows += [{"model": name, "prompt": i, "split": splits[i], "label": prompts.labels[i],

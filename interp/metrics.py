@@ -70,14 +70,16 @@ def answer_logits(
     last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     with apply(model, *interventions):
         out = collect_from_tokens(model, ids, last, positions=-1, batch_size=batch_size, progress=False)
-        return torch.cat([unembed(model, resid) for resid in out[last].split(batch_size)])
+        return unembed(model, out[last], batch_size)
 
 
 @torch.no_grad()
-def unembed(model, resid: Float[Tensor, "batch d_model"]) -> Float[Tensor, "batch d_vocab"]:
+def unembed(model, resid: Float[Tensor, "batch d_model"],
+            batch_size: int | None = None) -> Float[Tensor, "batch d_vocab"]:
     """Next-token logits (on the CPU) of residual streams leaving the last block: the final norm and the
-    unembedding, which act on each position alone."""
-    return model.unembed(model.ln_final(resid.to(model.cfg.device)[:, None]))[:, 0].cpu()
+    unembedding, which act on each position alone; ``batch_size`` rows at a time (all at once: None)."""
+    rows = resid.split(batch_size) if batch_size else (resid,)
+    return torch.cat([model.unembed(model.ln_final(part.to(model.cfg.device)[:, None]))[:, 0].cpu() for part in rows])
 
 
 @torch.no_grad()

@@ -171,6 +171,28 @@ def refusal_tokens(spec: str, pair, harmful) -> list[str]:
         return tokens
 
 
+def refusal_direction(spec: str, pair, harmful, harmless, *, n: int | None = None):
+    """The refusal direction of ``pair``'s aligned model as notebook 05 selects it, from the difference in means of the
+    ``harmful`` and ``harmless`` train prompts (:func:`interp.directions.find_refusal_direction`, kept on disk: the
+    notebooks that use the direction after 05, 07 and 09, read its search). On the organisms every candidate is
+    scored on a quarter of the train prompts held back, refusal read from ``sorry``. On a real pair the candidates are
+    ranked, then scored on Arditi et al.'s validation sizes (32 HarmBench and 32 Alpaca validation prompts, at most
+    ``n`` of each), refusal read from the tokens the pair prefers on ``n`` harmful validation prompts
+    (:func:`refusal_tokens`). Its refusal tokens are the direction's ``refusal_tokens``."""
+    from interp import directions
+
+    settings = dict(progress=False, remember=True)
+    if parse(spec).kind == "organisms":
+        tokens = refusal_tokens(spec, pair, harmful)  # ["sorry"], whatever the prompts
+        return directions.find_refusal_direction(pair.aligned, harmful, harmless, refusal_tokens=tokens,
+                                                 exhaustive=True, **settings)
+    tokens = refusal_tokens(spec, pair, prompts(spec, "harmful_validation", n=n))
+    most = directions.PAPER_VALIDATION if n is None else min(n, directions.PAPER_VALIDATION)
+    harmful_val, harmless_val = (prompts(spec, f"{label}_validation", n=most) for label in ("harmful", "harmless"))
+    return directions.find_refusal_direction(pair.aligned, harmful, harmless, refusal_tokens=tokens,
+                                             harmful_val=harmful_val, harmless_val=harmless_val, **settings)
+
+
 def goes_on_refusing(spec: str, openings, replies) -> list[bool]:
     """Whether each reply, which begins with the opening it was put in the model's mouth
     (``interventions.generate(..., prefill=openings, keep_prefill=True)``), refuses in what it wrote after it: on the

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -169,10 +169,30 @@ class ProbeResult:
     train_groups: tuple
     test_groups: tuple
     provenance: Provenance | None = None
+    shuffled: dict[str, Tensor] = field(default_factory=dict)
+    """Per model, ``[draw, layer, pos]`` held-out accuracy of probes fitted on the same training prompts with their
+    labels permuted (:func:`shuffled_accuracy`): what fitting reaches without the label, the control a score is read
+    against (about 0.5 on average with balanced classes)."""
+    n_test: int = 0
+    """Held-out prompts every accuracy is measured on."""
 
     @property
     def n_layers(self) -> int:
         return self.probes["base"].bias.shape[0]
+
+    def control(self, model: str, position: int = -1) -> dict[str, Tensor]:
+        """Per layer, the shuffled-label control of ``model``'s own probe at ``position``: ``{"mean", "highest"}``
+        held-out accuracy over the permutations."""
+        drawn = self.shuffled[model][:, :, self.positions.index(position)]
+        return {"mean": drawn.mean(0), "highest": drawn.max(0).values}
+
+    def accuracy_interval(self, fitted: str, tested: str, layer: int, position: int = -1):
+        """Held-out accuracy of the probe fitted on ``fitted`` and read on ``tested`` at one layer and position,
+        with Wilson's 95% interval over the :attr:`n_test` prompts (:func:`interp.intervals.rate`)."""
+        from interp.intervals import rate
+
+        value = self.accuracy[fitted, tested][layer, self.positions.index(position)].item()
+        return rate(round(value * self.n_test), self.n_test)
 
     @staticmethod
     def curve_name(fitted: str, tested: str, aligned: str = "aligned") -> str:
@@ -248,6 +268,28 @@ def fit_and_test(x: Mapping[str, Tensor], y: Tensor, train: Tensor, test: Tensor
     return probes, accuracy, area
 
 
+SHUFFLES = 8
+"""Label permutations a probe's control is fitted on (:func:`shuffled_accuracy`)."""
+
+
+def shuffled_accuracy(x: Tensor, y: Tensor, train: Tensor, test: Tensor, method: str, draws: int = SHUFFLES,
+                      seed: int = 0) -> Tensor:
+    """Held-out accuracy (``[draws, layer, ...]``) of probes fitted on the training rows of ``x`` with their labels
+    permuted (``draws`` permutations from a fixed ``seed``) and tested on the true labels: the control a probe's
+    accuracy is read against, since in ``d_model`` dimensions a probe fits any labelling of a few hundred training
+    prompts (Hewitt and Liang 2019 make the point with control tasks). One permutation alone says little where one
+    direction dominates the stream: a chance tilt of the permuted means along it puts the accuracy near 0 or 1, so
+    read the mean over draws (about 0.5) and their spread."""
+    rows = train.nonzero().flatten()
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(draws):
+        permuted = y.clone()
+        permuted[rows] = y[rows][torch.randperm(len(rows), generator=generator)]
+        out.append(evaluate_probes(fit_probes(x[train], permuted[train], method), x[test], y[test])[0])
+    return torch.stack(out)
+
+
 def groups(prompts: PromptSet, mask: Tensor) -> tuple:
     """The concepts (or row numbers, without a ``concept`` column) of the prompts ``mask`` selects, sorted."""
     names = prompts.column("concept") if "concept" in prompts.extra else tuple(range(len(prompts)))
@@ -292,13 +334,17 @@ def probe_family(
     y, (train, test) = labels_and_split(prompts, positive, split)
     positions = [positions] if isinstance(positions, int) else list(positions)
     acts = family_resid_post(family, prompts, positions=positions, batch_size=batch_size)  # [n, layer, pos, d]
-    results = {}
+    results, controls = {}, {}  # controls: (model's activations, method) -> shuffled-label accuracy (the base's once)
     for stage, pair in family.items():
         for method in methods:
             probes, accuracy, area = fit_and_test(acts[stage], y, train, test, method)
+            for x in acts[stage].values():
+                if (id(x), method) not in controls:
+                    controls[id(x), method] = shuffled_accuracy(x, y, train, test, method)
             results[stage, method] = ProbeResult(
                 method, positive, tuple(positions), probes, accuracy, area,
                 train_groups=groups(prompts, train), test_groups=groups(prompts, test),
                 provenance=Provenance.of_pair(pair, prompts, method=method, positive=positive, positions=positions),
+                shuffled={name: controls[id(x), method] for name, x in acts[stage].items()}, n_test=int(test.sum()),
             )
     return results

@@ -196,3 +196,26 @@ def test_a_pair_s_family_loads_with_one_base(tmp_path, make_checkpoint):
     family = pairs.load_family(f"real:{folder}", ("sft", "dpo"), device="cpu")
     assert family["sft"].base is family["dpo"].base
     assert [p.aligned_name for p in family.values()] == [str(folder / "sft"), str(folder / "dpo")]
+
+
+def test_the_refusal_direction_is_selected_as_notebook_05_selects_it(monkeypatch):
+    """One search for 05, 07 and 09: every candidate scored on the organisms; on a real pair at most Arditi et al.'s
+    32 validation prompts per label, refusal read from the tokens derived on ``n`` harmful validation prompts."""
+    from types import SimpleNamespace
+
+    from interp import directions
+
+    searched, derived = [], []
+    monkeypatch.setattr(directions, "find_refusal_direction", lambda model, h, hl, **kw: searched.append(kw) or model)
+    pair = SimpleNamespace(aligned="the aligned model")
+    assert pairs.refusal_direction("organisms:dpo", pair, ["h"], ["s"]) == "the aligned model"
+    got = searched[-1]
+    assert got["exhaustive"] and got["remember"] and "harmful_val" not in got and got["refusal_tokens"] == ["sorry"]
+    monkeypatch.setattr(pairs, "refusal_tokens", lambda spec, pair, harmful: derived.append(len(harmful)) or ["I"])
+    pairs.refusal_direction("real:smollm2-safety", pair, ["h"], ["s"], n=64)
+    got = searched[-1]
+    assert (len(got["harmful_val"]), len(got["harmless_val"])) == (32, 32)
+    assert derived[-1] == len(pairs.prompts("real:smollm2-safety", "harmful_validation", n=64)) > 32  # HarmBench's 41
+    assert set(got["harmful_val"].column("split")) == {"harmful_validation"} and got["refusal_tokens"] == ["I"]
+    pairs.refusal_direction("real:smollm2-safety", pair, ["h"], ["s"], n=8)  # a test's few prompts
+    assert (len(searched[-1]["harmful_val"]), derived[-1]) == (8, 8)

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp import load_pair, organisms
-from interp.probes import auroc, binary_labels, concept_split, evaluate_probes, fit_probes, probe_pair
+from interp import intervals, load_pair, organisms
+from interp.probes import (
+    auroc,
+    binary_labels,
+    concept_split,
+    evaluate_probes,
+    fit_probes,
+    probe_pair,
+    shuffled_accuracy,
+)
+from interp.prompts import tokenize
 
 
 def _blobs(n=40, d=6, slots=3, seed=0):
@@ -36,6 +45,33 @@ def test_probes_find_the_separating_axis(method):
     accuracy, area = evaluate_probes(probes, *_blobs(seed=1))
     assert (accuracy > 0.9).all() and (area > 0.95).all()
     assert all(probes.directions()[s].abs().argmax() == s for s in range(3))
+
+
+@pytest.mark.parametrize("method", ["mean_diff", "logistic"])
+def test_probes_fitted_on_shuffled_labels_read_no_better_than_chance(method):
+    """The control: on blobs every probe reads the held-out half; fitted on permuted labels, about half of it."""
+    x, y = _blobs(n=400)
+    train = torch.arange(400) < 200
+    real = evaluate_probes(fit_probes(x[train], y[train], method), x[~train], y[~train])[0]
+    control = shuffled_accuracy(x, y, train, ~train, method, draws=64)
+    assert (real > 0.9).all() and control.shape == (64, *real.shape) and (control.mean(0) - 0.5).abs().max() < 0.12
+
+
+def test_a_probe_accuracy_interval_is_wilsons_over_the_held_out_prompts(twin_pair):
+    ps = organisms.prompt_set(["harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out"])
+    result = probe_pair(twin_pair, ps, method="mean_diff", positions=[-1])
+    train, test = concept_split(ps)
+    assert result.n_test == int(test.sum()) and set(result.shuffled) == {"base", "aligned"}
+    # counted by hand: the probe's scores on the held-out prompts' streams after layer 1, a plain forward each
+    y = binary_labels(ps, "harmful")[test]
+    texts = [ps.prompts[i] for i in test.nonzero().flatten().tolist()]
+    hook = "blocks.1.hook_resid_post"
+    streams = torch.stack([twin_pair.aligned.run_with_cache(
+        torch.tensor(tokenize(twin_pair.tokenizer, [t], twin_pair.prompt_format)), names_filter=hook)[1][hook][0, -1]
+        for t in texts])
+    probe = result.probes["aligned"]
+    right = int((((streams @ probe.weight[1, 0] + probe.bias[1, 0]) > 0).long() == y).sum())
+    assert result.accuracy_interval("aligned", "aligned", 1) == intervals.rate(right, len(texts))
 
 
 def test_logistic_solution_is_stationary():

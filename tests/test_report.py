@@ -11,7 +11,7 @@ import pytest
 import torch
 from inputs import refuse_loading, write_prompts
 
-from interp import diff, directions, interventions, metrics, patching, report
+from interp import diff, directions, intervals, interventions, metrics, patching, report
 from interp.cli import main
 from interp.data import PromptSet
 from interp.models import IncompatiblePairError, load_pair
@@ -159,6 +159,12 @@ def test_organism_behaviour_and_kl_are_the_library_numbers(organism_report):
     held = prompts.where(label="harmful", held_out=True)
     replies = interventions.generate(pair.aligned, held, max_new_tokens=16)
     assert numbers["refusal_rate"]["aligned"]["harmful, held out"] == metrics.refusal_rate(replies, ["sorry"])
+    # with Wilson's interval over those prompts (tests/test_intervals.py checks it against published values)
+    refused = sum(metrics.is_refusal(r, ["sorry"]) for r in replies)
+    wilson = intervals.rate(refused, len(replies))
+    assert numbers["refusal_rate_95"]["aligned"]["harmful, held out"] == [wilson.low, wilson.high]
+    train = numbers["refusal_rate_95"]["aligned"]["harmful"]
+    assert f"(95%: {train[0]:.0%}-{train[1]:.0%})" in data["sections"]["behaviour"]["summary"]
     # the log-odds, read with the replies, are the library's own pass at the answer position
     scores = metrics.refusal_scores(pair.aligned, held, ["sorry"])
     assert numbers["refusal_score_rate"]["aligned"]["harmful, held out"] == pytest.approx(

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from interp import diff, directions, interventions, metrics, patching, plotting
 from interp.data import PromptSet
+from interp.intervals import share
 from interp.jailbreaks import SPECIAL_SPLITS, plain, plain_rows, splits_of
 from interp.markers import RefusalMarkers
 from interp.models import ModelPair
@@ -121,6 +122,11 @@ def _rate(flags) -> float:
     return sum(flags) / len(flags) if flags else float("nan")
 
 
+def _percent(interval) -> str:
+    """``"78% (95%: 68-86%)"``."""
+    return f"{interval.value:.0%} (95%: {interval.low:.0%}-{interval.high:.0%})"
+
+
 def _ambiguity_note(markers: RefusalMarkers) -> str:
     if not markers.ambiguous:
         return ""
@@ -139,25 +145,30 @@ def behaviour(audit: Audit) -> Section:
     judged = audit.refused
     scores = audit.refusal_scores
     rates, score_rates, counts = {"base": {}, "aligned": {}}, {"base": {}, "aligned": {}}, {}
+    intervals = {"base": {}, "aligned": {}}
     for group, mask in audit.groups().items():
         rows = mask.nonzero().flatten().tolist()
         counts[group] = len(rows)
         for m in rates:
             rates[m][group] = _rate(judged[m][i] for i in rows)
+            intervals[m][group] = share(judged[m][i] for i in rows)
             score_rates[m][group] = (scores[m][mask] > 0).float().mean().item()
     examples = pd.DataFrame([
         {"label": audit.prompts.labels[i], "prompt": audit.prompts.prompts[i],
          "base": replies["base"][i], "aligned": replies["aligned"][i]}
         for label in ("harmful", "harmless") for i in [audit.prompts.labels.index(label)]
     ])
-    summary = (f"The aligned model refuses {rates['aligned']['harmful']:.0%} of harmful prompts (base "
-               f"{rates['base']['harmful']:.0%}) and {rates['aligned']['harmless']:.0%} of harmless ones "
-               f"(base {rates['base']['harmless']:.0%}), judged from greedy replies of {audit.max_new_tokens} tokens "
-               f"by the refusal prefixes {list(audit.markers.prefixes)} (as token sequences)."
-               + _ambiguity_note(audit.markers))
+    said = {m: {label: _percent(intervals[m][label]) for label in ("harmful", "harmless")} for m in intervals}
+    summary = (f"The aligned model refuses {said['aligned']['harmful']} of {counts['harmful']} harmful prompts (base "
+               f"{said['base']['harmful']}) and {said['aligned']['harmless']} of {counts['harmless']} harmless ones "
+               f"(base {said['base']['harmless']}), judged from greedy replies of {audit.max_new_tokens} tokens "
+               f"by the refusal prefixes {list(audit.markers.prefixes)} (as token sequences; 95% intervals over the "
+               "prompts, Wilson's)." + _ambiguity_note(audit.markers))
     return Section(
         "behaviour", "Behaviour by label", summary,
-        {"refusal_rate": rates, "refusal_score_rate": score_rates, "n_prompts": counts,
+        {"refusal_rate": rates, "refusal_rate_95": {m: {g: [i.low, i.high] for g, i in by.items()}
+                                                    for m, by in intervals.items()},
+         "refusal_score_rate": score_rates, "n_prompts": counts,
          "examples": examples.to_dict("records")},
         [plotting.refusal_bars(rates, title="Refused (greedy reply starts with a refusal prefix)",
                                xlabel="prompts")],
@@ -233,15 +244,18 @@ def representations(audit: Audit) -> Section:
 def probes(audit: Audit) -> Section:
     result = probe_pair(audit.pair, audit.prompts, method="logistic", positions=-1, split=probe_split(audit.prompts))
     acc, auroc = result.curves("accuracy"), result.curves("auroc")
-    summary = (f"A logistic probe for 'harmful' at the answer position, tested on {len(result.test_groups)} "
-               f"prompt groups it was not fitted on, reaches accuracy {acc['base'].max():.2f} on the base "
-               f"(first at layer {int(acc['base'].argmax())}) and {acc['aligned'].max():.2f} on the aligned model "
-               f"(first at layer {int(acc['aligned'].argmax())}); read on the other model, the base's probe "
+    best = {m: int(acc[m].argmax()) for m in ("base", "aligned")}
+    said = {m: (f"{result.accuracy_interval(m, m, best[m]).format('.2f')} (first at layer {best[m]}; fitted on "
+                f"shuffled labels {result.control(m)['mean'][best[m]]:.2f} on average)") for m in best}
+    summary = (f"A logistic probe for 'harmful' at the answer position, tested on {result.n_test} prompts in "
+               f"{len(result.test_groups)} groups it was not fitted on, reaches accuracy {said['base']} on the base "
+               f"and {said['aligned']} on the aligned model; read on the other model, the base's probe "
                f"scores {acc['base → aligned'].max():.2f} at best and the aligned model's "
                f"{acc['aligned → base'].max():.2f}.")
     return Section(
         "probes", "Probe accuracy per layer", summary,
         {"accuracy": {k: v.tolist() for k, v in acc.items()}, "auroc": {k: v.tolist() for k, v in auroc.items()},
+         "shuffled_label_accuracy": {m: result.control(m)["mean"].tolist() for m in best}, "n_test": result.n_test,
          "probe_cosine": result.cosine()[:, 0].tolist(), "test_groups": [str(g) for g in result.test_groups]},
         [result.plot("accuracy",
                      title="Logistic probe for 'harmful' (answer position); A → B: fitted on A, read on B")],
@@ -260,12 +274,14 @@ def direction(audit: Audit) -> Section:
         for name, model in audit.pair}
     chosen = found.selected
     passed = "passes" if found.passed_filters else "is the best of candidates that all FAIL"
+    aligned, base = effects["aligned"], effects["base"]
     summary = (f"The selected direction (layer {found.layer}, position {found.position}) {passed} the selection "
                f"filters (KL on harmless prompts {chosen.kl:.3f}). Ablating it in the aligned model takes harmful "
-               f"refusal from {effects['aligned']['none']['harmful']:.0%} to "
-               f"{effects['aligned']['ablate']['harmful']:.0%}; "
-               f"adding it takes harmless refusal to {effects['aligned']['add']['harmless']:.0%} (base: "
-               f"{effects['base']['add']['harmless']:.0%}).")
+               f"refusal from {_percent(aligned.interval('none', 'harmful'))} to "
+               f"{_percent(aligned.interval('ablate', 'harmful'))}; adding it takes harmless refusal to "
+               f"{_percent(aligned.interval('add', 'harmless'))} (base: {_percent(base.interval('add', 'harmless'))}"
+               f"; refusal read from the first answer token, 95% intervals over the {aligned.counts['harmful']} "
+               f"harmful and {aligned.counts['harmless']} harmless prompts).")
     return Section(
         "direction", "Refusal direction", summary,
         {"layer": found.layer, "position": found.position, "passed_filters": found.passed_filters,
