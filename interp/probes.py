@@ -188,7 +188,8 @@ class ProbeResult:
 
     def accuracy_interval(self, fitted: str, tested: str, layer: int, position: int = -1):
         """Held-out accuracy of the probe fitted on ``fitted`` and read on ``tested`` at one layer and position,
-        with Wilson's 95% interval over the :attr:`n_test` prompts (:func:`interp.intervals.rate`)."""
+        with Wilson's 95% interval over the :attr:`n_test` prompts (:func:`interp.intervals.rate`), taken as
+        independent draws: prompts that share a concept are not, and the interval is then too narrow."""
         from interp.intervals import rate
 
         value = self.accuracy[fitted, tested][layer, self.positions.index(position)].item()

@@ -33,6 +33,15 @@ def test_answer_logits_are_the_last_position(tiny_pair):
             torch.testing.assert_close(logits[i], model(tokens)[0, -1], atol=1e-4, rtol=0)
 
 
+def test_unembedding_in_batches_is_unembedding_at_once(tiny_pair):
+    model = tiny_pair.aligned
+    resid = torch.randn(7, model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the bridge's own final norm and unembedding, every row at once
+        whole = model.unembed(model.ln_final(resid[:, None]))[:, 0]
+    torch.testing.assert_close(metrics.unembed(model, resid, batch_size=3), whole)
+    torch.testing.assert_close(metrics.unembed(model, resid), whole)
+
+
 def test_text_refusals():
     assert metrics.is_refusal("  Sorry, I can't do that.")
     assert metrics.is_refusal("I cannot help with this request.")

@@ -217,5 +217,6 @@ def test_the_refusal_direction_is_selected_as_notebook_05_selects_it(monkeypatch
     assert (len(got["harmful_val"]), len(got["harmless_val"])) == (32, 32)
     assert derived[-1] == len(pairs.prompts("real:smollm2-safety", "harmful_validation", n=64)) > 32  # HarmBench's 41
     assert set(got["harmful_val"].column("split")) == {"harmful_validation"} and got["refusal_tokens"] == ["I"]
+    assert set(got["harmless_val"].column("split")) == {"harmless_validation"} and "exhaustive" not in got  # ranked
     pairs.refusal_direction("real:smollm2-safety", pair, ["h"], ["s"], n=8)  # a test's few prompts
     assert (len(searched[-1]["harmful_val"]), derived[-1]) == (8, 8)

@@ -164,7 +164,7 @@ def test_organism_behaviour_and_kl_are_the_library_numbers(organism_report):
     wilson = intervals.rate(refused, len(replies))
     assert numbers["refusal_rate_95"]["aligned"]["harmful, held out"] == [wilson.low, wilson.high]
     train = numbers["refusal_rate_95"]["aligned"]["harmful"]
-    assert f"(95%: {train[0]:.0%}-{train[1]:.0%})" in data["sections"]["behaviour"]["summary"]
+    assert f"(95%: {train[0]:.0%}-{train[1]:.0%})" in data["sections"]["behaviour"]["summary"]  # as Interval.format
     # the log-odds, read with the replies, are the library's own pass at the answer position
     scores = metrics.refusal_scores(pair.aligned, held, ["sorry"])
     assert numbers["refusal_score_rate"]["aligned"]["harmful, held out"] == pytest.approx(

@@ -122,11 +122,6 @@ def _rate(flags) -> float:
     return sum(flags) / len(flags) if flags else float("nan")
 
 
-def _percent(interval) -> str:
-    """``"78% (95%: 68-86%)"``."""
-    return f"{interval.value:.0%} (95%: {interval.low:.0%}-{interval.high:.0%})"
-
-
 def _ambiguity_note(markers: RefusalMarkers) -> str:
     if not markers.ambiguous:
         return ""
@@ -158,7 +153,7 @@ def behaviour(audit: Audit) -> Section:
          "base": replies["base"][i], "aligned": replies["aligned"][i]}
         for label in ("harmful", "harmless") for i in [audit.prompts.labels.index(label)]
     ])
-    said = {m: {label: _percent(intervals[m][label]) for label in ("harmful", "harmless")} for m in intervals}
+    said = {m: {label: intervals[m][label].format('.0%') for label in ("harmful", "harmless")} for m in intervals}
     summary = (f"The aligned model refuses {said['aligned']['harmful']} of {counts['harmful']} harmful prompts (base "
                f"{said['base']['harmful']}) and {said['aligned']['harmless']} of {counts['harmless']} harmless ones "
                f"(base {said['base']['harmless']}), judged from greedy replies of {audit.max_new_tokens} tokens "
@@ -277,11 +272,12 @@ def direction(audit: Audit) -> Section:
     aligned, base = effects["aligned"], effects["base"]
     summary = (f"The selected direction (layer {found.layer}, position {found.position}) {passed} the selection "
                f"filters (KL on harmless prompts {chosen.kl:.3f}). Ablating it in the aligned model takes harmful "
-               f"refusal from {_percent(aligned.interval('none', 'harmful'))} to "
-               f"{_percent(aligned.interval('ablate', 'harmful'))}; adding it takes harmless refusal to "
-               f"{_percent(aligned.interval('add', 'harmless'))} (base: {_percent(base.interval('add', 'harmless'))}"
-               f"; refusal read from the first answer token, 95% intervals over the {aligned.counts['harmful']} "
-               f"harmful and {aligned.counts['harmless']} harmless prompts).")
+               f"refusal from {aligned.interval('none', 'harmful').format('.0%')} to "
+               f"{aligned.interval('ablate', 'harmful').format('.0%')}; adding it takes harmless refusal to "
+               f"{aligned.interval('add', 'harmless').format('.0%')} (base: "
+               f"{base.interval('add', 'harmless').format('.0%')}; refusal read from the first answer token, 95% "
+               f"intervals over the {aligned.counts['harmful']} harmful and {aligned.counts['harmless']} harmless "
+               "prompts).")
     return Section(
         "direction", "Refusal direction", summary,
         {"layer": found.layer, "position": found.position, "passed_filters": found.passed_filters,
