@@ -254,6 +254,13 @@ def refusal_rates(spec: str) -> dict[str, dict[str, float]]:
             measured.items()}
 
 
+def has_build_replies(spec: str) -> bool:
+    """Whether a real pair's build kept its replies (``behaviour.json``; a build measured by the recipe does, the test
+    suite's miniature pair does not)."""
+    s = parse(spec)
+    return s.kind == "real" and (_built(s) / "behaviour.json").is_file()
+
+
 def build_replies(spec: str) -> dict[str, dict[str, list[dict]]]:
     """A real pair's replies as its build measured them: ``{stage: {split: [{prompt, category, reply, refused}]}}``
     on the organisms' split names (``behaviour.json`` beside its card)."""
