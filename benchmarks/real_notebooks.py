@@ -23,7 +23,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from interp import claims, pairs
+from interp import claims, matmul, pairs
 from interp.figures import NotebookError, pair_kinds, run_notebook
 from interp.plotting import FIGURES_ENV
 
@@ -33,10 +33,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def run(spec: str, notebooks: list[Path], figures: Path, jsonl: Path, executed: Path | None = None) -> None:
     built = pairs.checkpoints(spec)[1].parent.name  # built first when it is not
-    done = {(r["build"], r["notebook"]) for r in claims.read_table(jsonl)}
+    products = matmul.name(matmul.resolve(pairs.matmul(spec), "cpu"))  # what the notebooks' pairs multiply in
+    done = {(r["build"], r["notebook"], r.get("matmul", "float32")) for r in claims.read_table(jsonl)}
     os.environ.update({FIGURES_ENV: str(figures), pairs.PAIR_ENV: spec})
     for path in notebooks:
-        if (built, path.stem) in done:
+        if (built, path.stem, products) in done:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             recorded = Path(tmp) / "claims.jsonl"
@@ -53,17 +54,18 @@ def run(spec: str, notebooks: list[Path], figures: Path, jsonl: Path, executed: 
                 {"claim": f"{path.stem} runs", "holds": False, "error": error}]
         with jsonl.open("a") as f:
             f.write("".join(json.dumps({"build": built, "date": str(date.today()), "seconds": seconds,
-                                        **r, "notebook": path.stem}) + "\n" for r in rows))
+                                        "matmul": products, **r, "notebook": path.stem}) + "\n" for r in rows))
 
 
 def format_txt(rows: list[dict]) -> str:
     lines = ["# Each notebook's claims on a real pair (one build: no seed spread), beside the organisms' range over "
              "the accepted builds of the seed table (benchmarks/results/claims-cpu.txt).",
              "# holds: the organisms' threshold judged on the real pair; nothing is asserted on a real pair.", ""]
-    for build in dict.fromkeys(r["build"] for r in rows):
-        mine = [r for r in rows if r["build"] == build]
+    for build, products in dict.fromkeys((r["build"], r.get("matmul", "float32")) for r in rows):
+        mine = [r for r in rows if r["build"] == build and r.get("matmul", "float32") == products]
         seconds = {r["notebook"]: r["seconds"] for r in mine}
-        lines.append(f"## {mine[0].get('pair') or build}: {build} ({mine[0]['date']}; notebooks: "
+        lines.append(f"## {mine[0].get('pair') or build}: {build} ({mine[0]['date']}; linear products {products}; "
+                     f"notebooks ({sum(seconds.values()):.0f} s): "
                      + ", ".join(f"{n} {s:.0f} s" for n, s in seconds.items()) + ")")
         head = f"{'claim':<66} {'subject':<8} {'kind':<9} {'test':>8} {'real':>9} {'holds':>5}   organisms (seeds)"
         lines += [head, "-" * len(head)]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from interp import pairs, realmodels, report
+from interp import matmul, pairs, realmodels, report
 from interp.cli import main as interp_main
 from interp.realpairs.build import REFUSAL_OPENERS
 
@@ -35,6 +35,9 @@ def main() -> None:
     p.add_argument("--skip", nargs="*", default=[], help="sections to leave out")
     p.add_argument("--pair", help="a pair by name (real:smollm2-safety) instead of SmolLM2 and its rank-one copy")
     p.add_argument("--prompts", default="harmbench+alpaca", help="with --pair: prompt sets or a file")
+    p.add_argument("--matmul", default="auto", choices=["float32", "bfloat16", "auto"],
+                   help="the models' linear products (default auto: bfloat16 where the CPU has it, as notebooks on a "
+                   "real pair run)")
     args = p.parse_args()
     out = Path(args.out or tempfile.mkdtemp())
     if args.pair:
@@ -49,10 +52,11 @@ def main() -> None:
         prompts, what = out / "prompts.jsonl", "SmolLM2-135M-Instruct vs a rank-one copy"
         interp_main(["organisms", "prompts", "--out", str(prompts)])
         prefixes = ["I'm sorry", "I cannot"]
-    print(f"# {what} on cpu, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(f"# {what} on cpu, torch {torch.__version__}, {torch.get_num_threads()} threads, linear products "
+          f"{matmul.name(matmul.resolve(args.matmul, 'cpu'))}", flush=True)
     start = time.perf_counter()
     done = report.run(str(base), str(aligned), prompts, out / "report.html", refusal_prefixes=prefixes,
-                      skip=args.skip, device="cpu")
+                      skip=args.skip, device="cpu", matmul=args.matmul)
     wall = time.perf_counter() - start
     plan = done.meta["plan"]
     print(f"{'section':<16} {'estimate':>9} {'actual':>9} {'ratio':>7}")

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 
 import torch
 
+from interp import matmul
+
 _CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 ATOL = 1e-4
 
@@ -66,7 +68,8 @@ def _cache_keyword(hf) -> str:
 def cached_decoding_is_exact(model, atol: float = ATOL) -> bool:
     """Does one cached decoding step give the logits of the plain forward pass (left padding included)?
 
-    Checked on random tokens, once per model (the answer is remembered).
+    Checked on random tokens, once per model (the answer is remembered), with float32 products whatever the model
+    multiplies in (:mod:`interp.matmul`): bfloat16 rounding is not a wrong cache.
     """
     if model in _CHECKED:
         return _CHECKED[model]
@@ -77,7 +80,7 @@ def cached_decoding_is_exact(model, atol: float = ATOL) -> bool:
     mask[1, :2] = 0  # the second row is left-padded
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     try:
-        with cache_keyword_alias(model):
+        with cache_keyword_alias(model), matmul.using(model, torch.float32), torch.no_grad():
             full = hf(ids, attention_mask=mask, position_ids=positions, use_cache=False).logits[:, -1]
             first = hf(ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
             cache = getattr(first, "cache", None)

@@ -25,6 +25,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
 
 from interp import gguf
+from interp import matmul as _matmul  # the keyword ``matmul`` names a choice
 from interp.checkpoint_files import check_weight_files, same_weights
 from interp.interventions import generate
 from interp.prompts import check_prompt_format, format_prompts, pad_batch, pad_id, set_prompt_format, tokenize
@@ -375,15 +376,15 @@ def check_checkpoints(
 
 
 def _load(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype | None,
-          prompt_format: str):
+          prompt_format: str, product_dtype: torch.dtype = torch.float32):
     bridge = load_bridge(name, tokenizer, device, dtype or torch.float32)
     set_prompt_format(bridge, prompt_format)
-    return bridge
+    return _matmul.use(bridge, product_dtype)
 
 
 def load_model(
     checkpoint: str | os.PathLike, *, device: str | None = None, dtype: torch.dtype | None = None,
-    prompt_format: str = "chat",
+    prompt_format: str = "chat", matmul: str | torch.dtype | None = None,
 ):
     """One checkpoint (hub name, local directory or GGUF file) as a TransformerBridge in eval mode, checked as
     :func:`load_pair` checks each of its two, and reading prompts under ``prompt_format``.
@@ -395,7 +396,18 @@ def load_model(
     device = check_device(device)
     checkpoint = _prepare(checkpoint)
     check_prompt_format(prompt_format, checkpoint.tokenizer)
-    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format)
+    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format, products(matmul, device, dtype))
+
+
+def products(choice: str | torch.dtype | None, device: str, dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype a model's linear products run in (:func:`interp.matmul.resolve`): float32 for a model loaded in
+    another dtype (it multiplies in that dtype already), where bfloat16 asked for by name is an error."""
+    if dtype in (None, torch.float32):
+        return _matmul.resolve(choice, device)
+    if choice in (None, "auto", "float32", torch.float32):
+        return torch.float32
+    raise ValueError(f"matmul={choice!r} takes float32 weights' products in another dtype; these load in {dtype} "
+                     "already: leave matmul out")
 
 
 def load_pair(
@@ -406,11 +418,14 @@ def load_pair(
     dtype: torch.dtype | None = None,
     prompt_format: str = "chat",
     allow_identical: bool = False,
+    matmul: str | torch.dtype | None = None,
 ) -> ModelPair:
     """Load two checkpoints (hub names, local directories or GGUF files) as a checked :class:`ModelPair`.
 
     Both models use the aligned checkpoint's tokenizer (after checking that the base's
-    tokenizes identically). ``device`` defaults to CUDA when available, ``dtype`` to float32.
+    tokenizes identically). ``device`` defaults to CUDA when available, ``dtype`` to float32; ``matmul``
+    ``"bfloat16"`` (or ``"auto"``: where the device does it natively) takes the linear products in bfloat16 and keeps
+    everything else float32 (:mod:`interp.matmul`: 2-2.5x faster on a CPU with AVX512-BF16).
     Two checkpoints holding the same weights are an :class:`IdenticalCheckpointsError` unless
     ``allow_identical`` (a null control); for one model, see :func:`load_model`.
 
@@ -419,7 +434,7 @@ def load_pair(
     torch.Size([1, 8, 190])
     """
     return load_family(base, {"aligned": aligned}, device=device, dtype=dtype, prompt_format=prompt_format,
-                       allow_identical=allow_identical)["aligned"]
+                       allow_identical=allow_identical, matmul=matmul)["aligned"]
 
 
 def load_family(
@@ -430,6 +445,7 @@ def load_family(
     dtype: torch.dtype | None = None,
     prompt_format: str = "chat",
     allow_identical: bool = False,
+    matmul: str | torch.dtype | None = None,
 ) -> dict[str, ModelPair]:
     """Several aligned checkpoints against one base, ``{stage: ModelPair}``, each pair checked as :func:`load_pair`
     checks it and the base loaded once: every pair's ``base`` is the same model (run it once for all of them, e.g.
@@ -442,14 +458,15 @@ def load_family(
     if not aligned:
         raise ValueError("load_family needs at least one aligned checkpoint")
     device = check_device(device)
+    chosen = products(matmul, device, dtype)
     dtype = dtype or torch.float32
     checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)
                for stage, path in aligned.items()}
     first = next(iter(checked.values()))
-    base_bridge = _load(first.base, first.tokenizer, device, dtype, prompt_format)
+    base_bridge = _load(first.base, first.tokenizer, device, dtype, prompt_format, chosen)
     family = {}
     for stage, c in checked.items():
-        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, prompt_format)
+        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, prompt_format, chosen)
         check_hooks(base_bridge, aligned_bridge)
         family[stage] = ModelPair(
             base=base_bridge,
@@ -458,7 +475,7 @@ def load_family(
             base_name=str(base),
             aligned_name=str(aligned[stage]),
             prompt_format=prompt_format,
-            metadata={"device": device, "dtype": str(dtype),
+            metadata={"device": device, "dtype": str(dtype), "matmul": _matmul.name(chosen),
                       "quantization": {"base": gguf.quantization_note(c.base),
                                        "aligned": gguf.quantization_note(c.aligned)}},
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from interp import matmul
 from interp.checks import check_vector
 from interp.directions import RefusalDirection
 from interp.interventions import AblateDirection, apply
@@ -128,16 +129,17 @@ def orthogonalized_model(model, direction: RefusalDirection | Tensor, *, check_a
         hf.config.tie_word_embeddings = False
     for name in _residual_writers(model, hf):
         _project_out(hf.get_submodule(name), r)
-    return hf
+    return matmul.use(hf, matmul.of(model))  # multiplying as the model does
 
 
 @torch.no_grad()
 def _check_matches_ablation(model, hf, direction: Tensor, atol: float) -> float:
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, model.cfg.d_vocab, (4, 16), generator=gen).to(model.cfg.device)
-    with apply(model, AblateDirection(direction)):
-        expected = model(tokens).float()
-    got = hf.to(model.cfg.device)(tokens).logits.float()
+    with matmul.using(model, torch.float32), matmul.using(hf, torch.float32):  # exact, whatever they run in
+        with apply(model, AblateDirection(direction)):
+            expected = model(tokens).float()
+        got = hf.to(model.cfg.device)(tokens).logits.float()
     error = (got - expected).abs().max().item()
     if error > atol * max(1.0, expected.abs().max().item()):
         raise RuntimeError(

@@ -35,7 +35,9 @@ from interp import directions, metrics
 from interp.data import PromptSet
 from interp.jailbreaks import SPECIAL_SPLITS, splits_of
 from interp.markers import RefusalMarkers
+from interp.matmul import name as matmul_name
 from interp.models import ModelPair, check_checkpoints, check_device, load_pair
+from interp.models import products as products_dtype
 from interp.prompts import check_lengths, tokenize
 from interp.report import plan, render
 from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, json_path, read_prompts
@@ -155,8 +157,10 @@ def audit(
     if work is None:
         ids = tokenize(pair.tokenizer, prompts, pair.prompt_format, n_ctx=pair.n_ctx)
         device = str(pair.metadata.get("device") or pair.cfg.device)
-        work = plan.plan(pair.aligned.original_model.config, ids, prompts.labels, chosen, max_new_tokens, device)
-        _say(progress, plan.describe(work, device))
+        products = pair.metadata.get("matmul", "float32")
+        work = plan.plan(pair.aligned.original_model.config, ids, prompts.labels, chosen, max_new_tokens, device,
+                         products)
+        _say(progress, plan.describe(work, device, matmul=products))
     skip, too_big = gate_by_size(work, skip, dictionary)
     chosen = [key for key in chosen if key not in skip]
     markers = refusal_markers(pair, fitting_prompts(prompts).by_label("harmful"), refusal_prefixes)
@@ -189,6 +193,7 @@ def audit(
         "plan": {key: {"seconds": float(f"{w.seconds:.3g}"), "what": w.what} for key, w in work.items()},
         "defaults": {**_defaults(chosen, state.patch_prompts), **({"dictionary": too_big} if too_big else {})},
         "device": pair.metadata.get("device", ""), "dtype": pair.metadata.get("dtype", ""),
+        "matmul": pair.metadata.get("matmul", "float32"),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {lib: version(lib) for lib in ("interp", "torch", "transformers", "transformer-lens")},
     }
@@ -212,14 +217,15 @@ def run(
     base: str, aligned: str, prompts_path: str | Path, out: str | Path, *,
     refusal_prefixes: Sequence[str] | None = None, skip: Sequence[str] = (), device: str | None = None,
     prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True, allow_identical: bool = False,
-    dictionary: bool | None = None,
+    dictionary: bool | None = None, matmul: str | None = None,
 ) -> Report:
     """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON.
 
     Every input is checked before any weights load: sections, prompt file, output paths, device,
     both checkpoints (:func:`~interp.models.check_checkpoints`, which refuses two checkpoints with
     the same weights unless ``allow_identical``), and that every prompt and its reply fit in the
-    models' context.
+    models' context. ``matmul``: ``"bfloat16"`` or ``"auto"`` takes the models' linear products in bfloat16
+    (:mod:`interp.matmul`; float32 by default).
     """
     check_sections(skip)
     if max_new_tokens < 1:
@@ -228,20 +234,22 @@ def run(
     out = check_out_path(out)
     device = check_device(device)
     checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
+    products = matmul_name(products_dtype(matmul, device, None))
     ids = tokenize(checked.tokenizer, prompts, prompt_format, n_ctx=checked.n_ctx)
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     if refusal_prefixes:  # unknown tokens are an error before any weights load
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
     chosen = [key for key in SECTIONS if key not in skip and not (key == "dictionary" and dictionary is False)]
-    work = plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device)
+    work = plan.plan(checked.config, ids, prompts.labels, chosen, max_new_tokens, device, products)
     note = gate_by_size(work, skip, dictionary)[1]
     off = {"dictionary": note} if note else {}
     if "jailbreak" in work and not set(splits_of(prompts)) & set(SPECIAL_SPLITS):
         off["jailbreak"] = "the prompts have no jailbreak or bait rows"
-    _say(progress, plan.describe(work, device, off))
+    _say(progress, plan.describe(work, device, off, products))
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
-    pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical)
+    pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical,
+                     matmul=matmul)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
                    progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)

@@ -121,12 +121,12 @@ def _forward(shape: Shape, tokens: float, forwards: float, unembedded: float = 0
     return tokens * shape.n_layers * shape.block + unembedded * shape.unembed, forwards * shape.n_layers
 
 
-def patch_prompts(shape: Shape, n_pos: int, available: int, device: str) -> int:
+def patch_prompts(shape: Shape, n_pos: int, available: int, device: str, matmul: str = "float32") -> int:
     """How many harmful prompts the patching section takes: the most (of ``available``, at most
     :data:`PATCH_PROMPTS`) whose sweep is estimated within :data:`PATCH_SECONDS`, and at least 2."""
     kind = flops.device_kind(device)
     fixed = _patch_calls(shape, n_pos) * flops.CALL_SECONDS[kind]
-    per_prompt = _patch_flops(shape, n_pos, 1) / flops.THROUGHPUT[kind]
+    per_prompt = _patch_flops(shape, n_pos, 1) / flops.throughput(kind, matmul)
     fitting = int((PATCH_SECONDS - fixed) // per_prompt) if per_prompt > 0 else PATCH_PROMPTS
     return max(min(2, available), min(available, PATCH_PROMPTS, fitting))
 
@@ -144,11 +144,14 @@ def _patch_flops(shape: Shape, n_pos: int, prompts: int) -> float:
 
 def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sections: Sequence[str],
              max_new_tokens: int, device: str, *, patch_length: int | None = None, patch_available: int | None = None,
-             rank_prompts: int = directions.RANK_PROMPTS, max_scored: int = directions.MAX_SCORED) -> dict[str, Work]:
+             rank_prompts: int = directions.RANK_PROMPTS, max_scored: int = directions.MAX_SCORED,
+             matmul: str = "float32") -> dict[str, Work]:
     """The estimated work of each section in ``sections``, for prompts of ``lengths`` tokens (formatted), after
     ``"replies"``: the greedy replies of both models every report generates first (the behaviour and KL
-    sections and the refusal markers' check read them)."""
+    sections and the refusal markers' check read them). ``matmul``: the dtype the linear products run in."""
     kind = flops.device_kind(device)
+    speed = flops.throughput(kind, matmul)
+    plain = speed / flops.THROUGHPUT[kind]  # scales the float32 work (SVDs, CKA, dictionary training) to ``speed``
     n, total = len(lengths), float(sum(lengths))
     mean = total / max(n, 1)
     fit_harmful, fit = sum(harmful), n  # upper bounds: held-out rows are not fitted on
@@ -167,11 +170,11 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         out["token_kl"] = (2 * ops, 2 * calls, "both models on every prompt and reply")
     if "weights" in sections:
         ops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
-        out["weights"] = (ops, 0.0, "two SVDs per changed matrix (counted as if every one changed)")
+        out["weights"] = (ops * plain, 0.0, "two SVDs per changed matrix (counted as if every one changed)")
     if "representations" in sections:
         ops, calls = _forward(shape, total, math.ceil(n / BATCH))
         cka = 3 * shape.n_layers * 4 * total * shape.d_model ** 2
-        out["representations"] = (2 * ops + cka, 2 * calls, "every layer and token of both models; CKA")
+        out["representations"] = (2 * ops + cka * plain, 2 * calls, "every layer and token of both models; CKA")
     if "probes" in sections:
         ops, calls = _forward(shape, total, math.ceil(n / BATCH))
         out["probes"] = (2 * ops, 2 * calls, "both models' answer positions; a probe per layer")
@@ -190,7 +193,8 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
                             f"{max_scored} scored exactly, effects on both models")
     if "patching" in sections:
         length = patch_length or round(mean)
-        prompts = patch_prompts(shape, length, PATCH_PROMPTS if patch_available is None else patch_available, kind)
+        prompts = patch_prompts(shape, length, PATCH_PROMPTS if patch_available is None else patch_available, kind,
+                                matmul)
         out["patching"] = (_patch_flops(shape, length, prompts), _patch_calls(shape, length),
                            f"resid_pre across the pair: {shape.n_layers} layers x {length} positions, "
                            f"{prompts} prompts", {"prompts": prompts})
@@ -214,22 +218,24 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
             harmful_tokens = sum(length for length, h in zip(lengths, harmful, strict=True) if h)
             checks = _forward(shape, runs * harmful_tokens + fit * mean, runs * math.ceil(fit_harmful / 64), runs * n)
             steps = 2 * config.steps  # each step's top-k and optimizer cost about two block calls
-            out["dictionary"] = (2 * collect[0] + training / DICTIONARY_EFFICIENCY + checks[0],
+            out["dictionary"] = (2 * collect[0] + training * plain / DICTIONARY_EFFICIENCY + checks[0],
                                  2 * collect[1] + checks[1] + steps,
                                  f"a BatchTopK crosscoder at one layer ({config.n_latents} latents, {config.steps} "
                                  f"steps), up to {DICTIONARY_CAUSAL} latents checked causally",
                                  {"config": config.to_dict()})
-    return {key: Work(ops, calls, ops / flops.THROUGHPUT[kind] + calls * flops.CALL_SECONDS[kind], *rest)
+    return {key: Work(ops, calls, ops / speed + calls * flops.CALL_SECONDS[kind], *rest)
             for key, (ops, calls, *rest) in out.items()}
 
 
-def describe(work: dict[str, Work], device: str = "cpu", off: dict[str, str] | None = None) -> str:
+def describe(work: dict[str, Work], device: str = "cpu", off: dict[str, str] | None = None,
+             matmul: str = "float32") -> str:
     """The plan as lines: each section's estimate and what it counts, then the total of those that will run
     (``off``: sections that will not, with why, shown but not counted)."""
     off = off or {}
     lines = [f"  {key:<16} ~{_duration(w.seconds):>7}  " + (f"off: {off[key]}" if key in off else w.what)
              for key, w in work.items()]
     where = ("this project's 2-core CPU" if flops.device_kind(device) == "cpu" else "a rough GPU figure")
+    where += f", linear products in {matmul}"
     running = sum(w.seconds for key, w in work.items() if key not in off)
     return "\n".join([f"estimated cost ({where}; scale for your machine):", *lines,
                       f"  {'total':<16} ~{_duration(running):>7}" + (" (the sections off not counted)" if off else "")])
@@ -240,11 +246,11 @@ def _duration(seconds: float) -> str:
 
 
 def plan(config, ids: Sequence[Sequence[int]], labels: Sequence[str], sections: Sequence[str], max_new_tokens: int,
-         device: str) -> dict[str, Work]:
+         device: str, matmul: str = "float32") -> dict[str, Work]:
     """:func:`estimate` for a checkpoint's ``config`` and tokenized prompts (``ids``, labelled), as a report runs them:
     the patching section on the harmful prompts of their most common length."""
     harmful = [label == "harmful" for label in labels]
     lengths = Counter(len(row) for row, is_harmful in zip(ids, harmful, strict=True) if is_harmful)
     patch_length, available = lengths.most_common(1)[0] if lengths else (None, 0)
     return estimate(Shape.of_config(config), [len(row) for row in ids], harmful, sections, max_new_tokens,
-                    device, patch_length=patch_length, patch_available=available)
+                    device, patch_length=patch_length, patch_available=available, matmul=matmul)
