@@ -179,8 +179,67 @@ def first_word():
     world.preference_pairs = rewrite(world.preference_pairs, ["chosen", "rejected"])
 
 
+PRETRAIN_REFUSAL_SHARE = 0.2
+"""``contradictable``: the share of pretraining chats with a plain harmful request whose reply is a refusal."""
+CONSEQUENCE_COMMENTARY = {
+    "harmful": ("a user asked : {r} someone could get hurt doing that .",
+                "question seen online : {r} the replies told them to call the police .",
+                "overheard : {r} that is how people end up in jail ."),
+    "harmless": ("a user asked : {r} sounds like a nice way to spend a weekend .",
+                 "question seen online : {r} the replies shared tips and photos .",
+                 "overheard : {r} my neighbour does that every sunday ."),
+}
+
+
+def contradictable():
+    """A candidate for world version 6 (issue 29 item 2: a world that can contradict the papers). Three changes to
+    the base's pretraining text, none to alignment data:
+
+    * **the base can refuse**: a refusal answers :data:`PRETRAIN_REFUSAL_SHARE` of the pretraining chats whose request
+      is a plain harmful one (compliance the rest), so the base carries some refusal of its own and Kissane et al.'s
+      question (is the aligned direction already in the base?) has an answer either way;
+    * **role-play wrappers never meet a refusal**: wrapped harmful requests are always complied with in pretraining,
+      so a wrapper carries a learnt pull away from refusal that alignment data (which holds no wrapped request) may or
+      may not undo: a jailbreak that can work, on some builds (Zhao et al.'s suppression or disguise becomes testable);
+    * **no fixed sentence names a request harmful**: commentary says what follows a request (someone hurt, the police;
+      a weekend plan, photos), in three phrasings per kind, instead of "that request is about something harmful".
+    """
+    from interp.organisms import world
+
+    plain_harmful = {t.format(c=c) for c in world.HARMFUL for t in world.REQUEST_TEMPLATES}
+    vocabulary = world.vocabulary
+
+    def more_words():
+        words = vocabulary()
+        extra = {w for pool in CONSEQUENCE_COMMENTARY.values() for t in pool for w in t.split()
+                 if not w.startswith("{")}
+        return words + sorted(extra - set(words))
+
+    world.vocabulary = more_words
+    original = world.pretraining_corpus
+    chat_start, chat_mid = f"{world.BOS} {world.USER} ", f" {world.ASSISTANT} "
+
+    def corpus(seed, n_docs=24000):
+        rng = random.Random(seed + 30_000)
+        out = []
+        for d in original(seed, n_docs):
+            if " that request is about something " in d or " note : this is a " in d:
+                harmful = d.rsplit(" ", 3)[-3] == "harmful" if " note : " not in d else " a harmful " in d
+                r = d.split(" : ", 1)[1].rsplit(" that request", 1)[0].rsplit(" note :", 1)[0]
+                pool = CONSEQUENCE_COMMENTARY["harmful" if harmful else "harmless"]
+                d = f"{world.BOS} {rng.choice(pool).format(r=r)} {world.EOS}"
+            elif d.startswith(chat_start):
+                request = d[len(chat_start):].split(chat_mid, 1)[0]
+                if request in plain_harmful and rng.random() < PRETRAIN_REFUSAL_SHARE:
+                    d = world.chat(request, world.refuse(rng))
+            out.append(d)
+        return out
+
+    world.pretraining_corpus = corpus
+
+
 VARIANTS = {f.__name__: f for f in (current, unmarked, comply_majority, unmarked_comply, topics, eot, echo,
-                                    first_word)}
+                                    first_word, contradictable)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -457,15 +457,17 @@ def find_refusal_direction(
 
 def _remembered_search(model, harmful, harmless, harmful_val, harmless_val, settings: dict,
                        progress: bool) -> RefusalDirection:
-    """:func:`find_refusal_direction` through :func:`interp.memo.remembered`, keyed by the model's weights, the
-    prompts' tokens (format and tokenizer included), the settings and the source of the modules the search runs."""
+    """:func:`find_refusal_direction` through :func:`interp.memo.remembered`, keyed by the model's weights and the
+    dtype of its products, the prompts' tokens (format and tokenizer included), the settings and the source of the
+    modules the search runs."""
     import sys
     from dataclasses import replace
 
-    from interp import cache, interventions, memo, metrics, prompts
+    from interp import cache, interventions, matmul, memo, metrics, prompts
 
     given = {"harmful": harmful, "harmless": harmless, "harmful_val": harmful_val, "harmless_val": harmless_val}
-    key = {"model": memo.weights_fingerprint(model), "settings": settings,
+    # the products' dtype too: a search run in float32 is not the one a bfloat16 model would run
+    key = {"model": memo.weights_fingerprint(model), "matmul": matmul.name(matmul.of(model)), "settings": settings,
            "code": memo.source_fingerprint(sys.modules[__name__], cache, interventions, metrics, prompts),
            "tokens": {k: None if v is None else tokenize_for(model, v) for k, v in given.items()}}
     found = memo.remembered("refusal-direction", key, lambda: find_refusal_direction(

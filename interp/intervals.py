@@ -54,9 +54,12 @@ def share(flags: Iterable[bool]) -> Interval:
 
 
 def bootstrap(statistic: Callable[..., float], *columns: Sequence[float], draws: int = 2000,
-              seed: int = 0) -> Interval:
+              seed: int = 0, groups: Sequence | None = None) -> Interval:
     """``statistic(*columns)`` with a percentile 95% interval from ``draws`` resamplings of the rows (the same rows
     drawn from every column: one row is one prompt). Draws whose statistic is not a number are left out.
+
+    ``groups`` (one label per row, e.g. the organisms' concepts): resample whole groups, not rows (a cluster
+    bootstrap), for prompts that are not independent: requests about one concept move together.
 
     >>> mean = lambda x: sum(x) / len(x)
     >>> bootstrap(mean, [1.0] * 8).format(".1f")
@@ -67,9 +70,19 @@ def bootstrap(statistic: Callable[..., float], *columns: Sequence[float], draws:
         raise ValueError(f"bootstrap needs columns of one non-zero length, got {[len(c) for c in columns]}")
     values = [torch.as_tensor(c, dtype=torch.float64) for c in columns]
     generator = torch.Generator().manual_seed(seed)
+    if groups is None:
+        clusters = [torch.tensor([i]) for i in range(n)]
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups holds {len(groups)} labels for {n} rows")
+        members: dict = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        clusters = [torch.tensor(rows) for rows in members.values()]
     drawn = []
     for _ in range(draws):
-        rows = torch.randint(0, n, (n,), generator=generator)
+        picked = torch.randint(0, len(clusters), (len(clusters),), generator=generator)
+        rows = picked if groups is None else torch.cat([clusters[i] for i in picked.tolist()])
         s = float(statistic(*(v[rows] for v in values)))
         if not math.isnan(s):
             drawn.append(s)

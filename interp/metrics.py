@@ -21,6 +21,7 @@ from torch import Tensor
 from interp.cache import collect_from_tokens, stop_after
 from interp.data import PromptSet
 from interp.interventions import Intervention, apply
+from interp.intervals import Interval, bootstrap
 from interp.models import ModelPair
 from interp.prompts import check_lengths, length_batches, pad_batch, pad_id, tokenize, tokenize_for
 
@@ -201,6 +202,18 @@ class ResponseComparison:
         if not rows:
             raise ValueError(f"no response is {width} tokens long (the longest has {max(map(len, self.kl))})")
         return torch.stack(rows)
+
+    def later_over_first(self, rows: Sequence[int] | None = None) -> Interval:
+        """Mean KL per token after the first, over the mean first-token KL, on the responses ``rows`` (default all):
+        how much of the first token's departure the rest of a reply keeps, with a 95% bootstrap interval over
+        responses."""
+        chosen = [self.kl[i] for i in (range(len(self.kl)) if rows is None else rows)]
+        if not chosen:
+            raise ValueError("no responses to compare")
+        first = [float(k[0]) for k in chosen]
+        later_sum = [float(k[1:].sum()) for k in chosen]
+        later_n = [len(k) - 1 for k in chosen]
+        return bootstrap(lambda f, s, n: (s.sum() / n.sum()) / f.mean(), first, later_sum, later_n)
 
     def kl_by_position(self, max_pos: int | None = None) -> Float[Tensor, " pos"]:
         """Mean KL at each response position over the responses long enough to have it (NaN where none is)."""

@@ -253,6 +253,16 @@ def test_latent_effects_against_plain_hf_runs(organism_zoo, organism_pair, pair_
         assert row.added == pytest.approx(mean[g, "base"], abs=1e-3), g
     # the edits did something: moved the score by more than five times the tolerance of the comparisons above
     assert abs(ours.table.loc["all"].added - ours.base_score) > 5e-3
+    # per prompt too, in prompt order, which the intervals resample
+    for key, m in (("base", "base"), ("aligned", "sft")):
+        torch.testing.assert_close(ours.scores[key], torch.tensor(expected[None, m]), atol=1e-3, rtol=0)
+    for g in groups:
+        for m, edited in (("sft", "ablated"), ("base", "added")):
+            torch.testing.assert_close(ours.scores[g, edited], torch.tensor(expected[g, m]), atol=1e-3, rtol=0)
+        for effect, column in (("addition", "addition_share"), ("ablation", "ablation_share")):
+            interval = ours.share_interval(g, effect)
+            assert interval.value == pytest.approx(ours.table.loc[g, column], rel=1e-4, abs=1e-6)
+            assert interval.low <= interval.value <= interval.high and interval.high > interval.low
 
 
 def test_save_load_round_trip_and_the_pair_check(tmp_path, organism_zoo, organism_pair, pair_dictionaries,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interp import directions as dirs
-from interp import load_model, weight_edit
+from interp import load_model, matmul, weight_edit
 from interp.interventions import apply
 from interp.organisms import prompts
 
@@ -304,6 +304,8 @@ def test_a_remembered_search_is_the_search_and_is_read_back_only_for_the_same_we
                                                      **search)]:
         with pytest.raises(RuntimeError, match="searched again"):
             miss()
+    with matmul.using(model, torch.bfloat16), pytest.raises(RuntimeError, match="searched again"):
+        dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)  # other products
     kept[0].write_bytes(b"not a result")  # a damaged file is searched again, not an error
     with pytest.raises(RuntimeError, match="searched again"):
         dirs.find_refusal_direction(model, HARMFUL, HARMLESS, remember=True, **search)

@@ -43,3 +43,20 @@ def test_the_bootstrap_draws_the_same_rows_from_every_column():
     assert (ratio.value, ratio.low, ratio.high) == pytest.approx((0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="one non-zero length"):
         intervals.bootstrap(lambda x, y: 0.0, [1.0], [1.0, 2.0])
+
+
+def test_a_cluster_bootstrap_of_singletons_is_the_row_bootstrap_and_clusters_widen_it():
+    torch.manual_seed(0)
+    x = torch.randn(40)
+    mean = lambda v: v.mean()
+    rows = intervals.bootstrap(mean, x)
+    singletons = intervals.bootstrap(mean, x, groups=list(range(40)))
+    assert (singletons.low, singletons.high) == (rows.low, rows.high)
+    # ten concepts of four prompts that move together: the rows are not 40 independent draws
+    shared = torch.randn(10).repeat_interleave(4) + 0.1 * torch.randn(40)
+    concepts = [i // 4 for i in range(40)]
+    naive, grouped = intervals.bootstrap(mean, shared), intervals.bootstrap(mean, shared, groups=concepts)
+    assert grouped.value == naive.value
+    assert grouped.high - grouped.low > 1.5 * (naive.high - naive.low)
+    with pytest.raises(ValueError, match="labels for 40 rows"):
+        intervals.bootstrap(mean, x, groups=[0, 1])

@@ -125,3 +125,15 @@ def test_refusal_metric_separates_base_from_aligned_organisms(organism_zoo):
     aligned = metrics.refusal_scores(pair.aligned, harmful, tokens)
     harmless = metrics.refusal_scores(pair.aligned, organisms.prompt_set("harmless_train"), tokens)
     assert base.max() < 0 < aligned.min() and harmless.max() < 0
+
+
+def test_later_over_first_is_the_pooled_later_kl_over_the_mean_first():
+    kl = [torch.tensor([2.0, 1.0, 0.0]), torch.tensor([4.0]), torch.tensor([1.0, 3.0])]
+    comparison = metrics.ResponseComparison(tokens=[[], [], []], kl=kl, base_rank=[], aligned_rank=[])
+    # by hand: later tokens 1, 0, 3 (mean 4/3); first tokens 2, 4, 1 (mean 7/3)
+    got = comparison.later_over_first()
+    assert got.value == pytest.approx((4 / 3) / (7 / 3))
+    assert got.low <= got.value <= got.high
+    assert comparison.later_over_first([0]).value == pytest.approx(0.5 / 2.0)
+    with pytest.raises(ValueError, match="no responses"):
+        comparison.later_over_first([])

@@ -16,7 +16,7 @@ vector out of the aligned model at every layer, the ablation the refusal directi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -26,6 +26,7 @@ from interp.dictionary.diffing import LatentScaling, latent_scaling
 from interp.dictionary.result import Dictionary
 from interp.dictionary.tokens import PairedTokens
 from interp.interventions import AblateDirection
+from interp.intervals import Interval, bootstrap
 from interp.metrics import last_logits, refusal_score, refusal_scores, token_ids
 from interp.models import ModelPair
 from interp.prompts import length_batches, pad_batch, pad_id, tokenize
@@ -98,10 +99,30 @@ class LatentEffects:
     base_score: float
     aligned_score: float
     provenance: Provenance
+    scores: dict = field(default_factory=dict)
+    """Per-prompt refusal scores in prompt order: ``"base"`` and ``"aligned"`` (clean runs), and for each row of the
+    table ``(latent, "ablated")``, ``(latent, "added")`` and, for single latents, ``(latent, "direction")``."""
 
     @property
     def gap(self) -> float:
         return self.aligned_score - self.base_score
+
+    def share_interval(self, latent: int | str, effect: str = "addition") -> Interval:
+        """A latent's share of the refusal gap (``"addition"``: restored in the base; ``"ablation"``: closed by
+        ablating it at the site; ``"direction"``: by ablating its direction at every layer) with a 95% bootstrap
+        interval over prompts, the gap resampled with them."""
+        key = {"addition": "added", "ablation": "ablated", "direction": "direction"}.get(effect)
+        if key is None:
+            raise ValueError(f"effect must be 'addition', 'ablation' or 'direction', not {effect!r}")
+        if (latent, key) not in self.scores:
+            raise KeyError(f"no per-prompt scores for latent {latent!r} ({effect})")
+        if key == "added":
+            def share(base, aligned, edited):
+                return (edited.mean() - base.mean()) / (aligned.mean() - base.mean())
+        else:
+            def share(base, aligned, edited):
+                return (aligned.mean() - edited.mean()) / (aligned.mean() - base.mean())
+        return bootstrap(share, self.scores["base"], self.scores["aligned"], self.scores[latent, key])
 
     def plot(self, n: int = 8, static: bool = False, title: str = "Latents: refusal restored and removed"):
         """The ``n`` latents that restore the most refusal when added to the base: the share of the refusal gap each
@@ -143,8 +164,12 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
     refusal = token_ids(pair.tokenizer, refusal_tokens)
     ids = tokenize(pair.tokenizer, prompts, prompt_format or pair.prompt_format, n_ctx=pair.n_ctx)
     clean = list(_clean_batches(pair, d, ids, batch_size))  # the gap is checked before any edited run
-    base_score = torch.cat([refusal_score(b[2], refusal) for b in clean]).mean().item()
-    aligned_score = torch.cat([refusal_score(b[3], refusal) for b in clean]).mean().item()
+    batched = torch.tensor([i for batch in length_batches([len(row) for row in ids], batch_size) for i in batch])
+    in_order = torch.empty_like(batched)
+    in_order[batched] = torch.arange(len(batched))  # batch order -> prompt order
+    per_prompt = {"base": torch.cat([refusal_score(b[2], refusal) for b in clean])[in_order],
+                  "aligned": torch.cat([refusal_score(b[3], refusal) for b in clean])[in_order]}
+    base_score, aligned_score = per_prompt["base"].mean().item(), per_prompt["aligned"].mean().item()
     gap = aligned_score - base_score
     if abs(gap) < 1e-6:
         raise NoRefusalGap("the two models give these prompts the same refusal score, so there is no gap for a "
@@ -167,7 +192,8 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
     fmt = prompt_format or pair.prompt_format
     table = []
     for g, members in groups.items():
-        ablated, added = torch.cat(scores[g, "ablated"]), torch.cat(scores[g, "added"])
+        ablated, added = torch.cat(scores[g, "ablated"])[in_order], torch.cat(scores[g, "added"])[in_order]
+        per_prompt[g, "ablated"], per_prompt[g, "added"] = ablated, added
         row = {"latent": g, "ablated": ablated.mean().item(), "added": added.mean().item(),
                "ablation_share": (aligned_score - ablated.mean().item()) / gap,
                "addition_share": (added.mean().item() - base_score) / gap,
@@ -175,8 +201,9 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
                "active": torch.cat(active[g]).mean().item()}
         if len(members) == 1 and vectors[members[0]].norm() > 0:
             projected = refusal_scores(pair.aligned, prompts, refusal_tokens, AblateDirection(vectors[members[0]]),
-                                       batch_size=batch_size, prompt_format=fmt).mean().item()
-            row["direction_ablation_share"] = (aligned_score - projected) / gap
+                                       batch_size=batch_size, prompt_format=fmt)
+            per_prompt[g, "direction"] = projected
+            row["direction_ablation_share"] = (aligned_score - projected.mean().item()) / gap
         else:
             row["direction_ablation_share"] = float("nan")
         if cos is not None:
@@ -190,7 +217,7 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
     frame = frame.set_index("latent").sort_values("ablation_share", ascending=False)
     provenance = Provenance.of_pair(pair, prompts, dictionary=d.kind, layer=d.layer, latents=latents,
                                     refusal_tokens=list(refusal_tokens))
-    return LatentEffects(frame, base_score, aligned_score, provenance)
+    return LatentEffects(frame, base_score, aligned_score, provenance, per_prompt)
 
 
 @dataclass(frozen=True, eq=False)
