@@ -20,8 +20,8 @@ from torch import Tensor
 
 from interp.cache import collect_from_tokens, stop_after
 from interp.data import PromptSet
-from interp.interventions import Intervention, apply
 from interp.intervals import Interval, bootstrap
+from interp.interventions import Intervention, apply
 from interp.models import ModelPair
 from interp.prompts import check_lengths, length_batches, pad_batch, pad_id, tokenize, tokenize_for
 

@@ -25,8 +25,8 @@ from interp.data import PromptSet
 from interp.dictionary.diffing import LatentScaling, latent_scaling
 from interp.dictionary.result import Dictionary
 from interp.dictionary.tokens import PairedTokens
-from interp.interventions import AblateDirection
 from interp.intervals import Interval, bootstrap
+from interp.interventions import AblateDirection
 from interp.metrics import last_logits, refusal_score, refusal_scores, token_ids
 from interp.models import ModelPair
 from interp.prompts import length_batches, pad_batch, pad_id, tokenize
