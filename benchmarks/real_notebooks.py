@@ -89,6 +89,37 @@ def format_txt(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def precision_txt(rows: list[dict]) -> str:
+    """Each build run with float32 and with bfloat16 products: how far each claim moved, and any judged otherwise."""
+    lines = ["# One build's claims with its linear products in float32 and in bfloat16 (interp.matmul), side by side:",
+             "# the claims that moved by more than 1% of their size (or 0.01), and every threshold judged otherwise.", ""]
+    for build in dict.fromkeys(r["build"] for r in rows):
+        runs = {m: {(r["notebook"], r["claim"], r.get("subject")): r for r in rows
+                    if r["build"] == build and r.get("matmul", "float32") == m and r.get("kind") != "verdict"
+                    and not r.get("error")} for m in ("float32", "bfloat16")}
+        common = [k for k in runs["float32"] if k in runs["bfloat16"]]
+        if not common:
+            continue
+        moved = []
+        for k in common:
+            a, b = runs["float32"][k]["statistic"], runs["bfloat16"][k]["statistic"]
+            if not (a != a and b != b) and not abs(a - b) <= 0.01 * max(1.0, abs(a)):
+                moved.append((k, a, b))
+        judged = [k for k in common if runs["float32"][k].get("holds") != runs["bfloat16"][k].get("holds")]
+        verdicts = {m: {(r["notebook"], r["claim"]): r["outcome"] for r in rows if r["build"] == build
+                        and r.get("matmul", "float32") == m and r.get("kind") == "verdict"} for m in runs}
+        shared = [k for k in verdicts["float32"] if k in verdicts["bfloat16"]]
+        lines += [f"## {build}: {len(common)} claims in both runs; {len(common) - len(moved)} within 1%; "
+                  f"{len(judged)} judged otherwise; verdicts in both: {len(shared)}, outcome changed: "
+                  f"{sum(verdicts['float32'][k] != verdicts['bfloat16'][k] for k in shared)}",
+                  f"{'claim':<78} {'subject':<10} {'float32':>9} {'bfloat16':>9} {'judged':>8}"]
+        for (notebook, claim, subject), a, b in moved:
+            mark = "CHANGED" if (notebook, claim, subject) in judged else ""
+            lines.append(f"{claim:<78.78} {subject or '':<10.10} {a:>9.3g} {b:>9.3g} {mark:>8}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pair", default="real:smollm2-safety")
@@ -96,7 +127,9 @@ def main() -> None:
     p.add_argument("--figures", type=Path, default=ROOT / "figures", help="a real pair's go to FIGURES/real/<pair>")
     p.add_argument("--jsonl", type=Path, default=RESULTS / "claims-real.jsonl")
     p.add_argument("--txt", type=Path, default=RESULTS / "claims-real.txt")
-    p.add_argument("--txt-only", action="store_true", help="rewrite --txt from --jsonl")
+    p.add_argument("--txt-only", action="store_true", help="rewrite --txt (and --precision-txt) from --jsonl")
+    p.add_argument("--precision-txt", type=Path, default=RESULTS / "claims-real-precision.txt",
+                   help="builds run with both products' dtypes: what moved")
     p.add_argument("--executed", type=Path, help="write each executed notebook to EXECUTED/<build>/, for reading "
                                                  "what its prose rendered")
     p.add_argument("--only", nargs="+", metavar="STEM", help="run only these notebooks (e.g. 02_weights)")
@@ -111,8 +144,11 @@ def main() -> None:
         if unknown:
             p.error(f"--only {sorted(unknown)}: not notebooks that answer on a real pair")
         run(spec.label, notebooks, args.figures.resolve(), args.jsonl, args.executed)
-    args.txt.write_text(format_txt(claims.read_table(args.jsonl)))
+    rows = claims.read_table(args.jsonl)
+    args.txt.write_text(format_txt(rows))
+    args.precision_txt.write_text(precision_txt(rows))
     print(args.txt.read_text())
+    print(args.precision_txt.read_text())
 
 
 if __name__ == "__main__":

@@ -83,17 +83,18 @@ def _report(args) -> int:
     skip = [key for key in report.SECTIONS if getattr(args, f"no_{key}")]
     if args.dictionary and "dictionary" in skip:
         raise ValueError("--dictionary and --no-dictionary contradict each other; give one")
-    base, aligned = args.base, args.aligned
+    base, aligned, products = args.base, args.aligned, args.matmul or "float32"
     if pairs.is_spec(base) and not Path(base).exists():
         if aligned is not None:
             raise ValueError(f"{base} names a pair (its base and its aligned checkpoint): give no ALIGNED after it")
+        products = args.matmul or pairs.matmul(base) or "float32"  # as a notebook on that pair multiplies
         base, aligned = pairs.checkpoints(base)
     elif aligned is None:
         raise ValueError("give BASE and ALIGNED checkpoints, or one pair by name (real:smollm2-safety, organisms:dpo)")
     report.run(base, aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
                device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                allow_identical=args.allow_identical, dictionary=True if args.dictionary else None,
-               matmul=args.matmul)
+               matmul=products)
     return 0
 
 
@@ -155,10 +156,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     r.add_argument("--prompt-format", default="chat", help="'chat' (the aligned tokenizer's chat template), 'raw', "
                    "or a template such as 'Question: {prompt}\\nAnswer:' (default: chat)")
-    r.add_argument("--matmul", choices=["float32", "bfloat16", "auto"], default="float32",
+    r.add_argument("--matmul", choices=["float32", "bfloat16", "auto"],
                    help="the dtype of the models' linear products: bfloat16 keeps weights and activations float32 and "
                    "runs 2-2.5x faster on a CPU with AVX512-BF16 or AMX (first-token KL ~0.002 nats from float32 on "
-                   "SmolLM2-135M); auto: bfloat16 where the device has it (default float32: exact)")
+                   "SmolLM2-135M); auto: bfloat16 where the device has it (default: float32, exact; auto for a real "
+                   "pair by name, as its notebooks run)")
     r.add_argument("--max-new-tokens", type=int, default=16, help="length of the greedy replies judged (default 16)")
     r.add_argument("--allow-identical", action="store_true", help="audit even when BASE and ALIGNED hold the same "
                    "weights (a null control: every difference is zero); otherwise that is an error")

@@ -77,6 +77,23 @@ def test_the_report_takes_a_pair_by_name_or_two_checkpoints(argv, message, tmp_p
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["real:smollm2-safety"], "auto"),  # as the pair's notebooks multiply (interp.pairs.matmul)
+    (["real:smollm2-safety", "--matmul", "float32"], "float32"),
+    (["organisms:dpo"], "float32"),
+    (["base/dir", "aligned/dir"], "float32"),
+    (["base/dir", "aligned/dir", "--matmul", "bfloat16"], "bfloat16"),
+])
+def test_the_report_multiplies_a_pair_by_name_as_its_notebooks_do(argv, expected, monkeypatch, tmp_path):
+    from interp import report
+
+    seen = {}
+    monkeypatch.setattr(report, "run", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(pairs, "checkpoints", lambda spec: ("base/dir", "aligned/dir"))
+    assert main(["report", *argv, "--prompts", "p.jsonl", "--out", str(tmp_path / "r.html")]) == 0
+    assert seen["matmul"] == expected
+
+
 def test_a_notebook_s_pair_is_its_default_unless_the_environment_names_one(monkeypatch, tmp_path):
     monkeypatch.delenv(pairs.PAIR_ENV, raising=False)
     assert pairs.chosen("organisms:dpo") == "organisms:dpo"
