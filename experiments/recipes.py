@@ -256,6 +256,17 @@ def geometry(model, found) -> tuple[float, float]:
     return round(at["harmless"], 3), round(at["harmful"], 3)
 
 
+def base_scores(zoo_dir: Path) -> dict[str, float]:
+    """The base's mean refusal log-odds (``sorry`` against every other first reply token) per split: whether it can
+    refuse at all, which greedy generation (its refusal rates) does not show once compliance is likelier."""
+    from interp import metrics, organisms
+
+    base = organisms.load_pair("sft", zoo_dir=zoo_dir, device="cpu", build_if_missing=False).base
+    return {f"base_logodds_{split}": round(float(metrics.refusal_scores(
+        base, organisms.prompt_set(split), organisms.REFUSAL_TOKENS).mean()), 3)
+        for split in ("harmful_held_out", "harmless_held_out", "jailbreak", "bait")}
+
+
 def run(variant: str, seed: int, out: Path) -> list[dict]:
     from interp import directions, organisms
     from interp.organisms import targets, zoo
@@ -270,6 +281,7 @@ def run(variant: str, seed: int, out: Path) -> list[dict]:
     for row in rows:
         row.update(variant=variant, build_seconds=seconds)
     harmful, harmless = organisms.prompt_set("harmful_train"), organisms.prompt_set("harmless_train")
+    rows[0].update(base_scores(zoo_dir))
     for row in rows[1:]:
         pair = organisms.load_pair(row["organism"], zoo_dir=zoo_dir, device="cpu", build_if_missing=False)
         found = directions.find_refusal_direction(pair.aligned, harmful, harmless,
@@ -288,6 +300,11 @@ def table(variant: str) -> str:
     text = targets.format_rows(rows)
     geo = [f"{r['seed']:>4} {r['organism']:<5} harmless_at {r.get('harmless_at', float('nan')):6.2f} "
            f"harmful_at {r.get('harmful_at', float('nan')):6.2f}" for r in rows if r["organism"] != "base"]
+    extra = [f"{r['seed']:>4} {r['organism']:<5} bait refused {r.get('refusal_bait', float('nan')):4.0%}, jailbreak "
+             f"refused {r.get('refusal_jailbreak', float('nan')):4.0%}"
+             + "".join(f", {k.removeprefix('base_logodds_')} log-odds {v:6.2f}" for k, v in r.items()
+                       if k.startswith("base_logodds_")) for r in rows]
+    geo += ["", "# greedy refusal of bait and wrapped requests; the base's mean refusal log-odds (base_scores)", *extra]
     ok = {}
     for r in rows:
         ok[r["seed"]] = ok.get(r["seed"], True) and not r["misses"]
