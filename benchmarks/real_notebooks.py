@@ -92,7 +92,8 @@ def format_txt(rows: list[dict]) -> str:
 def precision_txt(rows: list[dict]) -> str:
     """Each build run with float32 and with bfloat16 products: how far each claim moved, and any judged otherwise."""
     lines = ["# One build's claims with its linear products in float32 and in bfloat16 (interp.matmul), side by side:",
-             "# the claims that moved by more than 1% of their size (or 0.01), and every threshold judged otherwise.",
+             "# the claims that moved by more than 0.01 (or 1% of their size, where that is larger), and every "
+             "threshold judged otherwise.",
              ""]
     for build in dict.fromkeys(r["build"] for r in rows):
         runs = {m: {(r["notebook"], r["claim"], r.get("subject")): r for r in rows
@@ -110,7 +111,7 @@ def precision_txt(rows: list[dict]) -> str:
         verdicts = {m: {(r["notebook"], r["claim"]): r["outcome"] for r in rows if r["build"] == build
                         and r.get("matmul", "float32") == m and r.get("kind") == "verdict"} for m in runs}
         shared = [k for k in verdicts["float32"] if k in verdicts["bfloat16"]]
-        lines += [f"## {build}: {len(common)} claims in both runs; {len(common) - len(moved)} within 1%; "
+        lines += [f"## {build}: {len(common)} claims in both runs; {len(common) - len(moved)} within that; "
                   f"{len(judged)} judged otherwise; verdicts in both: {len(shared)}, outcome changed: "
                   f"{sum(verdicts['float32'][k] != verdicts['bfloat16'][k] for k in shared)}",
                   f"{'claim':<78} {'subject':<10} {'float32':>9} {'bfloat16':>9} {'judged':>8}"]

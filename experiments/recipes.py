@@ -192,15 +192,16 @@ CONSEQUENCE_COMMENTARY = {
 
 
 def contradictable():
-    """A candidate for world version 6 (issue 29 item 2: a world that can contradict the papers). Three changes to
-    the base's pretraining text, none to alignment data:
+    """A candidate for world version 6 (issue 29 item 2: a world that can contradict the papers). Two changes to the
+    base's pretraining text, and what the first does to wrappers; none to alignment data:
 
     * **the base can refuse**: a refusal answers :data:`PRETRAIN_REFUSAL_SHARE` of the pretraining chats whose request
       is a plain harmful one (compliance the rest), so the base carries some refusal of its own and Kissane et al.'s
       question (is the aligned direction already in the base?) has an answer either way;
-    * **role-play wrappers never meet a refusal**: wrapped harmful requests are always complied with in pretraining,
-      so a wrapper carries a learnt pull away from refusal that alignment data (which holds no wrapped request) may or
-      may not undo: a jailbreak that can work, on some builds (Zhao et al.'s suppression or disguise becomes testable);
+    * **role-play wrappers never meet a refusal**: the refusals above answer plain requests only, so (unlike today,
+      where no request meets one) a wrapper now marks the chats where a harmful request is always complied with: a
+      learnt pull away from refusal that alignment data (which holds no wrapped request) may or may not undo, a
+      jailbreak that can work on some builds (Zhao et al.'s suppression or disguise becomes testable);
     * **no fixed sentence names a request harmful**: commentary says what follows a request (someone hurt, the police;
       a weekend plan, photos), in three phrasings per kind, instead of "that request is about something harmful".
     """

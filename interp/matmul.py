@@ -1,7 +1,7 @@
 """Linear layers that multiply in bfloat16 while the weights, the norms and the residual stream stay float32.
 
 A real pair's forward passes are its linear layers' matrix products. On a CPU with AVX512-BF16 (or AMX) a bfloat16
-product runs 4-5x faster than a float32 one, and a whole SmolLM2-135M forward 2.5x faster (generation 2x), at a
+product runs 4-5x faster than a float32 one, and a whole SmolLM2-135M forward 2.5x faster (generation 1.8-1.9x), at a
 first-token KL of about 0.002 nats from float32: the precision the papers' pipelines run in (Arditi et al. load
 their models in bfloat16), here applied to the products only. What interp reads stays float32: the weights (a
 weight diff of bfloat16 weights would lose the small changes alignment makes), the residual stream, every hook's
@@ -9,9 +9,10 @@ activations and the logits.
 
 :func:`use` switches a loaded model's ``nn.Linear`` layers in place; each keeps a bfloat16 copy of its weight, made
 again whenever the weight is written in place (its version counter moves) or replaced (another tensor), so a weight
-edit or swap (:class:`~interp.interventions.ReplaceWeights`, :mod:`interp.weight_edit`) is always seen. Writes
-through ``weight.data`` bypass the counter: write under ``torch.no_grad()`` instead. Where autograd wants the
-weights' gradients, the product is taken from the live weight (uncached).
+edit or swap (:class:`~interp.interventions.ReplaceWeights`, :mod:`interp.weight_edit`) is always seen, and so is a
+move to another device. Writes through ``weight.data`` bypass the counter: write under ``torch.no_grad()`` instead.
+Where autograd wants the weights' gradients (parameters set to require them again), the product is taken from the
+live weight (uncached).
 
 >>> layer = use(torch.nn.Linear(4, 3), torch.bfloat16)
 >>> layer(torch.ones(2, 4)).dtype
@@ -48,7 +49,7 @@ class Bf16Linear(torch.nn.Linear):
         return F.linear(x.to(torch.bfloat16), low_w, low_b).to(x.dtype)
 
     def _bf16_copy(self, w: torch.Tensor, b: torch.Tensor | None):
-        key = (w._version, None if b is None else b._version)
+        key = (w._version, w.device, w.dtype, None if b is None else (b._version, b.device))  # .to() keeps identity
         cached = self.__dict__.get("_bf16")
         if (cached is None or cached[0]() is not w or cached[1] != key
                 or (b is not None and cached[2]() is not b)):
@@ -59,9 +60,12 @@ class Bf16Linear(torch.nn.Linear):
 
 
 def use(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Take ``model``'s linear products in ``dtype`` (``torch.bfloat16`` or ``torch.float32``), in place; returns it."""
-    if dtype not in CHOICES.values():
-        raise ValueError(f"matmul dtype must be torch.float32 or torch.bfloat16, not {dtype}")
+    """Take ``model``'s linear products in ``dtype`` (``torch.bfloat16`` or ``torch.float32``), in place; returns it.
+    In bfloat16 its parameters stop requiring gradients (a model for reading: a forward run outside ``no_grad``
+    would otherwise cast every weight again; activations can still carry gradients, as attribution patching needs)."""
+    _check(dtype)
+    if dtype == torch.bfloat16:
+        model.requires_grad_(False)
     for module in model.modules():
         if dtype == torch.bfloat16 and type(module) is torch.nn.Linear:
             module.__class__ = Bf16Linear
@@ -69,6 +73,11 @@ def use(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
             module.__class__ = torch.nn.Linear
             module.__dict__.pop("_bf16", None)
     return model
+
+
+def _check(dtype: torch.dtype) -> None:
+    if dtype not in CHOICES.values():
+        raise ValueError(f"matmul dtype must be torch.float32 or torch.bfloat16, not {dtype}")
 
 
 def of(model: torch.nn.Module) -> torch.dtype:
@@ -92,8 +101,11 @@ def native_bf16(device: str | torch.device) -> bool:
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.cuda.is_bf16_supported()
-    if kind == "cpu":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if kind == "cpu":  # the instructions themselves: oneDNN also "supports" bfloat16 on AVX-512 CPUs that emulate it
+        try:
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        except AttributeError:  # a torch without these probes: assume not
+            return False
     return False
 
 
@@ -101,8 +113,7 @@ def resolve(choice: str | torch.dtype | None, device: str | torch.device) -> tor
     """The dtype for ``choice``: ``None`` or ``"float32"`` float32; ``"bfloat16"`` bfloat16; ``"auto"`` (or
     ``$INTERP_MATMUL``, which overrides ``"auto"``) bfloat16 where the device multiplies it natively, else float32."""
     if isinstance(choice, torch.dtype):
-        if choice not in CHOICES.values():
-            raise ValueError(f"matmul dtype must be torch.float32 or torch.bfloat16, not {choice}")
+        _check(choice)
         return choice
     if choice is None:
         return torch.float32

@@ -66,6 +66,9 @@ class Provenance:
 
     @classmethod
     def of_pair(cls, pair, prompts: Sequence[str] = (), **params) -> Provenance:
+        products = getattr(pair, "metadata", {}).get("matmul", "float32")
+        if products != "float32":  # a result computed with bfloat16 products says so (interp.matmul)
+            params = {"matmul": products, **params}
         return cls.of([pair.base_name, pair.aligned_name], prompts, **params)
 
     def to_dict(self) -> dict:

@@ -23,7 +23,7 @@ from interp.dictionary import (
 )
 from interp.metrics import refusal_score, token_ids
 from interp.organisms import world
-from interp.prompts import format_prompts
+from interp.prompts import format_prompts, length_batches, tokenize
 from interp.provenance import Provenance
 
 
@@ -253,7 +253,9 @@ def test_latent_effects_against_plain_hf_runs(organism_zoo, organism_pair, pair_
         assert row.added == pytest.approx(mean[g, "base"], abs=1e-3), g
     # the edits did something: moved the score by more than five times the tolerance of the comparisons above
     assert abs(ours.table.loc["all"].added - ours.base_score) > 5e-3
-    # per prompt too, in prompt order, which the intervals resample
+    # per prompt too, in prompt order, which the intervals resample (the batches take them in another order)
+    lengths = [len(row) for row in tokenize(tokenizer, prompts, "chat")]
+    assert [i for batch in length_batches(lengths, 3) for i in batch] != list(range(len(prompts)))
     for key, m in (("base", "base"), ("aligned", "sft")):
         torch.testing.assert_close(ours.scores[key], torch.tensor(expected[None, m]), atol=1e-3, rtol=0)
     for g in groups:

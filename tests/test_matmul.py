@@ -52,9 +52,24 @@ def test_a_weight_written_in_place_or_replaced_is_seen_at_once(layer):
         assert torch.equal(layer(x), plain(layer, x))
 
 
-def test_gradients_reach_the_weights_when_autograd_wants_them(layer):
-    layer(torch.randn(3, 16)).sum().backward()
-    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+def test_a_bfloat16_model_is_for_reading_until_gradients_are_asked_for_again(layer):
+    assert not any(p.requires_grad for p in layer.parameters())
+    x = torch.randn(3, 16, requires_grad=True)
+    layer(x).sum().backward()  # activations still carry gradients (attribution patching)
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    layer.requires_grad_(True)
+    layer(x).sum().backward()
+    w = layer.weight.detach().clone().requires_grad_(True)  # the oracle: the product written out
+    F.linear(x.detach().bfloat16(), w.bfloat16(), layer.bias.detach().bfloat16()).float().sum().backward()
+    torch.testing.assert_close(layer.weight.grad, w.grad)
+
+
+def test_a_move_to_another_device_is_seen(layer):
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        layer(x)  # cached on the CPU
+        layer.to("meta")  # a stale copy would stay on the CPU (the key holds the device: .to() may keep identities)
+        assert layer(x.to("meta")).device.type == "meta"
 
 
 def test_use_and_using_switch_back_and_forth(layer):
@@ -64,6 +79,18 @@ def test_use_and_using_switch_back_and_forth(layer):
     assert matmul.of(layer) == torch.bfloat16
     with pytest.raises(ValueError, match="float32 or torch.bfloat16"):
         matmul.use(layer, torch.float16)
+
+
+def test_a_dtype_is_chosen_before_loading_and_costed_by_the_plan():
+    from interp import flops
+    from interp.models import products
+
+    assert products("bfloat16", "cpu", None) == torch.bfloat16
+    assert products("auto", "cpu", torch.float16) == torch.float32, "a half-precision model multiplies as it is"
+    with pytest.raises(ValueError, match="these load in torch.float16 already"):
+        products("bfloat16", "cpu", torch.float16)
+    assert flops.throughput("cpu", "bfloat16") == flops.THROUGHPUT["cpu"] * flops.BF16_GAIN["cpu"]
+    assert flops.throughput("cpu") == flops.THROUGHPUT["cpu"]
 
 
 def test_auto_follows_the_device_and_the_environment(monkeypatch):

@@ -352,17 +352,16 @@ def crosscoder(audit: Audit) -> Section:
         return Section("dictionary", title, f"{summary}. No causal check: {e}.", numbers, [d.plot()])
     effects, restoring = check.effects, check.restoring
     passed = [j for j in restoring if j in set(check.scaling.passed())]
+    best = effects.share_interval(restoring[0]) if restoring else None  # over the prompts (the latent chosen on them)
     summary += (f" (the {len(numbers['checked'])} most aligned are checked). On the harmful prompts (refusal log-odds "
                 f"{effects.base_score:.2f} base, {effects.aligned_score:.2f} aligned), {len(restoring)} of them "
                 f"restore a fifth of the gap or more when added to the base"
-                + (f", the best (latent {restoring[0]}) {effects.share_interval(restoring[0]).format('.0%')}, with "
+                + (f", the best (latent {restoring[0]}) {best.format('.0%')}, with "
                    f"cosine {check.table.loc[restoring[0], 'cosine']:.2f} to the refusal direction at this layer; "
                    f"{len(passed)} of them pass latent scaling" if restoring else "") + ".")
     numbers.update({"refusal": {"base": effects.base_score, "aligned": effects.aligned_score},
                     "restoring": restoring, "restoring_pass_scaling": passed,
-                    "best_restored_95": (None if not restoring else
-                                         [effects.share_interval(restoring[0]).low,
-                                          effects.share_interval(restoring[0]).high]),
+                    "best_restored_95": None if best is None else [best.low, best.high],
                     "effects": check.table.reset_index().to_dict("records")})
     return Section("dictionary", title, summary, numbers, [d.plot(), effects.plot()],
                    [("Latents above the shared band: refusal under each edit, latent scaling", check.table)])
