@@ -17,7 +17,8 @@ CALL_SECONDS = {"cpu": 1.8e-3, "cuda": 2e-4}
 """Seconds one block call costs beyond its arithmetic (reading the block's weights, Python)."""
 BF16_GAIN = {"cpu": 2.5, "cuda": 2.0}
 """How much faster a batched forward runs with its linear products in bfloat16 (:mod:`interp.matmul`): measured on
-SmolLM2-135M on this project's CPU (32 prompts of 64 tokens: 3.25 s against 1.30 s); the CUDA figure is rough."""
+SmolLM2-135M on this project's CPU (32 prompts of 64 tokens: 3.25 s against 1.30 s, and 3.12 against 1.42 s in
+``benchmarks/results/matmul-cpu.txt``); the CUDA figure is rough."""
 
 
 def throughput(kind: str, matmul: str = "float32") -> float:
