@@ -1,11 +1,11 @@
 """Linear layers that multiply in bfloat16 while the weights, the norms and the residual stream stay float32.
 
 A real pair's forward passes are its linear layers' matrix products. On a CPU with AVX512-BF16 (or AMX) a bfloat16
-product runs 4-5x faster than a float32 one, and a whole SmolLM2-135M forward 2.5x faster (generation 1.8-1.9x), at a
-first-token KL of about 0.002 nats from float32: the precision the papers' pipelines run in (Arditi et al. load
-their models in bfloat16), here applied to the products only. What interp reads stays float32: the weights (a
-weight diff of bfloat16 weights would lose the small changes alignment makes), the residual stream, every hook's
-activations and the logits.
+product runs 4-5x faster than a float32 one, and a whole SmolLM2-135M forward 2.2-2.5x faster (generation 1.8-2.2x),
+at a first-token KL of 0.001-0.002 nats from float32 (``benchmarks/matmul.py``). The papers' pipelines run in half
+precision throughout (Arditi et al.'s reference code loads Llama-2 in float16); here only the products are. What
+interp reads stays float32: the weights (a weight diff of bfloat16 weights would lose the small changes alignment
+makes), the residual stream, every hook's activations and the logits.
 
 :func:`use` switches a loaded model's ``nn.Linear`` layers in place; each keeps a bfloat16 copy of its weight, made
 again whenever the weight is written in place (its version counter moves) or replaced (another tensor), so a weight
