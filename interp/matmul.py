@@ -109,9 +109,18 @@ def native_bf16(device: str | torch.device) -> bool:
     return False
 
 
-def resolve(choice: str | torch.dtype | None, device: str | torch.device) -> torch.dtype:
+def resolve(choice: str | torch.dtype | None, device: str | torch.device,
+            weights: torch.dtype | None = None) -> torch.dtype:
     """The dtype for ``choice``: ``None`` or ``"float32"`` float32; ``"bfloat16"`` bfloat16; ``"auto"`` (or
-    ``$INTERP_MATMUL``, which overrides ``"auto"``) bfloat16 where the device multiplies it natively, else float32."""
+    ``$INTERP_MATMUL``, which overrides ``"auto"``) bfloat16 where the device multiplies it natively, else float32.
+
+    ``weights``: the dtype the model loads in. Other than float32, the model multiplies in it already, so the
+    answer is float32 (no swap), and bfloat16 asked for by name is an error."""
+    if weights not in (None, torch.float32):
+        if choice in (None, "auto", "float32", torch.float32):
+            return torch.float32
+        raise ValueError(f"matmul={choice!r} takes float32 weights' products in another dtype; these load in "
+                         f"{weights} already: leave matmul out")
     if isinstance(choice, torch.dtype):
         _check(choice)
         return choice

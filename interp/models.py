@@ -396,18 +396,8 @@ def load_model(
     device = check_device(device)
     checkpoint = _prepare(checkpoint)
     check_prompt_format(prompt_format, checkpoint.tokenizer)
-    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format, products(matmul, device, dtype))
-
-
-def products(choice: str | torch.dtype | None, device: str, dtype: torch.dtype | None) -> torch.dtype:
-    """The dtype a model's linear products run in (:func:`interp.matmul.resolve`): float32 for a model loaded in
-    another dtype (it multiplies in that dtype already), where bfloat16 asked for by name is an error."""
-    if dtype in (None, torch.float32):
-        return _matmul.resolve(choice, device)
-    if choice in (None, "auto", "float32", torch.float32):
-        return torch.float32
-    raise ValueError(f"matmul={choice!r} takes float32 weights' products in another dtype; these load in {dtype} "
-                     "already: leave matmul out")
+    products = _matmul.resolve(matmul, device, dtype)
+    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format, products)
 
 
 def load_pair(
@@ -458,7 +448,7 @@ def load_family(
     if not aligned:
         raise ValueError("load_family needs at least one aligned checkpoint")
     device = check_device(device)
-    chosen = products(matmul, device, dtype)
+    chosen = _matmul.resolve(matmul, device, dtype)
     dtype = dtype or torch.float32
     checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)
                for stage, path in aligned.items()}

@@ -284,6 +284,10 @@ def test_save_load_round_trip_and_the_pair_check(tmp_path, organism_zoo, organis
         load_dictionary(tmp_path / "cc", pair=other)
     reloaded = organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu")
     assert load_dictionary(tmp_path / "cc", pair=reloaded).fingerprint == cc.fingerprint
+    in_bf16 = organisms.load_pair("sft", zoo_dir=organism_zoo, device="cpu", matmul="bfloat16")
+    with pytest.warns(UserWarning, match="trained on this pair with its linear products in float32; the pair now "
+                                         "multiplies in bfloat16"):
+        load_dictionary(tmp_path / "cc", pair=in_bf16)
     swapped = load_pair(organism_zoo / "sft", organism_zoo / "base", device="cpu")
     with pytest.raises(WrongPairError):
         load_dictionary(tmp_path / "cc", pair=swapped)

@@ -83,12 +83,11 @@ def test_use_and_using_switch_back_and_forth(layer):
 
 def test_a_dtype_is_chosen_before_loading_and_costed_by_the_plan():
     from interp import flops
-    from interp.models import products
 
-    assert products("bfloat16", "cpu", None) == torch.bfloat16
-    assert products("auto", "cpu", torch.float16) == torch.float32, "a half-precision model multiplies as it is"
+    assert matmul.resolve("bfloat16", "cpu", None) == torch.bfloat16
+    assert matmul.resolve("auto", "cpu", torch.float16) == torch.float32, "a half-precision model multiplies as it is"
     with pytest.raises(ValueError, match="these load in torch.float16 already"):
-        products("bfloat16", "cpu", torch.float16)
+        matmul.resolve("bfloat16", "cpu", torch.float16)
     assert flops.throughput("cpu", "bfloat16") == flops.THROUGHPUT["cpu"] * flops.BF16_GAIN["cpu"]
     assert flops.throughput("cpu") == flops.THROUGHPUT["cpu"]
 

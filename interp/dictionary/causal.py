@@ -55,9 +55,9 @@ def _run(model, input_ids: Tensor, mask: Tensor, hook: str, edit=None) -> tuple[
 
 
 def _clean_batches(pair: ModelPair, d: Dictionary, ids: list[list[int]], batch_size: int):
-    """Per left-padded batch (prompts grouped by length, :func:`interp.prompts.length_batches`): the tokens, mask,
-    both models' last-position logits and the codes ``[batch, pos, n_latents]`` at every real token but the first
-    (zero elsewhere), from clean runs."""
+    """Per left-padded batch (prompts grouped by length, :func:`interp.prompts.length_batches`): the prompts'
+    indices, the tokens, mask, both models' last-position logits and the codes ``[batch, pos, n_latents]`` at every
+    real token but the first (zero elsewhere), from clean runs."""
     for batch in length_batches([len(row) for row in ids], batch_size):
         rows = [ids[i] for i in batch]
         input_ids, mask = pad_batch(rows, pad_id(pair.tokenizer), "left")
@@ -65,7 +65,7 @@ def _clean_batches(pair: ModelPair, d: Dictionary, ids: list[list[int]], batch_s
         real[torch.arange(len(rows)), mask.shape[1] - torch.tensor([len(r) for r in rows])] = False  # first token
         base_logits, x_base = _run(pair.base, input_ids, mask, d.hook)
         aligned_logits, x_aligned = _run(pair.aligned, input_ids, mask, d.hook)
-        yield input_ids, mask, base_logits, aligned_logits, d.codes(x_base, x_aligned) * real[..., None]
+        yield batch, input_ids, mask, base_logits, aligned_logits, d.codes(x_base, x_aligned) * real[..., None]
 
 
 @torch.no_grad()
@@ -164,11 +164,11 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
     refusal = token_ids(pair.tokenizer, refusal_tokens)
     ids = tokenize(pair.tokenizer, prompts, prompt_format or pair.prompt_format, n_ctx=pair.n_ctx)
     clean = list(_clean_batches(pair, d, ids, batch_size))  # the gap is checked before any edited run
-    batched = torch.tensor([i for batch in length_batches([len(row) for row in ids], batch_size) for i in batch])
+    batched = torch.tensor([i for batch, *_ in clean for i in batch])
     in_order = torch.empty_like(batched)
     in_order[batched] = torch.arange(len(batched))  # batch order -> prompt order
-    per_prompt = {"base": torch.cat([refusal_score(b[2], refusal) for b in clean])[in_order],
-                  "aligned": torch.cat([refusal_score(b[3], refusal) for b in clean])[in_order]}
+    per_prompt = {"base": torch.cat([refusal_score(b[3], refusal) for b in clean])[in_order],
+                  "aligned": torch.cat([refusal_score(b[4], refusal) for b in clean])[in_order]}
     base_score, aligned_score = per_prompt["base"].mean().item(), per_prompt["aligned"].mean().item()
     gap = aligned_score - base_score
     if abs(gap) < 1e-6:
@@ -178,7 +178,7 @@ def latent_effects(pair: ModelPair, d: Dictionary, latents: Sequence[int] | None
     groups = {j: [j] for j in latents} | ({ALL: latents} if latents else {})
     scores = {(g, m): [] for g in groups for m in ("ablated", "added")}
     active = {g: [] for g in groups}
-    for input_ids, mask, _, _, codes in clean:
+    for _, input_ids, mask, _, _, codes in clean:
         for g, members in groups.items():
             delta = torch.einsum("bpl,ld->bpd", codes[..., members], vectors[members])
             for m, model, sign in (("ablated", pair.aligned, -1), ("added", pair.base, 1)):

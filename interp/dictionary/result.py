@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +158,8 @@ class WrongPairError(ValueError):
 
 
 def load_dictionary(directory: str | Path, pair=None) -> Dictionary:
-    """A dictionary saved by :meth:`Dictionary.save`; with ``pair``, checked to have been trained on that pair."""
+    """A dictionary saved by :meth:`Dictionary.save`; with ``pair``, checked to have been trained on that pair (and
+    warned about when that pair multiplied in another dtype, :mod:`interp.matmul`: its activations differ a little)."""
     directory = Path(directory)
     missing = [f for f in FILES if not (directory / f).is_file()]
     if missing:
@@ -170,6 +172,13 @@ def load_dictionary(directory: str | Path, pair=None) -> Dictionary:
             f"weights fingerprint {meta['fingerprint']}); this pair ({pair.base_name} vs {pair.aligned_name}) has "
             f"fingerprint {theirs} (the fingerprint hashes the weights as loaded: the same checkpoints in another "
             "dtype differ too). Train one on this pair, or pass pair=None to skip the check")
+    if pair is not None:
+        trained = meta["provenance"].get("params", {}).get("matmul", "float32")
+        now = getattr(pair, "metadata", {}).get("matmul", "float32")
+        if trained != now:
+            warnings.warn(f"the dictionary in {directory} was trained on this pair with its linear products in "
+                          f"{trained}; the pair now multiplies in {now}, so the activations it reads differ a little "
+                          "from those it was trained on", stacklevel=2)
     config = DictionaryConfig(**meta["config"])
     n_sources, d_model = meta["shape"]
     module = BatchTopK(n_sources, d_model, config.n_latents, config.k)

@@ -36,8 +36,8 @@ from interp.data import PromptSet
 from interp.jailbreaks import SPECIAL_SPLITS, splits_of
 from interp.markers import RefusalMarkers
 from interp.matmul import name as matmul_name
+from interp.matmul import resolve as resolve_matmul
 from interp.models import ModelPair, check_checkpoints, check_device, load_pair
-from interp.models import products as products_dtype
 from interp.prompts import check_lengths, tokenize
 from interp.report import plan, render
 from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, json_path, read_prompts
@@ -234,7 +234,7 @@ def run(
     out = check_out_path(out)
     device = check_device(device)
     checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
-    products = matmul_name(products_dtype(matmul, device, None))
+    products = matmul_name(resolve_matmul(matmul, device))
     ids = tokenize(checked.tokenizer, prompts, prompt_format, n_ctx=checked.n_ctx)
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     if refusal_prefixes:  # unknown tokens are an error before any weights load
