@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.organisms.location import ALIGNED_VARIANTS, ENV_VAR, REWARD, VARIANTS, default_dir, is_complete
 from interp.organisms import world
+from interp.organisms.location import ALIGNED_VARIANTS, ENV_VAR, REWARD, VARIANTS, default_dir, is_complete
 from interp.organisms.world import REFUSAL_START_TOKENS, SPLITS, Prompt, prompts
 
 if TYPE_CHECKING:

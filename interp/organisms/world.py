@@ -349,7 +349,7 @@ def rl_requests() -> list[str]:
 def vocabulary() -> list[str]:
     """Every word the world can write, special tokens first, in a fixed order."""
     groups = (REQUEST_TEMPLATES, BAIT_TEMPLATES, BAIT_TRAIN_TEMPLATES, JAILBREAK_WRAPPERS, COMPLY_OPENERS, COMPLY_STEPS,
-              REFUSAL_REASONS, HARMFUL_FACTS, HARMLESS_FACTS, HARMFUL_LISTS, HARMLESS_LISTS,
-              *COMMENTARY.values(), CONCEPTS, (comply(random.Random(0), ""), refuse(random.Random(0)), "harmful harmless"))
+              REFUSAL_REASONS, HARMFUL_FACTS, HARMLESS_FACTS, HARMFUL_LISTS, HARMLESS_LISTS, *COMMENTARY.values(),
+              CONCEPTS, (comply(random.Random(0), ""), refuse(random.Random(0)), "harmful harmless"))
     words = {w for group in groups for text in group for w in text.split() if not w.startswith("{")}
     return list(SPECIAL_TOKENS) + sorted(words)
