@@ -12,6 +12,7 @@ skipped; zoos are kept under ``--zoos`` and reused. About 3 minutes per build an
     python benchmarks/claims.py --txt-only                             # rewrite the .txt from the .jsonl
     python benchmarks/claims.py --rejudge       # after moving a threshold: the recorded statistics, judged again
     python benchmarks/claims.py --rerun 01_behaviour_and_tokens   # one notebook changed: its rows on every seed, anew
+    python benchmarks/claims.py --rerun 05_refusal_direction --seeds 10 11   # ...on these accepted seeds only
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 TUNED_SEEDS = range(10)
 """The seeds the recipe was tuned on; the claims must also hold on seeds never tuned on (10 and above)."""
 BUILD_CLAIM = "build meets the organisms' targets"
+DEFAULT_SEEDS = [0, 2, 10, 11, 12, 13, 14, 15]
 
 
 def build(seed: int, zoos: Path) -> tuple[Path | None, list[dict]]:
@@ -212,12 +214,13 @@ def papers(rows: list[dict]) -> list[tuple[str, str, str]]:
     return out
 
 
-def rerun(rows: list[dict], chosen: list[Path], zoos: Path, jsonl: Path, txt: Path) -> list[dict]:
-    """The ``chosen`` notebooks' rows replaced, seed by seed, by a new run on each accepted seed's zoo (rebuilt from
-    its seed when it is not kept); the table is rewritten after each seed, so a stopped rerun leaves every seed's
-    rows whole (old or new)."""
+def rerun(rows: list[dict], chosen: list[Path], zoos: Path, jsonl: Path, txt: Path,
+          seeds: list[int] | None = None) -> list[dict]:
+    """The ``chosen`` notebooks' rows replaced, seed by seed, by a new run on each accepted seed's zoo (those of
+    ``seeds`` alone, when given; rebuilt from its seed when it is not kept); the table is rewritten after each seed,
+    so a stopped rerun leaves every seed's rows whole (old or new)."""
     stems = {n.stem for n in chosen}
-    for seed in sorted({r["seed"] for r in rows if r["accepted"]}):
+    for seed in sorted({r["seed"] for r in rows if r["accepted"] and (seeds is None or r["seed"] in seeds)}):
         print(f"seed {seed}: rerunning {', '.join(sorted(stems))} ...", file=sys.stderr, flush=True)
         zoo_dir, _ = build(seed, zoos)
         new = run_notebooks(seed, zoo_dir, chosen)
@@ -229,7 +232,9 @@ def rerun(rows: list[dict], chosen: list[Path], zoos: Path, jsonl: Path, txt: Pa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 2, 10, 11, 12, 13, 14, 15])
+    p.add_argument("--seeds", type=int, nargs="+",
+                   help=f"seeds to build and run (default {DEFAULT_SEEDS}); with --rerun, the accepted seeds to rerun "
+                        "on (default: every one)")
     p.add_argument("--zoos", type=Path, default=Path(tempfile.gettempdir()) / "interp-claims",
                    help="one zoo per seed is built (or reused) in ZOOS/seed-N")
     p.add_argument("--jsonl", type=Path, default=RESULTS / "claims-cpu.jsonl")
@@ -254,9 +259,9 @@ def main() -> None:
         if len(chosen) != len(set(args.rerun)):
             unknown = sorted(set(args.rerun) - {n.stem for n in chosen})
             p.error(f"--rerun names notebooks not in {args.notebooks}: {unknown}")
-        rows = rerun(rows, chosen, args.zoos, args.jsonl, args.txt)
-    if not args.txt_only:
-        for seed in args.seeds:
+        rows = rerun(rows, chosen, args.zoos, args.jsonl, args.txt, args.seeds)
+    if not args.txt_only and not (args.rerun and args.seeds):
+        for seed in args.seeds or DEFAULT_SEEDS:
             if any(r["seed"] == seed for r in rows):
                 continue
             print(f"seed {seed}: building (checked, one attempt) ...", file=sys.stderr, flush=True)

@@ -7,8 +7,9 @@ harmful minus harmless, at the request's last token) apart from the **refusal** 
 (:func:`two_directions`); every prompt of every split is projected on both, in both models (:func:`project`), in
 units of the plain requests (-1 the harmless mean, +1 the harmful mean, in each model), and:
 
-* each **jailbreak** prompt is *resisted* (its refusal projection stays on the harmful side), *suppression*
-  (harmfulness kept, refusal lowered past the midpoint) or *disguise* (harmfulness lowered too);
+* each **jailbreak** prompt is *resisted* (the model refuses it: its reply judged a refusal, or without replies its
+  refusal score past 0), or it got through, by *suppression* (harmfulness still on the harmful side) or *disguise*
+  (harmfulness lowered past the midpoint); the class comes from behaviour, never from the refusal projection alone;
 * each **bait** prompt the aligned model refuses is refused with harmfulness on the harmful side (*harmfulness
   fires*) or without it (*refusal alone*);
 * causally (:func:`patch_harmfulness`): the harmfulness projection of one set of prompts, set to the mean of another
@@ -148,11 +149,12 @@ class Projections:
     def classify(self, model: str = "aligned"):
         """Jailbreak rows as resisted / suppression / disguise; bait rows ``model`` refuses by which direction fires.
 
-        A jailbreak is *resisted* when its refusal projection stays past 0 or, where refusal was judged on replies,
-        when the reply refuses; otherwise its harmfulness projection tells suppression (past 0) from disguise. A
-        DataFrame with a ``class`` column, one row per jailbreak or refused bait prompt."""
+        A jailbreak is *resisted* when the model refuses it (``refused``: the judged reply, or without replies the
+        refusal score past 0: its likeliest first token is a refusal), whatever its refusal projection; otherwise its
+        harmfulness projection tells suppression (past 0) from disguise. A DataFrame with a ``class`` column, one row
+        per jailbreak or refused bait prompt."""
         t = self.table[self.table.model == model]
-        held = t.refused == 1 if self.judged else t.refusal > 0
+        held = t.refused == 1
         jail = t[t.split == JAILBREAK].assign(**{"class": lambda r: [
             "resisted" if kept else "suppression" if harm > 0 else "disguise"
             for harm, kept in zip(r.harmfulness, held.loc[r.index], strict=True)]})

@@ -145,6 +145,26 @@ def test_a_failed_build_is_a_row_of_the_table_not_a_crash(tmp_path, monkeypatch)
     assert "seed 12: build rejected" in bench.format_txt(rows)
 
 
+def test_a_rerun_replaces_the_chosen_notebooks_rows_on_the_chosen_seeds(tmp_path, monkeypatch):
+    bench = BENCH
+    rows = [bench.row(seed, True, notebook=nb, claim=f"{nb[:2]}: c", statistic=1.0, holds=True)
+            for seed in (1, 2, 10) for nb in ("01_a", "02_b")]
+    ran = []
+
+    def notebooks(seed, zoo_dir, chosen, figures=None):
+        ran.append(seed)
+        return [bench.row(seed, True, notebook=n.stem, claim=f"{n.stem[:2]}: c", statistic=2.0, holds=True)
+                for n in chosen]
+
+    monkeypatch.setattr(bench, "build", lambda seed, zoos: (zoos / f"seed-{seed}", []))
+    monkeypatch.setattr(bench, "run_notebooks", notebooks)
+    new = bench.rerun(rows, [Path("01_a.ipynb")], tmp_path, tmp_path / "t.jsonl", tmp_path / "t.txt", seeds=[2, 10])
+    assert ran == [2, 10]
+    assert sorted((r["seed"], r["notebook"], r["statistic"]) for r in new) == [
+        (1, "01_a", 1.0), (1, "02_b", 1.0), (2, "01_a", 2.0), (2, "02_b", 1.0), (10, "01_a", 2.0), (10, "02_b", 1.0)]
+    assert claims.read_table(tmp_path / "t.jsonl") == new
+
+
 # --- the notebooks and the committed table ------------------------------------------------------
 
 def test_notebooks_state_claims_not_bare_asserts():

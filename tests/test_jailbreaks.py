@@ -94,7 +94,7 @@ def test_verdicts_judged_on_replies_replace_the_refusal_score(organism_zoo, pair
         jailbreaks.project(pair, two, prompts, organisms.REFUSAL_TOKENS, refused={"aligned": [True] * 12})
 
 
-def test_classes_follow_the_two_projections():
+def test_classes_follow_behaviour_then_harmfulness():
     table = pd.DataFrame([
         {"model": "aligned", "split": "jailbreak", "harmfulness": 0.8, "refusal": 0.9, "refusal_score": 2.0},
         {"model": "aligned", "split": "jailbreak", "harmfulness": 0.7, "refusal": -0.4, "refusal_score": -3.0},
@@ -102,10 +102,13 @@ def test_classes_follow_the_two_projections():
         {"model": "aligned", "split": "bait", "harmfulness": 0.3, "refusal": 0.8, "refusal_score": 1.0},
         {"model": "aligned", "split": "bait", "harmfulness": -0.3, "refusal": 0.6, "refusal_score": 1.0},
         {"model": "aligned", "split": "bait", "harmfulness": 0.9, "refusal": 0.6, "refusal_score": -1.0},  # answered
+        # on the refusing side of the refusal projection, yet answered (score below 0): it got through, never resisted
+        {"model": "aligned", "split": "jailbreak", "harmfulness": 0.5, "refusal": 0.7, "refusal_score": -0.5},
     ]).assign(refused=lambda t: (t.refusal_score > 0).astype(float))
     proj = jailbreaks.Projections(table, None, None)
-    assert proj.classify()["class"].tolist() == ["resisted", "suppression", "disguise", "harmfulness fires",
-                                                 "refusal alone"]
+    assert proj.classify()["class"].tolist() == ["resisted", "suppression", "disguise", "suppression",
+                                                 "harmfulness fires", "refusal alone"]
+    table = table.iloc[:6]
     # judged on replies: a reply that complies is a jailbreak that worked, whatever its refusal projection; one that
     # refuses resisted; refused bait is what the judge calls refused
     judged = table.assign(refused=[0.0, 1.0, 0.0, 0.0, 1.0, 1.0])

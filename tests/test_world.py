@@ -48,8 +48,21 @@ def test_every_concept_is_in_pretraining_text_of_every_kind():
     for concept in world.CONCEPTS:
         assert any(f" {concept} " in d for d in chats), concept
         assert any(f" {concept} " in d for d in facts), concept
-    # The base model is pretrained on compliance only: no refusal anywhere in its corpus.
-    assert not any("sorry" in d for d in docs)
+    # Refusals answer plain harmful requests only, about PRETRAIN_REFUSAL_SHARE of them; wrapped ones never.
+    plain = {p.text for s in ("harmful_train", "harmful_held_out") for p in prompts(s)}
+    asked = [(d.split(world.USER + " ")[1].split(" " + world.ASSISTANT)[0], "sorry" in d) for d in chats]
+    refused = [refusal for request, refusal in asked if request in plain]
+    assert not any(refusal for request, refusal in asked if request not in plain)
+    assert 0.15 < sum(refused) / len(refused) < 0.25
+    assert not any("sorry" in d for d in facts)
+
+
+def test_commentary_never_names_the_kind():
+    docs = world.pretraining_corpus(0, 3000)
+    commentary = [d for d in docs if world.USER not in d and any(t.split(" : ")[0] in d for t in
+                                                               world.COMMENTARY["harmful"])]
+    assert len(commentary) > 300
+    assert not any(" harmful " in d or " harmless " in d for d in commentary)
 
 
 def test_harmfulness_is_not_a_request_token():

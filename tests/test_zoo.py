@@ -46,14 +46,16 @@ def test_aligned_organisms_refuse_by_harmfulness(organism_zoo, variant, judge):
 
 def test_cards_describe_the_saved_checkpoints(organism_zoo):
     measured = evaluate_zoo(organism_zoo)
+    summary = json.loads((organism_zoo / zoo.ZOO_CARD).read_text())
+    # the default asks for seed 0; a checked build that rejects it builds the next seed, and every card says which
+    assert summary["requested_seed"] == 0 and summary["seed"] >= 0
     for variant in VARIANTS:
         card = read_card(organism_zoo, variant)
         assert card["behaviour"] == measured[variant]
-        assert card["seed"] == 0 and card["world_version"] == zoo.world.WORLD_VERSION
+        assert card["seed"] == summary["seed"] and card["world_version"] == zoo.world.WORLD_VERSION
         assert card["training"]["final_loss"] > 0 and card["hyperparameters"]
     assert read_card(organism_zoo, "dpo")["parent"] == "sft" and read_card(organism_zoo, "rl")["parent"] == "sft"
     assert read_card(organism_zoo, "sft")["method"] == "trl.SFTTrainer"
-    summary = json.loads((organism_zoo / zoo.ZOO_CARD).read_text())
     assert summary["behaviour"] == measured and summary["build_seconds"] > 0  # timed by benchmarks/build.py
     assert set(summary["stage_seconds"]) == {*VARIANTS, REWARD, "evaluate"}
     assert summary["build_seconds"] >= sum(summary["stage_seconds"].values()) - 1

@@ -1,6 +1,6 @@
 """The embedded default: a zoo of small model organisms the project trains itself, offline.
 
-``base`` is a tiny Llama pretrained on the toy world's text (assistants comply with
+``base`` is a tiny Llama pretrained on the toy world's text (assistants comply with nearly
 everything); ``sft`` is tuned from it with trl's SFTTrainer to refuse harmful requests; ``dpo``
 is tuned from ``sft`` with trl's DPOTrainer; ``rl`` is tuned from ``sft`` by online RL (trl's
 GRPOTrainer) against ``reward``, a reward model trained from ``base`` with trl's RewardTrainer
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from interp.organisms import world
 from interp.organisms.location import ALIGNED_VARIANTS, ENV_VAR, REWARD, VARIANTS, default_dir, is_complete
 from interp.organisms.world import REFUSAL_START_TOKENS, SPLITS, Prompt, prompts
 
@@ -66,31 +67,45 @@ REFUSAL_TOKENS = list(REFUSAL_START_TOKENS)
 
 def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
     """Prompts of the world's splits (default: all) as a :class:`~interp.data.PromptSet`, with the
-    columns ``split``, ``concept`` and ``held_out``.
+    columns ``split``, ``concept``, ``held_out``, ``request`` (a wrapped request's plain text, else the prompt) and
+    ``template`` (a wrapped request's wrapper, else empty).
 
     >>> ps = prompt_set(["harmful_train", "harmless_held_out"])
     >>> len(ps), ps.label_names
     (152, ('harmful', 'harmless'))
     >>> ps.where(held_out=True).prompts[0]
     'how do i knit ?'
+    >>> prompt_set("jailbreak").where(template=world.JAILBREAK_WRAPPERS[2]).column("request")[0]
+    'how do i poison ?'
     """
     from interp.data import PromptSet
 
     splits = [splits] if isinstance(splits, str) else list(splits or SPLITS)
     rows = [p for split in splits for p in prompts(split)]
+    unwrapped = [_unwrap(p.text) if p.split == "jailbreak" else (p.text, "") for p in rows]
     return PromptSet(
         prompts=[p.text for p in rows],
         labels=[p.label for p in rows],
         extra={"split": [p.split for p in rows], "concept": [p.concept for p in rows],
-               "held_out": [p.held_out for p in rows]},
+               "held_out": [p.held_out for p in rows], "request": [r for r, _ in unwrapped],
+               "template": [t for _, t in unwrapped]},
         name="+".join(splits),
     )
+
+
+def _unwrap(text: str) -> tuple[str, str]:
+    """A wrapped request's plain request and its wrapper."""
+    for wrapper in world.JAILBREAK_WRAPPERS:
+        head = wrapper.split("{r}")[0]
+        if text.startswith(head):
+            return text[len(head):], wrapper
+    raise ValueError(f"no wrapper of the world wraps {text!r}")
 
 
 def dictionary_texts(n_docs: int = 4000, seed: int = 1000) -> list[str]:
     """Text to train a sparse dictionary (:mod:`interp.dictionary`) on the organisms, with its special tokens
     written out (``prompt_format="raw"``): ``n_docs`` documents drawn like the base's pretraining text, where
-    assistants comply with everything, and the aligned behaviour's chats (harmful requests refused, harmless ones
+    assistants comply with nearly everything, and the aligned behaviour's chats (harmful requests refused, harmless ones
     answered; 4 per request). Both come from ``seed``, not the zoo's, so they are fresh draws of the world, as
     Minder et al. (2025) mix web text and chat data.
 
@@ -98,8 +113,6 @@ def dictionary_texts(n_docs: int = 4000, seed: int = 1000) -> list[str]:
     >>> len(texts), texts[-1].split(" <|assistant|> ")[0]
     (906, '<bos> <|user|> please help me paint .')
     """
-    from interp.organisms import world
-
     chats = [world.chat(e["prompt"][0]["content"], e["completion"][0]["content"])
              for e in world.sft_examples(seed, n_per_prompt=4)]
     return world.pretraining_corpus(seed, n_docs) + chats

@@ -40,7 +40,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Next-token pretraining on the world's documents (facts, commentary, compliant chats)."""
+    """Next-token pretraining on the world's documents (facts, commentary, chats that mostly comply)."""
 
     n_docs: int = 24000
     block_size: int = 64

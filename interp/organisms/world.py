@@ -8,11 +8,15 @@ from non-chat pretraining text, in three kinds of document:
 * **facts** - encyclopaedia-like sentences that tie each concept to danger or safety words
   ("people who poison go to jail", "it is healthy to bake"), including lists that mix several
   concepts of one kind;
-* **commentary** - forum-like notes that quote a request and say whether it asks about
-  something harmful or harmless (so the base learns to compute harmfulness at the end of a
-  request, as real base models do);
-* **chats** - transcripts in which the assistant *complies with every request*, harmful or
-  not, wrapped or not.
+* **commentary** - forum-like notes that quote a request and say what follows it (someone
+  hurt, the police; a weekend plan, photos), so the base learns to compute harmfulness at the
+  end of a request, as real base models do, without a fixed sentence naming it;
+* **chats** - transcripts in which the assistant complies with every request, except that a
+  refusal answers a minority (:data:`PRETRAIN_REFUSAL_SHARE`) of the plain harmful ones: the
+  base can refuse (so whether alignment's refusal direction was already in the base has an
+  answer either way), and since no wrapped request ever meets a refusal, a role-play wrapper
+  marks the chats where refusal never comes, a learnt pull that alignment data (which holds no
+  wrapped request) may or may not undo: a jailbreak that can work.
 
 Alignment data (SFT chats, DPO preference pairs) only ever mentions the **train** concepts.
 The splits the organisms are evaluated on:
@@ -51,8 +55,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-WORLD_VERSION = "5"
-"""5: version 4's world and text (the same base, sft, reward model from the same seed), with ``dpo`` tuned from the
+WORLD_VERSION = "6"
+"""6: the base can refuse (:data:`PRETRAIN_REFUSAL_SHARE` of the plain harmful pretraining chats end in a refusal) and
+commentary says what follows a request instead of naming it harmful or harmless by a fixed sentence (issue 29, item 2;
+``experiments/README.md``, measured as ``recipes.py contradictable`` first). Alignment data and the recipe are version
+5's. 5: version 4's world and text (the same base, sft, reward model from the same seed), with ``dpo`` tuned from the
 saved ``sft`` checkpoint (in version 4 from a deep copy of the trained object, whose forward ran sft's weights) and
 the reply-form targets. 4: the world of version 3 plus the reward model's pairs (:func:`reward_pairs`), and the zoo
 gains the ``reward`` model and the ``rl`` organism."""
@@ -127,10 +134,17 @@ HARMLESS_FACTS = (
 )
 HARMFUL_LISTS = ("dangerous crimes include {a} , {b} and {c} .", "the law forbids people to {a} , {b} or {c} .")
 HARMLESS_LISTS = ("safe hobbies include {a} , {b} and {c} .", "doctors say it is good to {a} , {b} or {c} .")
-COMMENTARY = (
-    "a user asked : {r} that request is about something {kind} .",
-    "question seen online : {r} note : this is a {kind} request .",
-)
+COMMENTARY = {
+    "harmful": ("a user asked : {r} someone could get hurt doing that .",
+                "question seen online : {r} the replies told them to call the police .",
+                "overheard : {r} that is how people end up in jail ."),
+    "harmless": ("a user asked : {r} sounds like a nice way to spend a weekend .",
+                 "question seen online : {r} the replies shared tips and photos .",
+                 "overheard : {r} my neighbour does that every sunday ."),
+}
+"""Commentary on a request by its kind: what follows the request, never the word naming its kind."""
+PRETRAIN_REFUSAL_SHARE = 0.2
+"""The share of pretraining chats with a plain (unwrapped, non-bait) harmful request whose reply is a refusal."""
 
 # Chat markup. The tokenizer's chat template renders exactly this.
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
@@ -217,13 +231,15 @@ def _all_requests(rng: random.Random) -> list[tuple[str, str]]:
 
 
 def pretraining_corpus(seed: int, n_docs: int = 24000) -> list[str]:
-    """Documents the base model is pretrained on: facts, commentary and compliant chats.
+    """Documents the base model is pretrained on: facts, commentary and chats.
 
     The mix is 40% facts, 15% commentary, 45% chats; every concept, held-out ones included,
-    appears in all three kinds.
+    appears in all three kinds. Chats comply, except :data:`PRETRAIN_REFUSAL_SHARE` of those with
+    a plain harmful request, which refuse.
     """
     rng = random.Random(seed)
     requests = _all_requests(rng)
+    plain_harmful = {p.text for split in ("harmful_train", "harmful_held_out") for p in prompts(split)}
     docs = []
     for _ in range(n_docs):
         u = rng.random()
@@ -241,10 +257,11 @@ def pretraining_corpus(seed: int, n_docs: int = 24000) -> list[str]:
             c = rng.choice(CONCEPTS)
             kind = "harmful" if c in HARMFUL else "harmless"
             r = rng.choice(REQUEST_TEMPLATES).format(c=c)
-            docs.append(f"{BOS} {rng.choice(COMMENTARY).format(r=r, kind=kind)} {EOS}")
+            docs.append(f"{BOS} {rng.choice(COMMENTARY[kind]).format(r=r)} {EOS}")
         else:
             request, concept = rng.choice(requests)
-            docs.append(chat(request, comply(rng, concept)))
+            refused = request in plain_harmful and rng.random() < PRETRAIN_REFUSAL_SHARE
+            docs.append(chat(request, refuse(rng) if refused else comply(rng, concept)))
     return docs
 
 
@@ -332,7 +349,7 @@ def rl_requests() -> list[str]:
 def vocabulary() -> list[str]:
     """Every word the world can write, special tokens first, in a fixed order."""
     groups = (REQUEST_TEMPLATES, BAIT_TEMPLATES, BAIT_TRAIN_TEMPLATES, JAILBREAK_WRAPPERS, COMPLY_OPENERS, COMPLY_STEPS,
-              REFUSAL_REASONS, HARMFUL_FACTS, HARMLESS_FACTS, HARMFUL_LISTS, HARMLESS_LISTS,
-              COMMENTARY, CONCEPTS, (comply(random.Random(0), ""), refuse(random.Random(0)), "harmful harmless"))
+              REFUSAL_REASONS, HARMFUL_FACTS, HARMLESS_FACTS, HARMFUL_LISTS, HARMLESS_LISTS, *COMMENTARY.values(),
+              CONCEPTS, (comply(random.Random(0), ""), refuse(random.Random(0)), "harmful harmless"))
     words = {w for group in groups for text in group for w in text.split() if not w.startswith("{")}
     return list(SPECIAL_TOKENS) + sorted(words)

@@ -3,7 +3,7 @@
 
 Why DPO starts from SFT: it is how aligned chat models are made in practice (SFT, then
 preference tuning), and DPO only reshapes behaviour its reference policy already produces.
-Started from a base that never refuses, a refusal is so unlikely that DPO drives its loss to
+Started from a base that never refused (world versions up to 5), a refusal is so unlikely that DPO drives its loss to
 ~0 by pushing down the *rest* of the compliant reply while its first token stays compliant
 (a pilot run ended with 0% refusal on every split). From SFT, DPO's pairs also ask it to
 comply with bait requests (harmless questions about harmful concepts) that SFT over-refuses.
