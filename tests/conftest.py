@@ -100,9 +100,9 @@ def organism_zoo_other_seed(tmp_path_factory) -> Path:
     notebooks must hold on it too. ``INTERP_TEST_REUSE_ZOO_OTHER_SEED`` reuses a build, locally.
 
     Built checked, like every zoo a user gets, so it meets the targets: the notebooks assert what holds
-    on every build that does. Seed 2 meets them here (``benchmarks/results/seeds-cpu.txt``), so CI's
-    checked build is accepted first time; seed 1's dpo only just does (its direction, added, makes 86%
-    of harmless requests refused; the target is 80%)."""
+    on every build that does. Seed 2 meets them here in world version 6 (``benchmarks/results/seeds-cpu.txt``),
+    so CI's checked build is accepted first time (the default zoo asks for seed 0, whose RL stage fails, and is built
+    from seed 1)."""
     from interp.organisms import zoo
 
     config = zoo.BuildConfig(seed=OTHER_SEED)
