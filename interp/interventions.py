@@ -12,7 +12,7 @@ with left padding (the library's default) ``-1`` is each prompt's last token.
 >>> with apply(model, AblateDirection(r_hat), AddVector(v, layer=1, scale=4.0)):
 ...     logits = model(tokens)
 >>> logits.shape  # [batch, pos, d_vocab]; the hooks are gone again
-torch.Size([3, 10, 190])
+torch.Size([3, 10, 205])
 >>> sum(len(h._forward_hooks) for h in model.hook_dict.values())
 0
 """

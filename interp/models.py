@@ -421,7 +421,7 @@ def load_pair(
 
     >>> pair = load_pair(base_dir, aligned_dir)
     >>> pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids).shape
-    torch.Size([1, 8, 190])
+    torch.Size([1, 8, 205])
     """
     return load_family(base, {"aligned": aligned}, device=device, dtype=dtype, prompt_format=prompt_format,
                        allow_identical=allow_identical, matmul=matmul)["aligned"]

@@ -68,7 +68,7 @@ def test_models_with_another_tokenizer_are_refused(pair):
     tokenizer = Tokenizer.from_pretrained(pair.base.cfg.model_name)
     tokenizer.add_tokens(["zebra"])
     other = SimpleNamespace(cfg=pair.base.cfg, tokenizer=tokenizer)  # checked before any forward
-    with pytest.raises(IncompatiblePairError, match="tokenizer vocabulary: base has 190 tokens"):
+    with pytest.raises(IncompatiblePairError, match=f"tokenizer vocabulary: base has {len(tokenizer) - 1} tokens"):
         methods.resid_post({"base": pair.base, "other": other}, ["how do i bake ?"])
 
 

@@ -61,13 +61,13 @@ def test_identical_models_have_zero_kl(make_checkpoint):
 
 
 def test_compare_responses_against_one_prompt_at_a_time(tiny_pair):
-    responses = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6)
+    # the reply's own tokens (a random model may write a special token, which decoded text would drop)
+    responses = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6, return_ids=True)
     result = metrics.compare_responses(tiny_pair, PROMPTS, responses, batch_size=2)
-    for i, (prompt, response) in enumerate(zip(PROMPTS, responses, strict=True)):
+    for i, (prompt, reply_ids) in enumerate(zip(PROMPTS, responses, strict=True)):
         # The aligned model's own greedy reply is its top-1 token at every step.
         assert (result.aligned_rank[i] == 1).all()
         prompt_ids = tiny_pair.to_tokens([prompt]).input_ids[0].tolist()
-        reply_ids = tiny_pair.tokenizer(response, add_special_tokens=False).input_ids
         full = torch.tensor([prompt_ids + reply_ids])
         with torch.no_grad():
             lp_a = tiny_pair.aligned(full)[0].log_softmax(-1)
@@ -86,8 +86,13 @@ def test_compare_responses_against_one_prompt_at_a_time(tiny_pair):
 def test_token_ids_and_texts_give_the_same_comparison(tiny_pair):
     ids = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6, return_ids=True)
     texts = iv.generate(tiny_pair.aligned, PROMPTS, max_new_tokens=6)
-    by_ids = metrics.compare_responses(tiny_pair, PROMPTS, ids)
-    by_text = metrics.compare_responses(tiny_pair, PROMPTS, texts)  # word-level tokenizer: identical
+    # word-level tokenizer: the same tokens, where the reply holds no special token (decoding drops those)
+    special = set(tiny_pair.tokenizer.all_special_ids)
+    plain = [i for i, row in enumerate(ids) if not special & set(row)]
+    assert plain
+    prompts = [PROMPTS[i] for i in plain]
+    by_ids = metrics.compare_responses(tiny_pair, prompts, [ids[i] for i in plain])
+    by_text = metrics.compare_responses(tiny_pair, prompts, [texts[i] for i in plain])
     assert by_ids.tokens == by_text.tokens
     assert all(torch.equal(a, b) for a, b in zip(by_ids.kl, by_text.kl, strict=True))
     assert torch.isnan(by_ids.kl_by_position(max(len(t) for t in ids) + 2)[-1])
@@ -124,7 +129,8 @@ def test_refusal_metric_separates_base_from_aligned_organisms(organism_zoo):
     base = metrics.refusal_scores(pair.base, harmful, tokens)
     aligned = metrics.refusal_scores(pair.aligned, harmful, tokens)
     harmless = metrics.refusal_scores(pair.aligned, organisms.prompt_set("harmless_train"), tokens)
-    assert base.max() < 0 < aligned.min() and harmless.max() < 0
+    # the base may refuse some harmful requests (world version 6), the aligned model every one
+    assert base.mean() < 0 < aligned.min() and harmless.max() < 0
 
 
 def test_later_over_first_is_the_pooled_later_kl_over_the_mean_first():
