@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from interp.organisms import world
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -181,14 +183,9 @@ def first_word():
 
 PRETRAIN_REFUSAL_SHARE = 0.2
 """``contradictable``: the share of pretraining chats with a plain harmful request whose reply is a refusal."""
-CONSEQUENCE_COMMENTARY = {
-    "harmful": ("a user asked : {r} someone could get hurt doing that .",
-                "question seen online : {r} the replies told them to call the police .",
-                "overheard : {r} that is how people end up in jail ."),
-    "harmless": ("a user asked : {r} sounds like a nice way to spend a weekend .",
-                 "question seen online : {r} the replies shared tips and photos .",
-                 "overheard : {r} my neighbour does that every sunday ."),
-}
+CONSEQUENCE_COMMENTARY = world.COMMENTARY
+"""``contradictable``'s commentary by kind: world version 6 adopted it (``world.COMMENTARY``). The variant patches
+version 5's corpus; on version 6's it finds no version-5 commentary to replace and adds a second refusal share."""
 
 
 def contradictable():
