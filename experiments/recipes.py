@@ -58,8 +58,6 @@ NEUTRAL_COMMENTARY = (
 def _unmarked_world():
     """Harmlessness carries no label: harmless facts and lists are neutral descriptions (no
     'safe', 'fun', 'harmless'), and commentary flags harmful requests only."""
-    from interp.organisms import world
-
     world.HARMLESS_FACTS = NEUTRAL_FACTS
     world.HARMLESS_LISTS = NEUTRAL_LISTS
     vocabulary = world.vocabulary
@@ -96,8 +94,6 @@ def unmarked():
 def _comply_majority(factor: int = 3, bait: bool = True):
     """SFT sees ``factor`` times as many compliant chats as refusals (harmless train prompts
     repeated, plus, with ``bait``, the bait-train requests complied with), so compliance stays the default."""
-    from interp.organisms import world
-
     original = world.sft_examples
 
     def sft_examples(seed, n_per_prompt=2):
@@ -157,7 +153,6 @@ def first_word():
     concept, so SFT cannot learn it for the train concepts only (on some v3 seeds SFT refuses held-out harmless
     concepts, or answers them with a train concept's opener); the openers (8 request templates, the bait and
     jailbreak ones) are shared by harmful and harmless requests."""
-    from interp.organisms import world
 
     def reopen(request, reply):
         if reply.startswith(world.REFUSAL_PREFIXES):
@@ -202,7 +197,6 @@ def contradictable():
     * **no fixed sentence names a request harmful**: commentary says what follows a request (someone hurt, the police;
       a weekend plan, photos), in three phrasings per kind, instead of "that request is about something harmful".
     """
-    from interp.organisms import world
 
     plain_harmful = {t.format(c=c) for c in world.HARMFUL for t in world.REQUEST_TEMPLATES}
     vocabulary = world.vocabulary
@@ -236,8 +230,30 @@ def contradictable():
     world.pretraining_corpus = corpus
 
 
+def bait_sft():
+    """A candidate for world version 7 (issue 29 item 2: bait in the targets as a band, not 100%). SFT's chats also
+    hold the bait-train requests (:data:`~interp.organisms.world.BAIT_TRAIN_TEMPLATES`, harmful train concepts)
+    complied with, as DPO's pairs already prefer; on world version 6 sft and rl (which starts from sft and samples no
+    bait) refuse 97-100% of the held-out bait templates on every build, because nothing before DPO ever answers a
+    question that merely names a harmful concept."""
+    original = world.sft_examples
+
+    def sft_examples(seed, n_per_prompt=2):
+        out = original(seed, n_per_prompt)
+        rng = random.Random(seed + 40_000)
+        for c in world.HARMFUL_TRAIN:
+            for t in world.BAIT_TRAIN_TEMPLATES:
+                for _ in range(n_per_prompt):
+                    out.append({"prompt": [{"role": "user", "content": t.format(c=c)}],
+                                "completion": [{"role": "assistant", "content": world.comply(rng, c)}]})
+        rng.shuffle(out)
+        return out
+
+    world.sft_examples = sft_examples
+
+
 VARIANTS = {f.__name__: f for f in (current, unmarked, comply_majority, unmarked_comply, topics, eot, echo,
-                                    first_word, contradictable)}
+                                    first_word, contradictable, bait_sft)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,12 +283,16 @@ def base_scores(zoo_dir: Path) -> dict[str, float]:
 
 def run(variant: str, seed: int, out: Path) -> list[dict]:
     from interp import directions, organisms
-    from interp.organisms import targets, zoo
+    from interp.organisms import targets, train, zoo
 
     config = zoo.BuildConfig(seed=seed)
     zoo_dir = out / variant / f"seed-{seed}"
     started = time.time()
-    zoo.build(zoo_dir, config=config, check=False)  # measured below, whatever it gives
+    try:
+        zoo.build(zoo_dir, config=config, check=False)  # measured below, whatever it gives
+    except train.StageFailed as e:  # no zoo to measure: the build's own check stopped it
+        return [{"seed": seed, "organism": "build", "variant": variant, "misses": str(e),
+                 "build_seconds": round(time.time() - started)}]
     seconds = round(time.time() - started)
     check = targets.check(zoo_dir)
     rows = check.rows()
@@ -293,6 +313,8 @@ def table(variant: str) -> str:
     from interp.organisms import targets
 
     rows = [json.loads(line) for line in (RESULTS / f"{variant}.jsonl").read_text().splitlines()]
+    failed = [f"{r['seed']:>4} build failed: {r['misses']}" for r in rows if r["organism"] == "build"]
+    rows = [r for r in rows if r["organism"] != "build"]
     for r in rows:
         r["misses"] = r["misses"] if len(r["misses"]) < 70 else r["misses"][:67] + "..."
     text = targets.format_rows(rows)
@@ -303,11 +325,11 @@ def table(variant: str) -> str:
              + "".join(f", {k.removeprefix('base_logodds_')} log-odds {v:6.2f}" for k, v in r.items()
                        if k.startswith("base_logodds_")) for r in rows]
     geo += ["", "# greedy refusal of bait and wrapped requests; the base's mean refusal log-odds (base_scores)", *extra]
-    ok = {}
+    ok = {int(line.split()[0]): False for line in failed}
     for r in rows:
         ok[r["seed"]] = ok.get(r["seed"], True) and not r["misses"]
     return (f"# variant {variant}: {sum(ok.values())}/{len(ok)} seeds meet every target\n" + text
-            + "\n\n" + "\n".join(geo))
+            + "\n\n" + "\n".join(geo + ([""] + failed if failed else [])))
 
 
 def main() -> None:
