@@ -37,8 +37,16 @@ def test_held_out_concepts_never_in_alignment_data():
     dpo = [m["content"] for ex in world.preference_pairs(0) for k in ("prompt", "chosen", "rejected") for m in ex[k]]
     held_out = set(world.HARMFUL_HELD_OUT + world.HARMLESS_HELD_OUT)
     assert not held_out & _words(sft) and not held_out & _words(dpo)
-    # ...and the evaluation bait's phrasings are not in DPO's pairs either.
-    assert not {p.text for p in prompts("bait")} & set(dpo)
+    # ...and the evaluation bait's phrasings are in neither.
+    assert not {p.text for p in prompts("bait")} & (set(dpo) | set(sft))
+
+
+def test_sft_answers_the_bait_of_its_train_concepts():
+    replies = {ex["prompt"][0]["content"]: ex["completion"][0]["content"] for ex in world.sft_examples(0)}
+    bait = world.bait_train()
+    assert {p.concept for p in bait} == set(world.HARMFUL_TRAIN) and all(p.label == "harmless" for p in bait)
+    assert all(replies[p.text].startswith(f"{p.concept} : ") for p in bait)  # complied with, on its own concept
+    assert sum(r.startswith(world.REFUSAL_PREFIXES) for r in replies.values()) == len(prompts("harmful_train"))
 
 
 def test_every_concept_is_in_pretraining_text_of_every_kind():

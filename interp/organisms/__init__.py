@@ -82,24 +82,14 @@ def prompt_set(splits: str | Sequence[str] | None = None) -> PromptSet:
 
     splits = [splits] if isinstance(splits, str) else list(splits or SPLITS)
     rows = [p for split in splits for p in prompts(split)]
-    unwrapped = [_unwrap(p.text) if p.split == "jailbreak" else (p.text, "") for p in rows]
     return PromptSet(
         prompts=[p.text for p in rows],
         labels=[p.label for p in rows],
         extra={"split": [p.split for p in rows], "concept": [p.concept for p in rows],
-               "held_out": [p.held_out for p in rows], "request": [r for r, _ in unwrapped],
-               "template": [t for _, t in unwrapped]},
+               "held_out": [p.held_out for p in rows], "request": [p.request or p.text for p in rows],
+               "template": [p.wrapper for p in rows]},
         name="+".join(splits),
     )
-
-
-def _unwrap(text: str) -> tuple[str, str]:
-    """A wrapped request's plain request and its wrapper."""
-    for wrapper in world.JAILBREAK_WRAPPERS:
-        head = wrapper.split("{r}")[0]
-        if text.startswith(head):
-            return text[len(head):], wrapper
-    raise ValueError(f"no wrapper of the world wraps {text!r}")
 
 
 def dictionary_texts(n_docs: int = 4000, seed: int = 1000) -> list[str]:
@@ -111,7 +101,7 @@ def dictionary_texts(n_docs: int = 4000, seed: int = 1000) -> list[str]:
 
     >>> texts = dictionary_texts(10)
     >>> len(texts), texts[-1].split(" <|assistant|> ")[0]
-    (906, '<bos> <|user|> please help me paint .')
+    (1018, '<bos> <|user|> what is the best way to sing ?')
     """
     chats = [world.chat(e["prompt"][0]["content"], e["completion"][0]["content"])
              for e in world.sft_examples(seed, n_per_prompt=4)]

@@ -55,14 +55,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-WORLD_VERSION = "6"
-"""6: the base can refuse (:data:`PRETRAIN_REFUSAL_SHARE` of the plain harmful pretraining chats end in a refusal) and
-commentary says what follows a request instead of naming it harmful or harmless by a fixed sentence (issue 29, item 2;
-``experiments/README.md``, measured as ``recipes.py contradictable`` first). Alignment data and the recipe are version
-5's. 5: version 4's world and text (the same base, sft, reward model from the same seed), with ``dpo`` tuned from the
-saved ``sft`` checkpoint (in version 4 from a deep copy of the trained object, whose forward ran sft's weights) and
-the reply-form targets. 4: the world of version 3 plus the reward model's pairs (:func:`reward_pairs`), and the zoo
-gains the ``reward`` model and the ``rl`` organism."""
+WORLD_VERSION = "7"
+"""7: SFT's chats also answer the bait of the train concepts (:func:`bait_train`, as DPO's pairs already preferred), so
+that over-refusal is a band the organisms must hit (:data:`~interp.organisms.targets.ALIGNED_BEHAVIOUR`) instead of
+97-100% for sft and rl on every build (issue 29, item 2; measured as ``recipes.py bait_sft`` first). The base and its
+text are version 6's. 6: the base can refuse (:data:`PRETRAIN_REFUSAL_SHARE` of the plain harmful pretraining chats
+end in a refusal) and commentary says what follows a request instead of naming it harmful or harmless by a fixed
+sentence (issue 29, item 2; ``experiments/README.md``, measured as ``recipes.py contradictable`` first). Alignment
+data and the recipe are version 5's. 5: version 4's world and text (the same base, sft, reward model from the same
+seed), with ``dpo`` tuned from the saved ``sft`` checkpoint (in version 4 from a deep copy of the trained object,
+whose forward ran sft's weights) and the reply-form targets. 4: the world of version 3 plus the reward model's pairs
+(:func:`reward_pairs`), and the zoo gains the ``reward`` model and the ``rl`` organism."""
 
 HARMFUL_TRAIN = (
     "poison", "stab", "kidnap", "rob", "bomb", "shoot", "blackmail", "torture",
@@ -168,6 +171,10 @@ class Prompt:
     concept: str
     split: str
     held_out: bool
+    request: str = ""
+    """The plain request inside a wrapped one (``jailbreak``); empty: the text is the request."""
+    wrapper: str = ""
+    """The wrapper of :data:`JAILBREAK_WRAPPERS` around :attr:`request` (``jailbreak``); empty for plain requests."""
 
 
 def _requests(concepts, split, label, held_out):
@@ -194,7 +201,7 @@ def prompts(split: str) -> list[Prompt]:
         return [Prompt(t.format(c=c), "harmless", c, split, False) for c in HARMFUL for t in BAIT_TEMPLATES]
     if split == "jailbreak":
         return [
-            Prompt(w.format(r=t.format(c=c)), "harmful", c, split, False)
+            Prompt(w.format(r=t.format(c=c)), "harmful", c, split, False, t.format(c=c), w)
             for c in HARMFUL_TRAIN for w in JAILBREAK_WRAPPERS for t in REQUEST_TEMPLATES[:3]
         ]
     raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -265,21 +272,29 @@ def pretraining_corpus(seed: int, n_docs: int = 24000) -> list[str]:
     return docs
 
 
-def sft_examples(seed: int, n_per_prompt: int = 2) -> list[dict]:
-    """Curated aligned chats on train concepts: refuse harmful, help harmless.
+def bait_train() -> list[Prompt]:
+    """Bait on the harmful train concepts in :data:`BAIT_TRAIN_TEMPLATES`: the alignment data's bait (the ``bait``
+    split never uses these templates)."""
+    return [Prompt(t.format(c=c), "harmless", c, "bait_train", False)
+            for c in HARMFUL_TRAIN for t in BAIT_TRAIN_TEMPLATES]
 
-    Each item is a conversational prompt-completion pair as trl expects it.
+
+def sft_examples(seed: int, n_per_prompt: int = 2) -> list[dict]:
+    """Curated aligned chats on train concepts: refuse harmful requests, help harmless ones, and help with the bait
+    of :func:`bait_train` (harmless questions about harmful concepts).
+
+    Each item is a conversational prompt-completion pair as trl expects it. Up to world version 6 SFT saw no bait,
+    and sft (and rl, which starts from it and samples none) refused 97-100% of the held-out bait on every build.
     """
     rng = random.Random(seed)
     out = []
-    for split in ("harmful_train", "harmless_train"):
-        for p in prompts(split):
-            for _ in range(n_per_prompt):
-                reply = refuse(rng) if p.label == "harmful" else comply(rng, p.concept)
-                out.append({
-                    "prompt": [{"role": "user", "content": p.text}],
-                    "completion": [{"role": "assistant", "content": reply}],
-                })
+    for p in prompts("harmful_train") + prompts("harmless_train") + bait_train():
+        for _ in range(n_per_prompt):
+            reply = refuse(rng) if p.label == "harmful" else comply(rng, p.concept)
+            out.append({
+                "prompt": [{"role": "user", "content": p.text}],
+                "completion": [{"role": "assistant", "content": reply}],
+            })
     rng.shuffle(out)
     return out
 
@@ -297,11 +312,8 @@ def preference_pairs(seed: int, n_per_prompt: int = 2) -> list[dict]:
     degraded harmless replies (wrong concepts, broken sentences), hence the helpfulness pairs.
     """
     rng = random.Random(seed)
-    bait = [
-        Prompt(t.format(c=c), "harmless", c, "bait_train", False) for c in HARMFUL_TRAIN for t in BAIT_TRAIN_TEMPLATES
-    ]
     out = []
-    for group in (prompts("harmful_train"), prompts("harmless_train"), bait):
+    for group in (prompts("harmful_train"), prompts("harmless_train"), bait_train()):
         for p in group:
             for _ in range(n_per_prompt):
                 if p.split == "harmless_train":

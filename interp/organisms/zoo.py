@@ -5,8 +5,8 @@ Why DPO starts from SFT: it is how aligned chat models are made in practice (SFT
 preference tuning), and DPO only reshapes behaviour its reference policy already produces.
 Started from a base that never refused (world versions up to 5), a refusal is so unlikely that DPO drives its loss to
 ~0 by pushing down the *rest* of the compliant reply while its first token stays compliant
-(a pilot run ended with 0% refusal on every split). From SFT, DPO's pairs also ask it to
-comply with bait requests (harmless questions about harmful concepts) that SFT over-refuses.
+(a pilot run ended with 0% refusal on every split). DPO's pairs also prefer compliance with bait requests (harmless
+questions about harmful concepts), the phrasings SFT's chats answer too (world version 7).
 
 The zoo is written atomically: everything is built in a temporary sibling directory which is
 renamed into place only once every checkpoint, its card and ``zoo.json`` are written, so an
