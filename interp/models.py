@@ -260,7 +260,9 @@ def check_device(device: str | None) -> str:
         kind = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps', ...") from None
-    if kind.type in ("cpu", "meta"):
+    if kind.type == "meta":
+        raise ValueError("device 'meta' holds shapes, not weights: no analysis can run on it; use 'cpu' or 'cuda'")
+    if kind.type == "cpu":
         return device
     backend = torch.backends.mps if kind.type == "mps" else getattr(torch, kind.type, None)
     if backend is None or not backend.is_available():
@@ -270,6 +272,27 @@ def check_device(device: str | None) -> str:
     if kind.index is not None and kind.index >= count:
         raise ValueError(f"device {device!r} does not exist: this machine has {count} {kind.type} device(s)")
     return device
+
+
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The dtypes a checkpoint may load in, by name (``dtype="bfloat16"``)."""
+
+
+def check_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``dtype`` (None: float32; a floating-point ``torch.dtype``; or a name of :data:`WEIGHT_DTYPES`) as a
+    ``torch.dtype`` (or None), else a ``ValueError`` saying what is accepted.
+
+    >>> check_dtype("bfloat16")
+    torch.bfloat16
+    """
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in WEIGHT_DTYPES:
+        return WEIGHT_DTYPES[dtype.removeprefix("torch.")]
+    hint = (" (for bfloat16 products where the device multiplies them natively, keep float32 weights and pass "
+            "matmul='auto')" if dtype == "auto" else "")
+    raise ValueError(f"dtype must be a floating-point torch.dtype or one of "
+                     f"{', '.join(map(repr, sorted(WEIGHT_DTYPES)))}, got {dtype!r}{hint}")
 
 
 def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype):
@@ -393,7 +416,7 @@ def load_model(
     >>> model.cfg.n_layers
     2
     """
-    device = check_device(device)
+    device, dtype = check_device(device), check_dtype(dtype)
     checkpoint = _prepare(checkpoint)
     check_prompt_format(prompt_format, checkpoint.tokenizer)
     products = _matmul.resolve(matmul, device, dtype)
@@ -447,7 +470,7 @@ def load_family(
     """
     if not aligned:
         raise ValueError("load_family needs at least one aligned checkpoint")
-    device = check_device(device)
+    device, dtype = check_device(device), check_dtype(dtype)
     chosen = _matmul.resolve(matmul, device, dtype)
     dtype = dtype or torch.float32
     checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)

@@ -235,6 +235,7 @@ def test_a_checkpoint_without_tokenizer_says_so(make_checkpoint, tmp_path):
     pytest.param("cuda", "device 'cuda' is not available here", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="this machine has CUDA")),
     ("cuda:7", "device 'cuda:7' does not exist: this machine has 1 cuda device(s)"),
+    ("meta", "device 'meta' holds shapes, not weights"),
 ])
 def test_bad_devices_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch, capsys, device, message):
     if device == "cuda:7":  # as on a machine with one GPU
@@ -248,6 +249,31 @@ def test_bad_devices_are_refused_before_loading(make_checkpoint, tmp_path, monke
     assert main(["report", str(base), str(aligned), "--prompts", prompts, "--out", str(tmp_path / "r.html"),
                  "--device", device]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype, message", [
+    ("auto", "dtype must be a floating-point torch.dtype or one of 'bfloat16', 'float16', 'float32', got 'auto' "
+             "(for bfloat16 products"),
+    ("half", "got 'half'"),
+    (torch.int8, "got torch.int8"),
+])
+def test_bad_dtypes_are_refused_before_loading(make_checkpoint, dtype, message):
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_pair(base, aligned, device="cpu", dtype=dtype)
+
+
+def test_a_dtype_by_name_loads_as_that_dtype(make_checkpoint):
+    pair = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu",
+                     dtype="bfloat16")
+    assert {p.dtype for p in pair.aligned.parameters()} == {torch.bfloat16} and pair.metadata["dtype"] == \
+        "torch.bfloat16"
+
+
+def test_a_missing_prompt_format_is_one_clear_error(make_checkpoint):
+    with pytest.raises(ValueError, match="prompt_format must be 'chat', 'raw' or a template string"):
+        load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu",
+                  prompt_format=None)
 
 
 @pytest.mark.parametrize("template, message", [
@@ -285,6 +311,40 @@ def test_output_paths_are_checked_before_loading(make_checkpoint, tmp_path, monk
         locked.mkdir(mode=0o555)
         with pytest.raises(PermissionError, match="cannot write in the output folder"):
             report.run(base, aligned, prompts, locked / "r.html")
+
+
+def test_repeated_prompts_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch, capsys):
+    refuse_loading(monkeypatch)
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    capsys.readouterr()
+    path = Path(write_prompts(tmp_path / "p.jsonl"))
+    rows = path.read_text().splitlines()
+    first = json.loads(rows[0])
+    for extra, said in ((rows[0], "1 prompt(s) more than once, e.g. rows 1, 49"),
+                        (json.dumps({**first, "label": "harmless"}), "1 of them under both labels, e.g. rows 1, 49")):
+        path.write_text("\n".join([*rows, extra]) + "\n")
+        assert main(["report", base, aligned, "--prompts", str(path), "--out", str(tmp_path / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "keep one row per prompt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_report_never_writes_over_its_inputs(make_checkpoint, tmp_path, monkeypatch, capsys):
+    refuse_loading(monkeypatch)
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    capsys.readouterr()
+    json_prompts = Path(write_prompts(tmp_path / "p.json"))  # the page's JSON sibling would be the prompt file
+    cases = [(json_prompts, tmp_path / "p.html", "which is an input of the report"),
+             (write_prompts(tmp_path / "q.jsonl"), aligned / "config.html", f"inside the input folder {str(aligned)!r}"),
+             (write_prompts(tmp_path / "q.jsonl"), base / "r.html", f"inside the input folder {str(base)!r}")]
+    for prompts, out, message in cases:
+        before = {p: p.read_bytes() for p in (Path(prompts), aligned / "config.json")}
+        assert main(["report", str(base), str(aligned), "--prompts", str(prompts), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "never writes over what it reads" in err and len(err.strip().splitlines()) == 1
+        assert {p: p.read_bytes() for p in before} == before and not out.exists()
+    assert main(["report", str(base), str(aligned), "--prompts", str(json_prompts), "--out",
+                 str(json_prompts / "r.html")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err  # was: "the output folder ... does not exist"
 
 
 def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypatch):
@@ -334,6 +394,15 @@ def test_numpy_and_torch_integers_are_positions(model):
         assert torch.equal(got[HOOK], plain) and got.positions == [0, -1]
     with interventions.apply(model, interventions.AddVector(torch.ones(model.cfg.d_model), 0, positions=np.int64(1))):
         model(model.to_tokens("how do i bake ?"))
+
+
+def test_organisms_cli_says_what_is_wrong(tmp_path, monkeypatch, capsys):
+    assert main(["organisms", "build", "--out", str(tmp_path / "zoo"), "--attempts", "0"]) == 2  # was: 6 attempts
+    assert capsys.readouterr().err.strip() == "interp: error: attempts must be >= 1, got 0"
+    assert not (tmp_path / "zoo").exists()
+    monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(Path(shutil.which("sh"))))  # a file (was: "not built yet")
+    assert main(["organisms", "path"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_organisms_say_before_building(tmp_path, monkeypatch, capsys):
