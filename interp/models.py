@@ -55,7 +55,11 @@ class IdenticalCheckpointsError(ValueError):
 class ModelPair:
     """Two comparable models, their shared tokenizer and the prompt-format policy.
 
-    Iterating yields ``("base", bridge), ("aligned", bridge)``.
+    Iterating yields ``("base", bridge), ("aligned", bridge)``. ``tokenizer`` is the one every analysis reads prompts
+    with: the aligned bridge's (TransformerLens's wrap of the aligned checkpoint's tokenizer), so :meth:`to_tokens`,
+    the analyses, generation and the report give the same ids for the same request. With ``prompt_format="raw"`` that
+    tokenizer puts the checkpoint's BOS token first even where the checkpoint's own tokenizer adds none (GPT-2's):
+    TransformerLens's policy, kept everywhere.
     """
 
     base: torch.nn.Module
@@ -484,7 +488,7 @@ def load_family(
         family[stage] = ModelPair(
             base=base_bridge,
             aligned=aligned_bridge,
-            tokenizer=c.tokenizer,
+            tokenizer=aligned_bridge.tokenizer,  # the analyses' own (one tokenization per pair: see ModelPair)
             base_name=str(base),
             aligned_name=str(aligned[stage]),
             prompt_format=prompt_format,

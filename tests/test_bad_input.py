@@ -334,8 +334,8 @@ def test_the_report_never_writes_over_its_inputs(make_checkpoint, tmp_path, monk
     capsys.readouterr()
     json_prompts = Path(write_prompts(tmp_path / "p.json"))  # the page's JSON sibling would be the prompt file
     cases = [(json_prompts, tmp_path / "p.html", "which is an input of the report"),
-             (write_prompts(tmp_path / "q.jsonl"), aligned / "config.html", f"inside the input folder {str(aligned)!r}"),
-             (write_prompts(tmp_path / "q.jsonl"), base / "r.html", f"inside the input folder {str(base)!r}")]
+             (write_prompts(tmp_path / "q.jsonl"), aligned / "config.html", f"inside the input folder '{aligned}'"),
+             (write_prompts(tmp_path / "q.jsonl"), base / "r.html", f"inside the input folder '{base}'")]
     for prompts, out, message in cases:
         before = {p: p.read_bytes() for p in (Path(prompts), aligned / "config.json")}
         assert main(["report", str(base), str(aligned), "--prompts", str(prompts), "--out", str(out)]) == 2

@@ -43,7 +43,8 @@ def test_jsonl_and_csv_give_the_same_set(tmp_path):
         ("prompt,label,held_out\nhi,a,maybe\n", ".csv", ValueError, "held_out .* true/false"),
         ("prompt,label\n ,a\n", ".csv", ValueError, "empty or non-text prompt"),
         # issue 31: a raw traceback, or a row silently read wrong
-        ("prompt,label\nhi,a,extra\n", ".csv", ValueError, "row 1 .* \\(after the header\\) has 3 fields, the header 2"),
+        ("prompt,label\nhi,a,extra\n", ".csv", ValueError,
+         "row 1 .* \\(after the header\\) has 3 fields, the header 2"),
         ("prompt,label\nhi,a\nho\n", ".csv", ValueError, "row 2 .* has 1 fields, the header 2"),
         ('{"prompt": "x", "label": "a", "concept": ["bake", "cook"]}\n', ".jsonl", ValueError,
          "row 1 .*: concept must be text, got \\['bake', 'cook'\\]"),
