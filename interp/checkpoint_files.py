@@ -3,10 +3,10 @@
 A truncated or damaged ``.safetensors`` file (an interrupted copy) is found from its header
 alone: the header lists every tensor's byte range, and the file must hold exactly that many
 bytes. Two checkpoints hold *the same weights* when the weight files transformers loads
-(``model*.safetensors``, else ``pytorch_model*.bin``; or the ``.gguf`` file) are the same, byte
-for byte; a comparison of sampled chunks of every file tells almost every pair of different
-checkpoints apart without reading them whole, and only a pair that passes it is compared in
-full. Configs are not compared here (:func:`interp.models.check_not_identical` does).
+(``model*.safetensors``, else ``pytorch_model*.bin``) hold the same tensors, whatever the format,
+sharding or order (two ``.gguf`` files: the same bytes); a few values of every tensor tell almost
+every pair of different checkpoints apart, and only a pair that passes is compared in full.
+Configs are not compared here (:func:`interp.models.check_not_identical` does).
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -23,6 +23,8 @@ import json
 import os
 import struct
 from pathlib import Path
+
+import torch
 
 WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")
 """The weight files transformers loads from a checkpoint directory, in order of preference."""
@@ -96,10 +98,11 @@ def _equal_at(first: Path, second: Path, offsets, size: int) -> bool:
 
 
 def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
-    """Whether two local checkpoints, both directories or both GGUF files, hold the same weight files, byte
-    for byte: names and sizes, then :data:`SAMPLES` chunks of every file (different weights almost always
-    differ there), then, only if all of those agree, every byte. Checkpoints without weight files are not
-    called the same.
+    """Whether two local checkpoints, both directories or both GGUF files, hold the same weights: the same tensors
+    (names, shapes, dtypes, every value), whatever files hold them (``model.safetensors`` or ``pytorch_model.bin``,
+    shards or one file, any order); two GGUF files, byte for byte. A few values of every tensor are compared first
+    (different weights almost always differ there), every value only if all of those agree. Checkpoints without
+    weight files are not called the same.
     """
     a, b = Path(first), Path(second)
     if a.is_dir() != b.is_dir():
@@ -107,11 +110,42 @@ def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
     if os.path.samefile(a, b):
         return True
     files_a, files_b = weight_files(a), weight_files(b)
-    if not files_a or len(files_a) != len(files_b):
+    if not files_a or not files_b:
+        return False
+    if not a.is_dir():
+        return _same_bytes(files_a, files_b)
+    ta, tb = tensors(files_a), tensors(files_b)
+    if ta.keys() != tb.keys() or any((x.shape, x.dtype) != (tb[k].shape, tb[k].dtype) for k, x in ta.items()):
+        return False
+    flat = {k: (x.reshape(-1), tb[k].reshape(-1)) for k, x in ta.items()}
+    sampled = all(torch.equal(x[idx], y[idx]) for x, y in flat.values()
+                  for idx in [torch.linspace(0, max(x.numel() - 1, 0), min(x.numel(), 16)).long()])
+    return sampled and all(torch.equal(x, y) for x, y in flat.values())
+
+
+def tensors(files: list[Path]) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's weight files (safetensors, or ``pytorch_model*.bin`` read with
+    ``weights_only``), by name; a file that cannot be read is a ``ValueError`` naming it."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for file in files:
+        try:
+            if file.suffix == ".safetensors":
+                out.update(load_file(file))
+            else:
+                out.update(torch.load(file, map_location="cpu", weights_only=True, mmap=True))
+        except Exception as e:  # noqa: BLE001 - any reader's failure is the file's: name it
+            raise ValueError(f"cannot read the weights in {file} ({type(e).__name__}: {e}); it is damaged, cut short "
+                             "or not a weight file (copy or download it again)") from None
+    return out
+
+
+def _same_bytes(files_a: list[Path], files_b: list[Path]) -> bool:
+    """Whether two lists of files hold the same bytes: sizes, :data:`SAMPLES` chunks of each, then every byte."""
+    if len(files_a) != len(files_b):
         return False
     pairs = list(zip(files_a, files_b, strict=True))
-    if a.is_dir() and any(x.name != y.name for x, y in pairs):
-        return False
     sizes = [x.stat().st_size for x, _ in pairs]
     if any(y.stat().st_size != size for (_, y), size in zip(pairs, sizes, strict=True)):
         return False

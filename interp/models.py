@@ -363,11 +363,18 @@ def _prepare(checkpoint: str | os.PathLike) -> _Checkpoint:
 VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version")
 
 
+def _model_settings(config: PretrainedConfig) -> dict:
+    """What of a config can change the model: the keys its class knows (an extra key no code reads is noise), less
+    :data:`VOLATILE_CONFIG_KEYS`."""
+    known = set(type(config)().to_dict())
+    return {k: v for k, v in config.to_dict().items() if k in known and k not in VOLATILE_CONFIG_KEYS}
+
+
 def check_not_identical(base: _Checkpoint, aligned: _Checkpoint, base_label: str, aligned_label: str) -> None:
     """Raise :class:`IdenticalCheckpointsError` when the two checkpoints are the same model: the same
-    config (but for where it was saved from) and the same weights, byte for byte (hub checkpoints not
-    downloaded yet: the same name)."""
-    configs = [{k: v for k, v in c.config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS} for c in (base, aligned)]
+    settings (:func:`_model_settings`) and the same tensors, whatever files hold them
+    (:func:`~interp.checkpoint_files.same_weights`; hub checkpoints not downloaded yet: the same name)."""
+    configs = [_model_settings(c.config) for c in (base, aligned)]
     if configs[0] != configs[1]:
         return
     base_files, aligned_files = local_files(base.name), local_files(aligned.name)

@@ -77,8 +77,33 @@ def test_identical_checkpoints_are_refused_unless_asked_for(make_checkpoint, tmp
     assert pair.base_name == str(path)
     load_pair(path, make_checkpoint("llama", seed=4), device="cpu")  # different weights pass
     config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "note": "fine-tuned"}))  # a key no code reads
+    with pytest.raises(IdenticalCheckpointsError):  # issue 31: was every difference 0.000
+        load_pair(path, copy, device="cpu")
     (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
     load_pair(path, copy, device="cpu")  # the same weights under another config: another model
+
+
+def test_the_same_tensors_in_another_file_format_are_the_same_weights(make_checkpoint, tmp_path):
+    from safetensors.torch import load_file
+
+    path = make_checkpoint("llama", seed=3)
+    as_bin = tmp_path / "as-bin"
+    shutil.copytree(path, as_bin)
+    state = load_file(as_bin / "model.safetensors")
+    (as_bin / "model.safetensors").unlink()
+    torch.save(dict(reversed(state.items())), as_bin / "pytorch_model.bin")  # another format, another order
+    assert checkpoint_files.same_weights(path, as_bin)
+    with pytest.raises(IdenticalCheckpointsError):  # issue 31: was every difference 0.000
+        load_pair(path, as_bin, device="cpu")
+    name = next(iter(state))
+    changed = {**state, name: state[name].clone()}
+    changed[name].view(-1)[changed[name].numel() // 3] += 1e-3  # one value, between the sampled ones
+    torch.save(changed, as_bin / "pytorch_model.bin")
+    assert not checkpoint_files.same_weights(path, as_bin)
+    (as_bin / "pytorch_model.bin").write_bytes((as_bin / "pytorch_model.bin").read_bytes()[:1000])  # cut short
+    with pytest.raises(ValueError, match="cannot read the weights in .*pytorch_model.bin"):
+        checkpoint_files.same_weights(path, as_bin)
 
 
 def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
@@ -93,22 +118,19 @@ def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_same_weights_agrees_with_a_byte_comparison(tmp_path, where):
-    """One changed byte anywhere, including between the sampled chunks, makes two files differ (oracle: filecmp)."""
+    """GGUF files are compared byte for byte: one changed byte anywhere, including between the sampled chunks, makes
+    two files differ (oracle: filecmp)."""
     size = 5 * checkpoint_files.CHUNK + 12345
     data = bytearray(os.urandom(size))
     at = {"first": 0, "middle": size // checkpoint_files.SAMPLES + 70_000, "last": size - 1}[where]
-    a, b = tmp_path / "a", tmp_path / "b"
-    for folder in (a, b):
-        folder.mkdir()
-    (a / "model.safetensors").write_bytes(data)
-    (b / "model.safetensors").write_bytes(data)
-    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
-                                                              shallow=False) is True
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    a.write_bytes(data)
+    b.write_bytes(data)
+    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a, b, shallow=False) is True
     data[at] ^= 1
-    (b / "model.safetensors").write_bytes(data)
-    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
-                                                              shallow=False) is False
-    assert not checkpoint_files.same_weights(a, a / "model.safetensors")  # a directory and a file are not compared
+    b.write_bytes(data)
+    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a, b, shallow=False) is False
+    assert not checkpoint_files.same_weights(tmp_path, a)  # a directory and a file are not compared
 
 
 def test_report_refuses_identical_checkpoints_before_loading(make_checkpoint, tmp_path, capsys, monkeypatch):
