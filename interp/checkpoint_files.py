@@ -50,8 +50,9 @@ def _damaged(file: Path, why: str) -> ValueError:
                       "(copy or download it again)")
 
 
-def check_safetensors(file: Path) -> None:
-    """The file holds exactly the bytes its header describes (reads the header only)."""
+def check_safetensors(file: Path) -> dict:
+    """The file holds exactly the bytes its header describes (reads the header only); its header, less
+    ``__metadata__``."""
     size = file.stat().st_size
     with file.open("rb") as f:
         head = f.read(8)
@@ -69,6 +70,7 @@ def check_safetensors(file: Path) -> None:
     expected = 8 + length + max(ends, default=0)
     if size != expected:
         raise _damaged(file, f"its header describes {expected} bytes, the file holds {size}")
+    return {name: entry for name, entry in header.items() if name != "__metadata__"}
 
 
 def check_weight_files(checkpoint: str | os.PathLike) -> None:
@@ -86,15 +88,21 @@ def check_weight_files(checkpoint: str | os.PathLike) -> None:
         check_safetensors(file)
 
 
-def _equal_at(first: Path, second: Path, offsets, size: int) -> bool:
-    """Whether two files hold the same ``size`` bytes at each of ``offsets``."""
+def _equal_at(first: Path, second: Path, offsets, size: int, shift: tuple[int, int] = (0, 0)) -> bool:
+    """Whether two files hold the same ``size`` bytes at each of ``offsets`` (past ``shift`` bytes of each)."""
     with first.open("rb") as a, second.open("rb") as b:
         for offset in offsets:
-            a.seek(offset)
-            b.seek(offset)
+            a.seek(shift[0] + offset)
+            b.seek(shift[1] + offset)
             if a.read(size) != b.read(size):
                 return False
     return True
+
+
+def _data_start(file: Path) -> int:
+    """Where a safetensors file's tensor bytes begin (after its 8-byte length and its header)."""
+    with file.open("rb") as f:
+        return 8 + struct.unpack("<Q", f.read(8))[0]
 
 
 def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
@@ -114,6 +122,13 @@ def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
         return False
     if not a.is_dir():
         return _same_bytes(files_a, files_b)
+    if all(f.suffix == ".safetensors" for f in files_a + files_b):  # the headers first: no tensor read
+        headers = [[check_safetensors(f) for f in files] for files in (files_a, files_b)]
+        kinds = [{k: (v["dtype"], v["shape"]) for h in hs for k, v in h.items()} for hs in headers]
+        if kinds[0] != kinds[1]:
+            return False
+        if headers[0] == headers[1]:  # the same layout: the same data bytes are the same tensors
+            return _same_bytes(files_a, files_b, data_only=True)
     ta, tb = tensors(files_a), tensors(files_b)
     if ta.keys() != tb.keys() or any((x.shape, x.dtype) != (tb[k].shape, tb[k].dtype) for k, x in ta.items()):
         return False
@@ -141,15 +156,19 @@ def tensors(files: list[Path]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _same_bytes(files_a: list[Path], files_b: list[Path]) -> bool:
-    """Whether two lists of files hold the same bytes: sizes, :data:`SAMPLES` chunks of each, then every byte."""
+def _same_bytes(files_a: list[Path], files_b: list[Path], data_only: bool = False) -> bool:
+    """Whether two lists of files hold the same bytes (with ``data_only``, safetensors files past their headers):
+    sizes, :data:`SAMPLES` chunks of each, then every byte."""
     if len(files_a) != len(files_b):
         return False
     pairs = list(zip(files_a, files_b, strict=True))
-    sizes = [x.stat().st_size for x, _ in pairs]
-    if any(y.stat().st_size != size for (_, y), size in zip(pairs, sizes, strict=True)):
+    shifts = [(_data_start(x), _data_start(y)) if data_only else (0, 0) for x, y in pairs]
+    sizes = [x.stat().st_size - shift[0] for (x, _), shift in zip(pairs, shifts, strict=True)]
+    if any(y.stat().st_size - shift[1] != size for (_, y), shift, size in zip(pairs, shifts, sizes, strict=True)):
         return False
     samples = [sorted({size * i // SAMPLES for i in range(SAMPLES)}) for size in sizes]
-    if not all(_equal_at(x, y, offsets, 1 << 16) for (x, y), offsets in zip(pairs, samples, strict=True)):
+    if not all(_equal_at(x, y, offsets, 1 << 16, shift)
+               for (x, y), offsets, shift in zip(pairs, samples, shifts, strict=True)):
         return False
-    return all(_equal_at(x, y, range(0, size, CHUNK), CHUNK) for (x, y), size in zip(pairs, sizes, strict=True))
+    return all(_equal_at(x, y, range(0, size, CHUNK), CHUNK, shift)
+               for (x, y), size, shift in zip(pairs, sizes, shifts, strict=True))

@@ -85,7 +85,7 @@ def test_identical_checkpoints_are_refused_unless_asked_for(make_checkpoint, tmp
 
 
 def test_the_same_tensors_in_another_file_format_are_the_same_weights(make_checkpoint, tmp_path):
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     path = make_checkpoint("llama", seed=3)
     as_bin = tmp_path / "as-bin"
@@ -96,6 +96,10 @@ def test_the_same_tensors_in_another_file_format_are_the_same_weights(make_check
     assert checkpoint_files.same_weights(path, as_bin)
     with pytest.raises(IdenticalCheckpointsError):  # issue 31: was every difference 0.000
         load_pair(path, as_bin, device="cpu")
+    resaved = tmp_path / "resaved"  # the same layout under other metadata: other header bytes, the same tensors
+    shutil.copytree(path, resaved)
+    save_file(state, resaved / "model.safetensors", metadata={"format": "pt", "saved_by": "someone else"})
+    assert checkpoint_files.same_weights(path, resaved)
     name = next(iter(state))
     changed = {**state, name: state[name].clone()}
     changed[name].view(-1)[changed[name].numel() // 3] += 1e-3  # one value, between the sampled ones
