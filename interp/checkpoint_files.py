@@ -45,6 +45,34 @@ def weight_files(checkpoint: str | os.PathLike) -> list[Path]:
     return []
 
 
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+               "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+"""Bytes per element of each safetensors dtype."""
+
+
+def _bad_entry(entry) -> str | None:
+    """What is wrong with one tensor's safetensors header entry (dtype, shape, data_offsets that hold exactly
+    the tensor), or None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BYTES:
+        return f"has an unknown dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
+        return f"has a shape that is not a list of sizes: {shape!r}"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        return f"has data_offsets that are not a [start, end] range: {offsets!r}"
+    numel = 1
+    for n in shape:
+        numel *= n
+    if offsets[1] - offsets[0] != numel * DTYPE_BYTES[dtype]:
+        return (f"has {offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape {shape} "
+                f"({numel * DTYPE_BYTES[dtype]} needed)")
+    return None
+
+
 def _damaged(file: Path, why: str) -> ValueError:
     return ValueError(f"{file} is not a whole safetensors file: {why}; it is damaged or was cut short "
                       "(copy or download it again)")
@@ -65,12 +93,16 @@ def check_safetensors(file: Path) -> dict:
             raise _damaged(file, f"its header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise _damaged(file, "its header is not a JSON object")
-    ends = [entry["data_offsets"][1] for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry]
+    entries = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    for name, entry in entries.items():
+        why = _bad_entry(entry)
+        if why:
+            raise _damaged(file, f"its header's entry for {name!r} {why}")
+    ends = [entry["data_offsets"][1] for entry in entries.values()]
     expected = 8 + length + max(ends, default=0)
     if size != expected:
         raise _damaged(file, f"its header describes {expected} bytes, the file holds {size}")
-    return {name: entry for name, entry in header.items() if name != "__metadata__"}
+    return entries
 
 
 def check_weight_files(checkpoint: str | os.PathLike) -> None:
@@ -78,14 +110,28 @@ def check_weight_files(checkpoint: str | os.PathLike) -> None:
     path = Path(checkpoint)
     if not path.is_dir():
         return
-    for index in path.glob("*.safetensors.index.json"):
-        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
-        missing = [s for s in shards if not (path / s).is_file()]
-        if missing:
-            raise ValueError(f"{index} names shards that are not in {path}: {', '.join(missing)} "
-                             "(copy or download them again)")
+    for index in [*path.glob("*.safetensors.index.json"), *path.glob("pytorch_model*.bin.index.json")]:
+        for shard in _shards(index):
+            if not (path / shard).resolve().is_relative_to(path.resolve()):
+                raise ValueError(f"{index} names the shard {shard!r}, outside the checkpoint {path}: a checkpoint's "
+                                 "weights must be its own files")
+            if not (path / shard).is_file():
+                raise ValueError(f"{index} names the shard {shard!r}, which is not in {path} "
+                                 "(copy or download it again)")
     for file in path.glob("*.safetensors"):
         check_safetensors(file)
+
+
+def _shards(index: Path) -> list[str]:
+    """The shard files a checkpoint's index names, or a ``ValueError`` naming the index when it is malformed."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        why = "is not a JSON object" if isinstance(e, AttributeError) else f"is not valid JSON ({e})"
+        raise ValueError(f"the shard index {index} {why}; copy or download it again") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"the shard index {index} has no weight_map of tensor names to shard files")
+    return sorted(set(weight_map.values()))
 
 
 def _equal_at(first: Path, second: Path, offsets, size: int, shift: tuple[int, int] = (0, 0)) -> bool:

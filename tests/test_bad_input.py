@@ -239,8 +239,47 @@ def test_missing_shard_is_refused(make_checkpoint, tmp_path):
     index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
                                             "b": "model-00002-of-00002.safetensors"}}
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(ValueError, match="names shards that are not in .*model-00002-of-00002.safetensors"):
+    with pytest.raises(ValueError, match="names the shard 'model-00002-of-00002.safetensors', which is not in"):
         load_pair(make_checkpoint("llama", seed=4), sharded, device="cpu")
+
+
+@pytest.mark.parametrize("index, message", [
+    ({"weight_map": {"a": "../base/model.safetensors"}}, "outside the checkpoint"),  # was: aligned loaded base's
+    (["model.safetensors"], "is not a JSON object"),
+    ("{not json", "is not valid JSON"),
+    ({"weight_map": ["model.safetensors"]}, "has no weight_map of tensor names to shard files"),
+])
+def test_bad_shard_indexes_are_one_line_naming_the_index(make_checkpoint, tmp_path, index, message):
+    checkpoint = tmp_path / "aligned"
+    shutil.copytree(make_checkpoint("llama", seed=3), checkpoint)
+    shutil.copytree(make_checkpoint("llama", seed=4), tmp_path / "base")
+    (checkpoint / "model.safetensors.index.json").write_text(index if isinstance(index, str) else json.dumps(index))
+    with pytest.raises(ValueError, match=f"model.safetensors.index.json.* {message}"):
+        checkpoint_files.check_weight_files(checkpoint)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e: {**e, "dtype": "F33"}, "unknown dtype 'F33'"),
+    (lambda e: {**e, "shape": [e["shape"][0] + 1, *e["shape"][1:]]}, "bytes for a F32 tensor of shape"),
+    (lambda e: {**e, "shape": "big"}, "shape that is not a list of sizes"),
+    (lambda e: {**e, "data_offsets": [e["data_offsets"][1], e["data_offsets"][0]]}, "not a \\[start, end\\] range"),
+])
+def test_malformed_safetensors_headers_are_named_before_loading(make_checkpoint, tmp_path, edit, message):
+    import struct
+
+    checkpoint = tmp_path / "bad"
+    shutil.copytree(make_checkpoint("llama", seed=3), checkpoint)
+    weights = checkpoint / "model.safetensors"
+    raw = weights.read_bytes()
+    length = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + length])
+    name = next(k for k in header if k != "__metadata__")
+    text = json.dumps({**header, name: edit(header[name])}).encode()
+    text += b" " * (length - len(text)) if len(text) <= length else b""
+    weights.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + length:])
+    with pytest.raises(ValueError, match=f"model.safetensors is not a whole safetensors file: its header's entry for "
+                                         f"'{name}' .*{message}"):
+        load_pair(make_checkpoint("llama", seed=4), checkpoint, device="cpu")
 
 
 def test_a_checkpoint_without_tokenizer_says_so(make_checkpoint, tmp_path):
