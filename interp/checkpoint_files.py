@@ -218,3 +218,60 @@ def _same_bytes(files_a: list[Path], files_b: list[Path], data_only: bool = Fals
         return False
     return all(_equal_at(x, y, range(0, size, CHUNK), CHUNK, shift)
                for (x, y), size, shift in zip(pairs, sizes, shifts, strict=True))
+
+
+def stored_shapes(checkpoint: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint directory's weight files hold, with its shape, from safetensors headers (no tensor
+    read) or ``pytorch_model*.bin`` files (memory-mapped)."""
+    shapes = {}
+    for file in weight_files(checkpoint):
+        if file.suffix == ".safetensors":
+            shapes.update({k: tuple(v["shape"]) for k, v in check_safetensors(file).items()})
+        else:
+            shapes.update({k: tuple(v.shape) for k, v in tensors([file]).items()})
+    return shapes
+
+
+def check_inventory(checkpoint: str | os.PathLike, config) -> None:
+    """The tensors a checkpoint directory holds are those its config's architecture has, in its shapes: a tensor
+    missing (transformers would fill it with random values), one no layer reads (a config that counts fewer layers
+    than the weights hold) or one of another shape (a config that lies about a size) is a ``ValueError`` naming
+    them. Tied weights may be stored once; tensors the architecture says it ignores are let through."""
+    import re
+
+    from transformers import AutoModelForCausalLM
+
+    stored = stored_shapes(checkpoint)
+    if not stored:
+        return
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    tied: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(parameter), []).append(name)
+    expected = {name: tuple(p.shape) for p in model.parameters() for name in tied[id(p)]}
+    prefix = f"{model.base_model_prefix}."
+    if not any(k.startswith(prefix) for k in stored):  # a base model's weights, as transformers also loads them
+        expected = {k.removeprefix(prefix): v for k, v in expected.items() if k.startswith(prefix)}
+    ignored = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []]
+    missing = [k for k in expected if k not in stored and not any(t in stored for t in _group(tied, model, k))]
+    unexpected = [k for k in stored if k not in expected and not any(p.search(k) for p in ignored)]
+    wrong = [f"{k} {list(stored[k])} (the config implies {list(expected[k])})" for k in stored
+             if k in expected and stored[k] != expected[k]]
+    problems = ([f"{len(missing)} tensor(s) the config's architecture needs are missing ({_some(missing)})"]
+                if missing else []) + ([f"{len(unexpected)} tensor(s) no part of it reads ({_some(unexpected)})"]
+                                       if unexpected else []) + ([f"shapes differ: {_some(wrong)}"] if wrong else [])
+    if problems:
+        raise ValueError(f"the weights of {checkpoint} do not fit its config.json: {'; '.join(problems)}. A "
+                         "config that does not describe its weights (the number of layers or a size) or a weight file "
+                         "that lost tensors gives numbers about random matrices: fix the checkpoint")
+
+
+def _group(tied: dict[int, list[str]], model, name: str) -> list[str]:
+    """Every name of the parameter ``name`` (tied weights share one)."""
+    return next((names for names in tied.values() if name in names or f"{model.base_model_prefix}.{name}" in names),
+                [name])
+
+
+def _some(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

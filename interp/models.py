@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedCon
 
 from interp import gguf
 from interp import matmul as _matmul  # the keyword ``matmul`` names a choice
-from interp.checkpoint_files import check_weight_files, same_weights
+from interp.checkpoint_files import check_inventory, check_weight_files, same_weights
 from interp.interventions import generate
 from interp.prompts import check_prompt_format, format_prompts, pad_batch, pad_id, set_prompt_format, tokenize
 
@@ -355,6 +355,8 @@ def _prepare(checkpoint: str | os.PathLike) -> _Checkpoint:
     if Path(name).exists():
         check_weight_files(name)
     config, tokenizer = _load_config_and_tokenizer(name)
+    if Path(name).is_dir():
+        check_inventory(name, config)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
     return _Checkpoint(name, config, tokenizer)

@@ -16,6 +16,7 @@ import pytest
 import torch
 from inputs import as_hub_cache, refuse_loading, write_prompts
 from safetensors import safe_open
+from transformers import AutoConfig
 
 from interp import (
     CheckpointNotFoundError,
@@ -256,6 +257,31 @@ def test_bad_shard_indexes_are_one_line_naming_the_index(make_checkpoint, tmp_pa
     (checkpoint / "model.safetensors.index.json").write_text(index if isinstance(index, str) else json.dumps(index))
     with pytest.raises(ValueError, match=f"model.safetensors.index.json.* {message}"):
         checkpoint_files.check_weight_files(checkpoint)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_weights_that_do_not_fit_the_config_are_refused_before_loading(make_checkpoint, tmp_path, arch):
+    """Issue 31: each of these loaded, random values filling the gap, and the report named them alignment's change."""
+    from safetensors.torch import load_file, save_file
+
+    good = make_checkpoint(arch, seed=3)
+    checkpoint_files.check_inventory(good, AutoConfig.from_pretrained(good))  # tied lm_head stored once: fine
+    state = load_file(good / "model.safetensors")
+    config = json.loads((good / "config.json").read_text())
+    layers = "num_hidden_layers" if arch == "llama" else "n_layer"
+    lost = next(k for k in state if ".1." in k)
+    cases = [({k: v for k, v in state.items() if k != lost}, config, f"1 tensor(s) the config's architecture needs "
+              f"are missing ({lost})"),
+             (state, {**config, layers: config[layers] + 1}, "tensor(s) the config's architecture needs are missing"),
+             (state, {**config, layers: config[layers] - 1}, "tensor(s) no part of it reads"),
+             (state, {**config, "vocab_size": config["vocab_size"] + 7}, "shapes differ")]
+    for i, (weights, settings, message) in enumerate(cases):
+        bad = tmp_path / f"bad-{i}"
+        shutil.copytree(good, bad)
+        save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
+        (bad / "config.json").write_text(json.dumps(settings))
+        with pytest.raises(ValueError, match=f"do not fit its config.json: .*{re.escape(message)}"):
+            load_pair(make_checkpoint(arch, seed=4), bad, device="cpu")
 
 
 @pytest.mark.parametrize("edit, message", [
