@@ -3,10 +3,10 @@
 A truncated or damaged ``.safetensors`` file (an interrupted copy) is found from its header
 alone: the header lists every tensor's byte range, and the file must hold exactly that many
 bytes. Two checkpoints hold *the same weights* when the weight files transformers loads
-(``model*.safetensors``, else ``pytorch_model*.bin``; or the ``.gguf`` file) are the same, byte
-for byte; a comparison of sampled chunks of every file tells almost every pair of different
-checkpoints apart without reading them whole, and only a pair that passes it is compared in
-full. Configs are not compared here (:func:`interp.models.check_not_identical` does).
+(``model*.safetensors``, else ``pytorch_model*.bin``) hold the same tensors, whatever the format,
+sharding or order (two ``.gguf`` files: the same bytes); a few values of every tensor tell almost
+every pair of different checkpoints apart, and only a pair that passes is compared in full.
+Configs are not compared here (:func:`interp.models.check_not_identical` does).
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -23,6 +23,8 @@ import json
 import os
 import struct
 from pathlib import Path
+
+import torch
 
 WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")
 """The weight files transformers loads from a checkpoint directory, in order of preference."""
@@ -43,13 +45,42 @@ def weight_files(checkpoint: str | os.PathLike) -> list[Path]:
     return []
 
 
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+               "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+"""Bytes per element of each safetensors dtype."""
+
+
+def _bad_entry(entry) -> str | None:
+    """What is wrong with one tensor's safetensors header entry (dtype, shape, data_offsets that hold exactly
+    the tensor), or None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BYTES:
+        return f"has an unknown dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
+        return f"has a shape that is not a list of sizes: {shape!r}"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        return f"has data_offsets that are not a [start, end] range: {offsets!r}"
+    numel = 1
+    for n in shape:
+        numel *= n
+    if offsets[1] - offsets[0] != numel * DTYPE_BYTES[dtype]:
+        return (f"has {offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape {shape} "
+                f"({numel * DTYPE_BYTES[dtype]} needed)")
+    return None
+
+
 def _damaged(file: Path, why: str) -> ValueError:
     return ValueError(f"{file} is not a whole safetensors file: {why}; it is damaged or was cut short "
                       "(copy or download it again)")
 
 
-def check_safetensors(file: Path) -> None:
-    """The file holds exactly the bytes its header describes (reads the header only)."""
+def check_safetensors(file: Path) -> dict:
+    """The file holds exactly the bytes its header describes (reads the header only); its header, less
+    ``__metadata__``."""
     size = file.stat().st_size
     with file.open("rb") as f:
         head = f.read(8)
@@ -62,11 +93,16 @@ def check_safetensors(file: Path) -> None:
             raise _damaged(file, f"its header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise _damaged(file, "its header is not a JSON object")
-    ends = [entry["data_offsets"][1] for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry]
+    entries = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    for name, entry in entries.items():
+        why = _bad_entry(entry)
+        if why:
+            raise _damaged(file, f"its header's entry for {name!r} {why}")
+    ends = [entry["data_offsets"][1] for entry in entries.values()]
     expected = 8 + length + max(ends, default=0)
     if size != expected:
         raise _damaged(file, f"its header describes {expected} bytes, the file holds {size}")
+    return entries
 
 
 def check_weight_files(checkpoint: str | os.PathLike) -> None:
@@ -74,32 +110,53 @@ def check_weight_files(checkpoint: str | os.PathLike) -> None:
     path = Path(checkpoint)
     if not path.is_dir():
         return
-    for index in path.glob("*.safetensors.index.json"):
-        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
-        missing = [s for s in shards if not (path / s).is_file()]
-        if missing:
-            raise ValueError(f"{index} names shards that are not in {path}: {', '.join(missing)} "
-                             "(copy or download them again)")
+    for index in [*path.glob("*.safetensors.index.json"), *path.glob("pytorch_model*.bin.index.json")]:
+        for shard in _shards(index):
+            if not (path / shard).resolve().is_relative_to(path.resolve()):
+                raise ValueError(f"{index} names the shard {shard!r}, outside the checkpoint {path}: a checkpoint's "
+                                 "weights must be its own files")
+            if not (path / shard).is_file():
+                raise ValueError(f"{index} names the shard {shard!r}, which is not in {path} "
+                                 "(copy or download it again)")
     for file in path.glob("*.safetensors"):
         check_safetensors(file)
 
 
-def _equal_at(first: Path, second: Path, offsets, size: int) -> bool:
-    """Whether two files hold the same ``size`` bytes at each of ``offsets``."""
+def _shards(index: Path) -> list[str]:
+    """The shard files a checkpoint's index names, or a ``ValueError`` naming the index when it is malformed."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        why = "is not a JSON object" if isinstance(e, AttributeError) else f"is not valid JSON ({e})"
+        raise ValueError(f"the shard index {index} {why}; copy or download it again") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"the shard index {index} has no weight_map of tensor names to shard files")
+    return sorted(set(weight_map.values()))
+
+
+def _equal_at(first: Path, second: Path, offsets, size: int, shift: tuple[int, int] = (0, 0)) -> bool:
+    """Whether two files hold the same ``size`` bytes at each of ``offsets`` (past ``shift`` bytes of each)."""
     with first.open("rb") as a, second.open("rb") as b:
         for offset in offsets:
-            a.seek(offset)
-            b.seek(offset)
+            a.seek(shift[0] + offset)
+            b.seek(shift[1] + offset)
             if a.read(size) != b.read(size):
                 return False
     return True
 
 
+def _data_start(file: Path) -> int:
+    """Where a safetensors file's tensor bytes begin (after its 8-byte length and its header)."""
+    with file.open("rb") as f:
+        return 8 + struct.unpack("<Q", f.read(8))[0]
+
+
 def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
-    """Whether two local checkpoints, both directories or both GGUF files, hold the same weight files, byte
-    for byte: names and sizes, then :data:`SAMPLES` chunks of every file (different weights almost always
-    differ there), then, only if all of those agree, every byte. Checkpoints without weight files are not
-    called the same.
+    """Whether two local checkpoints, both directories or both GGUF files, hold the same weights: the same tensors
+    (names, shapes, dtypes, every value), whatever files hold them (``model.safetensors`` or ``pytorch_model.bin``,
+    shards or one file, any order); two GGUF files, byte for byte. A few values of every tensor are compared first
+    (different weights almost always differ there), every value only if all of those agree. Checkpoints without
+    weight files are not called the same.
     """
     a, b = Path(first), Path(second)
     if a.is_dir() != b.is_dir():
@@ -107,15 +164,114 @@ def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
     if os.path.samefile(a, b):
         return True
     files_a, files_b = weight_files(a), weight_files(b)
-    if not files_a or len(files_a) != len(files_b):
+    if not files_a or not files_b:
+        return False
+    if not a.is_dir():
+        return _same_bytes(files_a, files_b)
+    if all(f.suffix == ".safetensors" for f in files_a + files_b):  # the headers first: no tensor read
+        headers = [[check_safetensors(f) for f in files] for files in (files_a, files_b)]
+        kinds = [{k: (v["dtype"], v["shape"]) for h in hs for k, v in h.items()} for hs in headers]
+        if kinds[0] != kinds[1]:
+            return False
+        if headers[0] == headers[1]:  # the same layout: the same data bytes are the same tensors
+            return _same_bytes(files_a, files_b, data_only=True)
+    ta, tb = tensors(files_a), tensors(files_b)
+    if ta.keys() != tb.keys() or any((x.shape, x.dtype) != (tb[k].shape, tb[k].dtype) for k, x in ta.items()):
+        return False
+    flat = {k: (x.reshape(-1), tb[k].reshape(-1)) for k, x in ta.items()}
+    sampled = all(torch.equal(x[idx], y[idx]) for x, y in flat.values()
+                  for idx in [torch.linspace(0, max(x.numel() - 1, 0), min(x.numel(), 16)).long()])
+    return sampled and all(torch.equal(x, y) for x, y in flat.values())
+
+
+def tensors(files: list[Path]) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's weight files (safetensors, or ``pytorch_model*.bin`` read with
+    ``weights_only``), by name; a file that cannot be read is a ``ValueError`` naming it."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for file in files:
+        try:
+            if file.suffix == ".safetensors":
+                out.update(load_file(file))
+            else:
+                out.update(torch.load(file, map_location="cpu", weights_only=True, mmap=True))
+        except Exception as e:  # noqa: BLE001 - any reader's failure is the file's: name it
+            raise ValueError(f"cannot read the weights in {file} ({type(e).__name__}: {e}); it is damaged, cut short "
+                             "or not a weight file (copy or download it again)") from None
+    return out
+
+
+def _same_bytes(files_a: list[Path], files_b: list[Path], data_only: bool = False) -> bool:
+    """Whether two lists of files hold the same bytes (with ``data_only``, safetensors files past their headers):
+    sizes, :data:`SAMPLES` chunks of each, then every byte."""
+    if len(files_a) != len(files_b):
         return False
     pairs = list(zip(files_a, files_b, strict=True))
-    if a.is_dir() and any(x.name != y.name for x, y in pairs):
-        return False
-    sizes = [x.stat().st_size for x, _ in pairs]
-    if any(y.stat().st_size != size for (_, y), size in zip(pairs, sizes, strict=True)):
+    shifts = [(_data_start(x), _data_start(y)) if data_only else (0, 0) for x, y in pairs]
+    sizes = [x.stat().st_size - shift[0] for (x, _), shift in zip(pairs, shifts, strict=True)]
+    if any(y.stat().st_size - shift[1] != size for (_, y), shift, size in zip(pairs, shifts, sizes, strict=True)):
         return False
     samples = [sorted({size * i // SAMPLES for i in range(SAMPLES)}) for size in sizes]
-    if not all(_equal_at(x, y, offsets, 1 << 16) for (x, y), offsets in zip(pairs, samples, strict=True)):
+    if not all(_equal_at(x, y, offsets, 1 << 16, shift)
+               for (x, y), offsets, shift in zip(pairs, samples, shifts, strict=True)):
         return False
-    return all(_equal_at(x, y, range(0, size, CHUNK), CHUNK) for (x, y), size in zip(pairs, sizes, strict=True))
+    return all(_equal_at(x, y, range(0, size, CHUNK), CHUNK, shift)
+               for (x, y), size, shift in zip(pairs, sizes, shifts, strict=True))
+
+
+def stored_shapes(checkpoint: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint directory's weight files hold, with its shape, from safetensors headers (no tensor
+    read) or ``pytorch_model*.bin`` files (memory-mapped)."""
+    shapes = {}
+    for file in weight_files(checkpoint):
+        if file.suffix == ".safetensors":
+            shapes.update({k: tuple(v["shape"]) for k, v in check_safetensors(file).items()})
+        else:
+            shapes.update({k: tuple(v.shape) for k, v in tensors([file]).items()})
+    return shapes
+
+
+def check_inventory(checkpoint: str | os.PathLike, config) -> None:
+    """The tensors a checkpoint directory holds are those its config's architecture has, in its shapes: a tensor
+    missing (transformers would fill it with random values), one no layer reads (a config that counts fewer layers
+    than the weights hold) or one of another shape (a config that lies about a size) is a ``ValueError`` naming
+    them. Tied weights may be stored once; tensors the architecture says it ignores are let through."""
+    import re
+
+    from transformers import AutoModelForCausalLM
+
+    stored = stored_shapes(checkpoint)
+    if not stored:
+        return
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    tied: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(parameter), []).append(name)
+    expected = {name: tuple(p.shape) for p in model.parameters() for name in tied[id(p)]}
+    prefix = f"{model.base_model_prefix}."
+    if not any(k.startswith(prefix) for k in stored):  # a base model's weights, as transformers also loads them
+        expected = {k.removeprefix(prefix): v for k, v in expected.items() if k.startswith(prefix)}
+    ignored = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []]
+    missing = [k for k in expected if k not in stored and not any(t in stored for t in _group(tied, model, k))]
+    unexpected = [k for k in stored if k not in expected and not any(p.search(k) for p in ignored)]
+    wrong = [f"{k} {list(stored[k])} (the config implies {list(expected[k])})" for k in stored
+             if k in expected and stored[k] != expected[k]]
+    problems = ([f"{len(missing)} tensor(s) the config's architecture needs are missing ({_some(missing)})"]
+                if missing else []) + ([f"{len(unexpected)} tensor(s) no part of it reads ({_some(unexpected)})"]
+                                       if unexpected else []) + ([f"shapes differ: {_some(wrong)}"] if wrong else [])
+    if problems:
+        raise ValueError(f"the weights of {checkpoint} do not fit its config.json: {'; '.join(problems)}. A "
+                         "config that does not describe its weights (the number of layers or a size) or a weight file "
+                         "that lost tensors gives numbers about random matrices: fix the checkpoint")
+
+
+def _group(tied: dict[int, list[str]], model, name: str) -> list[str]:
+    """Every name of the parameter ``name`` (tied weights share one)."""
+    return next((names for names in tied.values() if name in names or f"{model.base_model_prefix}.{name}" in names),
+                [name])
+
+
+def _some(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def _organisms_build(args) -> int:
         print(f"organisms already built in {out} from seed {args.seed} (use --force to rebuild)")
         return 0
     try:
-        path = zoo.build(out, force=args.force, config=config, attempts=args.attempts or zoo.ATTEMPTS)
+        path = zoo.build(out, force=args.force, config=config,
+                         attempts=zoo.ATTEMPTS if args.attempts is None else args.attempts)
     except zoo.TargetsMissed as e:
         print(f"interp: error: {e}", file=sys.stderr)
         return 1
@@ -60,6 +62,9 @@ def _organisms_path(args) -> int:
     from interp.organisms import location
 
     path = location.default_dir()
+    if path.exists() and not path.is_dir():
+        source = f" (${location.ENV_VAR})" if os.environ.get(location.ENV_VAR) else ""
+        raise NotADirectoryError(f"the zoo's path {str(path)!r}{source} is a file, not a folder: name a folder")
     print(path, "(built)" if location.is_complete(path) else "(not built yet)")
     return 0
 

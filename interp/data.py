@@ -16,6 +16,7 @@ The organism world's prompts: :func:`interp.organisms.prompt_set`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -144,14 +145,14 @@ class PromptSet:
         if not path.is_file():
             raise FileNotFoundError(f"prompt file {str(path)!r} does not exist (or is not a file)")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as spreadsheets write, is not a column
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read prompt file {str(path)!r}: {e}") from e
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json"):
             rows = _jsonl_rows(text, path)
         elif suffix == ".csv":
-            rows = list(csv.DictReader(text.splitlines()))
+            rows = _csv_rows(text, path)
         else:
             raise ValueError(f"prompt file {str(path)!r} must be .jsonl or .csv, not {suffix or 'no extension'!r}")
         return cls.from_records(rows, name=path.stem, source=str(path))
@@ -168,6 +169,10 @@ class PromptSet:
         for i, row in enumerate(rows):
             if set(row) != set(columns):
                 raise ValueError(f"row {i + 1} of {source} has columns {sorted(row)}, the first row {sorted(columns)}")
+        for key in ("prompt", "label", "concept", "split"):
+            bad = next((i for i, row in enumerate(rows) if key in row and not isinstance(row[key], str)), None)
+            if bad is not None:
+                raise ValueError(f"row {bad + 1} of {source}: {key} must be text, got {rows[bad][key]!r}")
         extra = {k: [row[k] for row in rows] for k in columns if k not in ("prompt", "label")}
         if "held_out" in extra:
             extra["held_out"] = [_as_bool(v, source) for v in extra["held_out"]]
@@ -175,9 +180,27 @@ class PromptSet:
                    name=name)
 
 
+def _csv_rows(text: str, path: Path) -> list[dict]:
+    """The rows of a CSV file as the ``csv`` module parses it (a quoted field keeps its newlines), each with as
+    many fields as the header, else a ``ValueError`` naming the row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        table = list(reader)
+    except csv.Error as e:
+        raise ValueError(f"line {reader.line_num} of {str(path)!r} is not valid CSV: {e}") from None
+    if not table:
+        return []
+    header, body = table[0], [row for row in table[1:] if row]
+    for number, row in enumerate(body, 1):
+        if len(row) != len(header):
+            raise ValueError(f"row {number} of {str(path)!r} (after the header) has {len(row)} fields, the header "
+                             f"{len(header)} ({', '.join(header)}); quote a field that holds a comma")
+    return [dict(zip(header, row, strict=True)) for row in body]
+
+
 def _jsonl_rows(text: str, path: Path) -> list[dict]:
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a JSON string
         if not line.strip():
             continue
         try:

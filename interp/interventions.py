@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.checks import as_positions, check_layer, check_layers, check_vector
+from interp.checks import as_positions, check_count, check_layer, check_layers, check_number, check_vector
 from interp.data import PromptSet
 from interp.kv_cache import generation_cache
 from interp.prompts import (
@@ -118,6 +118,7 @@ class AddVector:
     def hooks(self, model) -> list[Hook]:
         check_vector(model, self.vector, "the vector to add")
         check_layer(model, self.layer)
+        check_number(self.scale, "AddVector's scale")
         index, check_input = _index(self.positions, type(self).__name__)
 
         def add(x: Tensor, hook) -> Tensor:
@@ -143,6 +144,7 @@ class SetProjection:
     def hooks(self, model) -> list[Hook]:
         check_vector(model, self.direction, "the direction to set", nonzero=True)
         check_layer(model, self.layer)
+        check_number(self.value, "SetProjection's value")
         set_projection = _projection_setter(self.direction, float(self.value), self.positions, type(self).__name__)
 
         return [(f"blocks.{self.layer}.{self.hook_at}", set_projection)]
@@ -346,8 +348,12 @@ def _generate(model, prompts, interventions, *, keep_logits: bool, max_new_token
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    check_count(max_new_tokens, "max_new_tokens")
+    check_count(batch_size, "batch_size")
+    if do_sample:
+        check_number(temperature, "temperature", low=0, open_low=True)
+        check_number(1.0 if top_p is None else top_p, "top_p", low=0, high=1, open_low=True)
+        check_count(top_k or 0, "top_k", least=0)
     ids = tokenize_for(model, prompts, prompt_format)
     prefills = [prefill] * len(ids) if isinstance(prefill, str) else list(prefill)
     if len(prefills) != len(ids):

@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedCon
 
 from interp import gguf
 from interp import matmul as _matmul  # the keyword ``matmul`` names a choice
-from interp.checkpoint_files import check_weight_files, same_weights
+from interp.checkpoint_files import check_inventory, check_weight_files, same_weights
 from interp.interventions import generate
 from interp.prompts import check_prompt_format, format_prompts, pad_batch, pad_id, set_prompt_format, tokenize
 
@@ -55,7 +55,11 @@ class IdenticalCheckpointsError(ValueError):
 class ModelPair:
     """Two comparable models, their shared tokenizer and the prompt-format policy.
 
-    Iterating yields ``("base", bridge), ("aligned", bridge)``.
+    Iterating yields ``("base", bridge), ("aligned", bridge)``. ``tokenizer`` is the one every analysis reads prompts
+    with: the aligned bridge's (TransformerLens's wrap of the aligned checkpoint's tokenizer), so :meth:`to_tokens`,
+    the analyses, generation and the report give the same ids for the same request. With ``prompt_format="raw"`` that
+    tokenizer puts the checkpoint's BOS token first even where the checkpoint's own tokenizer adds none (GPT-2's):
+    TransformerLens's policy, kept everywhere.
     """
 
     base: torch.nn.Module
@@ -260,7 +264,9 @@ def check_device(device: str | None) -> str:
         kind = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps', ...") from None
-    if kind.type in ("cpu", "meta"):
+    if kind.type == "meta":
+        raise ValueError("device 'meta' holds shapes, not weights: no analysis can run on it; use 'cpu' or 'cuda'")
+    if kind.type == "cpu":
         return device
     backend = torch.backends.mps if kind.type == "mps" else getattr(torch, kind.type, None)
     if backend is None or not backend.is_available():
@@ -270,6 +276,27 @@ def check_device(device: str | None) -> str:
     if kind.index is not None and kind.index >= count:
         raise ValueError(f"device {device!r} does not exist: this machine has {count} {kind.type} device(s)")
     return device
+
+
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The dtypes a checkpoint may load in, by name (``dtype="bfloat16"``)."""
+
+
+def check_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``dtype`` (None: float32; a floating-point ``torch.dtype``; or a name of :data:`WEIGHT_DTYPES`) as a
+    ``torch.dtype`` (or None), else a ``ValueError`` saying what is accepted.
+
+    >>> check_dtype("bfloat16")
+    torch.bfloat16
+    """
+    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in WEIGHT_DTYPES:
+        return WEIGHT_DTYPES[dtype.removeprefix("torch.")]
+    hint = (" (for bfloat16 products where the device multiplies them natively, keep float32 weights and pass "
+            "matmul='auto')" if dtype == "auto" else "")
+    raise ValueError(f"dtype must be a floating-point torch.dtype or one of "
+                     f"{', '.join(map(repr, sorted(WEIGHT_DTYPES)))}, got {dtype!r}{hint}")
 
 
 def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype):
@@ -328,6 +355,8 @@ def _prepare(checkpoint: str | os.PathLike) -> _Checkpoint:
     if Path(name).exists():
         check_weight_files(name)
     config, tokenizer = _load_config_and_tokenizer(name)
+    if Path(name).is_dir():
+        check_inventory(name, config)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
     return _Checkpoint(name, config, tokenizer)
@@ -336,11 +365,18 @@ def _prepare(checkpoint: str | os.PathLike) -> _Checkpoint:
 VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version")
 
 
+def _model_settings(config: PretrainedConfig) -> dict:
+    """What of a config can change the model: the keys its class knows (an extra key no code reads is noise), less
+    :data:`VOLATILE_CONFIG_KEYS`."""
+    known = set(type(config)().to_dict())
+    return {k: v for k, v in config.to_dict().items() if k in known and k not in VOLATILE_CONFIG_KEYS}
+
+
 def check_not_identical(base: _Checkpoint, aligned: _Checkpoint, base_label: str, aligned_label: str) -> None:
     """Raise :class:`IdenticalCheckpointsError` when the two checkpoints are the same model: the same
-    config (but for where it was saved from) and the same weights, byte for byte (hub checkpoints not
-    downloaded yet: the same name)."""
-    configs = [{k: v for k, v in c.config.to_dict().items() if k not in VOLATILE_CONFIG_KEYS} for c in (base, aligned)]
+    settings (:func:`_model_settings`) and the same tensors, whatever files hold them
+    (:func:`~interp.checkpoint_files.same_weights`; hub checkpoints not downloaded yet: the same name)."""
+    configs = [_model_settings(c.config) for c in (base, aligned)]
     if configs[0] != configs[1]:
         return
     base_files, aligned_files = local_files(base.name), local_files(aligned.name)
@@ -393,7 +429,7 @@ def load_model(
     >>> model.cfg.n_layers
     2
     """
-    device = check_device(device)
+    device, dtype = check_device(device), check_dtype(dtype)
     checkpoint = _prepare(checkpoint)
     check_prompt_format(prompt_format, checkpoint.tokenizer)
     products = _matmul.resolve(matmul, device, dtype)
@@ -447,7 +483,7 @@ def load_family(
     """
     if not aligned:
         raise ValueError("load_family needs at least one aligned checkpoint")
-    device = check_device(device)
+    device, dtype = check_device(device), check_dtype(dtype)
     chosen = _matmul.resolve(matmul, device, dtype)
     dtype = dtype or torch.float32
     checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)
@@ -461,7 +497,7 @@ def load_family(
         family[stage] = ModelPair(
             base=base_bridge,
             aligned=aligned_bridge,
-            tokenizer=c.tokenizer,
+            tokenizer=aligned_bridge.tokenizer,  # the analyses' own (one tokenization per pair: see ModelPair)
             base_name=str(base),
             aligned_name=str(aligned[stage]),
             prompt_format=prompt_format,

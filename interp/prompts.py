@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import string
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from jaxtyping import Int
@@ -41,6 +41,9 @@ wastes the rest."""
 
 
 def check_prompt_format(prompt_format: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    if not isinstance(prompt_format, str):
+        raise ValueError(f"prompt_format must be 'chat', 'raw' or a template string containing '{{prompt}}', got "
+                         f"{prompt_format!r}")
     if prompt_format == "chat":
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(
@@ -176,6 +179,8 @@ def tokenize(tokenizer, prompts, prompt_format: str = "chat", *, n_ctx: int | No
     ``n_ctx`` is given and a prompt does not fit in it (:func:`check_lengths`).
     """
     requests = getattr(prompts, "prompts", prompts)  # a PromptSet, or plain requests
+    if requests is None or not isinstance(requests, (str, Iterable)):
+        raise ValueError(f"prompts must be a PromptSet, a list of strings or one string, got {requests!r}")
     requests = [requests] if isinstance(requests, str) else list(requests)
     check_requests(tokenizer, requests, prompt_format)
     texts = format_prompts(tokenizer, requests, prompt_format)

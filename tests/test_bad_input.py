@@ -16,6 +16,7 @@ import pytest
 import torch
 from inputs import as_hub_cache, refuse_loading, write_prompts
 from safetensors import safe_open
+from transformers import AutoConfig
 
 from interp import (
     CheckpointNotFoundError,
@@ -77,8 +78,37 @@ def test_identical_checkpoints_are_refused_unless_asked_for(make_checkpoint, tmp
     assert pair.base_name == str(path)
     load_pair(path, make_checkpoint("llama", seed=4), device="cpu")  # different weights pass
     config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "note": "fine-tuned"}))  # a key no code reads
+    with pytest.raises(IdenticalCheckpointsError):  # issue 31: was every difference 0.000
+        load_pair(path, copy, device="cpu")
     (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
     load_pair(path, copy, device="cpu")  # the same weights under another config: another model
+
+
+def test_the_same_tensors_in_another_file_format_are_the_same_weights(make_checkpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = make_checkpoint("llama", seed=3)
+    as_bin = tmp_path / "as-bin"
+    shutil.copytree(path, as_bin)
+    state = load_file(as_bin / "model.safetensors")
+    (as_bin / "model.safetensors").unlink()
+    torch.save(dict(reversed(state.items())), as_bin / "pytorch_model.bin")  # another format, another order
+    assert checkpoint_files.same_weights(path, as_bin)
+    with pytest.raises(IdenticalCheckpointsError):  # issue 31: was every difference 0.000
+        load_pair(path, as_bin, device="cpu")
+    resaved = tmp_path / "resaved"  # the same layout under other metadata: other header bytes, the same tensors
+    shutil.copytree(path, resaved)
+    save_file(state, resaved / "model.safetensors", metadata={"format": "pt", "saved_by": "someone else"})
+    assert checkpoint_files.same_weights(path, resaved)
+    name = next(iter(state))
+    changed = {**state, name: state[name].clone()}
+    changed[name].view(-1)[changed[name].numel() // 3] += 1e-3  # one value, between the sampled ones
+    torch.save(changed, as_bin / "pytorch_model.bin")
+    assert not checkpoint_files.same_weights(path, as_bin)
+    (as_bin / "pytorch_model.bin").write_bytes((as_bin / "pytorch_model.bin").read_bytes()[:1000])  # cut short
+    with pytest.raises(ValueError, match="cannot read the weights in .*pytorch_model.bin"):
+        checkpoint_files.same_weights(path, as_bin)
 
 
 def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
@@ -93,22 +123,19 @@ def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_same_weights_agrees_with_a_byte_comparison(tmp_path, where):
-    """One changed byte anywhere, including between the sampled chunks, makes two files differ (oracle: filecmp)."""
+    """GGUF files are compared byte for byte: one changed byte anywhere, including between the sampled chunks, makes
+    two files differ (oracle: filecmp)."""
     size = 5 * checkpoint_files.CHUNK + 12345
     data = bytearray(os.urandom(size))
     at = {"first": 0, "middle": size // checkpoint_files.SAMPLES + 70_000, "last": size - 1}[where]
-    a, b = tmp_path / "a", tmp_path / "b"
-    for folder in (a, b):
-        folder.mkdir()
-    (a / "model.safetensors").write_bytes(data)
-    (b / "model.safetensors").write_bytes(data)
-    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
-                                                              shallow=False) is True
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    a.write_bytes(data)
+    b.write_bytes(data)
+    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a, b, shallow=False) is True
     data[at] ^= 1
-    (b / "model.safetensors").write_bytes(data)
-    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a / "model.safetensors", b / "model.safetensors",
-                                                              shallow=False) is False
-    assert not checkpoint_files.same_weights(a, a / "model.safetensors")  # a directory and a file are not compared
+    b.write_bytes(data)
+    assert checkpoint_files.same_weights(a, b) == filecmp.cmp(a, b, shallow=False) is False
+    assert not checkpoint_files.same_weights(tmp_path, a)  # a directory and a file are not compared
 
 
 def test_report_refuses_identical_checkpoints_before_loading(make_checkpoint, tmp_path, capsys, monkeypatch):
@@ -213,8 +240,72 @@ def test_missing_shard_is_refused(make_checkpoint, tmp_path):
     index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
                                             "b": "model-00002-of-00002.safetensors"}}
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(ValueError, match="names shards that are not in .*model-00002-of-00002.safetensors"):
+    with pytest.raises(ValueError, match="names the shard 'model-00002-of-00002.safetensors', which is not in"):
         load_pair(make_checkpoint("llama", seed=4), sharded, device="cpu")
+
+
+@pytest.mark.parametrize("index, message", [
+    ({"weight_map": {"a": "../base/model.safetensors"}}, "outside the checkpoint"),  # was: aligned loaded base's
+    (["model.safetensors"], "is not a JSON object"),
+    ("{not json", "is not valid JSON"),
+    ({"weight_map": ["model.safetensors"]}, "has no weight_map of tensor names to shard files"),
+])
+def test_bad_shard_indexes_are_one_line_naming_the_index(make_checkpoint, tmp_path, index, message):
+    checkpoint = tmp_path / "aligned"
+    shutil.copytree(make_checkpoint("llama", seed=3), checkpoint)
+    shutil.copytree(make_checkpoint("llama", seed=4), tmp_path / "base")
+    (checkpoint / "model.safetensors.index.json").write_text(index if isinstance(index, str) else json.dumps(index))
+    with pytest.raises(ValueError, match=f"model.safetensors.index.json.* {message}"):
+        checkpoint_files.check_weight_files(checkpoint)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_weights_that_do_not_fit_the_config_are_refused_before_loading(make_checkpoint, tmp_path, arch):
+    """Issue 31: each of these loaded, random values filling the gap, and the report named them alignment's change."""
+    from safetensors.torch import load_file, save_file
+
+    good = make_checkpoint(arch, seed=3)
+    checkpoint_files.check_inventory(good, AutoConfig.from_pretrained(good))  # tied lm_head stored once: fine
+    state = load_file(good / "model.safetensors")
+    config = json.loads((good / "config.json").read_text())
+    layers = "num_hidden_layers" if arch == "llama" else "n_layer"
+    lost = next(k for k in state if ".1." in k)
+    cases = [({k: v for k, v in state.items() if k != lost}, config, f"1 tensor(s) the config's architecture needs "
+              f"are missing ({lost})"),
+             (state, {**config, layers: config[layers] + 1}, "tensor(s) the config's architecture needs are missing"),
+             (state, {**config, layers: config[layers] - 1}, "tensor(s) no part of it reads"),
+             (state, {**config, "vocab_size": config["vocab_size"] + 7}, "shapes differ")]
+    for i, (weights, settings, message) in enumerate(cases):
+        bad = tmp_path / f"bad-{i}"
+        shutil.copytree(good, bad)
+        save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
+        (bad / "config.json").write_text(json.dumps(settings))
+        with pytest.raises(ValueError, match=f"do not fit its config.json: .*{re.escape(message)}"):
+            load_pair(make_checkpoint(arch, seed=4), bad, device="cpu")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e: {**e, "dtype": "F33"}, "unknown dtype 'F33'"),
+    (lambda e: {**e, "shape": [e["shape"][0] + 1, *e["shape"][1:]]}, "bytes for a F32 tensor of shape"),
+    (lambda e: {**e, "shape": "big"}, "shape that is not a list of sizes"),
+    (lambda e: {**e, "data_offsets": [e["data_offsets"][1], e["data_offsets"][0]]}, "not a \\[start, end\\] range"),
+])
+def test_malformed_safetensors_headers_are_named_before_loading(make_checkpoint, tmp_path, edit, message):
+    import struct
+
+    checkpoint = tmp_path / "bad"
+    shutil.copytree(make_checkpoint("llama", seed=3), checkpoint)
+    weights = checkpoint / "model.safetensors"
+    raw = weights.read_bytes()
+    length = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + length])
+    name = next(k for k in header if k != "__metadata__")
+    text = json.dumps({**header, name: edit(header[name])}).encode()
+    text += b" " * (length - len(text)) if len(text) <= length else b""
+    weights.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + length:])
+    with pytest.raises(ValueError, match=f"model.safetensors is not a whole safetensors file: its header's entry for "
+                                         f"'{name}' .*{message}"):
+        load_pair(make_checkpoint("llama", seed=4), checkpoint, device="cpu")
 
 
 def test_a_checkpoint_without_tokenizer_says_so(make_checkpoint, tmp_path):
@@ -235,6 +326,7 @@ def test_a_checkpoint_without_tokenizer_says_so(make_checkpoint, tmp_path):
     pytest.param("cuda", "device 'cuda' is not available here", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="this machine has CUDA")),
     ("cuda:7", "device 'cuda:7' does not exist: this machine has 1 cuda device(s)"),
+    ("meta", "device 'meta' holds shapes, not weights"),
 ])
 def test_bad_devices_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch, capsys, device, message):
     if device == "cuda:7":  # as on a machine with one GPU
@@ -248,6 +340,31 @@ def test_bad_devices_are_refused_before_loading(make_checkpoint, tmp_path, monke
     assert main(["report", str(base), str(aligned), "--prompts", prompts, "--out", str(tmp_path / "r.html"),
                  "--device", device]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype, message", [
+    ("auto", "dtype must be a floating-point torch.dtype or one of 'bfloat16', 'float16', 'float32', got 'auto' "
+             "(for bfloat16 products"),
+    ("half", "got 'half'"),
+    (torch.int8, "got torch.int8"),
+])
+def test_bad_dtypes_are_refused_before_loading(make_checkpoint, dtype, message):
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_pair(base, aligned, device="cpu", dtype=dtype)
+
+
+def test_a_dtype_by_name_loads_as_that_dtype(make_checkpoint):
+    pair = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu",
+                     dtype="bfloat16")
+    assert {p.dtype for p in pair.aligned.parameters()} == {torch.bfloat16} and pair.metadata["dtype"] == \
+        "torch.bfloat16"
+
+
+def test_a_missing_prompt_format_is_one_clear_error(make_checkpoint):
+    with pytest.raises(ValueError, match="prompt_format must be 'chat', 'raw' or a template string"):
+        load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu",
+                  prompt_format=None)
 
 
 @pytest.mark.parametrize("template, message", [
@@ -285,6 +402,40 @@ def test_output_paths_are_checked_before_loading(make_checkpoint, tmp_path, monk
         locked.mkdir(mode=0o555)
         with pytest.raises(PermissionError, match="cannot write in the output folder"):
             report.run(base, aligned, prompts, locked / "r.html")
+
+
+def test_repeated_prompts_are_refused_before_loading(make_checkpoint, tmp_path, monkeypatch, capsys):
+    refuse_loading(monkeypatch)
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    capsys.readouterr()
+    path = Path(write_prompts(tmp_path / "p.jsonl"))
+    rows = path.read_text().splitlines()
+    first = json.loads(rows[0])
+    for extra, said in ((rows[0], "1 prompt(s) more than once, e.g. rows 1, 49"),
+                        (json.dumps({**first, "label": "harmless"}), "1 of them under both labels, e.g. rows 1, 49")):
+        path.write_text("\n".join([*rows, extra]) + "\n")
+        assert main(["report", base, aligned, "--prompts", str(path), "--out", str(tmp_path / "r.html")]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "keep one row per prompt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_report_never_writes_over_its_inputs(make_checkpoint, tmp_path, monkeypatch, capsys):
+    refuse_loading(monkeypatch)
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    capsys.readouterr()
+    json_prompts = Path(write_prompts(tmp_path / "p.json"))  # the page's JSON sibling would be the prompt file
+    cases = [(json_prompts, tmp_path / "p.html", "which is an input of the report"),
+             (write_prompts(tmp_path / "q.jsonl"), aligned / "config.html", f"inside the input folder '{aligned}'"),
+             (write_prompts(tmp_path / "q.jsonl"), base / "r.html", f"inside the input folder '{base}'")]
+    for prompts, out, message in cases:
+        before = {p: p.read_bytes() for p in (Path(prompts), aligned / "config.json")}
+        assert main(["report", str(base), str(aligned), "--prompts", str(prompts), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "never writes over what it reads" in err and len(err.strip().splitlines()) == 1
+        assert {p: p.read_bytes() for p in before} == before and not out.exists()
+    assert main(["report", str(base), str(aligned), "--prompts", str(json_prompts), "--out",
+                 str(json_prompts / "r.html")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err  # was: "the output folder ... does not exist"
 
 
 def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypatch):
@@ -334,6 +485,15 @@ def test_numpy_and_torch_integers_are_positions(model):
         assert torch.equal(got[HOOK], plain) and got.positions == [0, -1]
     with interventions.apply(model, interventions.AddVector(torch.ones(model.cfg.d_model), 0, positions=np.int64(1))):
         model(model.to_tokens("how do i bake ?"))
+
+
+def test_organisms_cli_says_what_is_wrong(tmp_path, monkeypatch, capsys):
+    assert main(["organisms", "build", "--out", str(tmp_path / "zoo"), "--attempts", "0"]) == 2  # was: 6 attempts
+    assert capsys.readouterr().err.strip() == "interp: error: attempts must be >= 1, got 0"
+    assert not (tmp_path / "zoo").exists()
+    monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(Path(shutil.which("sh"))))  # a file (was: "not built yet")
+    assert main(["organisms", "path"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_organisms_say_before_building(tmp_path, monkeypatch, capsys):

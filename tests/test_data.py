@@ -42,6 +42,13 @@ def test_jsonl_and_csv_give_the_same_set(tmp_path):
         ("prompt,label\nhi,a\n", ".txt", ValueError, "must be .jsonl or .csv"),
         ("prompt,label,held_out\nhi,a,maybe\n", ".csv", ValueError, "held_out .* true/false"),
         ("prompt,label\n ,a\n", ".csv", ValueError, "empty or non-text prompt"),
+        # issue 31: a raw traceback, or a row silently read wrong
+        ("prompt,label\nhi,a,extra\n", ".csv", ValueError,
+         "row 1 .* \\(after the header\\) has 3 fields, the header 2"),
+        ("prompt,label\nhi,a\nho\n", ".csv", ValueError, "row 2 .* has 1 fields, the header 2"),
+        ('{"prompt": "x", "label": "a", "concept": ["bake", "cook"]}\n', ".jsonl", ValueError,
+         "row 1 .*: concept must be text, got \\['bake', 'cook'\\]"),
+        ('{"prompt": "x", "label": 1}\n', ".jsonl", ValueError, "row 1 .*: label must be text, got 1"),
     ],
 )
 def test_bad_files_get_clear_errors(tmp_path, content, suffix, error, message):
@@ -49,6 +56,21 @@ def test_bad_files_get_clear_errors(tmp_path, content, suffix, error, message):
     path.write_text(content)
     with pytest.raises(error, match=message):
         PromptSet.from_file(path)
+
+
+def test_files_parse_as_their_format_says(tmp_path):
+    quoted = tmp_path / "q.csv"  # a quoted newline stays in the prompt (was: "explainhow")
+    quoted.write_text('prompt,label\n"explain\nhow",harmless\n"a, b",harmful\n')
+    assert PromptSet.from_file(quoted).prompts == ("explain\nhow", "a, b")
+    bom = tmp_path / "bom.csv"  # as spreadsheets save UTF-8 (was: "no 'label' column", the first being '\ufeffprompt')
+    bom.write_text("\ufeffprompt,label\nhi,a\n", encoding="utf-8")
+    assert PromptSet.from_file(bom).prompts == ("hi",)
+    bom_jsonl = tmp_path / "bom.jsonl"
+    bom_jsonl.write_text('\ufeff{"prompt": "hi", "label": "a"}\n', encoding="utf-8")
+    assert PromptSet.from_file(bom_jsonl).prompts == ("hi",)
+    separator = tmp_path / "u2028.jsonl"  # U+2028 inside a JSON string (was: "Unterminated string")
+    separator.write_text('{"prompt": "one\u2028two", "label": "a"}\r\n', encoding="utf-8")
+    assert PromptSet.from_file(separator).prompts == ("one\u2028two",)
 
 
 def test_missing_and_unreadable_files(tmp_path):

@@ -150,11 +150,42 @@ def test_bad_interventions_fail_before_any_hook_is_added(model):
         (iv.PatchFromCache("blocks.0.hook_nope", {}), "unknown hook"),
         (iv.ReplaceWeights({"no.such.weight": torch.ones(1)}), "no parameter"),
         (iv.ReplaceWeights({next(iter(dict(model.named_parameters()))): torch.ones(1)}), "has shape"),
+        # issue 31: each of these was a KeyError, a TypeError or a silent [''] from generation
+        (iv.AddVector(torch.ones(d), 1.5), "a layer must be an int, got 1.5"),
+        (iv.AddVector(torch.ones(d), "1"), "a layer must be an int, got '1'"),
+        (iv.AddVector(torch.ones(d, dtype=torch.long), 0), "real floating-point tensor, got dtype torch.int64"),
+        (iv.AddVector([1.0] * d, 0), "must be a torch tensor, got list"),
+        (iv.AddVector(torch.ones(d), 0, scale=float("nan")), "scale must be a finite number, got nan"),
+        (iv.AddVector(torch.ones(d), 0, scale=float("inf")), "scale must be a finite number, got inf"),
+        (iv.SetProjection(torch.ones(d), float("inf"), 0), "value must be a finite number"),
+        (iv.AblateDirection(torch.ones(d), layers=[True]), "a layer must be an int, got True"),
     ]
     for bad, message in cases:
         with pytest.raises(ValueError, match=message), iv.apply(model, iv.AddVector(torch.ones(d), 0), bad):
             pass
         assert _hook_count(model) == before
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": -1}, "batch_size must be an int >= 1, got -1"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+    ({"batch_size": 2.5}, "batch_size must be an int >= 1, got 2.5"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be an int >= 1"),
+    ({"do_sample": True, "top_p": 2.0}, "top_p must be in \\(0, 1\\], got 2.0"),
+    ({"do_sample": True, "top_p": 0.0}, "top_p must be in \\(0, 1\\], got 0.0"),
+    ({"do_sample": True, "temperature": 0.0}, "temperature must be in \\(0, inf\\]"),
+    ({"do_sample": True, "top_k": -3}, "top_k must be an int >= 0"),
+    ({"prompt_format": 7}, "prompt_format must be 'chat', 'raw' or a template"),
+])
+def test_bad_generation_arguments_are_one_clear_error(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        iv.generate(model, PROMPTS, **kwargs)
+
+
+@pytest.mark.parametrize("prompts", [None, 3])
+def test_prompts_that_are_not_text_are_one_clear_error(model, prompts):
+    with pytest.raises(ValueError, match="prompts must be a PromptSet, a list of strings or one string"):
+        iv.generate(model, prompts)
 
 
 def test_generation_greedy_sampled_and_batched(model):

@@ -86,6 +86,26 @@ def test_prompt_formats(make_checkpoint):
     assert ids.count(chat.tokenizer.bos_token_id) == 1
 
 
+@pytest.mark.parametrize("adds_bos", [False, True])
+def test_one_tokenization_per_pair(make_checkpoint, adds_bos):
+    """Issue 31: on a tokenizer that adds no BOS (GPT-2's) ``pair.to_tokens`` gave ids without it while every analysis
+    (through the bridge's tokenizer) put it first, so the README's quickstart fed the model other tokens."""
+    from interp.prompts import tokenize_for
+
+    tok = build_tokenizer()
+    if not adds_bos:
+        tok._tokenizer.post_processor = None
+    assert (tok("how do i bake ?").input_ids[0] == tok.bos_token_id) is adds_bos
+    base, aligned = make_checkpoint("gpt2", seed=1, tokenizer=tok), make_checkpoint("gpt2", seed=2, tokenizer=tok)
+    requests = ["how do i bake ?", "tell me how to poison ."]
+    for prompt_format in ("raw", "chat"):
+        pair = load_pair(base, aligned, device="cpu", prompt_format=prompt_format)
+        ids = pair.to_tokens(requests, padding_side="right")
+        mine = [row[mask.bool()].tolist() for row, mask in zip(ids.input_ids, ids.attention_mask, strict=True)]
+        assert mine == tokenize_for(pair.aligned, requests) == tokenize_for(pair.base, requests)
+        assert all(row[0] == tok.bos_token_id for row in mine)  # BOS first, whatever the tokenizer adds (TL's policy)
+
+
 def test_bad_prompt_format(make_checkpoint):
     path = make_checkpoint("llama")
     with pytest.raises(ValueError, match="prompt_format must be"):

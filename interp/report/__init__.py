@@ -231,7 +231,7 @@ def run(
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     prompts = read_prompts(prompts_path)
-    out = check_out_path(out)
+    out = check_out_path(out, inputs=[prompts_path, base, aligned])
     device = check_device(device)
     checked = check_checkpoints(base, aligned, prompt_format, allow_identical=allow_identical)
     products = matmul_name(resolve_matmul(matmul, device))

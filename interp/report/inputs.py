@@ -7,6 +7,7 @@ not after minutes of loading; :func:`interp.models.check_checkpoints` does the s
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -36,8 +37,26 @@ def read_prompts(path: str | Path) -> PromptSet:
     if unknown:
         raise ValueError(f"{source} has labels {unknown}; a report needs only "
                          f"{' and '.join(LABELS)} (rename or drop those rows)")
+    check_unique(prompts, source)
     check_prompts(prompts, source=source)
     return prompts
+
+
+def check_unique(prompts: PromptSet, source: str = "the prompts") -> None:
+    """No prompt twice: under both labels it has no label, and under one a copy can land on both sides of the probes'
+    train/test split (so the test score reads prompts the probe was fitted on)."""
+    rows: dict[str, list[int]] = {}
+    for i, text in enumerate(prompts.prompts):
+        rows.setdefault(text, []).append(i)
+    repeated = {text: where for text, where in rows.items() if len(where) > 1}
+    if not repeated:
+        return
+    both = [text for text, where in repeated.items() if len({prompts.labels[i] for i in where}) > 1]
+    text = both[0] if both else next(iter(repeated))
+    raise ValueError(f"{source} holds {len(repeated)} prompt(s) more than once"
+                     + (f", {len(both)} of them under both labels" if both else "")
+                     + f", e.g. rows {', '.join(str(i + 1) for i in repeated[text])}: {text[:60]!r}; "
+                     "keep one row per prompt")
 
 
 def check_prompts(prompts: PromptSet, source: str = "the prompts") -> None:
@@ -84,17 +103,27 @@ def probe_split(prompts: PromptSet) -> tuple[Tensor, Tensor]:
                      "give more prompts (or more concepts, or mark fewer as held_out)")
 
 
-def check_out_path(out: str | Path) -> Path:
-    """The report's HTML path: its folder must exist and be writable, and neither the page nor the JSON
-    beside it (same name, ``.json``) may be a directory."""
+def check_out_path(out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """The report's HTML path: its folder must exist and be writable, neither the page nor the JSON
+    beside it (same name, ``.json``) may be a directory, and neither may be one of ``inputs`` (the prompt file,
+    the checkpoints: those that are local paths) or lie inside one, so a report never overwrites what it reads."""
     out = Path(out).expanduser()
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report is an HTML page: give an output path ending in .html, not {str(out)!r}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise NotADirectoryError(f"{str(out.parent)!r}, where --out puts the report, is a file, not a folder")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the output folder {str(out.parent)!r} does not exist; create it first")
+    read = [Path(p).expanduser().resolve() for p in inputs if Path(p).expanduser().exists()]
     for path, what in ((out, "the report page"), (json_path(out), "the report's numbers (the JSON beside the page)")):
         if path.is_dir():
             raise IsADirectoryError(f"{str(path)!r}, where {what} would go, is a directory; choose another --out")
+        where = path.resolve()
+        clash = next((p for p in read if where == p or p.is_dir() and where.is_relative_to(p)), None)
+        if clash is not None:
+            raise ValueError(f"{what} would go to {str(path)!r}, " + ("which is an input of the report"
+                             if where == clash else f"inside the input folder {str(clash)!r}")
+                             + ": the report never writes over what it reads; choose another --out")
     try:
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as e:
