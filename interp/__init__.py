@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         IdenticalCheckpointsError,
         IncompatiblePairError,
         ModelPair,
+        NonFiniteWeightsError,
         load_model,
         load_pair,
     )
@@ -31,13 +32,15 @@ _EXPORTS = {
     "Activations": "interp.cache", "collect_activations": "interp.cache", "collect_pair_activations": "interp.cache",
     "PromptSet": "interp.data", "CheckpointNotFoundError": "interp.models", "IncompatiblePairError": "interp.models",
     "IdenticalCheckpointsError": "interp.models", "ModelPair": "interp.models", "load_model": "interp.models",
+    "NonFiniteWeightsError": "interp.models",
     "load_pair": "interp.models", "organisms": None,
 }
 """Each top-level name and the module it comes from (``None``: a subpackage), imported on first use, so that
 ``import interp`` (and ``interp --help``) does not pay for torch, transformers and TransformerLens."""
 __all__ = [
     "Activations", "CheckpointNotFoundError", "IdenticalCheckpointsError", "IncompatiblePairError", "ModelPair",
-    "PromptSet", "collect_activations", "collect_pair_activations", "load_model", "load_pair", "organisms",
+    "NonFiniteWeightsError", "PromptSet", "collect_activations", "collect_pair_activations", "load_model", "load_pair",
+    "organisms",
 ]
 __version__ = "0.1.0"
 

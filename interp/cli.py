@@ -99,7 +99,7 @@ def _report(args) -> int:
     report.run(base, aligned, args.prompts, args.out, refusal_prefixes=args.refusal_prefix, skip=skip,
                device=args.device, prompt_format=args.prompt_format, max_new_tokens=args.max_new_tokens,
                allow_identical=args.allow_identical, dictionary=True if args.dictionary else None,
-               matmul=products)
+               matmul=products, allow_nonfinite=args.allow_nonfinite)
     return 0
 
 
@@ -167,6 +167,8 @@ def parser() -> argparse.ArgumentParser:
                    "SmolLM2-135M); auto: bfloat16 where the device has it (default: float32, exact; auto for a real "
                    "pair by name, as its notebooks run)")
     r.add_argument("--max-new-tokens", type=int, default=16, help="length of the greedy replies judged (default 16)")
+    r.add_argument("--allow-nonfinite", action="store_true", help="audit even when a checkpoint holds NaN or "
+                   "infinite weights (to study such a model on purpose; otherwise an error naming the tensors)")
     r.add_argument("--allow-identical", action="store_true", help="audit even when BASE and ALIGNED hold the same "
                    "weights (a null control: every difference is zero); otherwise that is an error")
     for key in REPORT_SECTIONS:

@@ -411,16 +411,34 @@ def check_checkpoints(
     return CheckedPair(first.name, second.name, second.tokenizer, min(lengths, default=None), second.config)
 
 
+class NonFiniteWeightsError(ValueError):
+    """A checkpoint holds NaN or infinite weights: every number computed through them is suspect."""
+
+
+def check_finite(model: torch.nn.Module, name: str) -> None:
+    """Raise :class:`NonFiniteWeightsError` naming the tensors of ``model`` that hold NaN or inf."""
+    bad = [f"{k.replace('._original_component', '')} ({int((~torch.isfinite(p)).sum())} values)"
+           for k, p in model.named_parameters() if not torch.isfinite(p).all()]  # named as in the checkpoint
+    if bad:
+        raise NonFiniteWeightsError(
+            f"{name} holds NaN or infinite weights in {len(bad)} tensor(s): {', '.join(bad[:4])}"
+            + (f" and {len(bad) - 4} more" if len(bad) > 4 else "") + "; every number computed through them is "
+            "suspect (a damaged file or a diverged training run). To study such a model on purpose, pass "
+            "allow_nonfinite=True (--allow-nonfinite)")
+
+
 def _load(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtype: torch.dtype | None,
-          prompt_format: str, product_dtype: torch.dtype = torch.float32):
+          prompt_format: str, product_dtype: torch.dtype = torch.float32, allow_nonfinite: bool = False):
     bridge = load_bridge(name, tokenizer, device, dtype or torch.float32)
+    if not allow_nonfinite:
+        check_finite(bridge.original_model, name)
     set_prompt_format(bridge, prompt_format)
     return _matmul.use(bridge, product_dtype)
 
 
 def load_model(
     checkpoint: str | os.PathLike, *, device: str | None = None, dtype: torch.dtype | None = None,
-    prompt_format: str = "chat", matmul: str | torch.dtype | None = None,
+    prompt_format: str = "chat", matmul: str | torch.dtype | None = None, allow_nonfinite: bool = False,
 ):
     """One checkpoint (hub name, local directory or GGUF file) as a TransformerBridge in eval mode, checked as
     :func:`load_pair` checks each of its two, and reading prompts under ``prompt_format``.
@@ -433,7 +451,7 @@ def load_model(
     checkpoint = _prepare(checkpoint)
     check_prompt_format(prompt_format, checkpoint.tokenizer)
     products = _matmul.resolve(matmul, device, dtype)
-    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format, products)
+    return _load(checkpoint.name, checkpoint.tokenizer, device, dtype, prompt_format, products, allow_nonfinite)
 
 
 def load_pair(
@@ -445,6 +463,7 @@ def load_pair(
     prompt_format: str = "chat",
     allow_identical: bool = False,
     matmul: str | torch.dtype | None = None,
+    allow_nonfinite: bool = False,
 ) -> ModelPair:
     """Load two checkpoints (hub names, local directories or GGUF files) as a checked :class:`ModelPair`.
 
@@ -453,14 +472,15 @@ def load_pair(
     ``"bfloat16"`` (or ``"auto"``: where the device does it natively) takes the linear products in bfloat16 and keeps
     everything else float32 (:mod:`interp.matmul`: 2-2.5x faster on a CPU with AVX512-BF16).
     Two checkpoints holding the same weights are an :class:`IdenticalCheckpointsError` unless
-    ``allow_identical`` (a null control); for one model, see :func:`load_model`.
+    ``allow_identical`` (a null control); a checkpoint whose weights hold NaN or inf is a
+    :class:`NonFiniteWeightsError` unless ``allow_nonfinite``; for one model, see :func:`load_model`.
 
     >>> pair = load_pair(base_dir, aligned_dir)
     >>> pair.aligned(pair.to_tokens(["how do i bake ?"]).input_ids).shape
     torch.Size([1, 8, 205])
     """
     return load_family(base, {"aligned": aligned}, device=device, dtype=dtype, prompt_format=prompt_format,
-                       allow_identical=allow_identical, matmul=matmul)["aligned"]
+                       allow_identical=allow_identical, matmul=matmul, allow_nonfinite=allow_nonfinite)["aligned"]
 
 
 def load_family(
@@ -472,6 +492,7 @@ def load_family(
     prompt_format: str = "chat",
     allow_identical: bool = False,
     matmul: str | torch.dtype | None = None,
+    allow_nonfinite: bool = False,
 ) -> dict[str, ModelPair]:
     """Several aligned checkpoints against one base, ``{stage: ModelPair}``, each pair checked as :func:`load_pair`
     checks it and the base loaded once: every pair's ``base`` is the same model (run it once for all of them, e.g.
@@ -489,10 +510,10 @@ def load_family(
     checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)
                for stage, path in aligned.items()}
     first = next(iter(checked.values()))
-    base_bridge = _load(first.base, first.tokenizer, device, dtype, prompt_format, chosen)
+    base_bridge = _load(first.base, first.tokenizer, device, dtype, prompt_format, chosen, allow_nonfinite)
     family = {}
     for stage, c in checked.items():
-        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, prompt_format, chosen)
+        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, prompt_format, chosen, allow_nonfinite)
         check_hooks(base_bridge, aligned_bridge)
         family[stage] = ModelPair(
             base=base_bridge,

@@ -284,6 +284,33 @@ def test_weights_that_do_not_fit_the_config_are_refused_before_loading(make_chec
             load_pair(make_checkpoint(arch, seed=4), bad, device="cpu")
 
 
+def test_nonfinite_weights_are_named_unless_allowed(make_checkpoint, tmp_path, monkeypatch, capsys):
+    """Issue 31: one NaN took refusal from 100% to 0% and the report printed 'mean KL ... is ;', exit 0."""
+    from safetensors.torch import load_file, save_file
+
+    from interp import NonFiniteWeightsError
+
+    base = make_checkpoint("llama", seed=4)
+    bad = tmp_path / "nan"
+    shutil.copytree(make_checkpoint("llama", seed=3), bad)
+    state = load_file(bad / "model.safetensors")
+    name = next(k for k in state if "layers.1.mlp" in k)
+    state[name].view(-1)[5] = float("nan")
+    state[name].view(-1)[6] = float("inf")
+    save_file(state, bad / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(NonFiniteWeightsError, match=f"holds NaN or infinite weights in 1 tensor\\(s\\): .*"
+                                                   f"{re.escape(name)} \\(2 values\\).*allow_nonfinite"):
+        load_pair(base, bad, device="cpu")
+    pair = load_pair(base, bad, device="cpu", allow_nonfinite=True)  # on purpose
+    assert not all(torch.isfinite(p).all() for p in pair.aligned.original_model.parameters())
+    capsys.readouterr()
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    assert main(["report", str(base), str(bad), "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "holds NaN or infinite weights" in err[-1] and "--allow-nonfinite" in err[-1]
+    assert not (tmp_path / "r.html").exists()
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda e: {**e, "dtype": "F33"}, "unknown dtype 'F33'"),
     (lambda e: {**e, "shape": [e["shape"][0] + 1, *e["shape"][1:]]}, "bytes for a F32 tensor of shape"),

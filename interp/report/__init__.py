@@ -217,7 +217,7 @@ def run(
     base: str, aligned: str, prompts_path: str | Path, out: str | Path, *,
     refusal_prefixes: Sequence[str] | None = None, skip: Sequence[str] = (), device: str | None = None,
     prompt_format: str = "chat", max_new_tokens: int = 16, progress: bool = True, allow_identical: bool = False,
-    dictionary: bool | None = None, matmul: str | None = None,
+    dictionary: bool | None = None, matmul: str | None = None, allow_nonfinite: bool = False,
 ) -> Report:
     """``interp report``: check the inputs, load the pair, audit it, write the HTML and the JSON.
 
@@ -249,7 +249,7 @@ def run(
     _say(progress, f"loading {base} and {aligned} ...", end=" ")
     start = time.time()
     pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical,
-                     matmul=matmul)
+                     matmul=matmul, allow_nonfinite=allow_nonfinite)
     _say(progress, f"done ({time.time() - start:.0f} s)")
     report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
                    progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)
