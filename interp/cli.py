@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -186,13 +187,30 @@ REPORT_SECTIONS = ("behaviour", "token_kl", "weights", "representations", "probe
 that building the parser, and ``interp --help``, imports no torch."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that ``finally`` blocks remove temporary files as on Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (OSError, ValueError, ImportError) as e:
         print(f"interp: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted; nothing half-written was left", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("interp: terminated; nothing half-written was left", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

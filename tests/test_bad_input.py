@@ -465,6 +465,52 @@ def test_the_report_never_writes_over_its_inputs(make_checkpoint, tmp_path, monk
     assert "is a file, not a folder" in capsys.readouterr().err  # was: "the output folder ... does not exist"
 
 
+@pytest.mark.parametrize("how, code, said", [("sigterm", 143, "terminated"), ("ctrl-c", 130, "interrupted")])
+def test_a_stopped_report_leaves_nothing_and_says_one_line(make_checkpoint, tmp_path, monkeypatch, capsys, how, code,
+                                                          said):
+    """Issue 31: SIGTERM during the write left ``.r.html.tmp-PID``; Ctrl-C printed a long traceback."""
+    import signal
+
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    out = tmp_path / "out"
+    out.mkdir()
+    written = Path.write_text
+
+    def stop_midway(self, text, *args, **kwargs):
+        result = written(self, text, *args, **kwargs)
+        if self.name.startswith(".r.html.tmp"):  # the page is written, its JSON not yet
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(Path, "write_text", stop_midway)
+    capsys.readouterr()
+    assert main(["report", base, aligned, "--prompts", prompts, "--out", str(out / "r.html"), "--refusal-prefix", "sorry",
+                 *[f"--no-{s.replace('_', '-')}" for s in list(report.SECTIONS)[1:]]]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"interp: {said}; nothing half-written was left"
+    assert list(out.iterdir()) == []  # no page, no JSON, no temporary file, no lock
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_two_reports_on_one_output_are_refused(make_checkpoint, tmp_path, monkeypatch, capsys):
+    refuse_loading(monkeypatch)
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".r.html.lock").write_text(str(other.pid))  # a live run holds it
+        capsys.readouterr()
+        assert main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
+        assert f"another interp process (pid {other.pid}) is writing" in capsys.readouterr().err
+    finally:
+        other.kill()
+        other.wait()
+    assert (tmp_path / ".r.html.lock").read_text() == str(other.pid)  # not taken: its holder was alive then
+
+
 def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypatch):
     pair = load_pair(make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4), device="cpu")
     result = report.audit(pair, prompt_set(["harmful_train", "harmless_train"]), refusal_prefixes=["sorry"],

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import transformers
 
+from interp.locks import running
 from interp.organisms import evaluate, targets, train, world
 from interp.organisms.location import (  # noqa: F401  (re-exported: the zoo's names)
     ALIGNED_VARIANTS,
@@ -165,21 +166,11 @@ def remove_abandoned_builds(out: Path) -> list[Path]:
     removed = []
     for tmp in out.parent.glob(f".{out.name}.building-*"):
         pid = tmp.name[len(f".{out.name}.building-"):].split("-")[0]
-        if pid.isdigit() and _running(int(pid)):
+        if pid.isdigit() and running(int(pid)):
             continue
         shutil.rmtree(tmp, ignore_errors=True)
         removed.append(tmp)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def _replace(new: Path, out: Path) -> None:

@@ -34,6 +34,7 @@ import torch
 from interp import directions, metrics
 from interp.data import PromptSet
 from interp.jailbreaks import SPECIAL_SPLITS, splits_of
+from interp.locks import output_lock
 from interp.markers import RefusalMarkers
 from interp.matmul import name as matmul_name
 from interp.matmul import resolve as resolve_matmul
@@ -246,13 +247,14 @@ def run(
     if "jailbreak" in work and not set(splits_of(prompts)) & set(SPECIAL_SPLITS):
         off["jailbreak"] = "the prompts have no jailbreak or bait rows"
     _say(progress, plan.describe(work, device, off, products))
-    _say(progress, f"loading {base} and {aligned} ...", end=" ")
-    start = time.time()
-    pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical,
-                     matmul=matmul, allow_nonfinite=allow_nonfinite)
-    _say(progress, f"done ({time.time() - start:.0f} s)")
-    report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
-                   progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)
-    html_path, json_path = report.write(out)
+    with output_lock(out):  # one run per output: another's page and JSON never mix with this one's
+        _say(progress, f"loading {base} and {aligned} ...", end=" ")
+        start = time.time()
+        pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical,
+                         matmul=matmul, allow_nonfinite=allow_nonfinite)
+        _say(progress, f"done ({time.time() - start:.0f} s)")
+        report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
+                       progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)
+        html_path, json_path = report.write(out)
     _say(progress, f"wrote {html_path} and {json_path}")
     return report
