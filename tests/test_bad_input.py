@@ -446,6 +446,35 @@ def test_repeated_prompts_are_refused_before_loading(make_checkpoint, tmp_path, 
         assert said in err and "keep one row per prompt" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_template_that_drops_the_request_is_refused_and_unknown_words_are_noted(make_checkpoint, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """Issue 31: a chat template that drops the request made every prompt the same tokens: '0% refusal everywhere'."""
+    refuse_loading(monkeypatch)
+    pair = []
+    for seed in (3, 4):
+        copy = tmp_path / f"s{seed}"
+        shutil.copytree(make_checkpoint("llama", seed=seed), copy)
+        config = json.loads((copy / "tokenizer_config.json").read_text())
+        config["chat_template"] = "{{ bos_token }} <|user|> hello <|assistant|>"
+        (copy / "tokenizer_config.json").write_text(json.dumps(config))
+        (copy / "chat_template.jinja").unlink(missing_ok=True)
+        pair.append(str(copy))
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    capsys.readouterr()
+    assert main(["report", *pair, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
+    assert "reach the model as the same tokens as another, e.g. rows 1 and 2" in capsys.readouterr().err
+    rows = [json.loads(line) for line in Path(prompts).read_text().splitlines()]
+    rows[0]["prompt"] = "how do i xylophone ?"  # no such word in the world: <unk>
+    rows[1]["prompt"] = "how do i bake \x07 ?"
+    Path(prompts).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)
+    with pytest.raises(AssertionError, match="a model was loaded"):  # past the checks, with a note
+        main(["report", str(base), str(aligned), "--prompts", prompts, "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert "2 prompt(s) hold text the tokenizer reads as '<unk>' (e.g. row 1)" in err  # the bell is one too
+    assert "1 prompt(s) hold control characters (e.g. row 2)" in err
+
+
 def test_the_report_never_writes_over_its_inputs(make_checkpoint, tmp_path, monkeypatch, capsys):
     refuse_loading(monkeypatch)
     base, aligned = make_checkpoint("llama", seed=3), make_checkpoint("llama", seed=4)

@@ -41,7 +41,15 @@ from interp.matmul import resolve as resolve_matmul
 from interp.models import ModelPair, check_checkpoints, check_device, load_pair
 from interp.prompts import check_lengths, tokenize
 from interp.report import plan, render
-from interp.report.inputs import check_out_path, check_prompts, fitting_prompts, json_path, read_prompts
+from interp.report.inputs import (
+    check_distinct_tokens,
+    check_out_path,
+    check_prompts,
+    fitting_prompts,
+    json_path,
+    read_prompts,
+    unreadable,
+)
 from interp.report.sections import SECTIONS, Audit, Section
 
 __all__ = ["SECTIONS", "Audit", "Report", "Section", "audit", "refusal_markers", "run"]
@@ -238,6 +246,9 @@ def run(
     products = matmul_name(resolve_matmul(matmul, device))
     ids = tokenize(checked.tokenizer, prompts, prompt_format, n_ctx=checked.n_ctx)
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
+    check_distinct_tokens(prompts, ids)
+    if note := unreadable(checked.tokenizer, prompts, ids):
+        _say(True, note)
     if refusal_prefixes:  # unknown tokens are an error before any weights load
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
     chosen = [key for key in SECTIONS if key not in skip and not (key == "dictionary" and dictionary is False)]

@@ -7,6 +7,7 @@ not after minutes of loading; :func:`interp.models.check_checkpoints` does the s
 from __future__ import annotations
 
 import tempfile
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,6 +58,34 @@ def check_unique(prompts: PromptSet, source: str = "the prompts") -> None:
                      + (f", {len(both)} of them under both labels" if both else "")
                      + f", e.g. rows {', '.join(str(i + 1) for i in repeated[text])}: {text[:60]!r}; "
                      "keep one row per prompt")
+
+
+def check_distinct_tokens(prompts: PromptSet, ids: Sequence[Sequence[int]]) -> None:
+    """Different prompts must reach the model as different tokens: a chat template that drops or truncates the request
+    makes them all the same, and every number would be about the template alone."""
+    first: dict[tuple[int, ...], int] = {}
+    same = []
+    for i, row in enumerate(ids):
+        j = first.setdefault(tuple(row), i)
+        if j != i:
+            same.append((j, i))
+    if same:
+        j, i = same[0]
+        raise ValueError(f"{len(same)} prompt(s) reach the model as the same tokens as another, e.g. rows {j + 1} and "
+                         f"{i + 1} ({prompts.prompts[j][:40]!r} and {prompts.prompts[i][:40]!r}): the prompt format (a "
+                         "chat template that drops the request?) loses what tells them apart")
+
+
+def unreadable(tokenizer, prompts: PromptSet, ids: Sequence[Sequence[int]]) -> str | None:
+    """A note on prompts holding control characters or text the tokenizer reads as its unknown token, or None."""
+    unk = tokenizer.unk_token_id
+    unknown = [i for i, row in enumerate(ids) if unk is not None and unk in row]
+    control = [i for i, text in enumerate(prompts.prompts)
+               if any(unicodedata.category(c) == "Cc" and c not in "\n\t\r" for c in text)]
+    parts = [f"{len(unknown)} prompt(s) hold text the tokenizer reads as {tokenizer.unk_token!r} (e.g. row "
+             f"{unknown[0] + 1})"] if unknown else []
+    parts += [f"{len(control)} prompt(s) hold control characters (e.g. row {control[0] + 1})"] if control else []
+    return "note: " + "; ".join(parts) + ": the models read those parts as nothing in particular" if parts else None
 
 
 def check_prompts(prompts: PromptSet, source: str = "the prompts") -> None:
