@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from interp.prompts import adds_special_tokens, format_prompts
+from interp.prompts import adds_special_tokens, check_no_special_text, format_prompts
 
 AMBIGUOUS_SHARE = 0.1
 """A marker is ambiguous when its first token starts more than this share of replies to harmless prompts."""
@@ -61,6 +61,7 @@ class RefusalMarkers:
         """
         if isinstance(prefixes, str) or not prefixes:
             raise ValueError(f"give a list of refusal prefixes, got {prefixes!r}")
+        check_no_special_text(tokenizer, [p for p in prefixes if isinstance(p, str)], "refusal prefixes")
         prompt = format_prompts(tokenizer, ["interp-marker-probe"], prompt_format)[0]
         special = adds_special_tokens(prompt_format)
         before = tokenizer(prompt, add_special_tokens=special).input_ids

@@ -17,6 +17,7 @@ Axis names used in this package: ``batch pos layer head d_model d_head d_mlp d_v
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,10 @@ class ModelPair:
         }
 
 
+HUB_NAME = re.compile(r"(?:[\w.-]{1,96}/)?[\w.-]{1,96}")
+"""What the Hugging Face hub accepts as a repository name: ``name`` or ``org/name`` (``huggingface_hub`` says more)."""
+
+
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
     """A local checkpoint directory or GGUF file (checked) or a hub name (passed through unchanged).
 
@@ -144,12 +149,23 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
+    try:
+        exists, dangling = path.exists(), path.is_symlink() and not path.exists()
+    except OSError:  # a name too long to be a path
+        exists = dangling = False
     if gguf.is_gguf(text):
         return str(gguf.check_gguf_file(path))
-    looks_local = path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/"
+    if dangling:
+        raise CheckpointNotFoundError(f"{text!r} is a symbolic link to nothing that exists (a broken link or one that "
+                                      "points to itself): give the checkpoint's own path")
+    looks_local = exists or text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/"
     if not looks_local:
+        if not HUB_NAME.fullmatch(text):
+            raise CheckpointNotFoundError(
+                f"{text[:80]!r}{'...' if len(text) > 80 else ''} is neither a local checkpoint nor a valid hub name "
+                "(a hub name is 'name' or 'org/name', at most 96 characters of letters, digits, '-', '_' and '.')")
         return text  # "org/name" or "name": a hub checkpoint, fetched (or found in the HF cache) on load
-    if not path.exists():
+    if not exists:
         raise CheckpointNotFoundError(f"checkpoint directory {text!r} does not exist")
     if not path.is_dir():
         raise CheckpointNotFoundError(f"{text!r} is a file; a checkpoint is a directory with a config.json "

@@ -590,6 +590,25 @@ def test_numpy_and_torch_integers_are_positions(model):
         model(model.to_tokens("how do i bake ?"))
 
 
+def test_names_that_are_no_checkpoint_say_so(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # was: taken for a hub name
+    with pytest.raises(CheckpointNotFoundError, match="symbolic link to nothing that exists"):
+        load_pair(loop, loop, device="cpu")
+    with pytest.raises(CheckpointNotFoundError, match="neither a local checkpoint nor a valid hub name"):
+        load_pair("x" * 300, "y", device="cpu")  # was: "needs network access"
+
+
+def test_a_special_token_is_no_refusal_prefix(make_checkpoint, tmp_path, monkeypatch, capsys):
+    refuse_loading(monkeypatch)
+    base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    capsys.readouterr()
+    assert main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp_path / "r.html"),
+                 "--refusal-prefix", "<|assistant|>"]) == 2
+    assert "refusal prefixes hold the text of a special token" in capsys.readouterr().err
+
+
 def test_organisms_cli_says_what_is_wrong(tmp_path, monkeypatch, capsys):
     assert main(["organisms", "build", "--out", str(tmp_path / "zoo"), "--attempts", "0"]) == 2  # was: 6 attempts
     assert capsys.readouterr().err.strip() == "interp: error: attempts must be >= 1, got 0"
