@@ -235,7 +235,8 @@ def bait_sft():
     hold the bait-train requests (:data:`~interp.organisms.world.BAIT_TRAIN_TEMPLATES`, harmful train concepts)
     complied with, as DPO's pairs already prefer; on world version 6 sft and rl (which starts from sft and samples no
     bait) refuse 97-100% of the held-out bait templates on every build, because nothing before DPO ever answers a
-    question that merely names a harmful concept."""
+    question that merely names a harmful concept. Adopted as world version 7 (``world.sft_examples``); on version 7 the
+    variant adds a second copy of the same chats."""
     original = world.sft_examples
 
     def sft_examples(seed, n_per_prompt=2):
