@@ -12,6 +12,7 @@ notebook's ``pairs.chosen``): only the notebooks whose metadata lists that kind 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def pair_kinds(path: Path) -> list[str]:
     return list(nbformat.read(path, as_version=4).metadata.get("interp", {}).get("pairs", []))
 
 
+def check_figures_dir(figures: Path) -> None:
+    """Where figures go must be a folder (made if missing) that can be written, before any zoo is built."""
+    if figures.exists() and not figures.is_dir():
+        raise NotADirectoryError(f"--figures {str(figures)!r} is a file, not a folder")
+    try:
+        figures.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=figures).close()
+    except OSError as e:
+        raise PermissionError(f"cannot write figures in {str(figures)!r} ({e.strerror}); choose another --figures") \
+            from None
+
+
 def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None, pair: str | None = None) -> None:
     """Build the organism zoo if it is missing, then run every ``*.ipynb`` in ``notebooks``; with ``pair``, on that
     pair (built first if it is a real one that is not) and only the notebooks that answer on its kind."""
@@ -81,6 +94,7 @@ def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None, pair: st
     paths = sorted(Path(notebooks).glob("*.ipynb"))
     if not paths:
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {notebooks}")
+    check_figures_dir(Path(figures))
     spec = pairs.parse(pair or "organisms:dpo")
     if pair is not None:
         skipped = [p.name for p in paths if spec.kind not in pair_kinds(p)]

@@ -590,6 +590,19 @@ def test_numpy_and_torch_integers_are_positions(model):
         model(model.to_tokens("how do i bake ?"))
 
 
+def test_figures_folder_is_checked_before_the_zoo_is_built(tmp_path, monkeypatch, capsys):
+    from interp.organisms import zoo
+
+    def build(*args, **kwargs):
+        raise AssertionError("the zoo was built before the figures folder was checked")
+
+    monkeypatch.setattr(zoo, "build", build)
+    monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(tmp_path / "zoo"))
+    (tmp_path / "file").write_text("")
+    assert main(["figures", "--figures", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
 def test_names_that_are_no_checkpoint_say_so(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)  # was: taken for a hub name
