@@ -190,8 +190,21 @@ def tokenize(tokenizer, prompts, prompt_format: str = "chat", *, n_ctx: int | No
 
 
 def tokenize_for(model, prompts, prompt_format: str | None = None) -> list[list[int]]:
-    """:func:`tokenize` for one model: its tokenizer, its pair's policy (unless given), its context length."""
-    return tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format), n_ctx=model.cfg.n_ctx)
+    """:func:`tokenize` for one model: its tokenizer, its pair's policy (unless given), its context length; every id
+    must have a row in the model's embedding (:func:`check_vocabulary`)."""
+    ids = tokenize(model.tokenizer, prompts, prompt_format_of(model, prompt_format), n_ctx=model.cfg.n_ctx)
+    check_vocabulary(ids, model.cfg.d_vocab)
+    return ids
+
+
+def check_vocabulary(ids: Sequence[Sequence[int]], d_vocab: int) -> None:
+    """Every token id below ``d_vocab``: a tokenizer with more tokens than the model has embeddings (a mismatched
+    checkpoint) would fail deep in a forward pass with an ``IndexError``."""
+    worst = max((max(row) for row in ids if row), default=-1)
+    if worst >= d_vocab:
+        row = next(i for i, r in enumerate(ids) if r and max(r) == worst)
+        raise ValueError(f"prompt {row} holds token id {worst}, but the model embeds only {d_vocab} tokens: its "
+                         "tokenizer has more tokens than its embedding (a tokenizer from another checkpoint?)")
 
 
 def length_batches(lengths: Sequence[int], batch_size: int,

@@ -603,6 +603,29 @@ def test_figures_folder_is_checked_before_the_zoo_is_built(tmp_path, monkeypatch
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
+def test_a_tokenizer_larger_than_the_embedding_is_named(make_checkpoint, tmp_path, monkeypatch, capsys):
+    """Issue 31: an IndexError deep in generation."""
+    pair = []
+    for seed in (3, 4):
+        copy = tmp_path / f"s{seed}"
+        shutil.copytree(make_checkpoint("llama", seed=seed), copy)
+        tok = build_tokenizer()
+        tok.add_tokens(["zither"])  # id 205; the embedding has 205 rows
+        tok.save_pretrained(copy)
+        pair.append(copy)
+    loaded = load_pair(*pair, device="cpu")
+    with pytest.raises(ValueError, match="holds token id 205, but the model embeds only 205 tokens"):
+        interventions.generate(loaded.aligned, ["how do i zither ?"])
+    rows = [json.loads(line) for line in Path(write_prompts(tmp_path / "p.jsonl")).read_text().splitlines()]
+    rows[0]["prompt"] = "how do i zither ?"
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    refuse_loading(monkeypatch)
+    capsys.readouterr()
+    assert main(["report", *map(str, pair), "--prompts", str(tmp_path / "p.jsonl"), "--out",
+                 str(tmp_path / "r.html")]) == 2
+    assert "model embeds only 205 tokens" in capsys.readouterr().err
+
+
 def test_names_that_are_no_checkpoint_say_so(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)  # was: taken for a hub name

@@ -39,7 +39,7 @@ from interp.markers import RefusalMarkers
 from interp.matmul import name as matmul_name
 from interp.matmul import resolve as resolve_matmul
 from interp.models import ModelPair, check_checkpoints, check_device, load_pair
-from interp.prompts import check_lengths, tokenize
+from interp.prompts import check_lengths, check_vocabulary, tokenize
 from interp.report import plan, render
 from interp.report.inputs import (
     check_distinct_tokens,
@@ -247,6 +247,7 @@ def run(
     ids = tokenize(checked.tokenizer, prompts, prompt_format, n_ctx=checked.n_ctx)
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     check_distinct_tokens(prompts, ids)
+    check_vocabulary(ids, checked.config.get_text_config().vocab_size)
     if note := unreadable(checked.tokenizer, prompts, ids):
         _say(True, note)
     if refusal_prefixes:  # unknown tokens are an error before any weights load
