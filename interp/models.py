@@ -201,12 +201,19 @@ def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedT
             f"checkpoint directory {name!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save it beside "
             "the weights with tokenizer.save_pretrained(dir)"
         )
-    try:
-        return AutoConfig.from_pretrained(name), AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as e:
-        where = ("" if local else
-                 "\nA hub name needs network access (or the Hugging Face cache); a local checkpoint needs a path.")
-        raise CheckpointNotFoundError(f"could not load the config and tokenizer of {name!r}: {e}{where}") from e
+    where = ("" if local else
+             "\nA hub name needs network access (or the Hugging Face cache); a local checkpoint needs a path.")
+    loaded = []
+    for what, load in (("config", AutoConfig.from_pretrained), ("tokenizer", AutoTokenizer.from_pretrained)):
+        try:
+            loaded.append(load(name))
+        except (OSError, ValueError) as e:
+            raise CheckpointNotFoundError(f"could not load the {what} of {name!r}: {e}{where}") from e
+        except Exception as e:  # noqa: BLE001 - a damaged file fails in whatever way its parser does: name it
+            detail = " ".join(str(e).split())
+            raise ValueError(f"the {what} of {name!r} is damaged or invalid ({type(e).__name__}: {detail[:300]}); "
+                             f"fix or save it again ({what}.save_pretrained(dir))") from None
+    return loaded[0], loaded[1]
 
 
 def _shape(config: PretrainedConfig) -> dict[str, object]:
