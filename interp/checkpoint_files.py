@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
 import torch
 
@@ -46,8 +48,11 @@ def weight_files(checkpoint: str | os.PathLike) -> list[Path]:
 
 
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-               "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+               "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1, "F8_E8M0": 1, "U16": 2, "U32": 4,
+               "U64": 8, "C64": 8}
 """Bytes per element of each safetensors dtype."""
+PACKED_DTYPES = ("F4", "F6_E2M3", "F6_E3M2")
+"""Safetensors dtypes of less than a byte an element: known, their byte ranges not checked here."""
 
 
 def _bad_entry(entry) -> str | None:
@@ -56,7 +61,7 @@ def _bad_entry(entry) -> str | None:
     if not isinstance(entry, dict):
         return "is not an object"
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_BYTES:
+    if dtype not in DTYPE_BYTES and dtype not in PACKED_DTYPES:
         return f"has an unknown dtype {dtype!r}"
     if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                               for n in shape):
@@ -67,7 +72,7 @@ def _bad_entry(entry) -> str | None:
     numel = 1
     for n in shape:
         numel *= n
-    if offsets[1] - offsets[0] != numel * DTYPE_BYTES[dtype]:
+    if dtype in DTYPE_BYTES and offsets[1] - offsets[0] != numel * DTYPE_BYTES[dtype]:
         return (f"has {offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape {shape} "
                 f"({numel * DTYPE_BYTES[dtype]} needed)")
     return None
@@ -112,7 +117,8 @@ def check_weight_files(checkpoint: str | os.PathLike) -> None:
         return
     for index in [*path.glob("*.safetensors.index.json"), *path.glob("pytorch_model*.bin.index.json")]:
         for shard in _shards(index):
-            if not (path / shard).resolve().is_relative_to(path.resolve()):
+            if PurePosixPath(shard).is_absolute() or ".." in PurePosixPath(shard).parts:  # not resolve(): a hub
+                # snapshot links every file into ../../blobs
                 raise ValueError(f"{index} names the shard {shard!r}, outside the checkpoint {path}: a checkpoint's "
                                  "weights must be its own files")
             if not (path / shard).is_file():
@@ -195,7 +201,7 @@ def tensors(files: list[Path]) -> dict[str, torch.Tensor]:
             if file.suffix == ".safetensors":
                 out.update(load_file(file))
             else:
-                out.update(torch.load(file, map_location="cpu", weights_only=True, mmap=True))
+                out.update(torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file)))
         except Exception as e:  # noqa: BLE001 - any reader's failure is the file's: name it
             raise ValueError(f"cannot read the weights in {file} ({type(e).__name__}: {e}); it is damaged, cut short "
                              "or not a weight file (copy or download it again)") from None
@@ -233,44 +239,60 @@ def stored_shapes(checkpoint: str | os.PathLike) -> dict[str, tuple[int, ...]]:
 
 
 def check_inventory(checkpoint: str | os.PathLike, config) -> None:
-    """The tensors a checkpoint directory holds are those its config's architecture has, in its shapes: a tensor
-    missing (transformers would fill it with random values), one no layer reads (a config that counts fewer layers
-    than the weights hold) or one of another shape (a config that lies about a size) is a ``ValueError`` naming
-    them. Tied weights may be stored once; tensors the architecture says it ignores are let through."""
-    import re
-
-    from transformers import AutoModelForCausalLM
-
+    """The tensors a checkpoint directory holds fit its config's architecture (the class its ``architectures`` names,
+    built on the ``meta`` device): a tensor missing (transformers would fill it with random values), a layer more
+    than the config counts, or a tensor of another shape (a config that lies about a size) is a ``ValueError``
+    naming them. Tied weights may be stored once, buffers and extra tensors transformers skips (``inv_freq``,
+    ``masked_bias``) are let through, and a checkpoint whose names follow another convention (tensors both missing
+    and unknown: transformers renames or fuses them on load) is left to transformers."""
     stored = stored_shapes(checkpoint)
-    if not stored:
+    model = _skeleton(config, checkpoint) if stored else None
+    if model is None:
         return
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
     tied: dict[int, list[str]] = {}
     for name, parameter in model.named_parameters(remove_duplicate=False):
         tied.setdefault(id(parameter), []).append(name)
-    expected = {name: tuple(p.shape) for p in model.parameters() for name in tied[id(p)]}
+    known = {name: tuple(t.shape) for name, t in model.state_dict(keep_vars=True).items()}
     prefix = f"{model.base_model_prefix}."
     if not any(k.startswith(prefix) for k in stored):  # a base model's weights, as transformers also loads them
-        expected = {k.removeprefix(prefix): v for k, v in expected.items() if k.startswith(prefix)}
-    ignored = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []]
-    missing = [k for k in expected if k not in stored and not any(t in stored for t in _group(tied, model, k))]
-    unexpected = [k for k in stored if k not in expected and not any(p.search(k) for p in ignored)]
-    wrong = [f"{k} {list(stored[k])} (the config implies {list(expected[k])})" for k in stored
-             if k in expected and stored[k] != expected[k]]
+        known = {k.removeprefix(prefix): v for k, v in known.items() if k.startswith(prefix)}
+        tied = {i: [n.removeprefix(prefix) for n in names] for i, names in tied.items()}
+    missing = [k for names in tied.values() if not any(n in stored for n in names) for k in names[:1] if k in known]
+    unknown = [k for k in stored if k not in known]
+    modules = {_layerless(k) for k in known}
+    extra_layers = [k for k in unknown if _layerless(k) in modules]  # the same tensor, at an index the config lacks
+    if missing and len(extra_layers) < len(unknown):
+        return  # another naming convention: transformers maps it on load, and says what it could not
+    wrong = [f"{k} {list(stored[k])} (the config implies {list(known[k])})" for k in stored
+             if k in known and stored[k] != known[k]]
     problems = ([f"{len(missing)} tensor(s) the config's architecture needs are missing ({_some(missing)})"]
-                if missing else []) + ([f"{len(unexpected)} tensor(s) no part of it reads ({_some(unexpected)})"]
-                                       if unexpected else []) + ([f"shapes differ: {_some(wrong)}"] if wrong else [])
+                if missing else []) + ([f"{len(extra_layers)} tensor(s) of layers the config does not have "
+                                        f"({_some(extra_layers)})"] if extra_layers else []) + (
+        [f"shapes differ: {_some(wrong)}"] if wrong else [])
     if problems:
         raise ValueError(f"the weights of {checkpoint} do not fit its config.json: {'; '.join(problems)}. A "
                          "config that does not describe its weights (the number of layers or a size) or a weight file "
                          "that lost tensors gives numbers about random matrices: fix the checkpoint")
 
 
-def _group(tied: dict[int, list[str]], model, name: str) -> list[str]:
-    """Every name of the parameter ``name`` (tied weights share one)."""
-    return next((names for names in tied.values() if name in names or f"{model.base_model_prefix}.{name}" in names),
-                [name])
+def _skeleton(config, checkpoint):
+    """The model class ``config.architectures`` names (else a causal LM), built on the ``meta`` device."""
+    import transformers
+
+    name = (getattr(config, "architectures", None) or [None])[0]
+    cls = getattr(transformers, name, None) if name else None
+    try:
+        with torch.device("meta"):
+            return cls._from_config(config) if cls is not None else transformers.AutoModelForCausalLM.from_config(
+                config)
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        raise ValueError(f"the config.json of {checkpoint} does not describe a model transformers can build "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+
+
+def _layerless(name: str) -> str:
+    """A tensor's name with its layer (and expert) indices blanked: ``model.layers.#.mlp.up_proj.weight``."""
+    return re.sub(r"\.\d+\.", ".#.", name)
 
 
 def _some(names: list[str], n: int = 4) -> str:

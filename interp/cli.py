@@ -204,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interp: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interp: interrupted; nothing half-written was left", file=sys.stderr)
+        print("interp: interrupted", file=sys.stderr)
         return 130
     except Terminated:
-        print("interp: terminated; nothing half-written was left", file=sys.stderr)
+        print("interp: terminated", file=sys.stderr)
         return 143
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -170,7 +170,8 @@ class PromptSet:
             if set(row) != set(columns):
                 raise ValueError(f"row {i + 1} of {source} has columns {sorted(row)}, the first row {sorted(columns)}")
         for key in ("prompt", "label", "concept", "split"):
-            bad = next((i for i, row in enumerate(rows) if key in row and not isinstance(row[key], str)), None)
+            bad = next((i for i, row in enumerate(rows) if key in row and not isinstance(row[key], str)
+                        and not (key in ("concept", "split") and row[key] is None)), None)
             if bad is not None:
                 raise ValueError(f"row {bad + 1} of {source}: {key} must be text, got {rows[bad][key]!r}")
         extra = {k: [row[k] for row in rows] for k in columns if k not in ("prompt", "label")}
@@ -190,12 +191,12 @@ def _csv_rows(text: str, path: Path) -> list[dict]:
         raise ValueError(f"line {reader.line_num} of {str(path)!r} is not valid CSV: {e}") from None
     if not table:
         return []
-    header, body = table[0], [row for row in table[1:] if row]
-    for number, row in enumerate(body, 1):
+    header, body = table[0], [(number, row) for number, row in enumerate(table[1:], 1) if row]
+    for number, row in body:
         if len(row) != len(header):
             raise ValueError(f"row {number} of {str(path)!r} (after the header) has {len(row)} fields, the header "
                              f"{len(header)} ({', '.join(header)}); quote a field that holds a comma")
-    return [dict(zip(header, row, strict=True)) for row in body]
+    return [dict(zip(header, row, strict=True)) for _, row in body]
 
 
 def _jsonl_rows(text: str, path: Path) -> list[dict]:

@@ -1,16 +1,19 @@
-"""One writer per output: a lock file beside what is written, taken before long work and released after.
+"""One writer per output: an advisory lock (``flock``) on a file beside what is written, held for the long work.
+
+The kernel releases the lock when its holder exits, however it exits, so a killed run never blocks the next one.
 
 >>> import tempfile, pathlib
->>> page = pathlib.Path(tempfile.mkdtemp()) / "r.html"
+>>> page = pathlib.Path(tempfile.mkdtemp()) / "r.json"
 >>> with output_lock(page):  # doctest: +ELLIPSIS
 ...     with output_lock(page):
 ...         pass
 Traceback (most recent call last):
-interp.locks.OutputBusyError: another interp process (pid ...) is writing .../r.html; wait for it, or ...
+interp.locks.OutputBusyError: another interp process (pid ...) is writing .../r.json (it holds .../.r.json.lock); ...
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,25 +37,23 @@ def running(pid: int) -> bool:
 
 @contextmanager
 def output_lock(out: str | os.PathLike) -> Iterator[Path]:
-    """Hold ``.{name}.lock`` beside ``out`` (holding this pid) for the ``with`` block; another live holder is an
-    :class:`OutputBusyError`, a dead one's lock (a killed run) is taken over."""
+    """Hold an exclusive lock on ``.{name}.lock`` beside ``out`` for the ``with`` block (the file holds the holder's
+    pid, for the message); another process holding it is an :class:`OutputBusyError`."""
     out = Path(out)
     lock = out.with_name(f".{out.name}.lock")
-    for _ in range(2):
+    with open(lock, "a+") as f:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            holder = lock.read_text().strip() if lock.exists() else ""
-            if holder.isdigit() and running(int(holder)):
-                raise OutputBusyError(f"another interp process (pid {holder}) is writing {out}; wait for it, or "
-                                      "choose another --out") from None
-            lock.unlink(missing_ok=True)  # left by a run that was killed
-    else:
-        raise OutputBusyError(f"cannot take the lock {lock} for {out}")
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield lock
-    finally:
-        lock.unlink(missing_ok=True)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise OutputBusyError(f"another interp process (pid {holder}) is writing {out} (it holds {lock}); wait "
+                                  "for it, or choose another --out") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            yield lock
+        finally:
+            lock.unlink(missing_ok=True)  # while still held: the next run makes a new one

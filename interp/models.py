@@ -209,6 +209,8 @@ def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedT
             loaded.append(load(name))
         except (OSError, ValueError) as e:
             raise CheckpointNotFoundError(f"could not load the {what} of {name!r}: {e}{where}") from e
+        except ImportError:
+            raise  # a package the tokenizer needs (sentencepiece, tiktoken): not the file's fault
         except Exception as e:  # noqa: BLE001 - a damaged file fails in whatever way its parser does: name it
             detail = " ".join(str(e).split())
             raise ValueError(f"the {what} of {name!r} is damaged or invalid ({type(e).__name__}: {detail[:300]}); "

@@ -101,9 +101,15 @@ def test_the_same_tensors_in_another_file_format_are_the_same_weights(make_check
     shutil.copytree(path, resaved)
     save_file(state, resaved / "model.safetensors", metadata={"format": "pt", "saved_by": "someone else"})
     assert checkpoint_files.same_weights(path, resaved)
+    raw = bytearray((resaved / "model.safetensors").read_bytes())  # the same layout: compared by its data bytes
+    raw[len(raw) // 2 + 1] ^= 1
+    (resaved / "model.safetensors").write_bytes(bytes(raw))
+    assert not checkpoint_files.same_weights(path, resaved)
     name = next(iter(state))
     changed = {**state, name: state[name].clone()}
-    changed[name].view(-1)[changed[name].numel() // 3] += 1e-3  # one value, between the sampled ones
+    n = changed[name].numel()
+    sampled = set(torch.linspace(0, n - 1, min(n, 16)).long().tolist())
+    changed[name].view(-1)[next(i for i in range(n // 3, n) if i not in sampled)] += 1e-3  # between the sampled
     torch.save(changed, as_bin / "pytorch_model.bin")
     assert not checkpoint_files.same_weights(path, as_bin)
     (as_bin / "pytorch_model.bin").write_bytes((as_bin / "pytorch_model.bin").read_bytes()[:1000])  # cut short
@@ -273,8 +279,14 @@ def test_weights_that_do_not_fit_the_config_are_refused_before_loading(make_chec
     cases = [({k: v for k, v in state.items() if k != lost}, config, f"1 tensor(s) the config's architecture needs "
               f"are missing ({lost})"),
              (state, {**config, layers: config[layers] + 1}, "tensor(s) the config's architecture needs are missing"),
-             (state, {**config, layers: config[layers] - 1}, "tensor(s) no part of it reads"),
+             (state, {**config, layers: config[layers] - 1}, "tensor(s) of layers the config does not have"),
              (state, {**config, "vocab_size": config["vocab_size"] + 7}, "shapes differ")]
+    if arch == "llama":  # an old conversion's rotary buffers: transformers skips them, so does the check
+        extra = tmp_path / "inv-freq"
+        shutil.copytree(good, extra)
+        save_file({**state, "model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}, extra / "model.safetensors",
+                  metadata={"format": "pt"})
+        checkpoint_files.check_inventory(extra, AutoConfig.from_pretrained(extra))
     for i, (weights, settings, message) in enumerate(cases):
         bad = tmp_path / f"bad-{i}"
         shutil.copytree(good, bad)
@@ -516,29 +528,36 @@ def test_a_stopped_report_leaves_nothing_and_says_one_line(make_checkpoint, tmp_
         return result
 
     monkeypatch.setattr(Path, "write_text", stop_midway)
+    handler = signal.getsignal(signal.SIGTERM)
     capsys.readouterr()
     skip = [f"--no-{s.replace('_', '-')}" for s in list(report.SECTIONS)[1:]]
     assert main(["report", base, aligned, "--prompts", prompts, "--out", str(out / "r.html"),
                  "--refusal-prefix", "sorry", *skip]) == code
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"interp: {said}; nothing half-written was left"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"interp: {said}"
     assert list(out.iterdir()) == []  # no page, no JSON, no temporary file, no lock
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) is handler  # the CLI's own handler is gone again
 
 
 def test_two_reports_on_one_output_are_refused(make_checkpoint, tmp_path, monkeypatch, capsys):
     refuse_loading(monkeypatch)
     base, aligned = str(make_checkpoint("llama", seed=3)), str(make_checkpoint("llama", seed=4))
     prompts = write_prompts(tmp_path / "p.jsonl")
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = ("import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); "
+            "f.flush(); print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".r.json.lock")], stdout=subprocess.PIPE,
+                             text=True)
     try:
-        (tmp_path / ".r.html.lock").write_text(str(other.pid))  # a live run holds it
+        assert other.stdout.readline().strip() == "held"  # a live run holds the lock
         capsys.readouterr()
-        assert main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp_path / "r.html")]) == 2
-        assert f"another interp process (pid {other.pid}) is writing" in capsys.readouterr().err
+        for out in ("r.html", "r.htm"):  # both write r.json
+            assert main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp_path / out)]) == 2
+            assert "another interp process (pid 4242) is writing" in capsys.readouterr().err
     finally:
         other.kill()
         other.wait()
-    assert (tmp_path / ".r.html.lock").read_text() == str(other.pid)  # not taken: its holder was alive then
+    with pytest.raises(AssertionError, match="a model was loaded"):  # its holder gone, the lock is free again
+        main(["report", base, aligned, "--prompts", prompts, "--out", str(tmp_path / "r.html")])
+    assert not (tmp_path / ".r.json.lock").exists()
 
 
 def test_a_failed_write_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypatch):
@@ -599,7 +618,9 @@ def test_figures_folder_is_checked_before_the_zoo_is_built(tmp_path, monkeypatch
     monkeypatch.setattr(zoo, "build", build)
     monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(tmp_path / "zoo"))
     (tmp_path / "file").write_text("")
-    assert main(["figures", "--figures", str(tmp_path / "file")]) == 2
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "a.ipynb").write_text("{}")
+    assert main(["figures", "--notebooks", str(tmp_path / "notebooks"), "--figures", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
 
 

@@ -248,7 +248,7 @@ def run(
     check_lengths(ids, checked.n_ctx, reserve=max_new_tokens, why=f"--max-new-tokens {max_new_tokens} after them")
     check_distinct_tokens(prompts, ids)
     check_vocabulary(ids, checked.config.get_text_config().vocab_size)
-    if note := unreadable(checked.tokenizer, prompts, ids):
+    if note := unreadable(checked.tokenizer, prompts):
         _say(True, note)
     if refusal_prefixes:  # unknown tokens are an error before any weights load
         RefusalMarkers.from_prefixes(checked.tokenizer, refusal_prefixes, prompt_format)
@@ -259,7 +259,7 @@ def run(
     if "jailbreak" in work and not set(splits_of(prompts)) & set(SPECIAL_SPLITS):
         off["jailbreak"] = "the prompts have no jailbreak or bait rows"
     _say(progress, plan.describe(work, device, off, products))
-    with output_lock(out):  # one run per output: another's page and JSON never mix with this one's
+    with output_lock(json_path(out)):  # one run per output (r.html and r.htm share r.json): pages never mix
         _say(progress, f"loading {base} and {aligned} ...", end=" ")
         start = time.time()
         pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical,
@@ -267,6 +267,6 @@ def run(
         _say(progress, f"done ({time.time() - start:.0f} s)")
         report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
                        progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)
-        html_path, json_path = report.write(out)
-    _say(progress, f"wrote {html_path} and {json_path}")
+        page, numbers = report.write(out)
+    _say(progress, f"wrote {page} and {numbers}")
     return report

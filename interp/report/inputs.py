@@ -6,6 +6,7 @@ not after minutes of loading; :func:`interp.models.check_checkpoints` does the s
 
 from __future__ import annotations
 
+import os
 import tempfile
 import unicodedata
 from collections.abc import Sequence
@@ -73,13 +74,15 @@ def check_distinct_tokens(prompts: PromptSet, ids: Sequence[Sequence[int]]) -> N
         j, i = same[0]
         raise ValueError(f"{len(same)} prompt(s) reach the model as the same tokens as another, e.g. rows {j + 1} and "
                          f"{i + 1} ({prompts.prompts[j][:40]!r} and {prompts.prompts[i][:40]!r}): the prompt format (a "
-                         "chat template that drops the request?) loses what tells them apart")
+                         "chat template that drops the request?) or the tokenizer (words it reads as its unknown "
+                         "token?) loses what tells them apart")
 
 
-def unreadable(tokenizer, prompts: PromptSet, ids: Sequence[Sequence[int]]) -> str | None:
+def unreadable(tokenizer, prompts: PromptSet) -> str | None:
     """A note on prompts holding control characters or text the tokenizer reads as its unknown token, or None."""
-    unk = tokenizer.unk_token_id
-    unknown = [i for i, row in enumerate(ids) if unk is not None and unk in row]
+    unk = tokenizer.unk_token_id  # in the request's own tokens: a template's special tokens may share its id
+    unknown = [i for i, text in enumerate(prompts.prompts)
+               if unk is not None and unk in tokenizer(text, add_special_tokens=False).input_ids]
     control = [i for i, text in enumerate(prompts.prompts)
                if any(unicodedata.category(c) == "Cc" and c not in "\n\t\r" for c in text)]
     parts = [f"{len(unknown)} prompt(s) hold text the tokenizer reads as {tokenizer.unk_token!r} (e.g. row "
@@ -143,7 +146,7 @@ def check_out_path(out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
         raise NotADirectoryError(f"{str(out.parent)!r}, where --out puts the report, is a file, not a folder")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the output folder {str(out.parent)!r} does not exist; create it first")
-    read = [Path(p).expanduser().resolve() for p in inputs if Path(p).expanduser().exists()]
+    read = [Path(p).expanduser().resolve() for p in inputs if os.path.exists(Path(p).expanduser())]  # no OSError
     for path, what in ((out, "the report page"), (json_path(out), "the report's numbers (the JSON beside the page)")):
         if path.is_dir():
             raise IsADirectoryError(f"{str(path)!r}, where {what} would go, is a directory; choose another --out")
