@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -119,3 +121,20 @@ def as_positions(positions, expected: str) -> int | list[int]:
     if not wanted:
         raise ValueError(f"positions must be {expected}, got {positions!r}")
     return wanted
+
+
+def unwritable(folder, make: bool = False) -> str | None:
+    """Why nothing can be written in ``folder`` (made first, with ``make``), or None when a file can be: the
+    one probe behind every output folder's check.
+
+    >>> unwritable(tempfile.mkdtemp()) is None
+    True
+    """
+    folder = Path(folder)
+    try:
+        if make:
+            folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None

@@ -12,10 +12,10 @@ notebook's ``pairs.chosen``): only the notebooks whose metadata lists that kind 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from interp.checks import unwritable
 from interp.claims import NOTEBOOK_ENV
 from interp.plotting import FIGURES_ENV
 
@@ -77,12 +77,8 @@ def check_figures_dir(figures: Path) -> None:
     """Where figures go must be a folder (made if missing) that can be written, before any zoo is built."""
     if figures.exists() and not figures.is_dir():
         raise NotADirectoryError(f"--figures {str(figures)!r} is a file, not a folder")
-    try:
-        figures.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=figures).close()
-    except OSError as e:
-        raise PermissionError(f"cannot write figures in {str(figures)!r} ({e.strerror}); choose another --figures") \
-            from None
+    if why := unwritable(figures, make=True):
+        raise PermissionError(f"cannot write figures in {str(figures)!r} ({why}); choose another --figures")
 
 
 def run_all(notebooks: Path, figures: Path, zoo_dir: str | None = None, pair: str | None = None) -> None:

@@ -21,6 +21,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from interp.checks import unwritable
+
 CARD = "gguf.json"
 _MATERIALIZED: dict[tuple, Path] = {}
 
@@ -89,6 +91,15 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
+def check_cache_writable(folder: Path) -> None:
+    """``folder`` (under :func:`cache_root`) exists or can be made, and can be written, else a ``PermissionError``
+    naming the variable that chose it."""
+    if why := unwritable(folder, make=True):
+        chosen = "$INTERP_CACHE_DIR" if os.environ.get("INTERP_CACHE_DIR") else "$XDG_CACHE_HOME (or ~/.cache)"
+        raise PermissionError(f"cannot write the GGUF cache {str(folder)!r} ({why}): set {chosen} to a folder you "
+                              "can write")
+
+
 def materialize(path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
     """The GGUF file at ``path`` as a Hugging Face checkpoint directory, written once.
 
@@ -96,6 +107,8 @@ def materialize(path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     complete directory there is reused. The directory appears complete or not at all.
     """
     file = check_gguf_file(path).resolve()
+    if out_dir is None:
+        check_cache_writable(cache_root() / "gguf")  # before hashing a file of hundreds of MB
     stat = file.stat()
     key = (str(file), stat.st_size, stat.st_mtime_ns, str(out_dir))
     if key in _MATERIALIZED and (_MATERIALIZED[key] / CARD).is_file():

@@ -647,6 +647,28 @@ def test_a_tokenizer_larger_than_the_embedding_is_named(make_checkpoint, tmp_pat
     assert "model embeds only 205 tokens" in capsys.readouterr().err
 
 
+def test_an_unwritable_gguf_cache_is_named_before_hashing(tmp_path, monkeypatch):
+    from gguf import GGUFWriter
+
+    from interp import gguf
+
+    file = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(file, "llama")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path / "a-file"))
+
+    def hashed(*args):
+        raise AssertionError("the file was hashed before the cache was checked")
+
+    monkeypatch.setattr(gguf, "_sha256", hashed)
+    with pytest.raises(PermissionError, match="cannot write the GGUF cache .*set \\$INTERP_CACHE_DIR"):
+        gguf.materialize(file)
+
+
 def test_names_that_are_no_checkpoint_say_so(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)  # was: taken for a hub name

@@ -7,7 +7,6 @@ not after minutes of loading; :func:`interp.models.check_checkpoints` does the s
 from __future__ import annotations
 
 import os
-import tempfile
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 
 from interp import promptsets
+from interp.checks import unwritable
 from interp.data import PromptSet
 from interp.jailbreaks import SPECIAL_SPLITS, check_splits, splits_of
 from interp.probes import concept_split
@@ -156,11 +156,8 @@ def check_out_path(out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
             raise ValueError(f"{what} would go to {str(path)!r}, " + ("which is an input of the report"
                              if where == clash else f"inside the input folder {str(clash)!r}")
                              + ": the report never writes over what it reads; choose another --out")
-    try:
-        tempfile.TemporaryFile(dir=out.parent).close()
-    except OSError as e:
-        raise PermissionError(f"cannot write in the output folder {str(out.parent)!r} ({e.strerror}); "
-                              "choose another --out") from None
+    if why := unwritable(out.parent):
+        raise PermissionError(f"cannot write in the output folder {str(out.parent)!r} ({why}); choose another --out")
     return out
 
 
