@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--jsonl", type=Path, help="also write the rows here, one JSON object per line")
     p.add_argument("--summary", type=Path, metavar="ROWS", help="print the median/range table of a --jsonl file")
     p.add_argument("--default-seed", type=int, default=0,
-                   help="the seed the default build is made from, beside the ranges (worlds 6 and 7: 1, seed 0 is rejected)")
+                   help="the seed the default build is made from, beside the ranges (worlds 6, 7: 1; 0 is rejected)")
     p.add_argument("--recorded", action="store_true",
                    help="read each zoo's targets from the zoo.json its checked build wrote (benchmarks/claims.py's "
                         "zoos) instead of measuring them again; seeds without a complete zoo are skipped")
