@@ -208,7 +208,8 @@ def _load_config_and_tokenizer(name: str) -> tuple[PretrainedConfig, PreTrainedT
         try:
             loaded.append(load(name))
         except (OSError, ValueError) as e:
-            raise CheckpointNotFoundError(f"could not load the {what} of {name!r}: {e}{where}") from e
+            raise CheckpointNotFoundError(f"could not load the config and tokenizer of {name!r} (its {what}): "
+                                          f"{e}{where}") from e
         except ImportError:
             raise  # a package the tokenizer needs (sentencepiece, tiktoken): not the file's fault
         except Exception as e:  # noqa: BLE001 - a damaged file fails in whatever way its parser does: name it
