@@ -24,6 +24,10 @@ import os
 import re
 import struct
 import zipfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -115,17 +119,26 @@ def check_weight_files(checkpoint: str | os.PathLike) -> None:
     path = Path(checkpoint)
     if not path.is_dir():
         return
-    for index in [*path.glob("*.safetensors.index.json"), *path.glob("pytorch_model*.bin.index.json")]:
+    if missing := missing_shards(path):
+        index, shard = missing[0]
+        raise ValueError(f"{index} names the shard {shard!r}, which is not in {path} (copy or download it again)")
+    for file in path.glob("*.safetensors"):
+        check_safetensors(file)
+
+
+def missing_shards(checkpoint: Path) -> list[tuple[Path, str]]:
+    """``(index, shard)`` for each shard a checkpoint directory's index names that is not there; a shard named
+    outside the checkpoint (an absolute path, ``..``) is a ``ValueError``."""
+    missing = []
+    for index in [*checkpoint.glob("*.safetensors.index.json"), *checkpoint.glob("pytorch_model*.bin.index.json")]:
         for shard in _shards(index):
             if PurePosixPath(shard).is_absolute() or ".." in PurePosixPath(shard).parts:  # not resolve(): a hub
                 # snapshot links every file into ../../blobs
-                raise ValueError(f"{index} names the shard {shard!r}, outside the checkpoint {path}: a checkpoint's "
-                                 "weights must be its own files")
-            if not (path / shard).is_file():
-                raise ValueError(f"{index} names the shard {shard!r}, which is not in {path} "
-                                 "(copy or download it again)")
-    for file in path.glob("*.safetensors"):
-        check_safetensors(file)
+                raise ValueError(f"{index} names the shard {shard!r}, outside the checkpoint {checkpoint}: a "
+                                 "checkpoint's weights must be its own files")
+            if not (checkpoint / shard).is_file():
+                missing.append((index, shard))
+    return missing
 
 
 def _shards(index: Path) -> list[str]:
@@ -181,31 +194,64 @@ def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
             return False
         if headers[0] == headers[1]:  # the same layout: the same data bytes are the same tensors
             return _same_bytes(files_a, files_b, data_only=True)
-    ta, tb = tensors(files_a), tensors(files_b)
-    if ta.keys() != tb.keys() or any((x.shape, x.dtype) != (tb[k].shape, tb[k].dtype) for k, x in ta.items()):
-        return False
-    flat = {k: (x.reshape(-1), tb[k].reshape(-1)) for k, x in ta.items()}
-    sampled = all(torch.equal(x[idx], y[idx]) for x, y in flat.values()
-                  for idx in [torch.linspace(0, max(x.numel() - 1, 0), min(x.numel(), 16)).long()])
-    return sampled and all(torch.equal(x, y) for x, y in flat.values())
+    with ExitStack() as stack:  # tensor by tensor, never two whole checkpoints in memory
+        ta, tb = _lazy_tensors(files_a, stack), _lazy_tensors(files_b, stack)
+        if ta.keys() != tb.keys() or any(ta[k].kind != tb[k].kind for k in ta):
+            return False
+        return (all(torch.equal(ta[k].read(first_row=True), tb[k].read(first_row=True)) for k in ta)
+                and all(torch.equal(ta[k].read(), tb[k].read()) for k in ta))
 
 
-def tensors(files: list[Path]) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint's weight files (safetensors, or ``pytorch_model*.bin`` read with
-    ``weights_only``), by name; a file that cannot be read is a ``ValueError`` naming it."""
-    from safetensors.torch import load_file
+@dataclass(frozen=True)
+class _LazyTensor:
+    """One stored tensor, read when asked: whole, or its first row only (a cheap first comparison)."""
+
+    kind: tuple  # (dtype, shape)
+    get: Callable[[], torch.Tensor]
+    get_slice: Callable[[], object] | None = None  # safetensors' slice reader, which reads only what it is asked
+
+    def read(self, first_row: bool = False) -> torch.Tensor:
+        if first_row and self.kind[1]:
+            return self.get_slice()[:1] if self.get_slice is not None else self.get()[:1]
+        return self.get()
+
+
+def _unreadable(file: Path, e: Exception) -> ValueError:
+    return ValueError(f"cannot read the weights in {file} ({type(e).__name__}: {e}); it is damaged, cut short "
+                      "or not a weight file (copy or download it again)")
+
+
+def _lazy_tensors(files: list[Path], stack: ExitStack) -> dict[str, _LazyTensor]:
+    """Every tensor of a checkpoint's weight files by name, unread: safetensors files opened (headers only),
+    ``pytorch_model*.bin`` files memory-mapped where their format allows (read with ``weights_only``)."""
+    from safetensors import safe_open
 
     out = {}
     for file in files:
         try:
             if file.suffix == ".safetensors":
-                out.update(load_file(file))
+                handle = stack.enter_context(safe_open(file, framework="pt"))
+                for name in handle.keys():  # noqa: SIM118 - a safe_open handle has no __iter__
+                    entry = handle.get_slice(name)
+                    out[name] = _LazyTensor((entry.get_dtype(), tuple(entry.get_shape())),
+                                            partial(handle.get_tensor, name), partial(handle.get_slice, name))
             else:
-                out.update(torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file)))
+                state = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
+                out.update({name: _LazyTensor((_SAFETENSORS_DTYPE.get(t.dtype, str(t.dtype)), tuple(t.shape)),
+                                              partial(_itself, t)) for name, t in state.items()})
         except Exception as e:  # noqa: BLE001 - any reader's failure is the file's: name it
-            raise ValueError(f"cannot read the weights in {file} ({type(e).__name__}: {e}); it is damaged, cut short "
-                             "or not a weight file (copy or download it again)") from None
+            raise _unreadable(file, e) from None
     return out
+
+
+def _itself(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+_SAFETENSORS_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                      torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                      torch.bool: "BOOL"}
+"""The safetensors name of a torch dtype, so a ``.bin`` tensor and a ``.safetensors`` one compare by kind."""
 
 
 def _same_bytes(files_a: list[Path], files_b: list[Path], data_only: bool = False) -> bool:
@@ -234,7 +280,8 @@ def stored_shapes(checkpoint: str | os.PathLike) -> dict[str, tuple[int, ...]]:
         if file.suffix == ".safetensors":
             shapes.update({k: tuple(v["shape"]) for k, v in check_safetensors(file).items()})
         else:
-            shapes.update({k: tuple(v.shape) for k, v in tensors([file]).items()})
+            with ExitStack() as stack:
+                shapes.update({k: t.kind[1] for k, t in _lazy_tensors([file], stack).items()})
     return shapes
 
 

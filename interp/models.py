@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformer_lens.model_bridge.sources.transformers import setup_tokenizer
 from transformers import AutoConfig, AutoTokenizer, BatchEncoding, PretrainedConfig, PreTrainedTokenizerBase
 
 from interp import gguf
 from interp import matmul as _matmul  # the keyword ``matmul`` names a choice
-from interp.checkpoint_files import check_inventory, check_weight_files, same_weights
+from interp.checkpoint_files import check_inventory, check_weight_files, missing_shards, same_weights
 from interp.interventions import generate
 from interp.prompts import check_prompt_format, format_prompts, pad_batch, pad_id, set_prompt_format, tokenize
 
@@ -335,7 +336,8 @@ def load_bridge(name: str, tokenizer: PreTrainedTokenizerBase, device: str, dtyp
 
 @dataclass(frozen=True)
 class CheckedPair:
-    """What :func:`check_checkpoints` found: the names to load, the shared tokenizer, the context length."""
+    """What :func:`check_checkpoints` found: the names to load, the shared tokenizer, the context length;
+    :func:`load_checked` loads it without checking again."""
 
     base: str
     aligned: str
@@ -343,6 +345,9 @@ class CheckedPair:
     n_ctx: int | None
     config: PretrainedConfig
     """The aligned checkpoint's (the two agree in shape)."""
+    given: tuple[str, str] = ("", "")
+    """The two checkpoints as the caller named them (hub name, folder or GGUF file), for the pair's names."""
+    prompt_format: str = "chat"
 
 
 def context_length(config: PretrainedConfig) -> int | None:
@@ -374,18 +379,26 @@ class _Checkpoint:
     tokenizer: PreTrainedTokenizerBase
 
 
-def _prepare(checkpoint: str | os.PathLike) -> _Checkpoint:
-    """One checkpoint, checked from its files: the name to load, its config and its tokenizer. A local
-    checkpoint's weight files must be whole (a hub download is left to the hub client, which resumes it)."""
+def _prepare(checkpoint: str | os.PathLike,
+             check_config: Callable[[PretrainedConfig], None] | None = None) -> _Checkpoint:
+    """One checkpoint, checked from its files: the name to load, its config and its tokenizer. A local checkpoint's
+    weight files, or a hub checkpoint's in the Hugging Face cache, must be whole and fit the config (a hub snapshot
+    that lacks shards is left to the hub client, which finishes the download).
+    ``check_config`` sees the config before its weights are held against it, so a caller's own complaint
+    about the config (a reward model's label count) comes before the generic shape mismatch it causes."""
     name = materialize_checkpoint(resolve_checkpoint(checkpoint))
-    if Path(name).exists():
-        check_weight_files(name)
+    files = local_files(name)  # a hub name's files too, once downloaded (a partial download is the hub's to finish)
+    if files is not None and files.is_dir() and Path(name) != files and missing_shards(files):
+        files = None
+    if files is not None:
+        check_weight_files(files)
     config, tokenizer = _load_config_and_tokenizer(name)
-    if Path(name).is_dir():
-        check_inventory(name, config)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # the usual choice for tokenizers without one
-    return _Checkpoint(name, config, tokenizer)
+    if check_config is not None:
+        check_config(config)
+    if files is not None and files.is_dir():
+        check_inventory(files, config)
+    # as TransformerLens will wrap it (BOS first, a pad token), so the ids read before loading are the pair's
+    return _Checkpoint(name, config, setup_tokenizer(tokenizer))
 
 
 VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version")
@@ -434,7 +447,8 @@ def check_checkpoints(
     if not allow_identical:
         check_not_identical(first, second, os.fspath(base), os.fspath(aligned))
     lengths = [n for n in (context_length(first.config), context_length(second.config)) if n is not None]
-    return CheckedPair(first.name, second.name, second.tokenizer, min(lengths, default=None), second.config)
+    return CheckedPair(first.name, second.name, second.tokenizer, min(lengths, default=None), second.config,
+                       (os.fspath(base), os.fspath(aligned)), prompt_format)
 
 
 class NonFiniteWeightsError(ValueError):
@@ -531,23 +545,42 @@ def load_family(
     if not aligned:
         raise ValueError("load_family needs at least one aligned checkpoint")
     device, dtype = check_device(device), check_dtype(dtype)
-    chosen = _matmul.resolve(matmul, device, dtype)
-    dtype = dtype or torch.float32
+    _matmul.resolve(matmul, device, dtype)  # a bad choice fails before the checks read any file
     checked = {stage: check_checkpoints(base, path, prompt_format, allow_identical=allow_identical)
                for stage, path in aligned.items()}
+    return load_checked(checked, device=device, dtype=dtype, matmul=matmul, allow_nonfinite=allow_nonfinite)
+
+
+def load_checked(
+    checked: Mapping[str, CheckedPair],
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    matmul: str | torch.dtype | None = None,
+    allow_nonfinite: bool = False,
+) -> dict[str, ModelPair]:
+    """Load what :func:`check_checkpoints` passed, ``{stage: CheckedPair}`` sharing one base, as ``{stage:
+    ModelPair}`` without reading the files' headers again (for a caller, like ``interp report``, that checked them
+    before other work). The weights are checked as they load: every one finite, unless ``allow_nonfinite``."""
+    if not checked or len({(c.base, c.prompt_format) for c in checked.values()}) != 1:
+        raise ValueError("load_checked needs at least one checked pair, all with the same base and prompt format")
+    device, dtype = check_device(device), check_dtype(dtype)
+    chosen = _matmul.resolve(matmul, device, dtype)
+    dtype = dtype or torch.float32
     first = next(iter(checked.values()))
+    prompt_format = first.prompt_format
     base_bridge = _load(first.base, first.tokenizer, device, dtype, prompt_format, chosen, allow_nonfinite)
     family = {}
     for stage, c in checked.items():
-        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, prompt_format, chosen, allow_nonfinite)
+        aligned_bridge = _load(c.aligned, c.tokenizer, device, dtype, c.prompt_format, chosen, allow_nonfinite)
         check_hooks(base_bridge, aligned_bridge)
         family[stage] = ModelPair(
             base=base_bridge,
             aligned=aligned_bridge,
             tokenizer=aligned_bridge.tokenizer,  # the analyses' own (one tokenization per pair: see ModelPair)
-            base_name=str(base),
-            aligned_name=str(aligned[stage]),
-            prompt_format=prompt_format,
+            base_name=c.given[0],
+            aligned_name=c.given[1],
+            prompt_format=c.prompt_format,
             metadata={"device": device, "dtype": str(dtype), "matmul": _matmul.name(chosen),
                       "quantization": {"base": gguf.quantization_note(c.base),
                                        "aligned": gguf.quantization_note(c.aligned)}},

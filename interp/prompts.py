@@ -32,6 +32,8 @@ from jaxtyping import Int
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from interp.checks import check_count
+
 _POLICY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 MAX_BATCH_TOKENS = 2048
@@ -219,8 +221,7 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     >>> length_batches([3, 9, 4, 8], batch_size=4, max_tokens=16)
     [[1], [2, 3], [0]]
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_count(batch_size, "batch_size")
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
         # the batch's first prompt is its longest: it sets the padded width

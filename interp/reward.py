@@ -90,6 +90,17 @@ def _causal_twin(reward, unembed: str | None, dtype: torch.dtype):
     return twin.eval()
 
 
+def _check_reward_config(checkpoint: str | os.PathLike, config) -> None:
+    """A reward model's config, before its weights are held against it: a sequence classifier with one label."""
+    architecture = (config.architectures or [config.model_type])[0]
+    if not architecture.endswith("ForSequenceClassification"):
+        raise ValueError(f"{os.fspath(checkpoint)!r} is a {architecture}, not a ...ForSequenceClassification reward "
+                         "model: load a language model with interp.load_model")
+    labels = getattr(config, "num_labels", None)
+    if labels != 1:
+        raise ValueError(f"{os.fspath(checkpoint)!r} has {labels} labels: a reward model has one (its score)")
+
+
 def load_reward_model(checkpoint: str | os.PathLike, *, unembed: str | os.PathLike | None = None,
                       device: str | None = None, dtype: torch.dtype | None = None) -> RewardModel:
     """A one-label sequence-classification checkpoint (hub name or directory) as a :class:`RewardModel`.
@@ -105,15 +116,8 @@ def load_reward_model(checkpoint: str | os.PathLike, *, unembed: str | os.PathLi
     from interp.prompts import check_prompt_format, set_prompt_format
 
     device, dtype = check_device(device), dtype or torch.float32
-    prepared = _prepare(checkpoint)
-    architecture = (prepared.config.architectures or [prepared.config.model_type])[0]
-    if not architecture.endswith("ForSequenceClassification"):
-        raise ValueError(f"{os.fspath(checkpoint)!r} is a {architecture}, not a ...ForSequenceClassification reward "
-                         "model: load a language model with interp.load_model")
+    prepared = _prepare(checkpoint, check_config=lambda config: _check_reward_config(checkpoint, config))
     check_prompt_format("chat", prepared.tokenizer)
-    labels = getattr(prepared.config, "num_labels", None)
-    if labels != 1:
-        raise ValueError(f"{os.fspath(checkpoint)!r} has {labels} labels: a reward model has one (its score)")
     if unembed is not None:
         check_same_tokenizer(prepared.tokenizer, _prepare(unembed).tokenizer, "reward model", "unembed checkpoint")
     reward = AutoModelForSequenceClassification.from_pretrained(prepared.name, dtype=dtype).eval()

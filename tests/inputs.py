@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+from pathlib import Path
 
 from interp import report
 from interp.organisms import world
@@ -20,10 +23,17 @@ def write_prompts(path, n_train: int = 16, n_held: int = 8) -> str:
 
 
 def as_hub_cache(checkpoint, cache, repo_id: str) -> None:
-    """Lay a local checkpoint out as the Hugging Face hub cache holds a downloaded repo."""
+    """Lay a local checkpoint out as the Hugging Face hub cache holds a downloaded repo: each file in ``blobs/``
+    under its hash, linked from the snapshot by a relative symbolic link (``../../blobs/HASH``)."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / ("0" * 40)
-    shutil.copytree(checkpoint, snapshot)
+    (repo / "blobs").mkdir(parents=True)
+    for file in sorted(p for p in Path(checkpoint).rglob("*") if p.is_file()):
+        blob = hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copyfile(file, repo / "blobs" / blob)
+        link = snapshot / file.relative_to(checkpoint)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(repo / "blobs" / blob, link.parent))
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("0" * 40)
 
@@ -33,4 +43,4 @@ def refuse_loading(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the bad input was reported")
 
-    monkeypatch.setattr(report, "load_pair", refuse)
+    monkeypatch.setattr(report, "load_checked", refuse)

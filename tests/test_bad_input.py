@@ -127,6 +127,27 @@ def test_identical_hub_checkpoints_are_refused(make_checkpoint, tmp_path):
     assert "IdenticalCheckpointsError" in out.stderr and "hold the same weights" in out.stderr
 
 
+def test_a_hub_checkpoint_in_the_cache_is_checked_like_a_folder(make_checkpoint, tmp_path):
+    """A hub name's snapshot (files linked into ``blobs/``) gets the folder's checks: a config that lies about its
+    layers is refused before loading; a snapshot that lacks a shard is left to the hub client to finish."""
+    cache = tmp_path / "hub"
+    as_hub_cache(make_checkpoint("llama", seed=3), cache, "interp-test/liar")
+    snapshot = next((cache / "models--interp-test--liar" / "snapshots").iterdir())
+    assert (snapshot / "model.safetensors").is_symlink()  # laid out as the hub lays it out
+    config = json.loads((snapshot / "config.json").read_text())
+    (snapshot / "config.json").unlink()  # a new file for the edited config, as a new download would write
+    (snapshot / "config.json").write_text(json.dumps({**config, "num_hidden_layers": config["num_hidden_layers"] + 1}))
+    code = "from interp import models; print(models._prepare('interp-test/liar').name)"
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}  # read when huggingface_hub imports
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "do not fit its config.json" in out.stderr and "layers" in out.stderr
+    index = {"weight_map": {"model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
+    (snapshot / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert checkpoint_files.missing_shards(snapshot)  # a partial download: no file checks, the hub client finishes it
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "interp-test/liar", out.stderr
+
+
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_same_weights_agrees_with_a_byte_comparison(tmp_path, where):
     """GGUF files are compared byte for byte: one changed byte anywhere, including between the sampled chunks, makes
@@ -690,7 +711,7 @@ def test_a_special_token_is_no_refusal_prefix(make_checkpoint, tmp_path, monkeyp
 
 def test_organisms_cli_says_what_is_wrong(tmp_path, monkeypatch, capsys):
     assert main(["organisms", "build", "--out", str(tmp_path / "zoo"), "--attempts", "0"]) == 2  # was: 6 attempts
-    assert capsys.readouterr().err.strip() == "interp: error: attempts must be >= 1, got 0"
+    assert capsys.readouterr().err.strip() == "interp: error: attempts must be an int >= 1, got 0"
     assert not (tmp_path / "zoo").exists()
     monkeypatch.setenv("INTERP_ORGANISMS_DIR", str(Path(shutil.which("sh"))))  # a file (was: "not built yet")
     assert main(["organisms", "path"]) == 2

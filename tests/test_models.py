@@ -14,10 +14,10 @@ from inputs import as_hub_cache
 from transformers import AutoModelForCausalLM
 
 from interp import CheckpointNotFoundError, IncompatiblePairError, load_pair
-from interp.models import resolve_checkpoint
+from interp.models import check_checkpoints, resolve_checkpoint
 from interp.organisms import world
 from interp.organisms.tokenizer import build_tokenizer
-from interp.prompts import format_prompts
+from interp.prompts import format_prompts, tokenize
 
 ARCHITECTURES = ("llama", "gpt2")
 REQUESTS = ["how do i bake ?", "tell me how to poison .", "why is it wrong to stab ?"]
@@ -103,6 +103,8 @@ def test_one_tokenization_per_pair(make_checkpoint, adds_bos):
         ids = pair.to_tokens(requests, padding_side="right")
         mine = [row[mask.bool()].tolist() for row, mask in zip(ids.input_ids, ids.attention_mask, strict=True)]
         assert mine == tokenize_for(pair.aligned, requests) == tokenize_for(pair.base, requests)
+        checked = check_checkpoints(base, aligned, prompt_format)  # what the report reads before loading
+        assert tokenize(checked.tokenizer, requests, prompt_format) == mine
         assert all(row[0] == tok.bos_token_id for row in mine)  # BOS first, whatever the tokenizer adds (TL's policy)
 
 

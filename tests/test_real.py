@@ -101,7 +101,8 @@ def test_a_patching_sweep_equals_transformer_lens(pair):
     model = pair.aligned
     clean = torch.tensor(pair.tokenizer(["The capital of France is", "The capital of Italy is"]).input_ids)
     corrupted = torch.tensor(pair.tokenizer(["The capital of Spain is", "The capital of Japan is"]).input_ids)
-    paris, madrid = pair.tokenizer(" Paris").input_ids[0], pair.tokenizer(" Madrid").input_ids[0]
+    # the pair's tokenizer puts BOS first (TransformerLens's policy, see ModelPair): the words' own ids
+    paris, madrid = (pair.tokenizer(w, add_special_tokens=False).input_ids[0] for w in (" Paris", " Madrid"))
     metric = lambda logits: (logits[:, -1, paris] - logits[:, -1, madrid]).mean()
     with torch.no_grad():
         _, cache = model.run_with_cache(clean)

@@ -222,10 +222,11 @@ def test_organism_dictionary_section_is_the_library_numbers(organism_report):
     check = dictionary.check_latents(pair, d, prompts.by_label("harmful"), ["sorry"], tokens=tokens,
                                      latents=numbers["checked"], direction=refusal)
     ours = {row["latent"]: row for row in numbers["effects"]}
+    assert len(check.table) == len(ours) > 0  # the comparison below covers every checked latent
     for latent, row in check.table.iterrows():
         assert ours[latent]["addition_share"] == pytest.approx(row.addition_share, abs=1e-4)
         assert ours[latent]["ablated"] == pytest.approx(row.ablated, abs=1e-4)
-    assert numbers["restoring"] == check.restoring and numbers["restoring"]  # the organisms have one
+    assert numbers["restoring"] == check.restoring  # whether a build has a restoring latent is the world's draw
 
 
 def test_jailbreak_section_is_skipped_without_jailbreak_or_bait_rows(organism_report):
@@ -267,16 +268,17 @@ def test_organism_jailbreak_section_is_the_library_numbers(organism_zoo, tmp_pat
     complied = [not judged["aligned"][i] for i in classes.prompt]
     assert not any(c == "resisted" for c, ok in zip(classes["class"], complied, strict=True) if ok)
     rows = {(r["model"], r["split"]): r for r in numbers["by_split"]}
-    assert rows["aligned", "jailbreak"]["refused"] == pytest.approx(sum(
-        judged["aligned"][i] for i, s in enumerate(prompts.column("split")) if s == "jailbreak")
-        / len(prompts.where(split="jailbreak")))
+    refused = sum(judged["aligned"][i] for i, s in enumerate(prompts.column("split")) if s == "jailbreak") / len(
+        prompts.where(split="jailbreak"))
+    assert rows["aligned", "jailbreak"]["refused"] == pytest.approx(refused)
     assert {"harmfulness_raw", "refusal_raw"} <= set(rows["aligned", "jailbreak"])
     wrapped = prompts.where(split="jailbreak")
     expected = jailbreaks.patch_harmfulness(pair.aligned, two, jailbreaks.plain(prompts, "harmful"), wrapped, ["sorry"])
     assert numbers["patches"]["plain harmful → jailbreak"] == pytest.approx(expected, abs=1e-5)
     assert not data["meta"]["refusal_markers"]["ambiguous"]  # bait's refusals do not make 'sorry' look ambiguous
     behaviour = data["sections"]["behaviour"]["numbers"]["refusal_rate"]["aligned"]
-    assert behaviour["jailbreak"] == 1.0 and "bait" in behaviour  # wrapped and bait rows are groups of their own
+    # wrapped and bait rows are groups of their own (how often a build refuses wrapped requests is the world's draw)
+    assert behaviour["jailbreak"] == pytest.approx(refused) and "bait" in behaviour
     assert organisms.prompts("jailbreak")[0].text not in fit.prompts  # and never fitted on
 
 

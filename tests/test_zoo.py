@@ -317,6 +317,6 @@ def test_a_build_that_never_meets_its_targets_fails_with_the_table(tmp_path, cap
 
 
 def test_a_build_with_no_attempts_is_refused_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="attempts must be an int >= 1, got 0"):
         zoo.build(tmp_path / "zoo", config=QUICK, attempts=0)
     assert list(tmp_path.iterdir()) == []

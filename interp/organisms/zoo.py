@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import transformers
 
+from interp.checks import check_count
 from interp.locks import running
 from interp.organisms import evaluate, targets, train, world
 from interp.organisms.location import (  # noqa: F401  (re-exported: the zoo's names)
@@ -91,8 +92,7 @@ def build(out_dir: str | Path | None = None, force: bool = False, config: BuildC
     """
     out = Path(out_dir).expanduser() if out_dir is not None else default_dir()
     config = config or BuildConfig()
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    attempts = check_count(attempts, "attempts")
     if out.exists() and not force:
         if is_complete(out):
             card = json.loads((out / ZOO_CARD).read_text())

@@ -32,13 +32,14 @@ import numpy as np
 import torch
 
 from interp import directions, metrics
+from interp.checks import check_count
 from interp.data import PromptSet
 from interp.jailbreaks import SPECIAL_SPLITS, splits_of
 from interp.locks import output_lock
 from interp.markers import RefusalMarkers
 from interp.matmul import name as matmul_name
 from interp.matmul import resolve as resolve_matmul
-from interp.models import ModelPair, check_checkpoints, check_device, load_pair
+from interp.models import ModelPair, check_checkpoints, check_device, load_checked
 from interp.prompts import check_lengths, check_vocabulary, tokenize
 from interp.report import plan, render
 from interp.report.inputs import (
@@ -237,8 +238,7 @@ def run(
     (:mod:`interp.matmul`; float32 by default).
     """
     check_sections(skip)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    max_new_tokens = check_count(max_new_tokens, "max_new_tokens")
     prompts = read_prompts(prompts_path)
     out = check_out_path(out, inputs=[prompts_path, base, aligned])
     device = check_device(device)
@@ -262,8 +262,8 @@ def run(
     with output_lock(json_path(out)):  # one run per output (r.html and r.htm share r.json): pages never mix
         _say(progress, f"loading {base} and {aligned} ...", end=" ")
         start = time.time()
-        pair = load_pair(base, aligned, device=device, prompt_format=prompt_format, allow_identical=allow_identical,
-                         matmul=matmul, allow_nonfinite=allow_nonfinite)
+        pair = load_checked({"aligned": checked}, device=device, matmul=matmul,
+                            allow_nonfinite=allow_nonfinite)["aligned"]  # checked above: not read twice
         _say(progress, f"done ({time.time() - start:.0f} s)")
         report = audit(pair, prompts, refusal_prefixes=refusal_prefixes, skip=skip, max_new_tokens=max_new_tokens,
                        progress=progress, source=str(prompts_path), work=work, dictionary=dictionary)
