@@ -457,8 +457,10 @@ class NonFiniteWeightsError(ValueError):
 
 def check_finite(model: torch.nn.Module, name: str) -> None:
     """Raise :class:`NonFiniteWeightsError` naming the tensors of ``model`` that hold NaN or inf."""
-    bad = [f"{k.replace('._original_component', '')} ({int((~torch.isfinite(p)).sum())} values)"
-           for k, p in model.named_parameters() if not torch.isfinite(p).all()]  # named as in the checkpoint
+    with torch.no_grad():  # a sum is NaN or inf when any value is (one pass, no mask); only those are counted
+        suspects = [(k, p) for k, p in model.named_parameters() if not torch.isfinite(p.sum())]
+        bad = [f"{k.replace('._original_component', '')} ({int((~torch.isfinite(p)).sum())} values)"
+               for k, p in suspects if not torch.isfinite(p).all()]  # named as in the checkpoint
     if bad:
         raise NonFiniteWeightsError(
             f"{name} holds NaN or infinite weights in {len(bad)} tensor(s): {', '.join(bad[:4])}"

@@ -344,6 +344,23 @@ def test_nonfinite_weights_are_named_unless_allowed(make_checkpoint, tmp_path, m
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.parametrize("values, bad", [([3e38, 3e38, -1.0], False), ([1.0, float("-inf"), 2.0], True),
+                                         ([float("inf"), float("-inf"), 0.0], True), ([0.0, float("nan"), 1.0], True)])
+def test_check_finite_is_an_isfinite_test_whatever_the_sum(values, bad):
+    """check_finite sums each tensor first (one pass): a finite tensor whose sum overflows is still finite; oracle
+    torch.isfinite on every value."""
+    from interp.models import NonFiniteWeightsError, check_finite
+
+    layer = torch.nn.Linear(3, 1, bias=False)
+    layer.weight.data = torch.tensor([values])
+    assert torch.isfinite(layer.weight).all().item() is not bad
+    if bad:
+        with pytest.raises(NonFiniteWeightsError, match=r"in 1 tensor\(s\): weight \(1 values\)|\(2 values\)"):
+            check_finite(layer, "m")
+    else:
+        check_finite(layer, "m")
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda e: {**e, "dtype": "F33"}, "unknown dtype 'F33'"),
     (lambda e: {**e, "shape": [e["shape"][0] + 1, *e["shape"][1:]]}, "bytes for a F32 tensor of shape"),
