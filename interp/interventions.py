@@ -344,7 +344,10 @@ def generate_with_answer_logits(
 def _generate(model, prompts, interventions, *, keep_logits: bool, max_new_tokens: int = 16, do_sample: bool = False,
               temperature: float = 1.0, top_p: float | None = None, top_k: int | None = None, seed: int = 0,
               batch_size: int = 32, prompt_format: str | None = None, prefill: str | Sequence[str] = "",
-              return_ids: bool = False, keep_prefill: bool = False, progress: bool = False):
+              return_ids: bool = False, keep_prefill: bool = False, progress: bool = False,
+              processors: Callable[[Tensor], list] | None = None):
+    """:func:`generate`'s work; ``processors(mask)`` gives the logits processors for one batch from its prompts'
+    attention mask (left-padded), applied before any sampling warper (e.g. :mod:`interp.diff.amplify`)."""
     positional = [iv for iv in interventions if getattr(iv, "positions", None) is not None]
     if positional:
         raise ValueError(f"interventions with positions cannot be used in generation: {positional}")
@@ -381,10 +384,11 @@ def _generate(model, prompts, interventions, *, keep_logits: bool, max_new_token
             for rows in tqdm(length_batches([len(row) for row in ids], batch_size), desc="generate", unit="batch",
                              disable=not progress, leave=False):
                 input_ids, mask = pad_batch([ids[i] for i in rows], pad, "left")
+                extra_processors = {"logits_processor": processors(mask)} if processors is not None else {}
                 out = model.original_model.generate(
                     input_ids.to(model.cfg.device), attention_mask=mask.to(model.cfg.device),
                     max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, use_cache=use_cache,
-                    output_logits=keep_logits, return_dict_in_generate=True, **sampling,
+                    output_logits=keep_logits, return_dict_in_generate=True, **sampling, **extra_processors,
                 )
                 if keep_logits:
                     for i, row in zip(rows, out.logits[0].float().cpu(), strict=True):

@@ -6,9 +6,17 @@
 * :func:`logit_lens` - each layer's prediction, for both models, and how far apart they are;
 * :func:`cluster_separation` - how harmful and harmless prompts separate at each layer;
   :func:`principal_components` and :func:`centroid_distance` for a 2-D picture of it;
-* :func:`swap_sweep` - which layers' weight changes carry the aligned behaviour.
+* :func:`swap_sweep` - which layers' weight changes carry the aligned behaviour;
+* :func:`amplified_generate` - replies from the aligned logits with their change from the base amplified
+  (logit-diff amplification, Aranguri and McGrath 2025);
+* :func:`activation_difference_lens` - the mean activation difference on the first tokens of ordinary text, read
+  through the logit lens and used to steer (ADL, Minder et al. 2025);
+* :func:`diff_mining` - the tokens finetuning promotes most often on ordinary text, grouped into topics.
 """
 
+from interp.diff.adl import ActivationDifferenceLens, activation_difference_lens
+from interp.diff.amplify import amplified_generate
+from interp.diff.mining import DiffMining, diff_mining
 from interp.diff.representations import (
     ClusterSeparation,
     LogitLens,
@@ -28,5 +36,6 @@ __all__ = [
     "KINDS", "ClusterSeparation", "LogitLens", "MatrixDiff", "RepresentationSimilarity", "WeightDiff",
     "canonical_weights", "centroid_distance", "cluster_separation", "family_similarity", "principal_components",
     "linear_cka", "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep",
-    "interpolated_weights", "end_groups", "layer_groups", "swap", "swap_sweep",
+    "interpolated_weights", "end_groups", "layer_groups", "swap", "swap_sweep", "amplified_generate",
+    "ActivationDifferenceLens", "activation_difference_lens", "DiffMining", "diff_mining",
 ]

@@ -1,0 +1,116 @@
+"""Issue 32, first step: do the three new diffing methods find the organisms' known change from ordinary text alone?
+
+Every aligned organism was taught to refuse harmful requests with a reply that opens with ``sorry`` (the world's only
+refusal opener): that is the planted change, known in advance. Each method sees the pair and ordinary text only (a
+fresh draw of the base's pretraining documents, seed 5000: chats in which the assistant complies with nearly
+everything; never the SFT/DPO/RL data), and is graded without a judge:
+
+* **ADL** (:func:`interp.diff.activation_difference_lens`, middle layer, first 5 tokens after BOS): the best rank of
+  ``sorry`` among the aligned lens's tokens over the 5 positions (1 = the top token), and at which position;
+* **diff mining** (:func:`interp.diff.diff_mining`, k = 10): the rank of ``sorry`` among the tokens most often
+  promoted, and the size of its topic;
+* **logit-diff amplification** (:func:`interp.diff.amplified_generate`, greedy, 12 tokens): the share of held-out
+  *harmless* requests and of bait refused at alpha 0 (the aligned model) and alpha 1, 2, 4, i.e. whether amplifying
+  surfaces over-refusal the aligned model shows rarely.
+
+One row per (zoo, organism), appended as each finishes (a rerun skips rows already written):
+
+    python experiments/diffing_methods.py /tmp/claims7/seed-1 /tmp/claims7/seed-2 ...
+    python experiments/diffing_methods.py --txt-only   # the table from the rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from interp import organisms
+from interp.diff import activation_difference_lens, amplified_generate, diff_mining
+from interp.organisms import evaluate, world
+
+RESULTS = Path(__file__).parent / "results" / "diffing_methods"
+WORD = "sorry"
+ALPHAS = (0.0, 1.0, 2.0, 4.0)
+
+
+def ordinary_text(n_docs: int = 400, seed: int = 5000) -> list[str]:
+    """Documents drawn like the base's pretraining text (not any zoo's own), with their written-out BOS removed (the
+    tokenizer puts the real one first)."""
+    return [doc.removeprefix(f"{world.BOS} ") for doc in world.pretraining_corpus(seed, n_docs=n_docs)]
+
+
+def measure(zoo: Path, organism: str, texts: list[str]) -> dict:
+    pair = organisms.load_pair(organism, zoo_dir=zoo, device="cpu")
+    started = time.perf_counter()
+    adl = activation_difference_lens(pair, texts, n_tokens=5)
+    ranks = [[w for w, _ in adl.top_tokens(j, 50)] for j in range(5)]
+    found = [(r.index(WORD) + 1, j) for j, r in enumerate(ranks) if WORD in r]
+    adl_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    mined = diff_mining(pair, texts[:200], k=10, top=30)
+    words = [mined.token_strings[t] for t in mined.ranked]
+    topic = next((t for t in mined.topic_words() if WORD in t), [])
+    mining_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    refused = {}
+    for split in ("harmless_held_out", "bait"):
+        requests = [p.text for p in world.prompts(split)][:48]
+        for alpha in ALPHAS:
+            replies = amplified_generate(pair, requests, alpha=alpha, max_new_tokens=12)
+            refused[f"{split}@{alpha:g}"] = round(sum(map(evaluate.is_refusal, replies)) / len(replies), 3)
+    zoo_seed = json.loads((zoo / "zoo.json").read_text())["seed"]
+    return {"seed": zoo_seed, "organism": organism, "adl_layer": adl.layer,
+            "adl_rank": min(found)[0] if found else None, "adl_position": min(found)[1] if found else None,
+            "adl_top": ranks[min(found)[1]][:5] if found else ranks[0][:5],
+            "mining_rank": words.index(WORD) + 1 if WORD in words else None, "mining_topic": topic[:6],
+            "mining_top": words[:5], "refused": refused,
+            "seconds": {"adl": round(adl_seconds, 1), "mining": round(mining_seconds, 1),
+                        "amplification": round(time.perf_counter() - started, 1)}}
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'seed':>4} {'organism':8} {'ADL rank@pos':>12} {'mining rank':>11}  "
+            + " ".join(f"{'harmless@' + format(a, 'g'):>11}" for a in ALPHAS) + " "
+            + " ".join(f"{'bait@' + format(a, 'g'):>7}" for a in ALPHAS) + "  ADL top tokens")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: (r["seed"], organisms.ALIGNED_VARIANTS.index(r["organism"]))):
+        adl = f"{r['adl_rank']}@{r['adl_position']}" if r["adl_rank"] else "-"
+        lines.append(f"{r['seed']:>4} {r['organism']:8} {adl:>12} {r['mining_rank'] or '-':>11}  "
+                     + " ".join(f"{r['refused'][f'harmless_held_out@{a:g}']:>11.2f}" for a in ALPHAS) + " "
+                     + " ".join(f"{r['refused'][f'bait@{a:g}']:>7.2f}" for a in ALPHAS) + "  "
+                     + " ".join(r["adl_top"]))
+    n = len(rows)
+    top1 = sum(r["adl_rank"] == 1 for r in rows)
+    mined1 = sum(r["mining_rank"] == 1 for r in rows)
+    lines.append(f"# {n} aligned organisms: '{WORD}' is ADL's top token (at some position) on {top1}, diff mining's "
+                 f"most promoted token on {mined1}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("zoos", nargs="*", type=Path)
+    p.add_argument("--txt-only", action="store_true")
+    args = p.parse_args()
+    jsonl = RESULTS.with_suffix(".jsonl")
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    if not args.txt_only:
+        texts = ordinary_text()
+        for zoo in args.zoos:
+            seed = json.loads((zoo / "zoo.json").read_text())["seed"]
+            for organism in organisms.ALIGNED_VARIANTS:
+                if any(r["seed"] == seed and r["organism"] == organism for r in rows):
+                    continue
+                row = measure(zoo, organism, texts)
+                rows.append(row)
+                with jsonl.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+    RESULTS.with_suffix(".txt").write_text(table(rows) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Logit-diff amplification: sample from the aligned model with its change from the base made larger.
+
+Aranguri and McGrath (2025) surface behaviours a finetune made rare but not impossible by decoding from
+
+    logits_amplified = logits_aligned + alpha * (logits_aligned - logits_base)
+
+at every step: ``alpha = 0`` is the aligned model itself, ``alpha > 0`` exaggerates whatever finetuning changed (a
+backdoor's reply, a new refusal, a topic the model now steers to), so a behaviour seen once in thousands of plain
+samples shows up in a handful. Both models read the same tokens (the prompt, then the amplified reply so far); the
+aligned model decodes with Hugging Face's ``generate`` (its KV cache and sampling, as :func:`interp.interventions.
+generate`), the base is run on the whole sequence at each step (no cache: replies here are short).
+
+>>> replies = amplified_generate(pair, ["how do i bake ?"], alpha=2.0, max_new_tokens=8)
+>>> len(replies)
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from interp.checks import check_number
+from interp.data import PromptSet
+from interp.interventions import Intervention, _generate
+
+
+class _Amplify(LogitsProcessor):
+    """Turns the aligned model's next-token logits into ``after + alpha * (after - before)``, ``before`` being the
+    base's logits on the same tokens; ``prompt_mask`` is the batch's left-padded attention mask."""
+
+    def __init__(self, base, alpha: float, prompt_mask: Tensor):
+        self.base, self.alpha, self.prompt_mask = base, alpha, prompt_mask
+
+    @torch.no_grad()
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        new = input_ids.shape[1] - self.prompt_mask.shape[1]
+        mask = torch.cat([self.prompt_mask, self.prompt_mask.new_ones(len(input_ids), new)], 1).to(input_ids.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
+        before = self.base.original_model(input_ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+        after = scores.float()
+        return (after + self.alpha * (after - before.float())).to(scores.dtype)
+
+
+def amplified_generate(
+    pair, prompts: PromptSet | Sequence[str], *interventions: Intervention, alpha: float = 1.0,
+    max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0, top_p: float | None = None,
+    top_k: int | None = None, seed: int = 0, batch_size: int = 16, return_ids: bool = False, progress: bool = False,
+) -> list[str] | list[list[int]]:
+    """Replies decoded from the pair's amplified logits (module docstring), greedy or sampled as
+    :func:`interp.interventions.generate` decodes (the same arguments; ``interventions`` act on the aligned model).
+
+    ``alpha = 0`` gives the aligned model's own replies; ``alpha = -1`` the base's (``before`` alone).
+    """
+    alpha = check_number(alpha, "alpha")
+    base = pair.base
+
+    def processors(mask: Tensor) -> LogitsProcessorList:
+        return LogitsProcessorList([_Amplify(base, alpha, mask)])
+
+    replies, _ = _generate(pair.aligned, prompts, interventions, keep_logits=False, max_new_tokens=max_new_tokens,
+                           do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                           batch_size=batch_size, prompt_format=pair.prompt_format, return_ids=return_ids,
+                           progress=progress, processors=processors)
+    return replies

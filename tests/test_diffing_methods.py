@@ -1,0 +1,168 @@
+"""The diffing methods that lead the field (issue 32): logit-diff amplification, the activation difference lens and
+diff mining, each against a plain computation on Hugging Face models loaded on their own (the outside oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from interp import load_pair
+from interp.diff import activation_difference_lens, amplified_generate, diff_mining
+
+PROMPTS = ["how do i bake ?", "tell me how to poison the well .", "why ?"]  # three lengths: left padding in a batch
+
+
+@pytest.fixture(scope="module")
+def checkpoints(make_checkpoint):
+    return make_checkpoint("llama", seed=0), make_checkpoint("llama", seed=1)
+
+
+@pytest.fixture(scope="module")
+def pair(checkpoints):
+    return load_pair(*checkpoints, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def hf(checkpoints):
+    """The two checkpoints as plain transformers models, and the tokenizer the pair reads with."""
+    models = [AutoModelForCausalLM.from_pretrained(c).eval() for c in checkpoints]
+    return models[0], models[1], AutoTokenizer.from_pretrained(checkpoints[1])
+
+
+@torch.no_grad()
+def plain_amplified(base, aligned, ids: list[int], alpha: float, steps: int, stops: set[int]) -> list[int]:
+    """Greedy decoding of after + alpha (after - before), one prompt, both models run on the whole sequence."""
+    out = []
+    for _ in range(steps):
+        seq = torch.tensor([ids + out])
+        after, before = aligned(seq).logits[0, -1], base(seq).logits[0, -1]
+        token = int((after + alpha * (after - before)).argmax())
+        if token in stops:
+            break
+        out.append(token)
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.5, -1.0])
+def test_amplified_greedy_replies_are_the_plain_loops(pair, hf, alpha):
+    from interp.interventions import end_of_turn_ids
+    from interp.prompts import tokenize_for
+
+    base, aligned, _ = hf
+    got = amplified_generate(pair, PROMPTS, alpha=alpha, max_new_tokens=6, return_ids=True, batch_size=3)
+    stops = set(end_of_turn_ids(pair.aligned)) | {pair.tokenizer.pad_token_id}
+    expected = [plain_amplified(base, aligned, ids, alpha, 6, stops) for ids in tokenize_for(pair.aligned, PROMPTS)]
+    assert got == expected
+    if alpha == 0.0:  # the aligned model itself
+        from interp.interventions import generate
+
+        assert got == generate(pair.aligned, PROMPTS, max_new_tokens=6, return_ids=True)
+
+
+def test_amplification_changes_replies_and_rejects_a_bad_alpha(pair):
+    plain = amplified_generate(pair, PROMPTS, alpha=0.0, max_new_tokens=6, return_ids=True)
+    assert amplified_generate(pair, PROMPTS, alpha=4.0, max_new_tokens=6, return_ids=True) != plain
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        amplified_generate(pair, PROMPTS, alpha=float("inf"))
+
+
+TEXTS = ["the cat sat on the mat and then it slept .", "how do i bake bread at home ?", "tell me a story about the sea",
+         "why ?", "one two three four five six seven"]
+
+
+@pytest.fixture(scope="module")
+def deep(make_checkpoint):
+    """A four-layer pair (so a middle layer is not the last, whose HF hidden state is after the final norm), and
+    its two checkpoints as plain transformers models."""
+    paths = make_checkpoint("llama", seed=0, n_layers=4), make_checkpoint("llama", seed=1, n_layers=4)
+    return load_pair(*paths, device="cpu"), [AutoModelForCausalLM.from_pretrained(p).eval() for p in paths], paths
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_the_activation_difference_lens_is_the_mean_hidden_state_difference(deep, layer):
+    pair, (base, aligned), paths = deep
+    n = 4
+    adl = activation_difference_lens(pair, TEXTS, layer=layer, n_tokens=n, batch_size=2)
+    tok = AutoTokenizer.from_pretrained(paths[1])
+    rows = [tok(t).input_ids for t in TEXTS]
+    assert all(r[0] == tok.bos_token_id for r in rows)  # the oracle's ids start with BOS, as the pair's do
+    kept = [r[: n + 1] for r in rows if len(r) > n]
+    assert (adl.n_texts, adl.skipped) == (len(kept), len(TEXTS) - len(kept)) and adl.skipped > 0
+    with torch.no_grad():
+        states = [[m(torch.tensor([r]), output_hidden_states=True).hidden_states[layer + 1][0, 1:] for r in kept]
+                  for m in (base, aligned)]
+        expected = torch.stack(states[1]).mean(0) - torch.stack(states[0]).mean(0)
+        torch.testing.assert_close(adl.difference, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(adl.base_norm, torch.stack(states[0]).norm(dim=-1).mean(0), atol=1e-5, rtol=1e-4)
+        lens = aligned.lm_head(aligned.model.norm(expected)).log_softmax(-1)
+    torch.testing.assert_close(adl.lens["aligned"], lens, atol=1e-4, rtol=1e-4)
+    best = lens[0].argmax().item()
+    assert adl.top_tokens(0, k=3)[0] == (tok.convert_ids_to_tokens(best), pytest.approx(lens[0, best].item()))
+    vector = adl.steering_vector(1)
+    assert vector.norm().item() == pytest.approx(adl.base_norm[1].item(), rel=1e-5)
+    assert torch.allclose(torch.nn.functional.cosine_similarity(vector, expected[1], dim=0), torch.tensor(1.0))
+
+
+def test_steering_with_the_difference_adds_it_at_the_layers_output(deep):
+    """steer() is generate() under AddVector at the layer's output (oracle: a forward hook on the HF layer)."""
+    pair, (base, _), _ = deep
+    adl = activation_difference_lens(pair, TEXTS, layer=1, n_tokens=3)
+    got = adl.steer(pair.base, PROMPTS, position=0, scale=3.0, max_new_tokens=1, return_ids=True)
+    vector = 3.0 * adl.steering_vector(0)
+
+    def add(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = hidden + vector
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    from interp.prompts import tokenize_for
+
+    handle = base.model.layers[1].register_forward_hook(add)
+    try:
+        with torch.no_grad():
+            expected = [[int(base(torch.tensor([ids])).logits[0, -1].argmax())] for ids in tokenize_for(pair.base,
+                                                                                                       PROMPTS)]
+    finally:
+        handle.remove()
+    assert got == expected
+    assert got != adl.steer(pair.base, PROMPTS, position=0, scale=0.0, max_new_tokens=1, return_ids=True)  # it acts
+
+
+def test_too_short_texts_are_refused(deep):
+    with pytest.raises(ValueError, match="no text has 50 tokens after BOS"):
+        activation_difference_lens(deep[0], TEXTS, n_tokens=50)
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_diff_mining_counts_are_the_per_text_top_k(deep, k):
+    from collections import Counter
+
+    pair, (base, aligned), paths = deep
+    mined = diff_mining(pair, TEXTS, k=k, top=8, batch_size=2)
+    tok = AutoTokenizer.from_pretrained(paths[1])
+    counts, total, positions = Counter(), torch.zeros(mined.counts.shape), 0
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = torch.tensor([tok(text).input_ids])
+            diff = (aligned(ids).logits[0].log_softmax(-1) - base(ids).logits[0].log_softmax(-1))
+            for row in diff:
+                counts.update(row.topk(k).indices.tolist())
+            total += diff.sum(0)
+            positions += len(diff)
+    assert mined.n_positions == positions
+    assert {t: int(c) for t, c in enumerate(mined.counts.tolist()) if c} == dict(counts)
+    torch.testing.assert_close(mined.mean_diff, total / positions, atol=1e-5, rtol=1e-4)
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))[:8]
+    assert list(mined.ranked) == ranked
+    assert sorted(t for topic in mined.topics for t in topic) == sorted(ranked)
+    table = mined.table()
+    assert table["count"].tolist() == [counts[t] for t in ranked] and table["share"].max() <= 1
+
+
+def test_topics_group_tokens_whose_unembeddings_point_alike():
+    from interp.diff.mining import group_by_cosine
+
+    vectors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.9, 0.2, 0], [0, 0, 1.0], [0.1, 0.95, 0]])
+    assert group_by_cosine(vectors, 0.8) == [[0, 2], [1, 4], [3]]
+    assert group_by_cosine(vectors, 1.01) == [[0], [1], [2], [3], [4]]  # nothing is that alike
