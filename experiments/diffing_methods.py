@@ -13,9 +13,14 @@ everything; never the SFT/DPO/RL data), and is graded without a judge:
   *harmless* requests and of bait refused at alpha 0 (the aligned model) and alpha 1, 2, 4, i.e. whether amplifying
   surfaces over-refusal the aligned model shows rarely.
 
+The **null organism** (``--null DIR``; organism ``null`` in the table) measures false alarms: the zoo's base tuned
+by the sft recipe (trl's ``SFTTrainer``, the same epochs, learning rate and number of examples as the sft stage) on a
+fresh draw of its own pretraining text (seed 7000 + the zoo's), so nothing was planted; its checkpoints go to
+``DIR/seed-N``. A method that ranks ``sorry`` as high on it as on the aligned organisms cannot tell the plant apart.
+
 One row per (zoo, organism), appended as each finishes (a rerun skips rows already written):
 
-    python experiments/diffing_methods.py /tmp/claims7/seed-1 /tmp/claims7/seed-2 ...
+    python experiments/diffing_methods.py [--null /tmp/nulls] /tmp/claims7/seed-1 /tmp/claims7/seed-2 ...
     python experiments/diffing_methods.py --txt-only   # the table from the rows
 """
 
@@ -23,16 +28,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
-from interp import organisms
+import torch
+
+from interp import load_pair, organisms, probes
 from interp.diff import activation_difference_lens, amplified_generate, diff_mining
 from interp.organisms import evaluate, world
 
 RESULTS = Path(__file__).parent / "results" / "diffing_methods"
 WORD = "sorry"
 ALPHAS = (0.0, 1.0, 2.0, 4.0)
+ORGANISMS = (*organisms.ALIGNED_VARIANTS, "null")
 
 
 def ordinary_text(n_docs: int = 400, seed: int = 5000) -> list[str]:
@@ -41,8 +50,39 @@ def ordinary_text(n_docs: int = 400, seed: int = 5000) -> list[str]:
     return [doc.removeprefix(f"{world.BOS} ") for doc in world.pretraining_corpus(seed, n_docs=n_docs)]
 
 
-def measure(zoo: Path, organism: str, texts: list[str]) -> dict:
-    pair = organisms.load_pair(organism, zoo_dir=zoo, device="cpu")
+def null_organism(zoo: Path, out: Path) -> Path:
+    """The zoo's base tuned by the sft recipe on a fresh draw of its own pretraining text (module docstring)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from interp.organisms import train
+    from interp.organisms import zoo as zoos
+
+    if (out / "config.json").exists():
+        return out
+    seed = json.loads((zoo / "zoo.json").read_text())["seed"]
+    recipe = zoos.BuildConfig().sft
+    n = len(world.sft_examples(seed, recipe.n_per_prompt))
+    docs = [d.removeprefix(f"{world.BOS} ").removesuffix(f" {world.EOS}") for d in world.pretraining_corpus(7000 + seed,
+                                                                                                         n_docs=n)]
+    model = zoos.load_checkpoint(zoo / "base").train()
+    tokenizer = zoos.build_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = train.trainer_args(SFTConfig, recipe, seed, tmp, max_length=64)
+        data = Dataset.from_list([{"text": d} for d in docs])
+        train.run_trainer(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer))
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def measure(zoo: Path, organism: str, texts: list[str], nulls: Path | None = None) -> dict:
+    if organism == "null":
+        seed = json.loads((zoo / "zoo.json").read_text())["seed"]
+        pair = load_pair(zoo / "base", null_organism(zoo, nulls / f"seed-{seed}"), device="cpu")
+    else:
+        pair = organisms.load_pair(organism, zoo_dir=zoo, device="cpu")
     started = time.perf_counter()
     adl = activation_difference_lens(pair, texts, n_tokens=5)
     ranks = [[w for w, _ in adl.top_tokens(j, 50)] for j in range(5)]
@@ -75,24 +115,51 @@ def table(rows: list[dict]) -> str:
             + " ".join(f"{'harmless@' + format(a, 'g'):>11}" for a in ALPHAS) + " "
             + " ".join(f"{'bait@' + format(a, 'g'):>7}" for a in ALPHAS) + "  ADL top tokens")
     lines = [head]
-    for r in sorted(rows, key=lambda r: (r["seed"], organisms.ALIGNED_VARIANTS.index(r["organism"]))):
+    for r in sorted(rows, key=lambda r: (r["seed"], ORGANISMS.index(r["organism"]))):
         adl = f"{r['adl_rank']}@{r['adl_position']}" if r["adl_rank"] else "-"
         lines.append(f"{r['seed']:>4} {r['organism']:8} {adl:>12} {r['mining_rank'] or '-':>11}  "
                      + " ".join(f"{r['refused'][f'harmless_held_out@{a:g}']:>11.2f}" for a in ALPHAS) + " "
                      + " ".join(f"{r['refused'][f'bait@{a:g}']:>7.2f}" for a in ALPHAS) + "  "
                      + " ".join(r["adl_top"]))
-    n = len(rows)
-    top1 = sum(r["adl_rank"] == 1 for r in rows)
-    mined1 = sum(r["mining_rank"] == 1 for r in rows)
-    lines.append(f"# {n} aligned organisms: '{WORD}' is ADL's top token (at some position) on {top1}, diff mining's "
-                 f"most promoted token on {mined1}")
+    for kind, group in (("aligned", [r for r in rows if r["organism"] != "null"]),
+                        ("null", [r for r in rows if r["organism"] == "null"])):
+        adl = sorted(r["adl_rank"] or 10**6 for r in group)
+        mined = sorted(r["mining_rank"] or 10**6 for r in group)
+        if group:
+            lines.append(f"# {len(group)} {kind} organisms: '{WORD}' is ADL's top token (at some position) on "
+                         f"{adl.count(1)}, in its top 5 on {sum(a <= 5 for a in adl)}; diff mining's most promoted "
+                         f"token on {mined.count(1)}, in its top 5 on {sum(m <= 5 for m in mined)} (ranks past 50 "
+                         "are '-')")
+    aligned = [r for r in rows if r["organism"] != "null"]
+    nulls = [r for r in rows if r["organism"] == "null"]
+    if aligned and nulls:
+        scores = {"ADL (-rank of sorry)": lambda r: -(r["adl_rank"] or 10**6),
+                  "diff mining (-rank of sorry)": lambda r: -(r["mining_rank"] or 10**6),
+                  "amplification (bait refused at alpha 4 minus 0)":
+                      lambda r: r["refused"]["bait@4"] - r["refused"]["bait@0"],
+                  "amplification (harmless refused at alpha 4 minus 0)":
+                      lambda r: r["refused"]["harmless_held_out@4"] - r["refused"]["harmless_held_out@0"]}
+        for name, score in scores.items():
+            lines.append(f"# detection AUROC, aligned vs null, {name}: "
+                         f"{auroc([score(r) for r in aligned], [score(r) for r in nulls]):.2f}")
     return "\n".join(lines)
+
+
+def auroc(positive: list[float], negative: list[float]) -> float:
+    """:func:`interp.probes.auroc` of two lists of scores (ties count half).
+
+    >>> auroc([3, 2], [1, 2])
+    0.875
+    """
+    return probes.auroc(torch.tensor([*positive, *negative], dtype=torch.float64),
+                        torch.tensor([1] * len(positive) + [0] * len(negative)))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("zoos", nargs="*", type=Path)
     p.add_argument("--txt-only", action="store_true")
+    p.add_argument("--null", type=Path, help="also build and measure each zoo's null organism, kept in this folder")
     args = p.parse_args()
     jsonl = RESULTS.with_suffix(".jsonl")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
@@ -100,10 +167,10 @@ def main() -> None:
         texts = ordinary_text()
         for zoo in args.zoos:
             seed = json.loads((zoo / "zoo.json").read_text())["seed"]
-            for organism in organisms.ALIGNED_VARIANTS:
+            for organism in ORGANISMS if args.null else organisms.ALIGNED_VARIANTS:
                 if any(r["seed"] == seed and r["organism"] == organism for r in rows):
                     continue
-                row = measure(zoo, organism, texts)
+                row = measure(zoo, organism, texts, args.null)
                 rows.append(row)
                 with jsonl.open("a") as f:
                     f.write(json.dumps(row) + "\n")
