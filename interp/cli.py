@@ -181,8 +181,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-REPORT_SECTIONS = ("behaviour", "token_kl", "weights", "representations", "probes", "direction", "patching",
-                   "jailbreak", "dictionary")
+REPORT_SECTIONS = ("behaviour", "token_kl", "what_changed", "weights", "representations", "probes", "direction",
+                   "patching", "jailbreak", "dictionary")
 """The keys of :data:`interp.report.sections.SECTIONS`, in page order (a test checks they agree): named here so
 that building the parser, and ``interp --help``, imports no torch."""
 

@@ -201,6 +201,26 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
     assert_same(patched["recovery"], (result - corrupted) / (clean - corrupted), atol=1e-3)
 
 
+def test_organism_what_changed_section_is_the_library_numbers(organism_report):
+    """The ADL and diff mining of the report's prompts, read raw, as direct calls give them."""
+    from interp.report.sections import ADL_TOKENS, MINING_K
+
+    data, pair, prompts = organism_report
+    numbers = data["sections"]["what_changed"]["numbers"]
+    adl = diff.activation_difference_lens(pair, prompts.prompts, n_tokens=ADL_TOKENS)
+    assert (numbers["adl"]["layer"], numbers["adl"]["n_texts"]) == (adl.layer, adl.n_texts)
+    for j, top in numbers["adl"]["top_tokens"].items():
+        expected = adl.top_tokens(int(j), len(top))
+        assert [w for w, _ in top] == [w for w, _ in expected]
+        assert [v for _, v in top] == pytest.approx([v for _, v in expected], abs=1e-4)
+    mined = diff.diff_mining(pair, prompts.prompts, k=MINING_K)
+    table = mined.table().head(len(numbers["mining"]["tokens"]))
+    assert [r["token"] for r in numbers["mining"]["tokens"]] == table.token.tolist()
+    assert [r["count"] for r in numbers["mining"]["tokens"]] == table["count"].tolist()
+    assert numbers["mining"]["n_positions"] == mined.n_positions
+    assert "Hypotheses, not findings" in data["sections"]["what_changed"]["summary"]
+
+
 def test_organism_dictionary_section_is_the_library_numbers(organism_report):
     """The section's crosscoder, retrained by direct calls with the plan's settings, gives the same fit, tags and
     causal table (training is seeded, so it is the same dictionary)."""
@@ -334,7 +354,8 @@ def test_skipped_sections_are_left_out(organism_zoo, tmp_path):
     prompts = write_prompts(tmp_path / "p.jsonl")
     out = tmp_path / "r.html"
     assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "dpo"), "--prompts", prompts,
-                 "--out", str(out), "--refusal-prefix", "sorry", "--no-behaviour", "--no-token-kl", "--no-weights",
+                 "--out", str(out), "--refusal-prefix", "sorry", "--no-behaviour", "--no-token-kl", "--no-what-changed",
+                 "--no-weights",
                  "--no-representations", "--no-probes", "--no-direction", "--no-jailbreak", "--no-dictionary"]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     assert list(data["sections"]) == ["patching"]

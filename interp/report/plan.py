@@ -168,6 +168,12 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         tokens = total + n * max_new_tokens
         ops, calls = _forward(shape, tokens, math.ceil(n / KL_BATCH), tokens)
         out["token_kl"] = (2 * ops, 2 * calls, "both models on every prompt and reply")
+    if "what_changed" in sections:
+        adl = _forward(shape, n * 4, math.ceil(n / 32), 3)  # BOS and 3 tokens per prompt; 3 rows unembedded
+        mining = _forward(shape, total, math.ceil(n / 16), total)  # every position unembedded
+        out["what_changed"] = (2 * (adl[0] + mining[0]), 2 * (adl[1] + mining[1]),
+                               "ADL on the prompts' first 3 tokens, diff mining over every prompt position, both "
+                               "models")
     if "weights" in sections:
         ops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
         out["weights"] = (ops * plain, 0.0, "two SVDs per changed matrix (counted as if every one changed)")

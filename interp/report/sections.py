@@ -201,6 +201,48 @@ def token_kl(audit: Audit) -> Section:
     )
 
 
+ADL_TOKENS, MINING_K, SHOWN = 3, 10, 10
+"""The report's ADL reads the first 3 tokens of each prompt (most requests have that many); diff mining counts the
+10 most promoted tokens at each position; 10 tokens are shown per list."""
+
+
+def what_changed(audit: Audit) -> Section:
+    """Hypotheses about what finetuning changed, read off the prompts' text alone (raw, no chat template): the
+    activation difference lens and diff mining (:mod:`interp.diff`), ranked as each method ranks them."""
+    import pandas as pd
+
+    texts = audit.prompts.prompts
+    adl = diff.activation_difference_lens(audit.pair, texts, n_tokens=ADL_TOKENS) if any(
+        len(ids) > ADL_TOKENS for ids in audit.pair.tokenizer(list(texts)).input_ids) else None
+    mined = diff.diff_mining(audit.pair, texts, k=MINING_K, top=2 * SHOWN)
+    tokens = mined.table().head(2 * SHOWN)
+    lens = ({j: adl.top_tokens(j, SHOWN) for j in range(ADL_TOKENS)} if adl is not None else {})
+    said_lens = (f"The mean activation difference (aligned - base) at layer {adl.layer} over the first {ADL_TOKENS} "
+                 f"tokens of {adl.n_texts} prompts reads, through the aligned model's logit lens, as "
+                 + "; ".join(f"token {j + 1}: " + ", ".join(repr(w) for w, _ in top[:5]) for j, top in lens.items())
+                 + ". ") if adl is not None else f"No prompt has {ADL_TOKENS} tokens, so the ADL is skipped. "
+    summary = (said_lens + f"Over all {mined.n_positions} prompt positions, the tokens the aligned model most often "
+               f"promotes (among its {MINING_K} most raised log-probabilities) are "
+               + ", ".join(repr(w) for w in tokens.token.head(5))
+               + "; grouped by unembedding cosine, the first topics are "
+               + "; ".join("{" + ", ".join(repr(w) for w in topic[:4]) + "}" for topic in mined.topic_words()[:3])
+               + ". Hypotheses, not findings: check them against behaviour (Minder et al. 2025 read the ADL on "
+               "ordinary text; here it reads the audit's own prompts).")
+    numbers = {"adl": None if adl is None else {
+                   "layer": adl.layer, "n_tokens": ADL_TOKENS, "n_texts": adl.n_texts, "skipped": adl.skipped,
+                   "top_tokens": {str(j): [[w, v] for w, v in top] for j, top in lens.items()}},
+               "mining": {"k": MINING_K, "n_positions": mined.n_positions, "tokens": tokens.to_dict("records"),
+                          "topics": mined.topic_words()}}
+    tables = [("Tokens most often among the aligned model's most promoted (diff mining)", tokens)]
+    if adl is not None:
+        tables.insert(0, (f"The activation difference at layer {adl.layer} through the aligned model's logit lens "
+                          "(log-probabilities), by prompt token",
+                          pd.DataFrame({f"token {j + 1}": [f"{w} ({v:.1f})" for w, v in top]
+                                        for j, top in lens.items()})))
+    return Section("what_changed", "What changed: tokens the aligned model now promotes", summary, numbers, [],
+                   tables)
+
+
 def weights(audit: Audit) -> Section:
     d = diff.weight_diff(audit.pair)
     grid, kinds = d.layer_kind("rel_change")
@@ -422,7 +464,8 @@ def jailbreak(audit: Audit) -> Section:
 
 
 SECTIONS: dict[str, Callable[[Audit], Section]] = {
-    "behaviour": behaviour, "token_kl": token_kl, "weights": weights, "representations": representations,
+    "behaviour": behaviour, "token_kl": token_kl, "what_changed": what_changed, "weights": weights,
+    "representations": representations,
     "probes": probes, "direction": direction, "patching": cross_patching, "jailbreak": jailbreak,
     "dictionary": crosscoder,
 }
