@@ -36,6 +36,7 @@ import torch
 
 from interp import load_pair, organisms, probes
 from interp.diff import activation_difference_lens, amplified_generate, diff_mining
+from interp.intervals import bootstrap
 from interp.organisms import evaluate, world
 
 RESULTS = Path(__file__).parent / "results" / "diffing_methods"
@@ -139,20 +140,25 @@ def table(rows: list[dict]) -> str:
                       lambda r: r["refused"]["bait@4"] - r["refused"]["bait@0"],
                   "amplification (harmless refused at alpha 4 minus 0)":
                       lambda r: r["refused"]["harmless_held_out@4"] - r["refused"]["harmless_held_out@0"]}
+        both = aligned + nulls
+        labels, seeds = [1.0] * len(aligned) + [0.0] * len(nulls), [r["seed"] for r in both]
         for name, score in scores.items():
-            lines.append(f"# detection AUROC, aligned vs null, {name}: "
-                         f"{auroc([score(r) for r in aligned], [score(r) for r in nulls]):.2f}")
+            found = bootstrap(auroc, [score(r) for r in both], labels, groups=seeds)
+            lines.append(f"# detection AUROC, aligned vs null, {name}: {found.format('.2f')} (bootstrap over builds)")
     return "\n".join(lines)
 
 
-def auroc(positive: list[float], negative: list[float]) -> float:
-    """:func:`interp.probes.auroc` of two lists of scores (ties count half).
+def auroc(scores, labels) -> float:
+    """:func:`interp.probes.auroc` of scores with labels 1 (aligned) and 0 (null); NaN without both (a resampling
+    that drew one kind only).
 
-    >>> auroc([3, 2], [1, 2])
+    >>> auroc([3, 2, 1, 2], [1, 1, 0, 0])
     0.875
     """
-    return probes.auroc(torch.tensor([*positive, *negative], dtype=torch.float64),
-                        torch.tensor([1] * len(positive) + [0] * len(negative)))
+    scores, labels = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels)
+    if labels.min() == labels.max():
+        return float("nan")
+    return probes.auroc(scores, labels)
 
 
 def main() -> None:
