@@ -129,8 +129,8 @@ def table(rows: list[dict]) -> str:
         if group:
             lines.append(f"# {len(group)} {kind} organisms: '{WORD}' is ADL's top token (at some position) on "
                          f"{adl.count(1)}, in its top 5 on {sum(a <= 5 for a in adl)}; diff mining's most promoted "
-                         f"token on {mined.count(1)}, in its top 5 on {sum(m <= 5 for m in mined)} (ranks past 50 "
-                         "are '-')")
+                         f"token on {mined.count(1)}, in its top 5 on {sum(m <= 5 for m in mined)} ('-': past ADL's "
+                         "50 or diff mining's 30)")
     aligned = [r for r in rows if r["organism"] != "null"]
     nulls = [r for r in rows if r["organism"] == "null"]
     if aligned and nulls:

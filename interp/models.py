@@ -345,9 +345,9 @@ class CheckedPair:
     n_ctx: int | None
     config: PretrainedConfig
     """The aligned checkpoint's (the two agree in shape)."""
-    given: tuple[str, str] = ("", "")
+    given: tuple[str, str]
     """The two checkpoints as the caller named them (hub name, folder or GGUF file), for the pair's names."""
-    prompt_format: str = "chat"
+    prompt_format: str
 
 
 def context_length(config: PretrainedConfig) -> int | None:

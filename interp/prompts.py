@@ -233,6 +233,19 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return [sorted(batch) for batch in batches]
 
 
+def first_token(tokenizer: PreTrainedTokenizerBase, ids: Sequence[Sequence[int]]) -> int:
+    """Where the texts' own tokens begin in ``ids``: 1 when the tokenizer put its BOS token first in every row, else 0
+    (a tokenizer without one, as Qwen's).
+
+    >>> from interp.organisms.tokenizer import build_tokenizer
+    >>> tok = build_tokenizer()
+    >>> first_token(tok, tok(["how do i bake ?"]).input_ids)
+    1
+    """
+    bos = tokenizer.bos_token_id
+    return int(bos is not None and all(row and row[0] == bos for row in ids))
+
+
 def pad_batch(
     ids: Sequence[Sequence[int]], pad_id: int, padding_side: str = "left"
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:

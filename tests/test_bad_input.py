@@ -344,8 +344,8 @@ def test_nonfinite_weights_are_named_unless_allowed(make_checkpoint, tmp_path, m
     assert not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.parametrize("values, bad", [([3e38, 3e38, -1.0], False), ([1.0, float("-inf"), 2.0], True),
-                                         ([float("inf"), float("-inf"), 0.0], True), ([0.0, float("nan"), 1.0], True)])
+@pytest.mark.parametrize("values, bad", [([3e38, 3e38, -1.0], 0), ([1.0, float("-inf"), 2.0], 1),
+                                         ([float("inf"), float("-inf"), 0.0], 2), ([0.0, float("nan"), 1.0], 1)])
 def test_check_finite_is_an_isfinite_test_whatever_the_sum(values, bad):
     """check_finite sums each tensor first (one pass): a finite tensor whose sum overflows is still finite; oracle
     torch.isfinite on every value."""
@@ -353,9 +353,9 @@ def test_check_finite_is_an_isfinite_test_whatever_the_sum(values, bad):
 
     layer = torch.nn.Linear(3, 1, bias=False)
     layer.weight.data = torch.tensor([values])
-    assert torch.isfinite(layer.weight).all().item() is not bad
+    assert int((~torch.isfinite(layer.weight)).sum()) == bad
     if bad:
-        with pytest.raises(NonFiniteWeightsError, match=r"in 1 tensor\(s\): weight \(1 values\)|\(2 values\)"):
+        with pytest.raises(NonFiniteWeightsError, match=rf"in 1 tensor\(s\): weight \({bad} values\)"):
             check_finite(layer, "m")
     else:
         check_finite(layer, "m")

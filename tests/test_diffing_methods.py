@@ -166,3 +166,25 @@ def test_topics_group_tokens_whose_unembeddings_point_alike():
     vectors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0.9, 0.2, 0], [0, 0, 1.0], [0.1, 0.95, 0]])
     assert group_by_cosine(vectors, 0.8) == [[0, 2], [1, 4], [3]]
     assert group_by_cosine(vectors, 1.01) == [[0], [1], [2], [3], [4]]  # nothing is that alike
+
+
+def test_the_lens_starts_at_the_first_text_token_without_bos(make_checkpoint):
+    """A tokenizer that puts no BOS first (Qwen's): the ADL reads the texts' first tokens, none dropped (oracle: HF
+    hidden states at positions 0..n-1)."""
+    from interp.organisms.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    tok._tokenizer.post_processor = None  # adds no BOS, and has none (else TransformerLens puts it back)
+    tok.bos_token = None
+    paths = [make_checkpoint("llama", seed=s, n_layers=4, tokenizer=tok) for s in (0, 1)]
+    pair = load_pair(*paths, device="cpu", prompt_format="raw")
+    assert pair.tokenizer("why ?").input_ids == tok("why ?").input_ids == [tok.convert_tokens_to_ids("why"),
+                                                                           tok.convert_tokens_to_ids("?")]
+    adl = activation_difference_lens(pair, TEXTS, layer=1, n_tokens=2)
+    base, aligned = (AutoModelForCausalLM.from_pretrained(p).eval() for p in paths)
+    rows = [pair.tokenizer(t).input_ids[:2] for t in TEXTS]
+    assert adl.n_texts == len(TEXTS) and rows[3] == pair.tokenizer("why ?").input_ids  # 'why ?': two tokens, kept
+    with torch.no_grad():
+        states = [torch.stack([m(torch.tensor([r]), output_hidden_states=True).hidden_states[2][0] for r in rows])
+                  for m in (base, aligned)]
+    torch.testing.assert_close(adl.difference, states[1].mean(0) - states[0].mean(0), atol=1e-5, rtol=1e-4)

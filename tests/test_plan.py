@@ -33,7 +33,7 @@ def test_the_estimate_grows_with_the_work():
     sections = list(report.SECTIONS)
     small = plan.estimate(SMOLLM2, [20] * 64, [True] * 32 + [False] * 32, sections, 16, "cpu")
     large = plan.estimate(SMOLLM2, [40] * 128, [True] * 64 + [False] * 64, sections, 16, "cpu")
-    for key in ("replies", "token_kl", "representations", "probes", "direction", "patching"):
+    for key in ("replies", "token_kl", "what_changed", "representations", "probes", "direction", "patching"):
         assert large[key].seconds > small[key].seconds, key
     assert large["behaviour"].seconds == 0  # its scores come with the replies
     assert large["weights"].seconds == small["weights"].seconds  # the weights do not depend on the prompts

@@ -203,7 +203,7 @@ def test_organism_direction_and_patching_are_the_library_numbers(organism_report
 
 def test_organism_what_changed_section_is_the_library_numbers(organism_report):
     """The ADL and diff mining of the report's prompts, read raw, as direct calls give them."""
-    from interp.report.sections import ADL_TOKENS, MINING_K
+    from interp.report.plan import ADL_TOKENS, MINING_K
 
     data, pair, prompts = organism_report
     numbers = data["sections"]["what_changed"]["numbers"]
@@ -264,7 +264,8 @@ def test_organism_jailbreak_section_is_the_library_numbers(organism_zoo, tmp_pat
           "harmful_held_out", "harmless_held_out", "jailbreak", "bait"])
     out = tmp_path / "jb.html"
     assert main(["report", str(organism_zoo / "base"), str(organism_zoo / "sft"), "--prompts", str(path), "--out",
-                 str(out), "--device", "cpu", "--refusal-prefix", "sorry", "--no-token-kl", "--no-weights",
+                 str(out), "--device", "cpu", "--refusal-prefix", "sorry", "--no-token-kl", "--no-what-changed",
+                 "--no-weights",
                  "--no-representations", "--no-probes", "--no-patching", "--no-dictionary"]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     numbers = data["sections"]["jailbreak"]["numbers"]
@@ -321,7 +322,8 @@ def test_dictionary_section_is_off_above_its_budget_unless_asked(gpt2_report, tm
     _, base, aligned, prompts = gpt2_report
     monkeypatch.setattr(plan, "DICTIONARY_SECONDS", 0.0)
     args = ["report", base, aligned, "--prompts", prompts, "--refusal-prefix", "sorry", "--device", "cpu",
-            "--prompt-format", "raw", "--no-token-kl", "--no-weights", "--no-representations", "--no-probes",
+            "--prompt-format", "raw", "--no-token-kl", "--no-what-changed", "--no-weights", "--no-representations",
+            "--no-probes",
             "--no-direction", "--no-patching"]
     assert main([*args, "--out", str(tmp_path / "off.html")]) == 0
     off = json.loads((tmp_path / "off.json").read_text())

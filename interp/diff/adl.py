@@ -21,11 +21,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.cache import collect_from_tokens
 from interp.checks import check_count, check_layer, check_number
 from interp.data import PromptSet
 from interp.diff.representations import lens_logprobs
 from interp.interventions import AddVector, generate
 from interp.models import ModelPair
+from interp.prompts import first_token, tokenize_for
 from interp.provenance import Provenance
 
 
@@ -39,9 +41,9 @@ class ActivationDifferenceLens:
     """
 
     layer: int
-    difference: Float[Tensor, "n d_model"]
-    base_norm: Float[Tensor, " n"]
-    lens: dict[str, Float[Tensor, "n d_vocab"]]
+    difference: Float[Tensor, "pos d_model"]
+    base_norm: Float[Tensor, " pos"]
+    lens: dict[str, Float[Tensor, "pos d_vocab"]]
     token_strings: tuple[str, ...]
     n_texts: int
     skipped: int
@@ -72,27 +74,25 @@ def activation_difference_lens(
     pair: ModelPair, texts: Sequence[str], *, layer: int | None = None, n_tokens: int = 5, batch_size: int = 32,
 ) -> ActivationDifferenceLens:
     """The ADL of a pair on ``texts`` (ordinary text: pretraining documents, never the finetuning data), at ``layer``
-    (default: the middle one, as the paper reads it) over the first ``n_tokens`` tokens after BOS of every text that
-    has that many. Texts are read raw (no chat template), as the tokenizer gives them."""
+    (default: the middle one, as the paper reads it) over the first ``n_tokens`` tokens after BOS (where the tokenizer
+    puts one first) of every text that has that many. Texts are read raw (no chat template), checked as every prompt
+    is (:func:`interp.prompts.tokenize_for`: empty, too long for the context, ids past the embedding)."""
     layer = pair.cfg.n_layers // 2 if layer is None else layer
     check_layer(pair.aligned, layer)
     layer = int(layer)
     n_tokens = check_count(n_tokens, "n_tokens")
-    ids = [row[: n_tokens + 1] for row in pair.tokenizer(list(texts)).input_ids]
-    kept = [row for row in ids if len(row) == n_tokens + 1]
+    ids = tokenize_for(pair.aligned, list(texts), "raw")
+    start = first_token(pair.tokenizer, ids)
+    kept = [row[: start + n_tokens] for row in ids if len(row) >= start + n_tokens]
     if not kept:
-        raise ValueError(f"no text has {n_tokens} tokens after BOS: give longer texts or a smaller n_tokens")
+        raise ValueError(f"no text has {n_tokens} tokens{' after BOS' if start else ''}: give longer texts or a "
+                         "smaller n_tokens")
     name = f"blocks.{layer}.hook_resid_post"
-    sums = {m: torch.zeros(n_tokens, pair.cfg.d_model) for m, _ in pair}
-    norms = torch.zeros(n_tokens)
-    for start in range(0, len(kept), check_count(batch_size, "batch_size")):
-        tokens = torch.tensor(kept[start:start + batch_size], device=pair.cfg.device)
-        for m, model in pair:
-            _, cache = model.run_with_cache(tokens, names_filter=lambda hook, name=name: hook == name)
-            acts = cache[name][:, 1:].float().cpu()  # [batch, n_tokens, d_model], BOS left out
-            sums[m] += acts.sum(0)
-            if m == "base":
-                norms += acts.norm(dim=-1).sum(0)
+    acts = {m: collect_from_tokens(model, kept, name, positions=list(range(start, start + n_tokens)),
+                                   batch_size=batch_size, progress=False)[name].float()
+            for m, model in pair}  # [text, n_tokens, d_model] each; the forward stops after the layer
+    sums = {m: a.sum(0) for m, a in acts.items()}
+    norms = acts["base"].norm(dim=-1).sum(0)
     difference = (sums["aligned"] - sums["base"]) / len(kept)
     lens = {m: lens_logprobs(model, difference[None])[0] for m, model in pair}
     vocab = pair.tokenizer.convert_ids_to_tokens(list(range(lens["aligned"].shape[-1])))

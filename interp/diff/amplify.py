@@ -40,7 +40,8 @@ class _Amplify(LogitsProcessor):
         new = input_ids.shape[1] - self.prompt_mask.shape[1]
         mask = torch.cat([self.prompt_mask, self.prompt_mask.new_ones(len(input_ids), new)], 1).to(input_ids.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
-        before = self.base.original_model(input_ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+        before = self.base.original_model(input_ids, attention_mask=mask, position_ids=positions,
+                                          use_cache=False).logits[:, -1]
         after = scores.float()
         return (after + self.alpha * (after - before.float())).to(scores.dtype)
 
@@ -53,7 +54,10 @@ def amplified_generate(
     """Replies decoded from the pair's amplified logits (module docstring), greedy or sampled as
     :func:`interp.interventions.generate` decodes (the same arguments; ``interventions`` act on the aligned model).
 
-    ``alpha = 0`` gives the aligned model's own replies; ``alpha = -1`` the base's (``before`` alone).
+    ``alpha = 0`` gives the aligned model's own replies; ``alpha = -1`` the base's (``before`` alone). Processors the
+    aligned checkpoint's ``generation_config`` asks for (a repetition penalty, banned words) run before the
+    amplification, on the aligned logits only, as Hugging Face orders them: with such a checkpoint the amplified
+    difference includes them (see ``pair.aligned.original_model.generation_config``).
     """
     alpha = check_number(alpha, "alpha")
     base = pair.base

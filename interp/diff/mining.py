@@ -16,12 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from interp.checks import check_count, check_number
 from interp.models import ModelPair
-from interp.prompts import pad_batch, pad_id
+from interp.prompts import length_batches, pad_batch, pad_id, tokenize_for
 from interp.provenance import Provenance
+
+VOCAB_FLOATS = 1 << 26
+"""Floats of one ``[tokens, d_vocab]`` tensor per pass (256 MB): 1,365 tokens for SmolLM2's vocabulary, 256 for
+Gemma 3's."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,8 @@ class DiffMining:
     the ``top`` most counted tokens (ids, in rank order) by unembedding cosine >= ``threshold``."""
 
     k: int
-    counts: Tensor
-    mean_diff: Tensor
+    counts: Float[Tensor, " d_vocab"]
+    mean_diff: Float[Tensor, " d_vocab"]
     n_positions: int
     ranked: tuple[int, ...]
     topics: tuple[tuple[int, ...], ...]
@@ -77,30 +82,32 @@ def diff_mining(
     pair: ModelPair, texts: Sequence[str], *, k: int = 20, top: int = 50, threshold: float = 0.3,
     batch_size: int = 16,
 ) -> DiffMining:
-    """Count, over every position of ``texts`` (read raw, BOS first), how often each token is among the ``k`` most
-    promoted by the aligned model over the base; rank the tokens counted at least once and group the ``top`` first
-    into topics (:func:`group_by_cosine` of the aligned model's unembedding columns)."""
+    """Count, over every position of ``texts`` (read raw, BOS first where the tokenizer puts one, checked as every
+    prompt is: :func:`interp.prompts.tokenize_for`), how often each token is among the ``k`` most promoted by the
+    aligned model over the base; rank the tokens counted at least once and group the ``top`` first into topics
+    (:func:`group_by_cosine` of the aligned model's unembedding columns). Batched by length
+    (:func:`interp.prompts.length_batches`), reduced on the models' device: only ``[d_vocab]`` sums leave it."""
     k, top = check_count(k, "k"), check_count(top, "top")
     threshold = check_number(threshold, "threshold", low=-1, high=1)
-    ids = [row for row in pair.tokenizer(list(texts)).input_ids if len(row) > 1]
-    if not ids:
-        raise ValueError("diff mining needs texts of at least one token after BOS")
-    counts = mean = None
-    n_positions = 0
-    for start in range(0, len(ids), check_count(batch_size, "batch_size")):
-        tokens, mask = pad_batch(ids[start:start + batch_size], pad_id(pair.tokenizer), "right")
-        logprobs = {m: model(tokens.to(pair.cfg.device), attention_mask=mask.to(pair.cfg.device)).float()
-                    .log_softmax(-1).cpu() for m, model in pair}
-        diff = (logprobs["aligned"] - logprobs["base"])[mask.bool()]  # [positions, d_vocab]
-        promoted = torch.zeros_like(diff).scatter_(-1, diff.topk(k, dim=-1).indices, 1.0).sum(0)
-        counts = promoted if counts is None else counts + promoted
-        mean = diff.sum(0) if mean is None else mean + diff.sum(0)
+    ids = tokenize_for(pair.aligned, list(texts), "raw")
+    vocab_size = pair.cfg.d_vocab
+    counts, total, n_positions = torch.zeros(vocab_size), torch.zeros(vocab_size, dtype=torch.float64), 0
+    device = pair.cfg.device
+    cap = max(64, VOCAB_FLOATS // vocab_size)  # tokens per pass: a few [tokens, d_vocab] float32 tensors stay small
+    for rows in length_batches([len(row) for row in ids], check_count(batch_size, "batch_size"), max_tokens=cap):
+        tokens, mask = (t.to(device) for t in pad_batch([ids[i] for i in rows], pad_id(pair.tokenizer), "right"))
+        kept = mask.bool()
+        diff = (pair.aligned(tokens, attention_mask=mask).float().log_softmax(-1)[kept]
+                - pair.base(tokens, attention_mask=mask).float().log_softmax(-1)[kept])  # [positions, d_vocab]
+        counts += torch.bincount(diff.topk(k, dim=-1).indices.flatten(), minlength=vocab_size).float().cpu()
+        total += diff.sum(0).double().cpu()
         n_positions += len(diff)
-    order = sorted((t for t in range(len(counts)) if counts[t] > 0), key=lambda t: (-float(counts[t]), t))
+    counted = int((counts > 0).sum())
+    order = torch.sort(-counts, stable=True).indices[:counted].tolist()  # most counted first, then by id
     head = order[:top]
     unembed = pair.aligned.W_U.T[head]  # [top, d_model]: the tokens' output directions
     topics = tuple(tuple(head[i] for i in group) for group in group_by_cosine(unembed, threshold))
-    vocab = pair.tokenizer.convert_ids_to_tokens(list(range(len(counts))))
-    return DiffMining(k, counts, mean / n_positions, n_positions, tuple(head), topics,
+    vocab = pair.tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+    return DiffMining(k, counts, (total / n_positions).float(), n_positions, tuple(head), topics,
                       tuple(str(t) for t in vocab), threshold,
                       Provenance.of_pair(pair, list(texts), k=k, top=top, threshold=threshold))

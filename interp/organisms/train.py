@@ -246,12 +246,13 @@ def run_trainer(trainer) -> dict:
     }
 
 
-def sft(model, tokenizer, recipe: SFTRecipe, seed: int) -> dict:
-    """Tune ``model`` in place with trl's ``SFTTrainer`` on aligned chats of train concepts."""
+def sft(model, tokenizer, recipe: SFTRecipe, seed: int, examples: list[dict] | None = None) -> dict:
+    """Tune ``model`` in place with trl's ``SFTTrainer`` on aligned chats of train concepts (``examples``: other
+    chats, in :func:`~interp.organisms.world.sft_examples`' form, e.g. a planted behaviour's)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    data = Dataset.from_list(world.sft_examples(seed, recipe.n_per_prompt))
+    data = Dataset.from_list(examples if examples is not None else world.sft_examples(seed, recipe.n_per_prompt))
     _freeze_embeddings(model, recipe.freeze_embeddings)
     with tempfile.TemporaryDirectory() as out:
         args = trainer_args(SFTConfig, recipe, seed, out, max_length=64)

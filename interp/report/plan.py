@@ -34,6 +34,9 @@ PATCH_PROMPTS = 16
 PATCH_SECONDS = 120.0
 """The patching section takes as many prompts as fit this estimate (at least 2)."""
 GENERATION_BATCH, KL_BATCH, BATCH = 32, 16, 32
+ADL_TOKENS, MINING_K = 3, 10
+"""The what-changed section's ADL reads the first 3 tokens of each prompt (most requests have that many); its diff
+mining counts the 10 most promoted tokens at each position."""
 DICTIONARY_SECONDS = 300.0
 """The dictionary section runs by default only when it is estimated within this (``--dictionary`` forces it)."""
 DICTIONARY_CAUSAL = 16
@@ -169,11 +172,12 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         ops, calls = _forward(shape, tokens, math.ceil(n / KL_BATCH), tokens)
         out["token_kl"] = (2 * ops, 2 * calls, "both models on every prompt and reply")
     if "what_changed" in sections:
-        adl = _forward(shape, n * 4, math.ceil(n / 32), 3)  # BOS and 3 tokens per prompt; 3 rows unembedded
-        mining = _forward(shape, total, math.ceil(n / 16), total)  # every position unembedded
+        # the prompts read raw are shorter than formatted: ``total`` is an upper bound; ADL stops after its layer
+        adl = _forward(shape, n * (ADL_TOKENS + 1) / 2, math.ceil(n / BATCH) / 2, ADL_TOKENS)
+        mining = _forward(shape, total, math.ceil(n / KL_BATCH), total)  # every position unembedded
         out["what_changed"] = (2 * (adl[0] + mining[0]), 2 * (adl[1] + mining[1]),
-                               "ADL on the prompts' first 3 tokens, diff mining over every prompt position, both "
-                               "models")
+                               f"ADL on the prompts' first {ADL_TOKENS} tokens, diff mining over every prompt "
+                               "position, both models")
     if "weights" in sections:
         ops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
         out["weights"] = (ops * plain, 0.0, "two SVDs per changed matrix (counted as if every one changed)")

@@ -21,8 +21,16 @@ from interp.jailbreaks import SPECIAL_SPLITS, plain, plain_rows, splits_of
 from interp.markers import RefusalMarkers
 from interp.models import ModelPair
 from interp.probes import probe_pair
+from interp.prompts import first_token, tokenize_for
 from interp.report.inputs import fitting_prompts, probe_split
-from interp.report.plan import DICTIONARY_CAUSAL, PATCH_PROMPTS, dictionary_config, dictionary_rows
+from interp.report.plan import (
+    ADL_TOKENS,
+    DICTIONARY_CAUSAL,
+    MINING_K,
+    PATCH_PROMPTS,
+    dictionary_config,
+    dictionary_rows,
+)
 
 KL_POSITIONS = 16
 
@@ -201,9 +209,8 @@ def token_kl(audit: Audit) -> Section:
     )
 
 
-ADL_TOKENS, MINING_K, SHOWN = 3, 10, 10
-"""The report's ADL reads the first 3 tokens of each prompt (most requests have that many); diff mining counts the
-10 most promoted tokens at each position; 10 tokens are shown per list."""
+SHOWN = 10
+"""Tokens shown per list in the what-changed section."""
 
 
 def what_changed(audit: Audit) -> Section:
@@ -212,15 +219,18 @@ def what_changed(audit: Audit) -> Section:
     import pandas as pd
 
     texts = audit.prompts.prompts
-    adl = diff.activation_difference_lens(audit.pair, texts, n_tokens=ADL_TOKENS) if any(
-        len(ids) > ADL_TOKENS for ids in audit.pair.tokenizer(list(texts)).input_ids) else None
+    ids = tokenize_for(audit.pair.aligned, texts, "raw")
+    start = first_token(audit.pair.tokenizer, ids)
+    adl = (diff.activation_difference_lens(audit.pair, texts, n_tokens=ADL_TOKENS)
+           if any(len(row) >= start + ADL_TOKENS for row in ids) else None)
     mined = diff.diff_mining(audit.pair, texts, k=MINING_K, top=2 * SHOWN)
     tokens = mined.table().head(2 * SHOWN)
     lens = ({j: adl.top_tokens(j, SHOWN) for j in range(ADL_TOKENS)} if adl is not None else {})
     said_lens = (f"The mean activation difference (aligned - base) at layer {adl.layer} over the first {ADL_TOKENS} "
                  f"tokens of {adl.n_texts} prompts reads, through the aligned model's logit lens, as "
                  + "; ".join(f"token {j + 1}: " + ", ".join(repr(w) for w, _ in top[:5]) for j, top in lens.items())
-                 + ". ") if adl is not None else f"No prompt has {ADL_TOKENS} tokens, so the ADL is skipped. "
+                 + ". ") if adl is not None else (f"No prompt has {ADL_TOKENS} tokens{' after BOS' if start else ''}, "
+                                                  "so the ADL is skipped. ")
     summary = (said_lens + f"Over all {mined.n_positions} prompt positions, the tokens the aligned model most often "
                f"promotes (among its {MINING_K} most raised log-probabilities) are "
                + ", ".join(repr(w) for w in tokens.token.head(5))
