@@ -173,7 +173,8 @@ def _data_start(file: Path) -> int:
 def same_weights(first: str | os.PathLike, second: str | os.PathLike) -> bool:
     """Whether two local checkpoints, both directories or both GGUF files, hold the same weights: the same tensors
     (names, shapes, dtypes, every value), whatever files hold them (``model.safetensors`` or ``pytorch_model.bin``,
-    shards or one file, any order); two GGUF files, byte for byte. A few values of every tensor are compared first
+    shards or one file, any order); two GGUF files, byte for byte. Files of one safetensors layout are compared by
+    their data bytes (sampled chunks first); otherwise tensor by tensor, the first row of every tensor first
     (different weights almost always differ there), every value only if all of those agree. Checkpoints without
     weight files are not called the same.
     """
@@ -250,7 +251,8 @@ def _itself(tensor: torch.Tensor) -> torch.Tensor:
 
 _SAFETENSORS_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                      torch.bool: "BOOL"}
+                      torch.bool: "BOOL", torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2",
+                      torch.uint16: "U16", torch.uint32: "U32", torch.uint64: "U64", torch.complex64: "C64"}
 """The safetensors name of a torch dtype, so a ``.bin`` tensor and a ``.safetensors`` one compare by kind."""
 
 
