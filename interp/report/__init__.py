@@ -5,7 +5,7 @@
 >>> prompts = organisms.prompt_set(["harmful_train", "harmless_train"])  # or PromptSet.from_file("mine.jsonl")
 >>> report = audit(pair, prompts, refusal_prefixes=["sorry"], progress=False)
 >>> [section.key for section in report.sections][:3]
-['behaviour', 'token_kl', 'weights']
+['behaviour', 'token_kl', 'what_changed']
 >>> html, numbers = report.write(f"{tempfile.mkdtemp()}/report.html")  # and report.json beside it
 >>> html.name, numbers.name
 ('report.html', 'report.json')
