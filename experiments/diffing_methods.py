@@ -167,21 +167,27 @@ def main() -> None:
     p.add_argument("--txt-only", action="store_true")
     p.add_argument("--null", type=Path, help="also build and measure each zoo's null organism, kept in this folder")
     args = p.parse_args()
-    jsonl = RESULTS.with_suffix(".jsonl")
+    run_rows(RESULTS, [] if args.txt_only else args.zoos, ORGANISMS if args.null else organisms.ALIGNED_VARIANTS,
+             lambda zoo, organism, texts: measure(zoo, organism, texts, args.null), table)
+
+
+def run_rows(results: Path, zoos: list[Path], names, measure, table) -> None:
+    """The rows of ``results.jsonl``, plus ``measure(zoo, organism, texts)`` for each (zoo, organism) not there yet
+    (appended as each finishes, so a rerun resumes); then ``table(rows)`` written to ``results.txt`` and printed."""
+    jsonl = results.with_suffix(".jsonl")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    if not args.txt_only:
-        texts = ordinary_text()
-        for zoo in args.zoos:
-            seed = json.loads((zoo / "zoo.json").read_text())["seed"]
-            for organism in ORGANISMS if args.null else organisms.ALIGNED_VARIANTS:
-                if any(r["seed"] == seed and r["organism"] == organism for r in rows):
-                    continue
-                row = measure(zoo, organism, texts, args.null)
-                rows.append(row)
-                with jsonl.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(json.dumps(row), flush=True)
-    RESULTS.with_suffix(".txt").write_text(table(rows) + "\n")
+    texts = ordinary_text() if zoos else []
+    for zoo in zoos:
+        seed = json.loads((zoo / "zoo.json").read_text())["seed"]
+        for organism in names:
+            if any(r["seed"] == seed and r["organism"] == organism for r in rows):
+                continue
+            row = measure(zoo, organism, texts)
+            rows.append(row)
+            with jsonl.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    results.with_suffix(".txt").write_text(table(rows) + "\n")
     print(table(rows))
 
 

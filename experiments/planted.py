@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from diffing_methods import auroc, ordinary_text
+from diffing_methods import auroc, run_rows
 
 from interp import load_pair
 from interp.diff import activation_difference_lens, amplified_generate, diff_mining
@@ -142,23 +142,8 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("/tmp/planted"), help="where the tuned checkpoints are kept")
     p.add_argument("--txt-only", action="store_true")
     args = p.parse_args()
-    jsonl = RESULTS.with_suffix(".jsonl")
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    if not args.txt_only:
-        texts = ordinary_text()
-        for zoo in args.zoos:
-            seed = json.loads((zoo / "zoo.json").read_text())["seed"]
-            for organism in ORGANISMS:
-                if any(r["seed"] == seed and r["organism"] == organism for r in rows):
-                    continue
-                row = measure(zoo, organism, texts, args.root)
-                rows.append(row)
-                with jsonl.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(json.dumps(row), flush=True)
-    RESULTS.with_suffix(".txt").write_text(table(rows) + "\n")
-    print(table(rows))
-
+    run_rows(RESULTS, [] if args.txt_only else args.zoos, ORGANISMS,
+             lambda zoo, organism, texts: measure(zoo, organism, texts, args.root), table)
 
 if __name__ == "__main__":
     main()
