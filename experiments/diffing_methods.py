@@ -32,9 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from interp import load_pair, organisms, probes
+from interp import load_pair, organisms
+from interp.bench.grade import auroc
+from interp.bench.plants import ordinary_text
 from interp.diff import activation_difference_lens, amplified_generate, diff_mining
 from interp.intervals import bootstrap
 from interp.organisms import evaluate, world
@@ -43,12 +43,6 @@ RESULTS = Path(__file__).parent / "results" / "diffing_methods"
 WORD = "sorry"
 ALPHAS = (0.0, 1.0, 2.0, 4.0)
 ORGANISMS = (*organisms.ALIGNED_VARIANTS, "null")
-
-
-def ordinary_text(n_docs: int = 400, seed: int = 5000) -> list[str]:
-    """Documents drawn like the base's pretraining text (not any zoo's own), with their written-out BOS removed (the
-    tokenizer puts the real one first)."""
-    return [doc.removeprefix(f"{world.BOS} ") for doc in world.pretraining_corpus(seed, n_docs=n_docs)]
 
 
 def null_organism(zoo: Path, out: Path) -> Path:
@@ -146,19 +140,6 @@ def table(rows: list[dict]) -> str:
             found = bootstrap(auroc, [score(r) for r in both], labels, groups=seeds)
             lines.append(f"# detection AUROC, aligned vs null, {name}: {found.format('.2f')} (bootstrap over builds)")
     return "\n".join(lines)
-
-
-def auroc(scores, labels) -> float:
-    """:func:`interp.probes.auroc` of scores with labels 1 (aligned) and 0 (null); NaN without both (a resampling
-    that drew one kind only).
-
-    >>> auroc([3, 2, 1, 2], [1, 1, 0, 0])
-    0.875
-    """
-    scores, labels = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels)
-    if labels.min() == labels.max():
-        return float("nan")
-    return probes.auroc(scores, labels)
 
 
 def main() -> None:

@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 import torch
-from diffing_methods import auroc, run_rows
+from diffing_methods import run_rows
 
 from interp import load_pair
+from interp.bench.grade import auroc
 from interp.diff import activation_difference_lens, amplified_generate, diff_mining
 from interp.intervals import bootstrap
 from interp.organisms import evaluate, train, world

@@ -12,7 +12,7 @@ grouping the top ones by the cosine of their unembedding vectors (the aligned mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +77,14 @@ def group_by_cosine(vectors: Tensor, threshold: float) -> list[list[int]]:
     return groups
 
 
+def text_batches(pair: ModelPair, ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(tokens, mask)`` batches of ``ids`` on the pair's device, right-padded, batched by length so that a
+    ``[tokens, d_vocab]`` float32 tensor of a batch stays under :data:`VOCAB_FLOATS` (at least 64 tokens a pass)."""
+    cap = max(64, VOCAB_FLOATS // pair.cfg.d_vocab)
+    for rows in length_batches([len(row) for row in ids], check_count(batch_size, "batch_size"), max_tokens=cap):
+        yield tuple(t.to(pair.cfg.device) for t in pad_batch([ids[i] for i in rows], pad_id(pair.tokenizer), "right"))
+
+
 @torch.no_grad()
 def diff_mining(
     pair: ModelPair, texts: Sequence[str], *, k: int = 20, top: int = 50, threshold: float = 0.3,
@@ -92,10 +100,7 @@ def diff_mining(
     ids = tokenize_for(pair.aligned, list(texts), "raw")
     vocab_size = pair.cfg.d_vocab
     counts, total, n_positions = torch.zeros(vocab_size), torch.zeros(vocab_size, dtype=torch.float64), 0
-    device = pair.cfg.device
-    cap = max(64, VOCAB_FLOATS // vocab_size)  # tokens per pass: a few [tokens, d_vocab] float32 tensors stay small
-    for rows in length_batches([len(row) for row in ids], check_count(batch_size, "batch_size"), max_tokens=cap):
-        tokens, mask = (t.to(device) for t in pad_batch([ids[i] for i in rows], pad_id(pair.tokenizer), "right"))
+    for tokens, mask in text_batches(pair, ids, batch_size):
         kept = mask.bool()
         diff = (pair.aligned(tokens, attention_mask=mask).float().log_softmax(-1)[kept]
                 - pair.base(tokens, attention_mask=mask).float().log_softmax(-1)[kept])  # [positions, d_vocab]
