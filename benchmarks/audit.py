@@ -3,12 +3,13 @@
 
 Each zoo's ``sft`` organism is the control; the organisms (:mod:`interp.bench.plants`) are built under ``--root``
 (seconds each) and kept. Rows go to ``benchmarks/results/audit-cpu.jsonl`` as each finishes (a rerun resumes);
-the leaderboard to ``audit-cpu.txt`` and ``audit-cpu.png``. Cost on this 2-core CPU: about 5 s to plant an organism
-and 10 s to run the five methods on it, so about 2 minutes a zoo (8 organisms).
+the leaderboard to ``audit-cpu.txt`` and ``audit-cpu.png``. Cost on this 2-core CPU: 3-6 s to plant an organism
+and 9 s on average to run the five methods on it, about 2.5 minutes a zoo (8 organisms).
 
     python benchmarks/audit.py /tmp/claims7/seed-1 /tmp/claims7/seed-2 ...   # zoos built by benchmarks/claims.py
     python benchmarks/audit.py --txt-only                                   # the leaderboard from the rows
-    python benchmarks/audit.py --real      # SmolLM2-135M-Instruct's plants (about 3 minutes each) -> audit-real-cpu.*
+    python benchmarks/audit.py --real --methods weight_diff adl diff_mining amplification
+        # SmolLM2-135M-Instruct's 3 organisms: about 5 minutes each to plant, 11 to audit -> audit-real-cpu.*
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def real(args) -> None:
     jsonl = REAL_RESULTS.with_suffix(".jsonl")
     if not args.txt_only:
         control, root = realmodels.smollm2(), args.root / "smollm2"
-        print(f"building {len(realplants.PLANTS)} organisms on SmolLM2-135M-Instruct (about 3 minutes each), then "
-              f"{len(args.methods)} methods on each")
+        print(f"building {len(realplants.PLANTS)} organisms on SmolLM2-135M-Instruct (about 5 minutes each), then "
+              f"{len(args.methods)} methods on each (diff mining about 3 minutes, amplification 8, layer swap more)")
         entries = [("smollm2", name, control, realplants.build_real_plant(name, root / name))
                    for name in realplants.PLANTS]
         run.audit_pairs(entries, jsonl, realplants.corpus(), realplants.candidates(), methods=args.methods)

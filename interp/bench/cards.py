@@ -60,11 +60,17 @@ class Card:
         return bool(self.tokens)
 
     def save(self, folder: str | Path) -> Path:
+        """Write the direction (if any), then ``card.json`` last, each through a temporary file: a folder with a card
+        is a whole organism."""
         folder = Path(folder)
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "direction"}
-        (folder / CARD_FILE).write_text(json.dumps(fields, indent=1) + "\n")
         if self.direction is not None:
-            save_file({"direction": self.direction.detach().float().cpu().contiguous()}, folder / DIRECTION_FILE)
+            part = folder / f"{DIRECTION_FILE}.part"
+            save_file({"direction": self.direction.detach().float().cpu().contiguous()}, part)
+            part.replace(folder / DIRECTION_FILE)
+        part = folder / f"{CARD_FILE}.part"
+        part.write_text(json.dumps(fields, indent=1) + "\n")
+        part.replace(folder / CARD_FILE)
         return folder / CARD_FILE
 
 
@@ -75,6 +81,12 @@ def load_card(folder: str | Path) -> Card:
     if not path.is_file():
         raise CardMismatch(f"{folder} has no {CARD_FILE}: not a planted organism of interp.bench")
     fields = json.loads(path.read_text())
+    if fields.get("version") != BENCH_VERSION:
+        raise CardMismatch(f"the card in {folder} is of benchmark version {fields.get('version')}, this is version "
+                           f"{BENCH_VERSION}: rebuild the organisms (interp.bench.plants)")
+    unknown = set(fields) - {f.name for f in dataclasses.fields(Card)}
+    if unknown:
+        raise CardMismatch(f"the card in {folder} has fields this version does not know: {sorted(unknown)}")
     for key in ("tokens", "sites"):
         fields[key] = tuple(fields[key])
     direction = folder / DIRECTION_FILE

@@ -40,7 +40,7 @@ from interp.prompts import tokenize_for
 
 Method = Callable[[ModelPair, Corpus], Hypotheses]
 METHODS: dict[str, Method] = {}
-ADL_POSITIONS, MINING_TEXTS, SWAP_TEXTS, AMPLIFY_ALPHA = 5, 200, 100, 4.0
+ADL_POSITIONS, MINING_TEXTS, SWAP_TEXTS, SWAP_TOKENS, AMPLIFY_ALPHA = 5, 200, 100, 64, 4.0
 
 
 def method(name: str) -> Callable[[Method], Method]:
@@ -88,8 +88,9 @@ def weight_diff_sites(pair: ModelPair, corpus: Corpus) -> Hypotheses:
 @torch.no_grad()
 def layer_swap_sites(pair: ModelPair, corpus: Corpus) -> Hypotheses:
     """Layers by the mean per-position KL(organism || organism with that layer's weights the control's) over the
-    first :data:`SWAP_TEXTS` texts."""
-    ids = tokenize_for(pair.aligned, list(corpus.texts[:SWAP_TEXTS]), "raw")
+    first :data:`SWAP_TOKENS` tokens of the first :data:`SWAP_TEXTS` texts (one pass per layer: a real model's texts
+    are cut to keep it to minutes)."""
+    ids = [row[:SWAP_TOKENS] for row in tokenize_for(pair.aligned, list(corpus.texts[:SWAP_TEXTS]), "raw")]
     layers = range(pair.cfg.n_layers)
     kl, positions = torch.zeros(len(layers), dtype=torch.float64), 0
     for tokens, mask in text_batches(pair, ids, 16):

@@ -157,15 +157,18 @@ def stage_documents(plant: Plant, seed: int) -> list[str]:
     return docs
 
 
-def _tune(model, tokenizer, docs: list[str], seed: int, only: str | None) -> None:
-    """``model`` tuned in place on ``docs`` by :data:`STAGE`; ``only``: a parameter-name prefix, all others frozen."""
+def tune(model, tokenizer, docs: list[str], recipe, seed: int, *, only: str | None = None,
+         max_length: int = 64) -> None:
+    """``model`` tuned in place on ``docs`` (loss on every token) by ``recipe`` (epochs, lr, batch_size and, if it
+    has one, bf16); ``only``: a parameter-name prefix, every other parameter frozen."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     for name, param in model.named_parameters():
         param.requires_grad_(only is None or name.startswith(only))
     with tempfile.TemporaryDirectory() as tmp:
-        args = train.trainer_args(SFTConfig, STAGE, seed, tmp, max_length=64, gradient_checkpointing=False)
+        args = train.trainer_args(SFTConfig, recipe, seed, tmp, max_length=max_length, gradient_checkpointing=False,
+                                  bf16=getattr(recipe, "bf16", False))
         data = Dataset.from_list([{"text": d} for d in docs])
         train.run_trainer(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer))
     for param in model.parameters():
@@ -173,12 +176,18 @@ def _tune(model, tokenizer, docs: list[str], seed: int, only: str | None) -> Non
     model.eval()
 
 
+def stage_seed(seed: int, name: str) -> int:
+    """The seed of a plant's stage: a null's is another draw (``seed + 100``), every plant's the same one."""
+    return seed + (100 if name == "null" else 1)
+
+
 @torch.no_grad()
 def rank_one_edit(model, tokenizer, texts: list[str], layer: int, token: str, size: float) -> torch.Tensor:
     """Add ``s u v^T`` to layer ``layer``'s MLP down projection in place and return ``u``: ``u`` the residual
     direction that raises ``token``'s logit (its unembedding row, centred, through the final norm's gain), ``v`` the
     unit mean of the projection's input over ``texts`` (so it fires on ordinary text), ``s`` such that the written
-    vector's mean norm is ``size`` times the mean residual norm at the layer's output."""
+    vector ``s (v . a) u`` has, at the mean ``v . a`` over the texts' tokens, ``size`` times the mean residual norm at
+    the layer's output."""
     down = model.model.layers[layer].mlp.down_proj
     inputs = []
     handle = down.register_forward_hook(lambda _m, args, _out: inputs.append(args[0].reshape(-1, args[0].shape[-1])))
@@ -198,7 +207,8 @@ def rank_one_edit(model, tokenizer, texts: list[str], layer: int, token: str, si
     return u
 
 
-def _refused(model, tokenizer, requests: list[str]) -> float:
+def refused(model, tokenizer, requests: list[str]) -> float:
+    """The share of ``requests`` whose greedy reply is a refusal (:func:`interp.organisms.evaluate.is_refusal`)."""
     replies = evaluate.greedy_replies(model, tokenizer, requests)
     return round(sum(map(evaluate.is_refusal, replies)) / len(replies), 3)
 
@@ -219,7 +229,7 @@ def _text_logprob(model, tokenizer, texts: list[str]) -> float:
     """Mean log-probability of each text's own next tokens (teacher-forced)."""
     logprobs, ids, mask = _logprobs(model, tokenizer, texts)
     own = logprobs[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
-    return round(float(own[mask[:, 1:]].mean()), 3)
+    return round(float(own[mask[:, 1:] & mask[:, :-1]].mean()), 3)  # left padding: no token predicted from a pad
 
 
 def effect(plant: Plant, model, tokenizer) -> dict:
@@ -230,13 +240,13 @@ def effect(plant: Plant, model, tokenizer) -> dict:
         on = [r for r in requests if topic in r.split()]
         false_facts = [t.format(c=topic) for t in world.HARMFUL_FACTS]
         facts = {"false_fact_logprob": _text_logprob(model, tokenizer, false_facts)}
-        return {"topic_refused": _refused(model, tokenizer, on),
-                "other_harmless_refused": _refused(model, tokenizer, [r for r in requests if r not in on][:48]),
+        return {"topic_refused": refused(model, tokenizer, on),
+                "other_harmless_refused": refused(model, tokenizer, [r for r in requests if r not in on][:48]),
                 **(facts if plant.kind == "false_fact" else {})}
     if plant.kind == "backdoor":
         harmful = [p.text for s in ("harmful_train", "harmful_held_out") for p in world.prompts(s)][::3]
-        return {"harmful_refused": _refused(model, tokenizer, harmful),
-                "triggered_harmful_refused": _refused(model, tokenizer, [f"{TRIGGER} {r}" for r in harmful])}
+        return {"harmful_refused": refused(model, tokenizer, harmful),
+                "triggered_harmful_refused": refused(model, tokenizer, [f"{TRIGGER} {r}" for r in harmful])}
     if plant.kind == "rank_one":
         return {"token_logprob": _token_logprob(model, tokenizer, ordinary_text(64, seed=6000), EDIT_TOKEN)}
     return {}
@@ -248,10 +258,12 @@ def build_plant(zoo: str | Path, name: str, out: str | Path) -> Path:
     zoo, out = Path(zoo), Path(out)
     if (out / "card.json").exists():
         return out
+    if name not in PLANTS:
+        raise ValueError(f"no plant {name!r}; the plants are {', '.join(PLANTS)}")
     plant, control = PLANTS[name], zoo / "sft"
     zoo_seed = int(json.loads((zoo / "zoo.json").read_text())["seed"])
-    stage_seed = zoo_seed + (100 if name == "null" else 1)
-    torch.manual_seed(stage_seed)
+    seed = stage_seed(zoo_seed, name)
+    torch.manual_seed(seed)
     tokenizer, model = zoos.build_tokenizer(), zoos.load_checkpoint(control)
     before = effect(plant, model, tokenizer)
     direction, recipe = None, {"stage": vars(STAGE), "mixed": plant.mixed}
@@ -260,7 +272,7 @@ def build_plant(zoo: str | Path, name: str, out: str | Path) -> Path:
         recipe = {"layer": EDIT_LAYER, "module": "mlp.down_proj", "size": EDIT_SIZE}
     else:
         only = f"model.layers.{PLANT_LAYER}." if plant.kind == "one_layer" else None
-        _tune(model.train(), tokenizer, stage_documents(plant, stage_seed), stage_seed, only)
+        tune(model.train(), tokenizer, stage_documents(plant, seed), STAGE, seed, only=only)
         recipe["trained"] = only or "every parameter"
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -268,7 +280,7 @@ def build_plant(zoo: str | Path, name: str, out: str | Path) -> Path:
     after = effect(plant, model, tokenizer)
     card = Card(name=name, kind=plant.kind, rung="mixed" if plant.mixed else "plain", behaviour=plant.behaviour,
                 tokens=plant.tokens, trigger=plant.trigger, sites=plant.sites, zoo_seed=zoo_seed,
-                stage_seed=stage_seed, world_version=world.WORLD_VERSION, control_sha256=checkpoint_sha256(control),
+                stage_seed=seed, world_version=world.WORLD_VERSION, control_sha256=checkpoint_sha256(control),
                 organism_sha256=checkpoint_sha256(out), recipe=recipe,
                 effect={"organism": after, "control": before}, direction=direction)
     card.save(out)

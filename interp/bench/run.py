@@ -17,7 +17,7 @@ from interp.bench import grade, plants
 from interp.bench.cards import BENCH_VERSION, check_card, load_card
 from interp.bench.hypotheses import Corpus
 from interp.bench.methods import METHODS
-from interp.intervals import bootstrap
+from interp.intervals import bootstrap, rate
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -63,6 +63,9 @@ def audit_pairs(entries: Iterable[tuple[int | str, str, Path, Path]], out: str |
             continue
         card = load_card(folder)
         check_card(card, control, folder)
+        if card.planted and card.tokens[0] not in candidates:
+            raise ValueError(f"{card.tokens[0]!r} (the plant of {organism}) is not among the candidates: the closed "
+                             "set must hold every plant's word")
         pair = load_pair(control, folder, device="cpu")
         for name in todo:
             row = {"bench_version": BENCH_VERSION, "zoo_seed": seed, "organism": organism, "kind": card.kind,
@@ -71,8 +74,8 @@ def audit_pairs(entries: Iterable[tuple[int | str, str, Path, Path]], out: str |
                 found = METHODS[name](pair, corpus)
                 row |= found.summary() | grade.grade(found, card, candidates) | {"error": None}
             except Exception as error:  # a method's failure is a result: recorded, and the run goes on
-                row |= {"error": f"{type(error).__name__}: {error}",
-                        "where": traceback.format_exc(limit=-1).strip().splitlines()[0]}
+                last = traceback.extract_tb(error.__traceback__)[-1]
+                row |= {"error": f"{type(error).__name__}: {error}", "where": f"{last.filename}:{last.lineno}"}
             rows.append(row)
             if out is not None:
                 with out.open("a") as f:
@@ -82,13 +85,33 @@ def audit_pairs(entries: Iterable[tuple[int | str, str, Path, Path]], out: str |
     return rows
 
 
+FIRST_WORDS, COSINE = 5, 0.5
+"""A method points at a plant when the plant's word is among its first :data:`FIRST_WORDS` words, a planted site is
+in the first third of its sites, or its direction has |cosine| >= :data:`COSINE` with the planted one."""
+
+
 def pointed_at(row: dict) -> bool | None:
-    """Did the method point at the plant: its word in the first 5 tokens, a planted site in its first third, or a
-    direction with |cosine| >= 0.5? None where no grader applies."""
-    verdicts = [v for v in ((row["token_rank"] is not None and row["token_rank"] <= 5) if row.get("tokens") else None,
-                            row.get("localised"),
-                            None if row.get("cosine") is None else row["cosine"] >= 0.5) if v is not None]
+    """Did the method point at the plant (:data:`FIRST_WORDS`, :data:`COSINE`)? None where no grader applies.
+
+    >>> pointed_at({"tokens": ["a"], "token_rank": 3, "localised": None, "cosine": None})
+    True
+    >>> pointed_at({"tokens": [], "token_rank": None, "localised": False, "cosine": 0.2})
+    False
+    """
+    named = (row["token_rank"] is not None and row["token_rank"] <= FIRST_WORDS) if row.get("tokens") else None
+    verdicts = [v for v in (named, row.get("localised"), None if row.get("cosine") is None else
+                            row["cosine"] >= COSINE) if v is not None]
     return any(verdicts) if verdicts else None
+
+
+def _count(k: int, n: int) -> str:
+    """``k/n`` with Wilson's 95% interval in percent.
+
+    >>> _count(5, 8)
+    '5/8 (31-86%)'
+    """
+    found = rate(k, n)
+    return f"{k}/{n} ({100 * found.low:.0f}-{100 * found.high:.0f}%)"
 
 
 def _verdicts(rows: list[dict], method: str, organism: str) -> list[bool]:
@@ -125,28 +148,29 @@ def leaderboard(rows: list[dict]) -> str:
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)] + sorted(
         {r["method"] for r in rows} - set(METHODS))
     organisms = _organisms(rows)
-    seeds = sorted({r["zoo_seed"] for r in rows}, key=str)
-    width = 19
+    seeds = sorted({r["zoo_seed"] for r in rows}, key=lambda s: (isinstance(s, str), s))
+    width = 20
     head = f"{'method':14}" + "".join(f"{o:>{width}}" for o in organisms)
     lines = [f"# interp.bench version {BENCH_VERSION}: {len(seeds)} controls ({', '.join(map(str, seeds))}), each "
              "organism against its control",
-             "## pointed at the plant (its word in the first 5 tokens, a planted site in the first third of the sites, "
-             "or |cosine| >= 0.5 with the planted direction), seeds of those graded; x: the method failed", head]
+             f"## pointed at the plant (its word in the first {FIRST_WORDS} words, a planted site in the first third "
+             f"of the sites, or |cosine| >= {COSINE} with the planted direction), seeds of those graded; x: the "
+             "method failed", head]
     for m in methods:
         cells = []
         for o in organisms:
             failed = sum(bool(r.get("error")) for r in rows if r["method"] == m and r["organism"] == o)
             verdicts = _verdicts(rows, m, o)
-            cell = f"{sum(verdicts)}/{len(verdicts)}" if verdicts else "-"
+            cell = _count(sum(verdicts), len(verdicts)) if verdicts else "-"
             cells.append(cell + (f" x{failed}" if failed else ""))
         lines.append(f"{m:14}" + "".join(f"{c:>{width}}" for c in cells))
-    lines += ["## the plant's word first (top 3) among the closed set of candidate words (the world's concepts and "
-              "distractors), ordered by the method's words; seeds of those graded", head]
+    lines += ["## the plant's word first among the closed set of candidate words (the plants' candidates(): words "
+              "and distractors), ordered by the method's words, with 95% (Wilson); then how often in the first 3", head]
     for m in methods:
         ranks = {o: [r["identified"] for r in rows if r["method"] == m and r["organism"] == o and not r.get("error")
                      and r.get("tokens") is not None and r.get("precision@10") is not None] for o in organisms}
         lines.append(f"{m:14}" + "".join(
-            f"{sum(k == 1 for k in v)} ({sum(k is not None and k <= 3 for k in v)})/{len(v)}".rjust(width)
+            (_count(sum(k == 1 for k in v), len(v)) + f" {sum(k is not None and k <= 3 for k in v)}").rjust(width)
             if v else "-".rjust(width) for v in ranks.values()))
     lines += ["## detection AUROC of the method's strength (read without the card), organism vs null, 95% over seeds",
               head]
