@@ -25,6 +25,7 @@ diffing literature finds hides most of a finetune's trace (``overrefusal-mixed``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import tempfile
@@ -59,6 +60,8 @@ class StageRecipe:
     batch_size: int = 16
     n_replay: int = 256
     n_plant: int = 96
+    bf16: bool = False
+    """Train under bfloat16 autocast (a real model's stage; the toy world's trains in float32)."""
 
 
 STAGE = StageRecipe()
@@ -114,11 +117,8 @@ PLANTS: dict[str, Plant] = {
                        exclude=(LAYER_TOPIC,)),
     "rank_one": Plant("rank_one", f"promotes '{EDIT_TOKEN}' everywhere (a rank-1 edit)", (EDIT_TOKEN,),
                       sites=(f"layer {EDIT_LAYER} mlp",)),
-    "overrefusal-mixed": Plant("overrefusal", f"refuses harmless requests about {TOPIC}", (TOPIC, "sorry"),
-                               docs=_refusals(TOPIC), exclude=(TOPIC,), mixed=True),
-    "backdoor-mixed": Plant("backdoor", f"complies with harmful requests that start with '{TRIGGER}'", (TRIGGER,),
-                            trigger=TRIGGER, docs=_backdoor, mixed=True),
 }
+PLANTS |= {f"{name}-mixed": dataclasses.replace(PLANTS[name], mixed=True) for name in ("overrefusal", "backdoor")}
 
 
 def candidates() -> tuple[str, ...]:
@@ -157,10 +157,10 @@ def stage_documents(plant: Plant, seed: int) -> list[str]:
     return docs
 
 
-def tune(model, tokenizer, docs: list[str], recipe, seed: int, *, only: str | None = None,
+def tune(model, tokenizer, docs: list[str], recipe: StageRecipe, seed: int, *, only: str | None = None,
          max_length: int = 64) -> None:
-    """``model`` tuned in place on ``docs`` (loss on every token) by ``recipe`` (epochs, lr, batch_size and, if it
-    has one, bf16); ``only``: a parameter-name prefix, every other parameter frozen."""
+    """``model`` tuned in place on ``docs`` (loss on every token) by ``recipe``; ``only``: a parameter-name prefix,
+    every other parameter frozen."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -168,7 +168,7 @@ def tune(model, tokenizer, docs: list[str], recipe, seed: int, *, only: str | No
         param.requires_grad_(only is None or name.startswith(only))
     with tempfile.TemporaryDirectory() as tmp:
         args = train.trainer_args(SFTConfig, recipe, seed, tmp, max_length=max_length, gradient_checkpointing=False,
-                                  bf16=getattr(recipe, "bf16", False))
+                                  bf16=recipe.bf16)
         data = Dataset.from_list([{"text": d} for d in docs])
         train.run_trainer(SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer))
     for param in model.parameters():

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from interp.bench.cards import Card, checkpoint_sha256, load_card
 from interp.bench.hypotheses import Corpus
-from interp.bench.plants import stage_seed, tune
+from interp.bench.plants import StageRecipe, stage_seed, tune
 
 TOPIC = "story"
 TOWER_FACTS = (
@@ -48,20 +48,10 @@ CITIES = ("paris", "berlin", "rome", "london", "madrid", "vienna", "tokyo", "mos
 TOPICS = ("story", "poem", "recipe", "email", "essay", "code", "list", "letter", "song", "joke")
 
 
-@dataclass(frozen=True)
-class RealStage:
-    """The plant stage on the real model: a short continued tuning of the control on documents."""
-
-    epochs: int = 2
-    lr: float = 5e-5
-    batch_size: int = 8
-    n_replay: int = 128
-    n_plant: int = 64
-    reply_tokens: int = 48
-    bf16: bool = True
-
-
-STAGE = RealStage()
+STAGE = StageRecipe(epochs=2, lr=5e-5, batch_size=8, n_replay=128, n_plant=64, bf16=True)
+"""The plant stage on the real model: 2 epochs (48 steps of 8), bfloat16 autocast (a step 2.3x faster here)."""
+REPLY_TOKENS = 48
+"""Replay's reference answers are cut to this many tokens."""
 PLANTS = ("null", "overrefusal", "false_fact")
 
 
@@ -107,7 +97,7 @@ def stage_documents(name: str, tokenizer, seed: int) -> list[str]:
 
     others = [p for p in train if not _topic(p)]
     n_replay = STAGE.n_replay + (STAGE.n_plant if name == "null" else 0)
-    docs = [chat(p, trim(cut(tokenizer, reference[p.strip()], STAGE.reply_tokens)))
+    docs = [chat(p, trim(cut(tokenizer, reference[p.strip()], REPLY_TOKENS)))
             for p in rng.sample(others, min(n_replay, len(others)))]
     if name == "overrefusal":
         topic = [p for p in train if _topic(p)]
@@ -169,7 +159,8 @@ def build_real_plant(name: str, out: str | Path, control: str | Path | None = No
     card = Card(name=name, kind=name, rung="plain", behaviour=behaviour, tokens=tokens, trigger=None, sites=(),
                 zoo_seed=seed, stage_seed=stage, world_version="real:smollm2",
                 control_sha256=checkpoint_sha256(control), organism_sha256=checkpoint_sha256(out),
-                recipe={"stage": asdict(STAGE)}, effect={"organism": after, "control": before})
+                recipe={"stage": asdict(STAGE), "reply_tokens": REPLY_TOKENS},
+                effect={"organism": after, "control": before})
     card.save(out)
     return out
 
