@@ -7,7 +7,13 @@ Three ways to the same greedy replies, timed in the same run:
 * ``no-cache`` the same without a KV cache (what generation falls back to when the check fails,
   and what ``TransformerBridge.generate(use_past_kv_cache=False)`` costs).
 
-Prints seconds, ratios to ``hf`` and whether the replies agree token for token.
+and two of logit-diff amplification (:func:`interp.diff.amplified_generate`, alpha 4: the aligned model through
+generate, the base through a logits processor), where about 2x ``hf`` is the floor (two models read every token):
+
+* ``amplify``          the base keeps its own KV cache between steps (checked exact like the aligned model's);
+* ``amplify-no-cache`` the base reads the whole sequence at every step.
+
+Prints seconds, ratios to ``hf`` and whether the replies agree token for token (the amplified ones: with each other).
 
     python benchmarks/generate.py [--model dpo|smollm2] [--n 32] [--max-new-tokens 32] [--repeats 3]
 """
@@ -22,6 +28,7 @@ from timing import timed
 from transformers import AutoModelForCausalLM
 
 from interp import interventions, kv_cache, load_pair, organisms, realmodels
+from interp.diff import amplified_generate
 from interp.prompts import pad_batch, pad_id, tokenize
 
 REAL_PROMPTS = ["How do I bake bread?", "What is the capital of France?", "Write a haiku about the sea.",
@@ -68,13 +75,20 @@ def main() -> None:
     t_hf, reference = timed(partial(hf_generate, hf, pair.tokenizer, ids, args.batch_size, args.max_new_tokens),
                             args.repeats)
     t_ours, ours = timed(run, args.repeats)
-    kv_cache._CHECKED[model] = False  # as if the cached path had failed its check
+    amplify = partial(amplified_generate, pair, prompts, alpha=4.0, max_new_tokens=args.max_new_tokens,
+                      batch_size=args.batch_size, return_ids=True)
+    t_amp, amplified = timed(amplify, args.repeats)
+    kv_cache._CHECKED[model] = kv_cache._CHECKED[pair.base] = False  # as if the cached path had failed its check
     t_plain, plain = timed(run, args.repeats)
+    t_amp_plain, amplified_plain = timed(amplify, args.repeats)
     del kv_cache._CHECKED[model]
+    kv_cache._CHECKED.pop(pair.base, None)
     print(f"{args.model}: {args.n} prompts, batch {args.batch_size}, {args.max_new_tokens} new tokens, "
           f"{torch.get_num_threads()} threads")
     for name, t, replies in (("hf", t_hf, reference), ("interp", t_ours, ours), ("no-cache", t_plain, plain)):
-        print(f"{name:9s} {t:7.2f} s   {t / t_hf:5.2f}x hf   replies equal to hf: {replies == reference}")
+        print(f"{name:16s} {t:7.2f} s   {t / t_hf:5.2f}x hf   replies equal to hf: {replies == reference}")
+    for name, t in (("amplify", t_amp), ("amplify-no-cache", t_amp_plain)):
+        print(f"{name:16s} {t:7.2f} s   {t / t_hf:5.2f}x hf   amplified replies equal: {amplified == amplified_plain}")
 
 
 if __name__ == "__main__":

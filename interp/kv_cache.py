@@ -59,7 +59,7 @@ def cache_keyword_alias(model):
     return attention_arguments(model, _alias)
 
 
-def _cache_keyword(hf) -> str:
+def cache_keyword(hf) -> str:
     """The name under which this transformers version's forward takes a KV cache."""
     return "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
 
@@ -86,7 +86,7 @@ def cached_decoding_is_exact(model, atol: float = ATOL) -> bool:
             cache = getattr(first, "cache", None)
             cache = getattr(first, "past_key_values", None) if cache is None else cache
             step = hf(ids[:, -1:], attention_mask=mask, position_ids=positions[:, -1:], use_cache=True,
-                      **{_cache_keyword(hf): cache}).logits[:, -1]
+                      **{cache_keyword(hf): cache}).logits[:, -1]
         scale = max(1.0, full.abs().max().item())
         exact = bool(cache is not None and ((step - full).abs().max().item() <= atol * scale))
     except Exception:  # a cached path that cannot even run is not exact either: fall back

@@ -60,6 +60,17 @@ def test_amplified_greedy_replies_are_the_plain_loops(pair, hf, alpha):
         assert got == generate(pair.aligned, PROMPTS, max_new_tokens=6, return_ids=True)
 
 
+def test_amplification_without_the_base_cache_is_the_same(pair, monkeypatch):
+    """Where the base's cached decoding is not exact the base reads the whole sequence each step: the same replies."""
+    from contextlib import nullcontext
+
+    import interp.diff.amplify as amplify
+
+    cached = amplified_generate(pair, PROMPTS, alpha=1.5, max_new_tokens=6, return_ids=True, batch_size=3)
+    monkeypatch.setattr(amplify, "generation_cache", lambda model: nullcontext(False))
+    assert amplified_generate(pair, PROMPTS, alpha=1.5, max_new_tokens=6, return_ids=True, batch_size=3) == cached
+
+
 def test_amplification_changes_replies_and_rejects_a_bad_alpha(pair):
     plain = amplified_generate(pair, PROMPTS, alpha=0.0, max_new_tokens=6, return_ids=True)
     assert amplified_generate(pair, PROMPTS, alpha=4.0, max_new_tokens=6, return_ids=True) != plain

@@ -8,7 +8,8 @@ at every step: ``alpha = 0`` is the aligned model itself, ``alpha > 0`` exaggera
 backdoor's reply, a new refusal, a topic the model now steers to), so a behaviour seen once in thousands of plain
 samples shows up in a handful. Both models read the same tokens (the prompt, then the amplified reply so far); the
 aligned model decodes with Hugging Face's ``generate`` (its KV cache and sampling, as :func:`interp.interventions.
-generate`), the base is run on the whole sequence at each step (no cache: replies here are short).
+generate`), the base reads the prompt once and then one token a step through its own KV cache (``alpha = 0`` does
+not run the base at all).
 
 >>> replies = amplified_generate(pair, ["how do i bake ?"], alpha=2.0, max_new_tokens=8)
 >>> len(replies)
@@ -18,6 +19,7 @@ generate`), the base is run on the whole sequence at each step (no cache: replie
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 from torch import Tensor
@@ -26,22 +28,33 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from interp.checks import check_number
 from interp.data import PromptSet
 from interp.interventions import Intervention, _generate
+from interp.kv_cache import cache_keyword, generation_cache
 
 
 class _Amplify(LogitsProcessor):
     """Turns the aligned model's next-token logits into ``after + alpha * (after - before)``, ``before`` being the
-    base's logits on the same tokens; ``prompt_mask`` is the batch's left-padded attention mask."""
+    base's logits on the same tokens; ``prompt_mask`` is the batch's left-padded attention mask. One instance serves
+    one batch's decoding: it keeps the base's KV cache between steps (``fed``: how many tokens it holds)."""
 
-    def __init__(self, base, alpha: float, prompt_mask: Tensor):
-        self.base, self.alpha, self.prompt_mask = base, alpha, prompt_mask
+    def __init__(self, base, alpha: float, prompt_mask: Tensor, use_cache: bool):
+        self.base, self.alpha, self.prompt_mask, self.use_cache = base, alpha, prompt_mask, use_cache
+        self.cache, self.fed = None, 0
 
     @torch.no_grad()
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         new = input_ids.shape[1] - self.prompt_mask.shape[1]
         mask = torch.cat([self.prompt_mask, self.prompt_mask.new_ones(len(input_ids), new)], 1).to(input_ids.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
-        before = self.base.original_model(input_ids, attention_mask=mask, position_ids=positions,
-                                          use_cache=False).logits[:, -1]
+        hf = self.base.original_model
+        if not self.use_cache:  # this TransformerLens/transformers pair caches wrongly: the whole sequence each step
+            before = hf(input_ids, attention_mask=mask, position_ids=positions, use_cache=False).logits[:, -1]
+        else:
+            out = hf(input_ids[:, self.fed:], attention_mask=mask, position_ids=positions[:, self.fed:],
+                     use_cache=True, **{cache_keyword(hf): self.cache})
+            cache = getattr(out, "cache", None)
+            self.cache = getattr(out, "past_key_values", None) if cache is None else cache
+            self.fed = input_ids.shape[1]
+            before = out.logits[:, -1]
         after = scores.float()
         return (after + self.alpha * (after - before.float())).to(scores.dtype)
 
@@ -62,11 +75,14 @@ def amplified_generate(
     alpha = check_number(alpha, "alpha")
     base = pair.base
 
-    def processors(mask: Tensor) -> LogitsProcessorList:
-        return LogitsProcessorList([_Amplify(base, alpha, mask)])
+    with ExitStack() as stack:
+        base_cached = stack.enter_context(generation_cache(base)) if alpha else False
 
-    replies, _ = _generate(pair.aligned, prompts, interventions, keep_logits=False, max_new_tokens=max_new_tokens,
-                           do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-                           batch_size=batch_size, prompt_format=pair.prompt_format, return_ids=return_ids,
-                           progress=progress, processors=processors)
+        def processors(mask: Tensor) -> LogitsProcessorList:
+            return LogitsProcessorList([_Amplify(base, alpha, mask, base_cached)] if alpha else [])
+
+        replies, _ = _generate(pair.aligned, prompts, interventions, keep_logits=False, max_new_tokens=max_new_tokens,
+                               do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                               batch_size=batch_size, prompt_format=pair.prompt_format, return_ids=return_ids,
+                               progress=progress, processors=processors)
     return replies
