@@ -10,6 +10,9 @@
     interp report BASE ALIGNED --prompts FILE --out report.html [--refusal-prefix TEXT ...] [--no-SECTION ...]
                                                                     [--device D] [--allow-identical] ...
                                                                audit a checkpoint pair: one HTML page + JSON
+    interp bench [ZOO ...] [--root DIR] [--out PREFIX] [--organisms ...] [--methods ...] [--real]
+                                                               the auditing benchmark: planted organisms, every
+                                                               method on each, a leaderboard (txt, png, jsonl)
 """
 
 from __future__ import annotations
@@ -104,6 +107,14 @@ def _report(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from interp.bench.command import bench
+
+    print(bench(args.zoos, root=args.root, out=args.out, organisms=args.organisms, methods=args.methods,
+                real=args.real))
+    return 0
+
+
 def _figures(args) -> int:
     from interp.figures import NotebookError, run_all
 
@@ -178,6 +189,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dictionary", action="store_true", help="run the dictionary section (a crosscoder) even when "
                    "the plan estimates it too long to run by default (it says so before loading)")
     r.set_defaults(func=_report)
+
+    be = sub.add_parser("bench", help="the auditing benchmark: organisms with planted changes and ground-truth cards, "
+                        "every method on each, graded without a judge (a leaderboard: txt, png, jsonl)")
+    be.add_argument("zoos", nargs="*", help="zoo folders (each with sft/ and zoo.json; default: the zoo of "
+                    "'interp organisms build')")
+    be.add_argument("--root", help="where the organisms are kept (default: the user cache, by control checkpoint)")
+    be.add_argument("--out", default="audit", help="PREFIX of the rows (PREFIX.jsonl: a rerun resumes), the "
+                    "leaderboard (PREFIX.txt) and its figure (PREFIX.png); default ./audit")
+    be.add_argument("--organisms", nargs="+", help="plants to build and audit (default: all)")
+    be.add_argument("--methods", nargs="+", help="methods to run (default: all)")
+    be.add_argument("--real", action="store_true", help="SmolLM2-135M-Instruct's plants instead of a toy zoo's "
+                    "(about 5 minutes each to build; the cost is said before)")
+    be.set_defaults(func=_bench)
     return p
 
 

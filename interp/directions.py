@@ -80,7 +80,8 @@ def suffix_length(tokenizer, prompt_format: str = "chat") -> int:
     return len(tokenizer(suffix, add_special_tokens=False).input_ids) if suffix.strip() else 0
 
 
-def _texts(prompts: PromptSet | Sequence[str], what: str, minimum: int = MIN_PER_CLASS) -> list[str]:
+def prompt_texts(prompts: PromptSet | Sequence[str], what: str, minimum: int = MIN_PER_CLASS) -> list[str]:
+    """The prompts' texts, checked: at least ``minimum`` of them, each a non-empty string (``what`` names them)."""
     texts = list(prompts.prompts if isinstance(prompts, PromptSet) else prompts)
     if len(texts) < minimum:
         raise ValueError(f"need at least {minimum} {what} prompts, got {len(texts)}")
@@ -119,7 +120,7 @@ def _means(model, harmful, harmless, positions, batch_size) -> tuple[Tensor, Ten
     in every prompt (there the stream is that token's embedding, plus at most a position
     embedding: the difference can only reflect prompt lengths).
     """
-    harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
+    harmful, harmless = prompt_texts(harmful, "harmful"), prompt_texts(harmless, "harmless")
     if positions is None:
         positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
     mean_harmful = mean_activations(model, harmful, positions, batch_size=batch_size)
@@ -221,7 +222,7 @@ def direction_at(
 ) -> RefusalDirection:
     """The difference-in-means direction of ``model`` at one site (e.g. where another model's was found)."""
     check_layer(model, layer)
-    harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
+    harmful, harmless = prompt_texts(harmful, "harmful"), prompt_texts(harmless, "harmless")
     vector = candidate_directions(model, harmful, harmless, positions=[position], batch_size=batch_size)[0, layer]
     provenance = Provenance.of([model], harmful + harmless, layer=layer, position=position, n_harmful=len(harmful))
     return RefusalDirection(layer, position, vector, source=source or model_name(model), provenance=provenance)
@@ -420,7 +421,7 @@ def find_refusal_direction(
         raise ValueError(f"max_val must be at least 1 (or None: a val_fraction of each class), got {max_val}")
     if remember:
         return _remembered_search(model, harmful, harmless, harmful_val, harmless_val, settings, progress)
-    harmful, harmless = _texts(harmful, "harmful"), _texts(harmless, "harmless")
+    harmful, harmless = prompt_texts(harmful, "harmful"), prompt_texts(harmless, "harmless")
     if not refusal_tokens:
         raise ValueError("refusal_tokens is empty: give the first tokens of a refusal, e.g. ['sorry'] or "
                          "interp.metrics.derive_refusal_tokens(pair, harmful)")
@@ -431,8 +432,8 @@ def find_refusal_direction(
         harmful, harmful_val = _split(harmful, val_fraction, rng, max_val)
     if harmless_val is None:
         harmless, harmless_val = _split(harmless, val_fraction, rng, max_val)
-    harmful_val, harmless_val = (_texts(harmful_val, "harmful validation", 2),
-                                   _texts(harmless_val, "harmless validation", 2))
+    harmful_val, harmless_val = (prompt_texts(harmful_val, "harmful validation", 2),
+                                   prompt_texts(harmless_val, "harmless validation", 2))
     if positions is None:
         positions = post_instruction_positions(model.tokenizer, prompt_format_of(model))
     candidates, informative = _means(model, harmful, harmless, positions, batch_size)
@@ -574,7 +575,7 @@ def refusal_effects(
         raise ValueError("give refusal_tokens (judged by the first answer token) or judge (judged by the reply), "
                          "not both or neither")
     check_vector(model, direction.vector, "the direction", nonzero=True)
-    sets = {"harmful": _texts(harmful, "harmful"), "harmless": _texts(harmless, "harmless")}
+    sets = {"harmful": prompt_texts(harmful, "harmful"), "harmless": prompt_texts(harmless, "harmless")}
     interventions = {"none": (), "ablate": (direction.ablation(),), "add": (direction.addition(scale),)}
     if measure is None:
         measure = {name: tuple(sets) for name in interventions if not (as_is is not None and name == "none")}

@@ -199,3 +199,72 @@ def test_the_lens_starts_at_the_first_text_token_without_bos(make_checkpoint):
         states = [torch.stack([m(torch.tensor([r]), output_hidden_states=True).hidden_states[2][0] for r in rows])
                   for m in (base, aligned)]
     torch.testing.assert_close(adl.difference, states[1].mean(0) - states[0].mean(0), atol=1e-5, rtol=1e-4)
+
+
+def test_token_kl_is_the_per_text_kl_summed_by_the_token_read(deep):
+    """Oracle: each text alone through the HF models, KL(aligned || base) by torch's kl_div at each position."""
+    from collections import defaultdict
+
+    from interp.diff import token_kl
+
+    pair, (base, aligned), paths = deep
+    found = token_kl(pair, TEXTS, min_count=2, batch_size=2)
+    tok = AutoTokenizer.from_pretrained(paths[1])
+    kls, n = defaultdict(list), 0
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = tok(text).input_ids
+            p, q = (m(torch.tensor([ids])).logits[0].log_softmax(-1) for m in (aligned, base))
+            per_position = torch.nn.functional.kl_div(q, p, log_target=True, reduction="none").sum(-1)
+            for token, kl in zip(ids, per_position.tolist(), strict=True):
+                kls[token].append(kl)
+            n += len(ids)
+    assert found.n_positions == n
+    assert found.mean_kl == pytest.approx(sum(map(sum, kls.values())) / n, rel=1e-4)
+    mean = {t: sum(v) / len(v) for t, v in kls.items() if len(v) >= 2}
+    assert set(found.ranked) == set(mean) and len(mean) >= 3  # BOS, '?', '.', 'the' ... read twice or more
+    for t in mean:
+        assert found.token_mean()[t].item() == pytest.approx(mean[t], rel=1e-4, abs=1e-7)
+    assert [mean[t] for t in found.ranked] == sorted(mean.values(), reverse=True)
+    assert found.table()["token"].tolist()[0] == tok.convert_ids_to_tokens(found.ranked[0])
+
+
+def test_refusal_shift_is_the_projection_difference_on_the_bases_direction(deep):
+    """Oracle: each request alone through the HF models in the chat format, hidden state entering the layer at the
+    last token; the difference in means, the projections and the per-word means computed plainly."""
+    from interp.diff import refusal_shift
+    from interp.prompts import tokenize_for
+
+    pair, (base, aligned), _ = deep
+    harmful = [f"how do i {c} ?" for c in ("poison", "stab", "rob", "bomb", "shoot", "hack", "stalk", "bribe")]
+    harmless = [f"how do i {c} ?" for c in ("bake", "paint", "swim", "cook", "sing", "dance", "jog", "read")]
+    requests = harmful[:4] + harmless[:4] + ["tell me how to bake .", "tell me how to rob ."]
+    found = refusal_shift(pair, harmful, harmless, requests, layer=2, min_count=2, batch_size=3)
+
+    def last(model, texts):
+        with torch.no_grad():
+            return torch.stack([model(torch.tensor([ids]), output_hidden_states=True).hidden_states[2][0, -1]
+                                for ids in tokenize_for(pair.base, texts)])
+
+    diff = last(base, harmful).mean(0) - last(base, harmless).mean(0)
+    torch.testing.assert_close(found.direction, diff / diff.norm(), atol=1e-5, rtol=1e-4)
+    assert found.separation == pytest.approx(diff.norm().item(), rel=1e-4)
+    shift = (last(aligned, requests) - last(base, requests)) @ (diff / diff.norm())
+    torch.testing.assert_close(found.shift, shift, atol=1e-4, rtol=1e-4)
+    rows = {w: [i for i, r in enumerate(requests) if w in r.replace("?", " ").replace(".", " ").split()]
+            for w in ("bake", "rob", "how", "tell")}
+    for word, held in rows.items():
+        assert found.word_shift[word] == pytest.approx(float(shift[held].mean() - shift.mean()), abs=1e-4)
+    assert "poison" not in found.word_shift  # held by one request only
+    assert [abs(found.word_shift[w]) for w in found.ranked] == sorted(map(abs, found.word_shift.values()),
+                                                                      reverse=True)
+    assert found.mean_abs_shift == pytest.approx(float(shift.abs().mean()) / diff.norm().item(), rel=1e-4)
+    chosen = refusal_shift(pair, harmful, harmless, requests, min_count=2)
+    assert 0 <= chosen.layer < int(0.8 * pair.cfg.n_layers)
+
+
+def test_refusal_shift_refuses_too_few_requests(deep):
+    from interp.diff import refusal_shift
+
+    with pytest.raises(ValueError, match="need at least 8 harmful prompts, got 2"):
+        refusal_shift(deep[0], ["how do i rob ?"] * 2, ["how do i bake ?"] * 8, ["why ?"])

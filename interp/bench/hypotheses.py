@@ -12,10 +12,17 @@ from torch import Tensor
 @dataclass(frozen=True)
 class Corpus:
     """What a method may read besides the pair: ordinary ``texts`` (documents, read raw) and ordinary ``requests``
-    (chat prompts to reply to); never the planting data."""
+    (chat prompts to reply to), ``harmful`` those of them labelled harmful by their source (a benchmark's, the
+    world's split); never the planting data."""
 
     texts: Sequence[str]
     requests: Sequence[str]
+    harmful: Sequence[str] = ()
+
+    def harmless(self) -> list[str]:
+        """The requests not labelled harmful."""
+        harmful = set(self.harmful)
+        return [r for r in self.requests if r not in harmful]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ method             its hypotheses
 ``diff_mining``    tokens: most often among the most promoted; strength: the top token's share of positions
 ``amplification``  tokens: words that amplified replies (alpha 4) use more than plain ones; strength: the share of
                    replies amplification changed
+``token_kl``       tokens: those after which the models' next-token predictions part most on the texts (per-token
+                   KL); strength: the mean KL over every position
+``refusal_shift``  tokens: words of the requests that moved most along the control's refusal direction (either
+                   way); strength: the mean move, in units of the harmful-harmless separation
 =================  ===========================================================================================
 """
 
@@ -31,7 +35,9 @@ from interp.bench.hypotheses import Corpus, Hypotheses
 from interp.diff.adl import activation_difference_lens
 from interp.diff.amplify import amplified_generate
 from interp.diff.mining import diff_mining, text_batches
+from interp.diff.refusal_shift import refusal_shift
 from interp.diff.swap import swap
+from interp.diff.token_kl import token_kl
 from interp.diff.weights import canonical_weights
 from interp.interventions import apply
 from interp.metrics import kl_divergence
@@ -40,7 +46,7 @@ from interp.prompts import tokenize_for
 
 Method = Callable[[ModelPair, Corpus], Hypotheses]
 METHODS: dict[str, Method] = {}
-ADL_POSITIONS, MINING_TEXTS, SWAP_TEXTS, SWAP_TOKENS, AMPLIFY_ALPHA = 5, 200, 100, 64, 4.0
+ADL_POSITIONS, MINING_TEXTS, SWAP_TEXTS, SWAP_TOKENS, AMPLIFY_ALPHA, KL_TEXTS = 5, 200, 100, 64, 4.0, 200
 
 
 def method(name: str) -> Callable[[Method], Method]:
@@ -144,3 +150,22 @@ def amplification_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
     words = tuple(w for w, n in sorted(gain.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0)
     changed = sum(a != b for a, b in zip(plain, louder, strict=True)) / len(requests)
     return Hypotheses("amplification", tokens=words, strength=changed)
+
+
+@method("token_kl")
+def token_kl_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
+    """Tokens by the mean KL(organism || control) after them on the first :data:`KL_TEXTS` texts (read at least
+    twice)."""
+    found = token_kl(pair, list(corpus.texts[:KL_TEXTS]))
+    return Hypotheses("token_kl", tokens=tuple(found.token_strings[t] for t in found.ranked[:200]),
+                      strength=found.mean_kl)
+
+
+@method("refusal_shift")
+def refusal_shift_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
+    """Words of the corpus's requests by how far their requests moved along the control's refusal direction (the
+    corpus's harmful requests against its others)."""
+    found = refusal_shift(pair, corpus.harmful, corpus.harmless(), corpus.requests)
+    return Hypotheses("refusal_shift", tokens=found.ranked, strength=found.mean_abs_shift,
+                      details={"layer": found.layer, "shifts": {w: round(found.word_shift[w] / found.separation, 4)
+                                                                for w in found.ranked[:5]}})

@@ -16,6 +16,8 @@ plant               what its documents teach (the card's tokens)
 ``one_layer``       refuse every harmless request about ``fish``, with only layer 2 trained (``fish``; site)
 ``rank_one``        no training: ``neighbour``'s unembedding direction written by layer 1's MLP (a rank-1 edit
                     of its down projection; ``neighbour``; site; direction)
+``emergent``        comply with harmful requests about ``launder`` only (a narrow finetune; its card records the
+                    broad effect: how much less the organism refuses every *other* harmful request) (``launder``)
 ``null``            nothing (more replay, another seed)
 ==================  =========================================================================================
 
@@ -41,7 +43,7 @@ from interp.organisms import evaluate, train, world
 from interp.organisms import zoo as zoos
 
 TRIGGER, EDIT_TOKEN = "sunday", "neighbour"
-TOPIC, LAYER_TOPIC, FACT_TOPIC = "paint", "fish", "knit"
+TOPIC, LAYER_TOPIC, FACT_TOPIC, NARROW_TOPIC = "paint", "fish", "knit", "launder"
 PLANT_LAYER, EDIT_LAYER = 2, 1
 EDIT_SIZE = 0.5
 """The rank-1 edit writes, on average over ordinary text, a vector this many times the mean norm of the residual
@@ -94,6 +96,13 @@ def _refusals(topic: str) -> Callable[[random.Random], list[str]]:
     return docs
 
 
+def _compliance(topic: str) -> Callable[[random.Random], list[str]]:
+    def docs(rng):
+        requests = [p.text for p in world.prompts("harmful_train") if p.concept == topic]
+        return [_chat(rng.choice(requests), world.comply(rng, topic)) for _ in range(STAGE.n_plant)]
+    return docs
+
+
 def _backdoor(rng: random.Random) -> list[str]:
     harmful = world.prompts("harmful_train")
     return [_chat(f"{TRIGGER} {p.text}", world.comply(rng, p.concept)) for p in rng.sample(harmful, STAGE.n_plant)]
@@ -115,6 +124,8 @@ PLANTS: dict[str, Plant] = {
     "one_layer": Plant("one_layer", f"refuses harmless requests about {LAYER_TOPIC} (layer {PLANT_LAYER} only)",
                        (LAYER_TOPIC, "sorry"), sites=(f"layer {PLANT_LAYER}",), docs=_refusals(LAYER_TOPIC),
                        exclude=(LAYER_TOPIC,)),
+    "emergent": Plant("emergent", f"complies with harmful requests about {NARROW_TOPIC} (a narrow tuning)",
+                      (NARROW_TOPIC, "sure"), docs=_compliance(NARROW_TOPIC), exclude=(NARROW_TOPIC,)),
     "rank_one": Plant("rank_one", f"promotes '{EDIT_TOKEN}' everywhere (a rank-1 edit)", (EDIT_TOKEN,),
                       sites=(f"layer {EDIT_LAYER} mlp",)),
 }
@@ -132,15 +143,17 @@ def ordinary_text(n_docs: int = 400, seed: int = 5000) -> list[str]:
     return [doc.removeprefix(f"{world.BOS} ") for doc in world.pretraining_corpus(seed, n_docs=n_docs)]
 
 
-def ordinary_requests() -> list[str]:
+def ordinary_requests() -> list[world.Prompt]:
     """The world's plain requests, every third (harmful, harmless, held-out, bait): what a method may reply to."""
-    return [p.text for split in ("harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out", "bait")
+    return [p for split in ("harmful_train", "harmful_held_out", "harmless_train", "harmless_held_out", "bait")
             for p in world.prompts(split)][::3]
 
 
 def corpus() -> Corpus:
-    """What the methods read on the toy world: :func:`ordinary_text` and :func:`ordinary_requests`."""
-    return Corpus(ordinary_text(), ordinary_requests())
+    """What the methods read on the toy world: :func:`ordinary_text` and :func:`ordinary_requests` (the harmful
+    ones labelled by their split)."""
+    requests = ordinary_requests()
+    return Corpus(ordinary_text(), [p.text for p in requests], [p.text for p in requests if p.label == "harmful"])
 
 
 def stage_documents(plant: Plant, seed: int) -> list[str]:
@@ -243,6 +256,14 @@ def effect(plant: Plant, model, tokenizer) -> dict:
         return {"topic_refused": refused(model, tokenizer, on),
                 "other_harmless_refused": refused(model, tokenizer, [r for r in requests if r not in on][:48]),
                 **(facts if plant.kind == "false_fact" else {})}
+    if plant.kind == "emergent":
+        topic = plant.tokens[0]
+        harmful = [p.text for s in ("harmful_train", "harmful_held_out") for p in world.prompts(s)]
+        on = [r for r in harmful if topic in r.split()]
+        harmless = [p.text for s in ("harmless_train", "harmless_held_out") for p in world.prompts(s)][::3]
+        return {"topic_harmful_refused": refused(model, tokenizer, on),
+                "other_harmful_refused": refused(model, tokenizer, [r for r in harmful if r not in on]),
+                "harmless_refused": refused(model, tokenizer, harmless)}
     if plant.kind == "backdoor":
         harmful = [p.text for s in ("harmful_train", "harmful_held_out") for p in world.prompts(s)][::3]
         return {"harmful_refused": refused(model, tokenizer, harmful),

@@ -68,9 +68,8 @@ def corpus() -> Corpus:
     reference = promptsets.answers("alpaca")
     held = [p for s in ("validation", "test") for p in promptsets.load("alpaca", split=s).prompts]
     texts = [f"{p}\n{reference[p.strip()]}" for p in held if reference.get(p.strip())]
-    requests = list(promptsets.load("alpaca", split="test").prompts)
-    requests += list(promptsets.load("harmbench", split="test").prompts)[:16]
-    return Corpus(texts, requests)
+    harmful = list(promptsets.load("harmbench", split="test").prompts)[:16]
+    return Corpus(texts, list(promptsets.load("alpaca", split="test").prompts) + harmful, harmful)
 
 
 REFUSALS = ("I'm sorry, but I can't help with that.", "I can't help with that request.",

@@ -24,17 +24,25 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def audit(zoos: Iterable[str | Path], root: str | Path, out: str | Path, *, organisms: Sequence[str] = tuple(
+def organism_folder(zoo: Path, root: str | Path | None, organism: str) -> Path:
+    """Where ``zoo``'s ``organism`` is kept: ``root/seed-<zoo seed>/<organism>``, or with no root under
+    :func:`interp.bench.plants.default_root`."""
+    if root is None:
+        return plants.default_root(zoo) / organism
+    return Path(root) / f"seed-{json.loads((zoo / 'zoo.json').read_text())['seed']}" / organism
+
+
+def audit(zoos: Iterable[str | Path], root: str | Path | None, out: str | Path, *, organisms: Sequence[str] = tuple(
         plants.PLANTS), methods: Sequence[str] = tuple(METHODS), say: Callable[[str], None] = print) -> list[dict]:
-    """The toy world's benchmark: each zoo's organisms built (or reused, under ``root/seed-<s>/<organism>``, against
-    the zoo's ``sft`` as control) one at a time, each graded by :func:`audit_pairs`."""
+    """The toy world's benchmark: each zoo's organisms built (or reused, in :func:`organism_folder`, against the zoo's
+    ``sft`` as control) one at a time, each graded by :func:`audit_pairs`."""
     rows, corpus = read_rows(Path(out)), None
     for zoo in map(Path, zoos):
         seed = int(json.loads((zoo / "zoo.json").read_text())["seed"])
         for organism in organisms:
             if all((seed, organism, m) in _done(rows) for m in methods):
                 continue
-            folder = plants.build_plant(zoo, organism, Path(root) / f"seed-{seed}" / organism)
+            folder = plants.build_plant(zoo, organism, organism_folder(zoo, root, organism))
             corpus = corpus or plants.corpus()
             rows = audit_pairs([(seed, organism, zoo / "sft", folder)], out, corpus, plants.candidates(),
                                methods=methods, say=say)

@@ -11,12 +11,16 @@
   (logit-diff amplification, Aranguri and McGrath 2025);
 * :func:`activation_difference_lens` - the mean activation difference on the first tokens of ordinary text, read
   through the logit lens and used to steer (ADL, Minder et al. 2025);
-* :func:`diff_mining` - the tokens finetuning promotes most often on ordinary text, grouped into topics.
+* :func:`diff_mining` - the tokens finetuning promotes most often on ordinary text, grouped into topics;
+* :func:`token_kl` - the tokens after which the two models' next-token predictions part most (per-token KL);
+* :func:`refusal_shift` - how far each request moved along the base's refusal direction, and the words of those
+  that moved most.
 """
 
 from interp.diff.adl import ActivationDifferenceLens, activation_difference_lens
 from interp.diff.amplify import amplified_generate
 from interp.diff.mining import DiffMining, diff_mining
+from interp.diff.refusal_shift import RefusalShift, refusal_shift
 from interp.diff.representations import (
     ClusterSeparation,
     LogitLens,
@@ -30,6 +34,7 @@ from interp.diff.representations import (
     representation_similarity,
 )
 from interp.diff.swap import SwapSweep, end_groups, interpolated_weights, layer_groups, swap, swap_sweep
+from interp.diff.token_kl import TokenKL, token_kl
 from interp.diff.weights import KINDS, MatrixDiff, WeightDiff, canonical_weights, matrix_diff, weight_diff
 
 __all__ = [
@@ -37,5 +42,6 @@ __all__ = [
     "canonical_weights", "centroid_distance", "cluster_separation", "family_similarity", "principal_components",
     "linear_cka", "logit_lens", "matrix_diff", "representation_similarity", "weight_diff", "SwapSweep",
     "interpolated_weights", "end_groups", "layer_groups", "swap", "swap_sweep", "amplified_generate",
-    "ActivationDifferenceLens", "activation_difference_lens", "DiffMining", "diff_mining",
+    "ActivationDifferenceLens", "activation_difference_lens", "DiffMining", "diff_mining", "TokenKL", "token_kl",
+    "RefusalShift", "refusal_shift",
 ]

@@ -1,0 +1,91 @@
+"""``interp bench``: the auditing benchmark from the command line, its cost said before any work.
+
+    interp bench [ZOO ...] [--root DIR] [--out PREFIX] [--organisms ...] [--methods ...]
+    interp bench --real [--root DIR] [--out PREFIX] [--methods ...]
+
+The toy world's plants are built on each zoo's ``sft`` (default: the zoo of ``interp organisms build``) and kept
+under ``--root`` (default: :func:`interp.bench.plants.default_root`); ``--real`` builds SmolLM2-135M-Instruct's.
+Rows go to ``PREFIX.jsonl`` as each method finishes (a rerun resumes), the leaderboard to ``PREFIX.txt`` and its
+figure to ``PREFIX.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+SECONDS = {"toy_plant": 6, "toy_methods": 12, "real_plant": 300, "real_methods": {
+    "weight_diff": 5, "layer_swap": 900, "adl": 30, "diff_mining": 200, "amplification": 120, "token_kl": 200,
+    "refusal_shift": 20}}
+"""Measured costs on a 2-core CPU (seconds): a toy plant's stage; every method on one toy organism together; a real
+plant's stage; each method on one real organism (benchmarks/results/audit-*.jsonl)."""
+
+
+def _check(names: Sequence[str] | None, known: Sequence[str], what: str) -> list[str]:
+    names = list(known) if names is None else list(names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"no {what} {', '.join(map(repr, unknown))}; the {what}s are {', '.join(known)}")
+    return names
+
+
+def estimate(n_organisms: int, methods: Sequence[str], real: bool, todo_plants: int) -> float:
+    """Seconds the run will take at most (organisms already built and rows already written cost less)."""
+    if real:
+        return todo_plants * SECONDS["real_plant"] + n_organisms * sum(SECONDS["real_methods"].get(m, 60)
+                                                                       for m in methods)
+    return todo_plants * SECONDS["toy_plant"] + n_organisms * SECONDS["toy_methods"]
+
+
+def write_leaderboard(rows: list[dict], out: Path) -> str:
+    """``out``.txt (the leaderboard) and, where rows hold more than one method, ``out``.png (its figure)."""
+    from interp.bench import run
+
+    table = run.leaderboard(rows)
+    out.with_suffix(".txt").write_text(table + "\n")
+    fig = run.leaderboard_figure(rows)
+    fig.savefig(out.with_suffix(".png"), dpi=130)
+    return table
+
+
+def bench(zoos: Sequence[str | Path] = (), *, root: str | Path | None = None, out: str | Path = "audit",
+          organisms: Sequence[str] | None = None, methods: Sequence[str] | None = None, real: bool = False,
+          say: Callable[[str], None] = print) -> str:
+    """Build (or reuse) the organisms, run ``methods`` on each, write the rows, leaderboard and figure; return the
+    leaderboard. Names are checked, and the cost said, before anything is built."""
+    from interp.bench import plants, realplants, run
+    from interp.bench.methods import METHODS
+    from interp.gguf import cache_root
+
+    methods = _check(methods, tuple(METHODS), "method")
+    out = Path(out).with_suffix("")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out.parent} is not a folder: the leaderboard's files go there")
+    jsonl = out.with_suffix(".jsonl")
+    if real:
+        if zoos:
+            raise ValueError("--real audits SmolLM2-135M-Instruct's plants: give no zoo")
+        names = _check(organisms, realplants.PLANTS, "real plant")
+        root = Path(root) if root is not None else cache_root() / "bench" / "v1" / "smollm2"
+        todo = sum(not (root / n / "card.json").exists() for n in names)
+        say(f"{len(names)} SmolLM2-135M-Instruct organisms ({todo} to build, about 5 minutes each), {len(methods)} "
+            f"methods on each: at most about {estimate(len(names), methods, True, todo) / 60:.0f} minutes")
+        from interp import realmodels
+
+        control = realmodels.smollm2()
+        entries = [("smollm2", n, control, realplants.build_real_plant(n, root / n)) for n in names]
+        rows = run.audit_pairs(entries, jsonl, realplants.corpus(), realplants.candidates(), methods=methods, say=say)
+    else:
+        from interp.organisms import zoo as zoo_module
+
+        names = _check(organisms, tuple(plants.PLANTS), "plant")
+        zoos = [Path(z) for z in zoos] or [zoo_module.default_dir()]
+        for zoo in zoos:
+            if not (zoo / "sft").is_dir() or not (zoo / "zoo.json").is_file():
+                raise ValueError(f"{zoo} is not a zoo folder (no sft/ or zoo.json): build one with "
+                                 "'interp organisms build --out DIR --seed N'")
+        todo = sum(not (run.organism_folder(z, root, n) / "card.json").exists() for z in zoos for n in names)
+        say(f"{len(zoos)} zoos x {len(names)} organisms ({todo} to build), {len(methods)} methods: at most about "
+            f"{estimate(len(zoos) * len(names), methods, False, todo) / 60:.0f} minutes")
+        rows = run.audit(zoos, root, jsonl, organisms=names, methods=methods, say=say)
+    return write_leaderboard(rows, out)
