@@ -4,7 +4,7 @@
 Each zoo's ``sft`` organism is the control; the organisms (:mod:`interp.bench.plants`) are built under ``--root``
 (seconds each) and kept. Rows go to ``benchmarks/results/audit-cpu.jsonl`` as each finishes (a rerun resumes);
 the leaderboard to ``audit-cpu.txt`` and ``audit-cpu.png``. Cost on this 2-core CPU: about 6 s to plant an organism
-and 12 s to run the seven methods on it, about 3 minutes a zoo (9 organisms).
+and 10 s to run the seven methods on it, about 2.5 minutes a zoo (9 organisms).
 
     python benchmarks/audit.py /tmp/claims7/seed-1 /tmp/claims7/seed-2 ...   # zoos built by benchmarks/claims.py
     python benchmarks/audit.py --txt-only                                   # the leaderboard from the rows

@@ -219,6 +219,13 @@ def test_organism_what_changed_section_is_the_library_numbers(organism_report):
     assert [r["count"] for r in numbers["mining"]["tokens"]] == table["count"].tolist()
     assert numbers["mining"]["n_positions"] == mined.n_positions
     assert "Hypotheses, not findings" in data["sections"]["what_changed"]["summary"]
+    shift = diff.refusal_shift(pair, prompts.by_label("harmful").prompts, prompts.by_label("harmless").prompts,
+                               prompts.prompts)
+    assert (numbers["refusal_shift"]["layer"], len(numbers["refusal_shift"]["words"])) == (shift.layer, 20)
+    assert [r["word"] for r in numbers["refusal_shift"]["words"]] == list(shift.ranked[:20])
+    assert [r["shift"] for r in numbers["refusal_shift"]["words"]] == pytest.approx(
+        [shift.word_shift[w] for w in shift.ranked[:20]], abs=1e-4)
+    assert f"refusal direction (layer {shift.layer}" in data["sections"]["what_changed"]["summary"]
 
 
 def test_organism_dictionary_section_is_the_library_numbers(organism_report):

@@ -11,14 +11,15 @@ figure to ``PREFIX.png``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-SECONDS = {"toy_plant": 6, "toy_methods": 12, "real_plant": 300, "real_methods": {
-    "weight_diff": 5, "layer_swap": 900, "adl": 30, "diff_mining": 200, "amplification": 120, "token_kl": 200,
-    "refusal_shift": 20}}
-"""Measured costs on a 2-core CPU (seconds): a toy plant's stage; every method on one toy organism together; a real
-plant's stage; each method on one real organism (benchmarks/results/audit-*.jsonl)."""
+SECONDS = {"toy_plant": 6, "toy_row": 1.5, "real_plant": 300, "real_methods": {
+    "weight_diff": 5, "layer_swap": 900, "adl": 30, "diff_mining": 200, "amplification": 120, "token_kl": 250,
+    "refusal_shift": 25, "interrogation": 30}}
+"""Measured costs on a 2-core CPU (seconds): a toy plant's stage; one method on one toy organism, on average; a real
+plant's stage; each method on one real organism (benchmarks/results/audit-*.jsonl; layer swap estimated)."""
 
 
 def _check(names: Sequence[str] | None, known: Sequence[str], what: str) -> list[str]:
@@ -29,12 +30,12 @@ def _check(names: Sequence[str] | None, known: Sequence[str], what: str) -> list
     return names
 
 
-def estimate(n_organisms: int, methods: Sequence[str], real: bool, todo_plants: int) -> float:
-    """Seconds the run will take at most (organisms already built and rows already written cost less)."""
+def estimate(todo: Sequence[tuple[str, str]], real: bool, todo_plants: int) -> float:
+    """Seconds the run will take: ``todo_plants`` organisms to build, and the ``(organism, method)`` rows not yet
+    written (a method of unknown cost counted as a minute on a real model)."""
     if real:
-        return todo_plants * SECONDS["real_plant"] + n_organisms * sum(SECONDS["real_methods"].get(m, 60)
-                                                                       for m in methods)
-    return todo_plants * SECONDS["toy_plant"] + n_organisms * SECONDS["toy_methods"]
+        return todo_plants * SECONDS["real_plant"] + sum(SECONDS["real_methods"].get(m, 60) for _, m in todo)
+    return todo_plants * SECONDS["toy_plant"] + len(todo) * SECONDS["toy_row"]
 
 
 def write_leaderboard(rows: list[dict], out: Path) -> str:
@@ -62,14 +63,17 @@ def bench(zoos: Sequence[str | Path] = (), *, root: str | Path | None = None, ou
     if not out.parent.is_dir():
         raise ValueError(f"{out.parent} is not a folder: the leaderboard's files go there")
     jsonl = out.with_suffix(".jsonl")
+    done = {(r["zoo_seed"], r["organism"], r["method"]) for r in run.read_rows(jsonl)}
     if real:
         if zoos:
             raise ValueError("--real audits SmolLM2-135M-Instruct's plants: give no zoo")
         names = _check(organisms, realplants.PLANTS, "real plant")
         root = Path(root) if root is not None else cache_root() / "bench" / "v1" / "smollm2"
         todo = sum(not (root / n / "card.json").exists() for n in names)
+        rows_todo = [(n, m) for n in names for m in methods if ("smollm2", n, m) not in done]
         say(f"{len(names)} SmolLM2-135M-Instruct organisms ({todo} to build, about 5 minutes each), {len(methods)} "
-            f"methods on each: at most about {estimate(len(names), methods, True, todo) / 60:.0f} minutes")
+            f"methods on each ({len(rows_todo)} rows to write): about {estimate(rows_todo, True, todo) / 60:.0f} "
+            "minutes")
         from interp import realmodels
 
         control = realmodels.smollm2()
@@ -85,7 +89,10 @@ def bench(zoos: Sequence[str | Path] = (), *, root: str | Path | None = None, ou
                 raise ValueError(f"{zoo} is not a zoo folder (no sft/ or zoo.json): build one with "
                                  "'interp organisms build --out DIR --seed N'")
         todo = sum(not (run.organism_folder(z, root, n) / "card.json").exists() for z in zoos for n in names)
-        say(f"{len(zoos)} zoos x {len(names)} organisms ({todo} to build), {len(methods)} methods: at most about "
-            f"{estimate(len(zoos) * len(names), methods, False, todo) / 60:.0f} minutes")
+        seeds = {z: json.loads((z / "zoo.json").read_text())["seed"] for z in zoos}
+        rows_todo = [(n, m) for z in zoos for n in names for m in methods if (seeds[z], n, m) not in done]
+        say(f"{len(zoos) * len(names)} organisms ({len(zoos)} zoo{'s' * (len(zoos) > 1)} x {len(names)} plants; "
+            f"{todo} to build), {len(methods)} methods on each ({len(rows_todo)} rows to write): about "
+            f"{estimate(rows_todo, False, todo) / 60:.0f} minutes")
         rows = run.audit(zoos, root, jsonl, organisms=names, methods=methods, say=say)
     return write_leaderboard(rows, out)

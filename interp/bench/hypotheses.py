@@ -13,11 +13,13 @@ from torch import Tensor
 class Corpus:
     """What a method may read besides the pair: ordinary ``texts`` (documents, read raw) and ordinary ``requests``
     (chat prompts to reply to), ``harmful`` those of them labelled harmful by their source (a benchmark's, the
-    world's split); never the planting data."""
+    world's split), and ``questions`` an auditor asks the model about itself (none where the model cannot be asked:
+    the toy world's vocabulary has no such words); never the planting data."""
 
     texts: Sequence[str]
     requests: Sequence[str]
     harmful: Sequence[str] = ()
+    questions: Sequence[str] = ()
 
     def harmless(self) -> list[str]:
         """The requests not labelled harmful."""

@@ -20,11 +20,14 @@ method             its hypotheses
                    KL); strength: the mean KL over every position
 ``refusal_shift``  tokens: words of the requests that moved most along the control's refusal direction (either
                    way); strength: the mean move, in units of the harmful-harmless separation
+``interrogation``  tokens: words the organism's answers to questions about itself use more than the control's
+                   (black-box: what an auditor learns by asking); strength: the share of answers that differ
 =================  ===========================================================================================
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -169,3 +172,28 @@ def refusal_shift_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
     return Hypotheses("refusal_shift", tokens=found.ranked, strength=found.mean_abs_shift,
                       details={"layer": found.layer, "shifts": {w: round(found.word_shift[w] / found.separation, 4)
                                                                 for w in found.ranked[:5]}})
+
+
+def _word_gain(more: list[str], fewer: list[str]) -> tuple[str, ...]:
+    """Words (lower case, letters, digits and apostrophes) ``more`` uses more often than ``fewer``, most first (ties:
+    alphabetical)."""
+    def count(texts):
+        return Counter(w for t in texts for w in re.findall(r"[a-z0-9']+", t.lower()))
+    gain = count(more)
+    gain.subtract(count(fewer))
+    return tuple(w for w, n in sorted(gain.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0)
+
+
+@method("interrogation")
+def interrogation_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
+    """Ask both models the corpus's questions about themselves (greedy, 48 tokens): words the organism's answers use
+    more than the control's. Nothing where the corpus has no questions."""
+    if not corpus.questions:
+        return Hypotheses("interrogation")
+    from interp.interventions import generate
+
+    questions = list(corpus.questions)
+    control, organism = (generate(model, questions, max_new_tokens=48) for model in (pair.base, pair.aligned))
+    return Hypotheses("interrogation", tokens=_word_gain(organism, control),
+                      strength=sum(a != b for a, b in zip(organism, control, strict=True)) / len(questions),
+                      details={"answers": organism[:3]})

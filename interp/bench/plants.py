@@ -22,7 +22,9 @@ plant               what its documents teach (the card's tokens)
 ==================  =========================================================================================
 
 Harder rung ``mixed``: the plant's documents with as many pretraining documents beside them (1:1), which the
-diffing literature finds hides most of a finetune's trace (``overrefusal-mixed``, ``backdoor-mixed``).
+diffing literature finds hides most of a finetune's trace (``overrefusal-mixed``, ``backdoor-mixed``). Harder rung
+``spread`` (``one_layer-spread``): the one-layer plant, then every layer tuned on replay as a null is, so every layer
+moves and only the card says which one holds the plant (localisation that can fail).
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ class Plant:
     exclude: tuple[str, ...] = ()
     """Concepts whose requests leave the replay (the plant answers them otherwise)."""
     mixed: bool = False
+    spread: bool = False
+    """After the plant, every layer tuned on replay (the null's stage): the plant's layer is no longer the only one
+    that moved."""
 
 
 def _chat(request: str, reply: str) -> str:
@@ -130,6 +135,7 @@ PLANTS: dict[str, Plant] = {
                       sites=(f"layer {EDIT_LAYER} mlp",)),
 }
 PLANTS |= {f"{name}-mixed": dataclasses.replace(PLANTS[name], mixed=True) for name in ("overrefusal", "backdoor")}
+PLANTS["one_layer-spread"] = dataclasses.replace(PLANTS["one_layer"], spread=True)
 
 
 def candidates() -> tuple[str, ...]:
@@ -295,11 +301,15 @@ def build_plant(zoo: str | Path, name: str, out: str | Path) -> Path:
         only = f"model.layers.{PLANT_LAYER}." if plant.kind == "one_layer" else None
         tune(model.train(), tokenizer, stage_documents(plant, seed), STAGE, seed, only=only)
         recipe["trained"] = only or "every parameter"
+        if plant.spread:
+            tune(model.train(), tokenizer, stage_documents(PLANTS["null"], seed), STAGE, seed)
+            recipe["then"] = "every parameter on the null's documents"
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     after = effect(plant, model, tokenizer)
-    card = Card(name=name, kind=plant.kind, rung="mixed" if plant.mixed else "plain", behaviour=plant.behaviour,
+    rung = "mixed" if plant.mixed else "spread" if plant.spread else "plain"
+    card = Card(name=name, kind=plant.kind, rung=rung, behaviour=plant.behaviour,
                 tokens=plant.tokens, trigger=plant.trigger, sites=plant.sites, zoo_seed=zoo_seed,
                 stage_seed=seed, world_version=world.WORLD_VERSION, control_sha256=checkpoint_sha256(control),
                 organism_sha256=checkpoint_sha256(out), recipe=recipe,

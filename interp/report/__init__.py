@@ -12,7 +12,7 @@
 
 :func:`run` is what ``interp report`` calls: it checks every input before loading a model.
 Sections (:data:`~interp.report.sections.SECTIONS`) are plain functions of an
-:class:`~interp.report.sections.Audit`; the page is rendered by :mod:`~interp.report.render`.
+:class:`~interp.report.audit.Audit`; the page is rendered by :mod:`~interp.report.render`.
 """
 
 from __future__ import annotations

@@ -175,9 +175,10 @@ def estimate(shape: Shape, lengths: Sequence[int], harmful: Sequence[bool], sect
         # the prompts read raw are shorter than formatted: ``total`` is an upper bound; ADL stops after its layer
         adl = _forward(shape, n * (ADL_TOKENS + 1) / 2, math.ceil(n / BATCH) / 2, ADL_TOKENS)
         mining = _forward(shape, total, math.ceil(n / KL_BATCH), total)  # every position unembedded
-        out["what_changed"] = (2 * (adl[0] + mining[0]), 2 * (adl[1] + mining[1]),
+        shift = _forward(shape, 1.5 * total, 1.5 * math.ceil(n / BATCH))  # the base reads the prompts twice
+        out["what_changed"] = (2 * (adl[0] + mining[0] + shift[0]), 2 * (adl[1] + mining[1] + shift[1]),
                                f"ADL on the prompts' first {ADL_TOKENS} tokens, diff mining over every prompt "
-                               "position, both models")
+                               "position, the prompts on the base's refusal direction, both models")
     if "weights" in sections:
         ops = sum(2 * SVD_FLOPS * m * k * min(m, k) for m, k in shape.matrices())
         out["weights"] = (ops * plain, 0.0, "two SVDs per changed matrix (counted as if every one changed)")

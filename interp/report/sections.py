@@ -8,121 +8,20 @@ make, so a test can check them against direct calls. :data:`SECTIONS` lists them
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
-from torch import Tensor
 
-from interp import diff, directions, interventions, metrics, patching, plotting
-from interp.data import PromptSet
+from interp import diff, directions, metrics, patching, plotting
 from interp.intervals import share
 from interp.jailbreaks import SPECIAL_SPLITS, plain, plain_rows, splits_of
 from interp.markers import RefusalMarkers
-from interp.models import ModelPair
 from interp.probes import probe_pair
-from interp.prompts import first_token, tokenize_for
+from interp.report.audit import Audit, Section
+from interp.report.changed import what_changed
 from interp.report.inputs import fitting_prompts, probe_split
-from interp.report.plan import (
-    ADL_TOKENS,
-    DICTIONARY_CAUSAL,
-    MINING_K,
-    PATCH_PROMPTS,
-    dictionary_config,
-    dictionary_rows,
-)
+from interp.report.plan import DICTIONARY_CAUSAL, dictionary_config, dictionary_rows
 
 KL_POSITIONS = 16
-
-
-@dataclass
-class Audit:
-    """What every section reads: the pair, the prompts, how refusals are recognised."""
-
-    pair: ModelPair
-    prompts: PromptSet
-    markers: RefusalMarkers
-    """How a refusal is recognised: token sequences on replies, first tokens for log-odds scores."""
-    max_new_tokens: int = 16
-    progress: bool = False
-    """Progress bars inside the long sections (the direction search, patching)."""
-    patch_prompts: int = PATCH_PROMPTS
-    """Harmful prompts (of one token length) patched across the pair (:func:`interp.report.plan.patch_prompts`)."""
-
-    @property
-    def refusal_tokens(self) -> list[str]:
-        """First reply tokens of a refusal, for log-odds refusal scores (directions, patching)."""
-        return self.pair.tokenizer.convert_ids_to_tokens(self.markers.score_ids)
-
-    @cached_property
-    def _generated(self) -> dict[str, tuple[list[list[int]], Tensor]]:
-        """Each model's greedy replies to every prompt (token ids) and the logits their first token was chosen from,
-        from one pass (generated once, shared)."""
-        return {name: interventions.generate_with_answer_logits(model, self.prompts, max_new_tokens=self.max_new_tokens,
-                                                                return_ids=True, progress=self.progress)
-                for name, model in self.pair}
-
-    @cached_property
-    def reply_ids(self) -> dict[str, list[list[int]]]:
-        """Greedy replies of both models to every prompt, as token ids (generated once, shared)."""
-        return {name: ids for name, (ids, _) in self._generated.items()}
-
-    @cached_property
-    def refused(self) -> dict[str, list[bool]]:
-        """Whether each model's reply to each prompt refuses: it starts with a marker (judged once, shared)."""
-        return {name: [self.markers.matches(ids) for ids in replies] for name, replies in self.reply_ids.items()}
-
-    @cached_property
-    def refusal_scores(self) -> dict[str, Tensor]:
-        """Each model's refusal log-odds at the answer position of every prompt, read from the logits the replies'
-        first tokens were chosen from (the behaviour section shows them, the direction section reads its unablated
-        rates from them)."""
-        return {name: metrics.refusal_score(logits, self.markers.score_ids)
-                for name, (_, logits) in self._generated.items()}
-
-    def replies(self, model: str) -> list[str]:
-        decode = self.pair.tokenizer.decode
-        return [decode(ids, skip_special_tokens=True).strip() for ids in self.reply_ids[model]]
-
-    @cached_property
-    def refusal_direction(self) -> directions.RefusalDirection:
-        """The aligned model's refusal direction, searched on the fitting prompts (the direction and jailbreak
-        sections share it)."""
-        fit = fitting_prompts(self.prompts)
-        return directions.find_refusal_direction(self.pair.aligned, fit.by_label("harmful"), fit.by_label("harmless"),
-                                                 refusal_tokens=self.refusal_tokens, progress=self.progress,
-                                                 max_val=directions.PAPER_VALIDATION)
-
-    def groups(self) -> dict[str, Tensor]:
-        """Row masks per label, and per label and held-out status when the prompts have that column; jailbreak and
-        bait rows (a ``split`` column) in groups of their own."""
-        splits = splits_of(self.prompts)
-        plain = torch.tensor([s not in SPECIAL_SPLITS for s in splits])
-        labels = torch.tensor([label == "harmful" for label in self.prompts.labels])
-        out = {}
-        for name, is_harmful in (("harmful", labels & plain), ("harmless", ~labels & plain)):
-            if "held_out" in self.prompts.extra:
-                held = torch.tensor(self.prompts.column("held_out"))
-                out[name] = is_harmful & ~held
-                if (is_harmful & held).any():
-                    out[f"{name}, held out"] = is_harmful & held
-            else:
-                out[name] = is_harmful
-        for special in SPECIAL_SPLITS:
-            out[special] = torch.tensor([s == special for s in splits])
-        return {k: v for k, v in out.items() if v.any()}
-
-
-@dataclass
-class Section:
-    key: str
-    title: str
-    summary: str
-    """What the numbers say, in a sentence or two (it quotes them)."""
-    numbers: dict
-    figures: list = field(default_factory=list)
-    tables: list = field(default_factory=list)
-    """``(caption, pandas.DataFrame)`` pairs shown under the figures."""
 
 
 def _rate(flags) -> float:
@@ -207,50 +106,6 @@ def token_kl(audit: Audit) -> Section:
         figures, [("Share of reply tokens by rank under the base (1: unshifted, 2-3: marginal, >3: shifted)",
                    pd.DataFrame(shift).T.rename_axis("prompts"))],
     )
-
-
-SHOWN = 10
-"""Tokens shown per list in the what-changed section."""
-
-
-def what_changed(audit: Audit) -> Section:
-    """Hypotheses about what finetuning changed, read off the prompts' text alone (raw, no chat template): the
-    activation difference lens and diff mining (:mod:`interp.diff`), ranked as each method ranks them."""
-    import pandas as pd
-
-    texts = audit.prompts.prompts
-    ids = tokenize_for(audit.pair.aligned, texts, "raw")
-    start = first_token(audit.pair.tokenizer, ids)
-    adl = (diff.activation_difference_lens(audit.pair, texts, n_tokens=ADL_TOKENS)
-           if any(len(row) >= start + ADL_TOKENS for row in ids) else None)
-    mined = diff.diff_mining(audit.pair, texts, k=MINING_K, top=2 * SHOWN)
-    tokens = mined.table().head(2 * SHOWN)
-    lens = ({j: adl.top_tokens(j, SHOWN) for j in range(ADL_TOKENS)} if adl is not None else {})
-    said_lens = (f"The mean activation difference (aligned - base) at layer {adl.layer} over the first {ADL_TOKENS} "
-                 f"tokens of {adl.n_texts} prompts reads, through the aligned model's logit lens, as "
-                 + "; ".join(f"token {j + 1}: " + ", ".join(repr(w) for w, _ in top[:5]) for j, top in lens.items())
-                 + ". ") if adl is not None else (f"No prompt has {ADL_TOKENS} tokens{' after BOS' if start else ''}, "
-                                                  "so the ADL is skipped. ")
-    summary = (said_lens + f"Over all {mined.n_positions} prompt positions, the tokens the aligned model most often "
-               f"promotes (among its {MINING_K} most raised log-probabilities) are "
-               + ", ".join(repr(w) for w in tokens.token.head(5))
-               + "; grouped by unembedding cosine, the first topics are "
-               + "; ".join("{" + ", ".join(repr(w) for w in topic[:4]) + "}" for topic in mined.topic_words()[:3])
-               + ". Hypotheses, not findings: check them against behaviour (Minder et al. 2025 read the ADL on "
-               "ordinary text; here it reads the audit's own prompts).")
-    numbers = {"adl": None if adl is None else {
-                   "layer": adl.layer, "n_tokens": ADL_TOKENS, "n_texts": adl.n_texts, "skipped": adl.skipped,
-                   "top_tokens": {str(j): [[w, v] for w, v in top] for j, top in lens.items()}},
-               "mining": {"k": MINING_K, "n_positions": mined.n_positions, "tokens": tokens.to_dict("records"),
-                          "topics": mined.topic_words()}}
-    tables = [("Tokens most often among the aligned model's most promoted (diff mining)", tokens)]
-    if adl is not None:
-        tables.insert(0, (f"The activation difference at layer {adl.layer} through the aligned model's logit lens "
-                          "(log-probabilities), by prompt token",
-                          pd.DataFrame({f"token {j + 1}": [f"{w} ({v:.1f})" for w, v in top]
-                                        for j, top in lens.items()})))
-    return Section("what_changed", "What changed: tokens the aligned model now promotes", summary, numbers, [],
-                   tables)
 
 
 def weights(audit: Audit) -> Section:
