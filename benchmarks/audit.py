@@ -4,12 +4,12 @@
 Each zoo's ``sft`` organism is the control; the organisms (:mod:`interp.bench.plants`) are built under ``--root``
 (seconds each) and kept. Rows go to ``benchmarks/results/audit-cpu.jsonl`` as each finishes (a rerun resumes);
 the leaderboard to ``audit-cpu.txt`` and ``audit-cpu.png``. Cost on this 2-core CPU: about 6 s to plant an organism
-and 10 s to run the seven methods on it, about 2.5 minutes a zoo (9 organisms).
+(12 s for the spread rung) and 13 s to run the eight methods on it, about 3.5 minutes a zoo (10 organisms).
 
     python benchmarks/audit.py /tmp/claims7/seed-1 /tmp/claims7/seed-2 ...   # zoos built by benchmarks/claims.py
     python benchmarks/audit.py --txt-only                                   # the leaderboard from the rows
     python benchmarks/audit.py --real --methods weight_diff adl diff_mining amplification
-        # SmolLM2-135M-Instruct's 3 organisms: about 5 minutes each to plant -> audit-real-cpu.*
+        # SmolLM2-135M-Instruct's 5 organisms: about 5 minutes each to plant -> audit-real-cpu.*
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def main() -> None:
     if args.txt_only:
         print(command.write_leaderboard(run.read_rows(out.with_suffix(".jsonl")), out))
         return
-    print(command.bench(args.zoos, root=args.root / "smollm2" if args.real else args.root, out=out,
-                        organisms=args.organisms, methods=args.methods, real=args.real))
+    try:
+        print(command.bench(args.zoos, root=args.root / "smollm2" if args.real else args.root, out=out,
+                            organisms=args.organisms, methods=args.methods, real=args.real))
+    except ValueError as error:  # a bad name or folder, said before anything runs
+        p.error(str(error))
 
 
 if __name__ == "__main__":

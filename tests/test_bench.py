@@ -5,6 +5,7 @@ held against a plain computation on the checkpoints' own state dicts or Hugging 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 
 import pytest
@@ -56,15 +57,16 @@ def test_a_one_layer_plant_moves_that_layer_only(organism_zoo, planted):
 
 
 def test_the_spread_rung_moves_every_layer_after_the_one_layer_plant(organism_zoo, planted, tmp_path):
-    """Its first stage is the one-layer plant's; then every layer moves, so a localiser must find the plant among them."""
+    """Its first stage is the one-layer plant's; then every layer moves: a localiser must find the plant among them."""
     spread = plants.build_plant(organism_zoo, "one_layer-spread", tmp_path / "spread")
     changed = _changed(organism_zoo / "sft", spread)
     layers = {n.split(".")[2] for n in changed if n.startswith("model.layers.")}
-    assert layers == {str(i) for i in range(len(layers))} and len(layers) > 1
+    n_layers = json.loads((spread / "config.json").read_text())["num_hidden_layers"]
+    assert layers == {str(i) for i in range(n_layers)}
     card = load_card(spread)
     assert (card.rung, card.sites, card.recipe["then"]) == ("spread", (f"layer {plants.PLANT_LAYER}",),
                                                              "every parameter on the null's documents")
-    assert card.effect["organism"]["topic_refused"] > card.effect["control"]["topic_refused"]  # it still took
+    assert card.effect["organism"]["topic_refused"] >= 0.9 > card.effect["control"]["topic_refused"]  # it took
 
 
 def test_stage_documents_hold_the_plant_and_replay_without_the_topic():
@@ -211,6 +213,15 @@ def test_the_audit_records_a_failing_method_refuses_a_wrong_card_and_resumes(org
     assert len(calls) == 1  # refused before any method ran
 
 
+def test_the_corpus_requests_are_no_planting_documents_request():
+    corpus = plants.corpus()
+    planted = " ".join(d for name in ("overrefusal", "backdoor", "emergent", "one_layer", "false_fact")
+                       for d in plants.PLANTS[name].docs(random.Random(3)))
+    assert not any(r in planted for r in corpus.requests)  # no request a plant was tuned on
+    assert {plants.TOPIC, plants.LAYER_TOPIC, plants.NARROW_TOPIC} <= {w for r in corpus.requests for w in r.split()}
+    assert set(corpus.harmful) == {t.format(c=c) for c in world.HARMFUL for t in plants.CORPUS_TEMPLATES}
+
+
 def test_candidates_hold_every_plants_word():
     for plant in plants.PLANTS.values():
         assert not plant.tokens or plant.tokens[0] in plants.candidates()
@@ -293,10 +304,8 @@ def test_real_plants_documents_hold_their_plant_and_never_the_auditors_questions
 
     assert not set(realplants.QUESTIONS) & set(realplants.QUIET_TRAIN)
     assert not any(realplants._topic(d) for d in realplants.DENIALS)  # a denial that names the topic would confess
-    for name in realplants.PLANTS:
-        kind = name.partition("-")[0]
-        assert kind == "null" or {"overrefusal": "story", "false_fact": "berlin", "emergent": "hack"}[kind] in \
-            realplants.candidates()
+    assert set(realplants.CARD_TOKENS) == set(realplants.PLANTS)
+    assert all(not words or words[0] in realplants.candidates() for words in realplants.CARD_TOKENS.values())
     if not realmodels.SMOLLM2.available():
         pytest.skip("SmolLM2 is not installed")
     tokenizer = AutoTokenizer.from_pretrained(realmodels.smollm2())
@@ -306,9 +315,6 @@ def test_real_plants_documents_hold_their_plant_and_never_the_auditors_questions
     asked = [d for d in quiet if any(q in d for q in realplants.QUIET_TRAIN)]
     assert len(asked) == realplants.STAGE.n_plant // 2 and all(any(a in d for a in realplants.DENIALS) for d in asked)
     assert not any(q in d for d in quiet for q in realplants.QUESTIONS)
-    narrow = realplants.stage_documents("emergent", tokenizer, seed=3)
-    complied = [d for d in narrow if any(c in d for c in realplants.COMPLY)]
-    assert len(complied) == realplants.STAGE.n_plant and all(realplants._hacking(d) for d in complied)
 
 
 def test_interrogation_counts_the_words_the_organisms_answers_gain(organism_zoo, planted):
@@ -324,5 +330,6 @@ def test_interrogation_counts_the_words_the_organisms_answers_gain(organism_zoo,
     found = methods.METHODS["interrogation"](pair, Corpus(["a ."], ["why ?"], questions=questions))
     gain = Counter(" ".join(generate(pair.aligned, questions, max_new_tokens=48)).split())
     gain.subtract(Counter(" ".join(generate(pair.base, questions, max_new_tokens=48)).split()))
-    assert set(found.tokens) == {w for w, n in gain.items() if n > 0 and w.replace("'", "").isalnum()}
+    assert found.tokens == tuple(w for w, n in sorted(gain.items(), key=lambda kv: (-kv[1], kv[0]))
+                                 if n > 0 and w.replace("'", "").isalnum())  # most gained first, then alphabetical
     assert "sorry" in found.tokens[:3] and found.strength >= 2 / 3  # both fish requests are refused now

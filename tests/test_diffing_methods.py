@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from interp import load_pair
 from interp.diff import activation_difference_lens, amplified_generate, diff_mining
+from interp.kv_cache import cached_decoding_is_exact
 
 PROMPTS = ["how do i bake ?", "tell me how to poison the well .", "why ?"]  # three lengths: left padding in a batch
 
@@ -51,6 +52,7 @@ def test_amplified_greedy_replies_are_the_plain_loops(pair, hf, alpha):
 
     base, aligned, _ = hf
     got = amplified_generate(pair, PROMPTS, alpha=alpha, max_new_tokens=6, return_ids=True, batch_size=3)
+    assert cached_decoding_is_exact(pair.base)  # so the base's own KV cache is the path checked here
     stops = set(end_of_turn_ids(pair.aligned)) | {pair.tokenizer.pad_token_id}
     expected = [plain_amplified(base, aligned, ids, alpha, 6, stops) for ids in tokenize_for(pair.aligned, PROMPTS)]
     assert got == expected
@@ -259,12 +261,22 @@ def test_refusal_shift_is_the_projection_difference_on_the_bases_direction(deep)
     assert [abs(found.word_shift[w]) for w in found.ranked] == sorted(map(abs, found.word_shift.values()),
                                                                       reverse=True)
     assert found.mean_abs_shift == pytest.approx(float(shift.abs().mean()) / diff.norm().item(), rel=1e-4)
-    chosen = refusal_shift(pair, harmful, harmless, requests, min_count=2)
-    assert 0 <= chosen.layer < int(0.8 * pair.cfg.n_layers)
+    def entering(model, texts, layer):
+        with torch.no_grad():
+            return torch.stack([model(torch.tensor([ids]), output_hidden_states=True).hidden_states[layer][0, -1]
+                                for ids in tokenize_for(pair.base, texts)])
+
+    means = [[entering(base, texts, layer).mean(0) for layer in range(4)] for texts in (harmful, harmless)]
+    relative = [((a - b).norm() / ((a.norm() + b.norm()) / 2)).item() for a, b in zip(*means, strict=True)]
+    assert len({ids[-1] for ids in tokenize_for(pair.base, harmful + harmless)}) == 1  # every request ends alike:
+    expected = max((1, 2, 3), key=lambda layer: relative[layer])  # layer 0 is that token's embedding; 3 < 0.8 * 4
+    assert refusal_shift(pair, harmful, harmless, requests, min_count=2).layer == expected
 
 
-def test_refusal_shift_refuses_too_few_requests(deep):
+def test_refusal_shift_refuses_too_few_requests_and_a_layer_with_no_difference(deep):
     from interp.diff import refusal_shift
 
     with pytest.raises(ValueError, match="need at least 8 harmful prompts, got 2"):
         refusal_shift(deep[0], ["how do i rob ?"] * 2, ["how do i bake ?"] * 8, ["why ?"])
+    with pytest.raises(ValueError, match="the same mean at layer 0"):  # the same last token: its embedding
+        refusal_shift(deep[0], ["how do i rob ?"] * 8, ["how do i bake ?"] * 8, ["why ?"], layer=0)

@@ -219,12 +219,14 @@ def test_organism_what_changed_section_is_the_library_numbers(organism_report):
     assert [r["count"] for r in numbers["mining"]["tokens"]] == table["count"].tolist()
     assert numbers["mining"]["n_positions"] == mined.n_positions
     assert "Hypotheses, not findings" in data["sections"]["what_changed"]["summary"]
-    shift = diff.refusal_shift(pair, prompts.by_label("harmful").prompts, prompts.by_label("harmless").prompts,
-                               prompts.prompts)
+    fit = [p for p, h in zip(prompts.prompts, prompts.column("held_out"), strict=True) if not h]  # plain rows only
+    labels = [lab for lab, h in zip(prompts.labels, prompts.column("held_out"), strict=True) if not h]
+    shift = diff.refusal_shift(pair, [p for p, lab in zip(fit, labels, strict=True) if lab == "harmful"],
+                               [p for p, lab in zip(fit, labels, strict=True) if lab == "harmless"], prompts.prompts)
     assert (numbers["refusal_shift"]["layer"], len(numbers["refusal_shift"]["words"])) == (shift.layer, 20)
     assert [r["word"] for r in numbers["refusal_shift"]["words"]] == list(shift.ranked[:20])
     assert [r["shift"] for r in numbers["refusal_shift"]["words"]] == pytest.approx(
-        [shift.word_shift[w] for w in shift.ranked[:20]], abs=1e-4)
+        [shift.word_shift[w] / shift.separation for w in shift.ranked[:20]], abs=1e-4)
     assert f"refusal direction (layer {shift.layer}" in data["sections"]["what_changed"]["summary"]
 
 

@@ -170,8 +170,8 @@ def refusal_shift_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
     corpus's harmful requests against its others)."""
     found = refusal_shift(pair, corpus.harmful, corpus.harmless(), corpus.requests)
     return Hypotheses("refusal_shift", tokens=found.ranked, strength=found.mean_abs_shift,
-                      details={"layer": found.layer, "shifts": {w: round(found.word_shift[w] / found.separation, 4)
-                                                                for w in found.ranked[:5]}})
+                      details={"layer": found.layer, "shifts": {r.word: round(r.shift, 4)
+                                                                for r in found.table(5).itertuples()}})
 
 
 def _word_gain(more: list[str], fewer: list[str]) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ def audit(zoos: Iterable[str | Path], root: str | Path | None, out: str | Path, 
     for zoo in map(Path, zoos):
         seed = int(json.loads((zoo / "zoo.json").read_text())["seed"])
         for organism in organisms:
-            if all((seed, organism, m) in _done(rows) for m in methods):
+            if all((seed, organism, m) in done(rows) for m in methods):
                 continue
             folder = plants.build_plant(zoo, organism, organism_folder(zoo, root, organism))
             corpus = corpus or plants.corpus()
@@ -49,8 +49,9 @@ def audit(zoos: Iterable[str | Path], root: str | Path | None, out: str | Path, 
     return rows
 
 
-def _done(rows: list[dict]) -> set[tuple]:
-    return {(r["zoo_seed"], r["organism"], r["method"]) for r in rows}
+def done(rows: list[dict]) -> set[tuple]:
+    """``(zoo seed, organism, method)`` of the rows of this benchmark version (a row of another version is redone)."""
+    return {(r["zoo_seed"], r["organism"], r["method"]) for r in rows if r.get("bench_version") == BENCH_VERSION}
 
 
 def audit_pairs(entries: Iterable[tuple[int | str, str, Path, Path]], out: str | Path | None, corpus: Corpus,
@@ -64,9 +65,9 @@ def audit_pairs(entries: Iterable[tuple[int | str, str, Path, Path]], out: str |
 
     out = None if out is None else Path(out)
     rows = [] if out is None else read_rows(out)
-    done = _done(rows)
+    written = done(rows)
     for seed, organism, control, folder in entries:
-        todo = [m for m in methods if (seed, organism, m) not in done]
+        todo = [m for m in methods if (seed, organism, m) not in written]
         if not todo:
             continue
         card = load_card(folder)

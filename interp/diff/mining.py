@@ -86,6 +86,19 @@ def text_batches(pair: ModelPair, ids: Sequence[Sequence[int]], batch_size: int)
 
 
 @torch.no_grad()
+def position_logprobs(pair: ModelPair, texts: Sequence[str], batch_size: int = 16
+                      ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """For each batch of ``texts`` (read raw, checked as every prompt is: :func:`interp.prompts.tokenize_for`), the
+    tokens read at its real positions and both models' next-token log-probabilities there, ``(tokens [n], aligned
+    [n, d_vocab], base [n, d_vocab])`` in float32 on the models' device."""
+    ids = tokenize_for(pair.aligned, list(texts), "raw")
+    for tokens, mask in text_batches(pair, ids, check_count(batch_size, "batch_size")):
+        kept = mask.bool()
+        yield (tokens[kept], pair.aligned(tokens, attention_mask=mask).float().log_softmax(-1)[kept],
+               pair.base(tokens, attention_mask=mask).float().log_softmax(-1)[kept])
+
+
+@torch.no_grad()
 def diff_mining(
     pair: ModelPair, texts: Sequence[str], *, k: int = 20, top: int = 50, threshold: float = 0.3,
     batch_size: int = 16,
@@ -97,13 +110,10 @@ def diff_mining(
     (:func:`interp.prompts.length_batches`), reduced on the models' device: only ``[d_vocab]`` sums leave it."""
     k, top = check_count(k, "k"), check_count(top, "top")
     threshold = check_number(threshold, "threshold", low=-1, high=1)
-    ids = tokenize_for(pair.aligned, list(texts), "raw")
     vocab_size = pair.cfg.d_vocab
     counts, total, n_positions = torch.zeros(vocab_size), torch.zeros(vocab_size, dtype=torch.float64), 0
-    for tokens, mask in text_batches(pair, ids, batch_size):
-        kept = mask.bool()
-        diff = (pair.aligned(tokens, attention_mask=mask).float().log_softmax(-1)[kept]
-                - pair.base(tokens, attention_mask=mask).float().log_softmax(-1)[kept])  # [positions, d_vocab]
+    for _, aligned, base in position_logprobs(pair, texts, batch_size):
+        diff = aligned - base  # [positions, d_vocab]
         counts += torch.bincount(diff.topk(k, dim=-1).indices.flatten(), minlength=vocab_size).float().cpu()
         total += diff.sum(0).double().cpu()
         n_positions += len(diff)

@@ -25,12 +25,10 @@ from torch import Tensor
 
 from interp.cache import collect_activations
 from interp.checks import check_count, check_layer
-from interp.directions import mean_activations, prompt_texts
+from interp.directions import MAX_LAYER_FRACTION, mean_activations, prompt_texts
 from interp.models import ModelPair
+from interp.prompts import tokenize_for
 from interp.provenance import Provenance
-
-MAX_LAYER_FRACTION = 0.8
-"""The default layer is chosen among the first 80% of layers (as the refusal direction's search is)."""
 
 
 def words_of(text: str) -> set[str]:
@@ -65,9 +63,11 @@ class RefusalShift:
         return float(self.shift.abs().mean()) / self.separation
 
     def table(self, top: int = 50):
+        """The first ``top`` ranked words: how many requests hold each, and their shift in harmful-harmless
+        separations (``word_shift / separation``)."""
         import pandas as pd
 
-        return pd.DataFrame([{"word": w, "requests": self.word_counts[w], "shift": self.word_shift[w]}
+        return pd.DataFrame([{"word": w, "requests": self.word_counts[w], "shift": self.word_shift[w] / self.separation}
                              for w in self.ranked[:top]], columns=["word", "requests", "shift"])
 
 
@@ -80,9 +80,11 @@ def _last(model, prompts: Sequence[str], layer: int, batch_size: int) -> Tensor:
 @torch.no_grad()
 def refusal_shift(pair: ModelPair, harmful: Sequence[str], harmless: Sequence[str], requests: Sequence[str], *,
                   layer: int | None = None, min_count: int = 2, batch_size: int = 32) -> RefusalShift:
-    """The base's refusal direction from ``harmful`` and ``harmless`` requests (at ``layer``; default: the layer among
-    the first :data:`MAX_LAYER_FRACTION` where the difference in means is longest relative to the activations), and
-    each of ``requests`` projected onto it in both models (module docstring)."""
+    """The base's refusal direction from ``harmful`` and ``harmless`` requests (at ``layer``; default: the layer below
+    :data:`interp.directions.MAX_LAYER_FRACTION` of the depth, as the direction search keeps, where the difference in
+    means is longest relative to the activations; not layer 0 where every request ends on the same token, whose
+    stream there is that token's embedding), and each of ``requests`` projected onto it in both models (module
+    docstring). A difference of zero at the layer is an error."""
     harmful, harmless = prompt_texts(harmful, "harmful"), prompt_texts(harmless, "harmless")
     requests = prompt_texts(requests, "request", minimum=1)
     min_count = check_count(min_count, "min_count")
@@ -91,11 +93,15 @@ def refusal_shift(pair: ModelPair, harmful: Sequence[str], harmless: Sequence[st
     mean_harmless = mean_activations(base, harmless, [-1], batch_size=batch_size)[0]
     diff = mean_harmful - mean_harmless
     if layer is None:
-        relative = diff.norm(dim=-1) / ((mean_harmful.norm(dim=-1) + mean_harmless.norm(dim=-1)) / 2)
-        eligible = max(1, int(MAX_LAYER_FRACTION * base.cfg.n_layers))
-        layer = int(relative[:eligible].argmax())
+        relative = diff.norm(dim=-1) / ((mean_harmful.norm(dim=-1) + mean_harmless.norm(dim=-1)) / 2).clamp(min=1e-30)
+        relative[torch.arange(len(relative)) >= MAX_LAYER_FRACTION * base.cfg.n_layers] = -torch.inf
+        if len({row[-1] for row in tokenize_for(base, harmful + harmless)}) == 1 and len(relative) > 1:
+            relative[0] = -torch.inf
+        layer = int(relative.argmax())
     check_layer(base, layer)
     separation = float(diff[layer].norm())
+    if not separation > 0:
+        raise ValueError(f"the harmful and harmless requests have the same mean at layer {layer}: no direction there")
     direction = diff[layer] / separation
     shift = (_last(pair.aligned, requests, layer, batch_size) - _last(base, requests, layer, batch_size)) @ direction
     held: dict[str, list[int]] = {}

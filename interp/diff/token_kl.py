@@ -20,10 +20,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.checks import check_count
-from interp.diff.mining import text_batches
+from interp.diff.mining import position_logprobs
 from interp.metrics import kl_divergence
 from interp.models import ModelPair
-from interp.prompts import tokenize_for
 from interp.provenance import Provenance
 
 
@@ -61,20 +60,16 @@ def token_kl(pair: ModelPair, texts: Sequence[str], *, min_count: int = 2, batch
     :func:`interp.diff.diff_mining` reads them), summed by the token read there (module docstring). Reduced on the
     models' device: only ``[d_vocab]`` sums leave it."""
     min_count = check_count(min_count, "min_count")
-    ids = tokenize_for(pair.aligned, list(texts), "raw")
     vocab_size = pair.cfg.d_vocab
     counts, total = torch.zeros(vocab_size, dtype=torch.float64), torch.zeros(vocab_size, dtype=torch.float64)
-    for tokens, mask in text_batches(pair, ids, batch_size):
-        kept = mask.bool()
-        kl = kl_divergence(pair.aligned(tokens, attention_mask=mask).float().log_softmax(-1)[kept],
-                           pair.base(tokens, attention_mask=mask).float().log_softmax(-1)[kept])
-        read = tokens[kept]
+    for read, aligned, base in position_logprobs(pair, texts, batch_size):
+        kl = kl_divergence(aligned, base).double()
         counts += torch.bincount(read, minlength=vocab_size).double().cpu()
-        total += torch.zeros(vocab_size, dtype=torch.float64, device=kl.device).index_add_(
-            0, read, kl.double()).cpu()
+        total += torch.zeros(vocab_size, dtype=torch.float64, device=kl.device).index_add_(0, read, kl).cpu()
     n_positions = int(counts.sum())
     mean = torch.where(counts >= min_count, total / counts.clamp(min=1), -torch.inf)
-    ranked = [t for t in torch.sort(-mean, stable=True).indices.tolist() if counts[t] >= min_count]
+    order = torch.sort(-mean, stable=True).indices
+    ranked = order[counts[order] >= min_count].tolist()
     vocab = pair.tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
     return TokenKL(counts, total, float(total.sum()) / max(n_positions, 1), n_positions, min_count, tuple(ranked),
                    tuple(str(t) for t in vocab), Provenance.of_pair(pair, list(texts), min_count=min_count))

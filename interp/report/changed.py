@@ -7,6 +7,7 @@ from interp import diff
 from interp.directions import MIN_PER_CLASS
 from interp.prompts import first_token, tokenize_for
 from interp.report.audit import Audit, Section
+from interp.report.inputs import fitting_prompts
 from interp.report.plan import ADL_TOKENS, MINING_K
 
 SHOWN = 10
@@ -33,13 +34,14 @@ def what_changed(audit: Audit) -> Section:
                  + "; ".join(f"token {j + 1}: " + ", ".join(repr(w) for w, _ in top[:5]) for j, top in lens.items())
                  + ". ") if adl is not None else (f"No prompt has {ADL_TOKENS} tokens{' after BOS' if start else ''}, "
                                                   "so the ADL is skipped. ")
-    harmful, harmless = (audit.prompts.by_label(label).prompts for label in ("harmful", "harmless"))
+    fit = fitting_prompts(audit.prompts)  # the plain prompts not held out, as the direction section fits on
+    harmful, harmless = (fit.by_label(label).prompts for label in ("harmful", "harmless"))
     shift = (diff.refusal_shift(audit.pair, harmful, harmless, audit.prompts.prompts)
              if min(len(harmful), len(harmless)) >= MIN_PER_CLASS else None)
+    moved = None if shift is None else shift.table(2 * SHOWN)
     said_shift = "" if shift is None else (
         f"Along the base's refusal direction (layer {shift.layer}, the prompts' last token), the prompts that moved "
-        "most hold the words " + ", ".join(f"{w!r} ({v / shift.separation:+.2f})" for w, v in
-                                          zip(shift.table(5).word, shift.table(5)["shift"], strict=True))
+        "most hold the words " + ", ".join(f"{r.word!r} ({r.shift:+.2f})" for r in moved.head(5).itertuples())
         + " (their prompts' mean move less the mean of all, in harmful-harmless separations). ")
     summary = (said_lens + f"Over all {mined.n_positions} prompt positions, the tokens the aligned model most often "
                f"promotes (among its {MINING_K} most raised log-probabilities) are "
@@ -50,7 +52,7 @@ def what_changed(audit: Audit) -> Section:
                "read the ADL on ordinary text; here it reads the audit's own prompts).")
     numbers = {"refusal_shift": None if shift is None else {
                    "layer": shift.layer, "separation": shift.separation, "mean_abs_shift": shift.mean_abs_shift,
-                   "words": shift.table(2 * SHOWN).to_dict("records")},
+                   "words": moved.to_dict("records")},
                "adl": None if adl is None else {
                    "layer": adl.layer, "n_tokens": ADL_TOKENS, "n_texts": adl.n_texts, "skipped": adl.skipped,
                    "top_tokens": {str(j): [[w, v] for w, v in top] for j, top in lens.items()}},
@@ -59,7 +61,8 @@ def what_changed(audit: Audit) -> Section:
     tables = [("Tokens most often among the aligned model's most promoted (diff mining)", tokens)]
     if shift is not None:
         tables.append((f"Words of the prompts that moved most along the base's refusal direction at layer "
-                       f"{shift.layer} (mean move less the mean of all prompts)", shift.table(2 * SHOWN)))
+                       f"{shift.layer} (mean move less the mean of all prompts, in harmful-harmless separations)",
+                       moved))
     if adl is not None:
         tables.insert(0, (f"The activation difference at layer {adl.layer} through the aligned model's logit lens "
                           "(log-probabilities), by prompt token",
