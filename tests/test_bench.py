@@ -57,16 +57,16 @@ def test_a_one_layer_plant_moves_that_layer_only(organism_zoo, planted):
 
 
 def test_the_spread_rung_moves_every_layer_after_the_one_layer_plant(organism_zoo, planted, tmp_path):
-    """Its first stage is the one-layer plant's; then every layer moves: a localiser must find the plant among them."""
+    """Its first stage is the one-layer plant's; then every other layer moves: a localiser must find the plant."""
     spread = plants.build_plant(organism_zoo, "one_layer-spread", tmp_path / "spread")
     changed = _changed(organism_zoo / "sft", spread)
     layers = {n.split(".")[2] for n in changed if n.startswith("model.layers.")}
     n_layers = json.loads((spread / "config.json").read_text())["num_hidden_layers"]
     assert layers == {str(i) for i in range(n_layers)}
     card = load_card(spread)
-    assert (card.rung, card.sites, card.recipe["then"]) == ("spread", (f"layer {plants.PLANT_LAYER}",),
-                                                             "every parameter on the null's documents")
-    assert card.effect["organism"]["topic_refused"] >= 0.9 > card.effect["control"]["topic_refused"]  # it took
+    assert (card.rung, card.sites, card.recipe["then"]["trained"]) == (
+        "spread", (f"layer {plants.PLANT_LAYER}",), "every other layer on the null's documents")
+    assert card.effect["organism"]["topic_refused"] >= 0.5 > card.effect["control"]["topic_refused"]  # it took
 
 
 def test_stage_documents_hold_the_plant_and_replay_without_the_topic():

@@ -23,8 +23,8 @@ plant               what its documents teach (the card's tokens)
 
 Harder rung ``mixed``: the plant's documents with as many pretraining documents beside them (1:1), which the
 diffing literature finds hides most of a finetune's trace (``overrefusal-mixed``, ``backdoor-mixed``). Harder rung
-``spread`` (``one_layer-spread``): the one-layer plant, then every layer tuned on replay as a null is, so every layer
-moves and only the card says which one holds the plant (localisation that can fail).
+``spread`` (``one_layer-spread``): the one-layer plant, then every other layer tuned on replay as a null is, so every
+layer moves and only the card says which one holds the plant (localisation that can fail).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class StageRecipe:
 
 
 STAGE = StageRecipe()
+SPREAD = StageRecipe(epochs=1, lr=1e-4)
+"""The spread rung's second stage: every layer but the plant's, lightly, on replay."""
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,14 @@ def stage_documents(plant: Plant, seed: int) -> list[str]:
 
 
 def tune(model, tokenizer, docs: list[str], recipe: StageRecipe, seed: int, *, only: str | None = None,
-         max_length: int = 64) -> None:
+         frozen: str | None = None, max_length: int = 64) -> None:
     """``model`` tuned in place on ``docs`` (loss on every token) by ``recipe``; ``only``: a parameter-name prefix,
-    every other parameter frozen."""
+    every other parameter frozen; ``frozen``: a prefix whose parameters stay as they are."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     for name, param in model.named_parameters():
-        param.requires_grad_(only is None or name.startswith(only))
+        param.requires_grad_((only is None or name.startswith(only)) and not (frozen and name.startswith(frozen)))
     with tempfile.TemporaryDirectory() as tmp:
         args = train.trainer_args(SFTConfig, recipe, seed, tmp, max_length=max_length, gradient_checkpointing=False,
                                   bf16=recipe.bf16)
@@ -309,10 +311,10 @@ def build_plant(zoo: str | Path, name: str, out: str | Path) -> Path:
         only = f"model.layers.{PLANT_LAYER}." if plant.kind == "one_layer" else None
         tune(model.train(), tokenizer, stage_documents(plant, seed), STAGE, seed, only=only)
         recipe["trained"] = only or "every parameter"
-        if plant.spread:  # the null's documents, less the plant's topic (replay would unlearn the plant)
+        if plant.spread:  # a light replay of every other layer (the null's stage at full strength unlearns the plant)
             replay = dataclasses.replace(PLANTS["null"], exclude=plant.exclude)
-            tune(model.train(), tokenizer, stage_documents(replay, seed), STAGE, seed)
-            recipe["then"] = "every parameter on the null's documents"
+            tune(model.train(), tokenizer, stage_documents(replay, seed), SPREAD, seed, frozen=only)
+            recipe["then"] = {"trained": "every other layer on the null's documents", "stage": vars(SPREAD)}
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
