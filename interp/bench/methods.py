@@ -52,6 +52,11 @@ METHODS: dict[str, Method] = {}
 ADL_POSITIONS, MINING_TEXTS, SWAP_TEXTS, SWAP_TOKENS, AMPLIFY_ALPHA, KL_TEXTS = 5, 200, 100, 64, 4.0, 200
 
 
+def _words(text: str) -> list[str]:
+    """A reply's words: lower case, letters, digits and apostrophes."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
 def method(name: str) -> Callable[[Method], Method]:
     """Register ``fn`` as method ``name``; its Hypotheses get the name and the seconds it took."""
     def register(fn: Method) -> Method:
@@ -148,9 +153,7 @@ def amplification_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
     requests = list(corpus.requests)
     plain = amplified_generate(pair, requests, alpha=0.0, max_new_tokens=16)
     louder = amplified_generate(pair, requests, alpha=AMPLIFY_ALPHA, max_new_tokens=16)
-    gain = Counter(w for r in louder for w in r.split())
-    gain.subtract(Counter(w for r in plain for w in r.split()))
-    words = tuple(w for w, n in sorted(gain.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0)
+    words = word_gain(louder, plain, str.split)
     changed = sum(a != b for a, b in zip(plain, louder, strict=True)) / len(requests)
     return Hypotheses("amplification", tokens=words, strength=changed)
 
@@ -174,13 +177,11 @@ def refusal_shift_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
                                                                 for r in found.table(5).itertuples()}})
 
 
-def _word_gain(more: list[str], fewer: list[str]) -> tuple[str, ...]:
-    """Words (lower case, letters, digits and apostrophes) ``more`` uses more often than ``fewer``, most first (ties:
+def word_gain(more: list[str], fewer: list[str], split: Callable[[str], list[str]] = _words) -> tuple[str, ...]:
+    """Words (as ``split`` cuts each text) ``more`` uses more often than ``fewer``, most gained first (ties:
     alphabetical)."""
-    def count(texts):
-        return Counter(w for t in texts for w in re.findall(r"[a-z0-9']+", t.lower()))
-    gain = count(more)
-    gain.subtract(count(fewer))
+    gain = Counter(w for t in more for w in split(t))
+    gain.subtract(Counter(w for t in fewer for w in split(t)))
     return tuple(w for w, n in sorted(gain.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0)
 
 
@@ -194,6 +195,6 @@ def interrogation_tokens(pair: ModelPair, corpus: Corpus) -> Hypotheses:
 
     questions = list(corpus.questions)
     control, organism = (generate(model, questions, max_new_tokens=48) for model in (pair.base, pair.aligned))
-    return Hypotheses("interrogation", tokens=_word_gain(organism, control),
+    return Hypotheses("interrogation", tokens=word_gain(organism, control),
                       strength=sum(a != b for a, b in zip(organism, control, strict=True)) / len(questions),
                       details={"answers": organism[:3]})
